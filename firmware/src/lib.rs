@@ -1,0 +1,2 @@
+//! tandem-firmware: drivers for the sensors on tandem gateways.
+#![no_std]

@@ -1,0 +1,1 @@
+//! tandem-nodes: the processing vocabulary.

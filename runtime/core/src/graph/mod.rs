@@ -1,0 +1,1 @@
+//! Graph files: TOML parsed into a GraphSpec, validated into a [`crate::Plan`].

@@ -1,0 +1,287 @@
+//! What a graph is made of: vertices (pure operators), sources and sinks, and
+//! the kinds that build them from validated parameters.
+
+use crate::channel::ChannelTable;
+use crate::param::{ParamSpec, Params};
+use crate::record::{ChannelId, EventTime, Record};
+use crate::state::{SchemaId, Snapshot, SnapshotError};
+use std::sync::Arc;
+use thiserror::Error;
+
+/// A processing step. Pure and deterministic: no clock, no randomness, no I/O.
+///
+/// `process` receives the vertex's input records in origin-sequence order
+/// (several inputs already merged) and appends its output to `out`. Its output
+/// must depend only on the sequence of records it has seen, never on how that
+/// sequence was cut into calls: the executor batches differently on different
+/// worker layouts, and all instances must agree bit for bit.
+pub trait Vertex: Send {
+    /// Consumes `input`, appending output records to `out`.
+    fn process(&mut self, input: &[Record], out: &mut Vec<Record>);
+
+    /// The vertex's state, or `None` for a stateless vertex.
+    fn snapshot(&self) -> Option<Snapshot> {
+        None
+    }
+
+    /// Replaces the state with a snapshot taken by a vertex of the same kind.
+    fn restore(&mut self, snapshot: &Snapshot) -> Result<(), SnapshotError> {
+        let _ = snapshot;
+        Err(SnapshotError::Stateless)
+    }
+}
+
+/// Where records enter a graph: a device poller, a generator, a file replay.
+///
+/// Sources run at ingress, which stamps origin sequence numbers on what they
+/// return; a source leaves `seq` at zero.
+pub trait Source: Send {
+    /// Reads at ingress time `now`, appending records. Returns the ingress
+    /// time at which to be polled next, or `None` once exhausted.
+    fn poll(&mut self, now: EventTime, out: &mut Vec<Record>) -> Option<EventTime>;
+
+    /// Errors counted so far (bus errors, timeouts); polling goes on regardless.
+    fn errors(&self) -> u64 {
+        0
+    }
+}
+
+/// Where records leave a graph.
+pub trait Sink: Send {
+    /// Writes records, in order.
+    fn write(&mut self, records: &[Record]) -> Result<(), SinkError>;
+
+    /// Makes everything written so far durable or visible.
+    fn flush(&mut self) -> Result<(), SinkError>;
+}
+
+/// A sink failed to write.
+#[derive(Debug, Error)]
+#[error("sink `{sink}`: {source}")]
+pub struct SinkError {
+    /// The sink's id in the graph.
+    pub sink: String,
+    /// What failed.
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// What a kind is given to build an instance of itself.
+#[derive(Debug)]
+pub struct BuildContext<'a> {
+    /// The node's id in the graph file.
+    pub id: &'a str,
+    /// Validated parameters, every declared one present (defaults filled in).
+    pub params: &'a Params,
+    /// Input channels, in the order the graph file lists them.
+    pub inputs: &'a [ChannelId],
+    /// Output channels, in the order of [`KindSpec::outputs`].
+    pub outputs: &'a [ChannelId],
+    /// Every channel of the graph, for sinks that print names.
+    pub channels: &'a Arc<ChannelTable>,
+}
+
+/// A kind could not be built from its parameters.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("{message}")]
+pub struct BuildError {
+    /// What is wrong and what would be valid.
+    pub message: String,
+}
+
+impl BuildError {
+    /// An error with this message.
+    pub fn new(message: impl Into<String>) -> BuildError {
+        BuildError {
+            message: message.into(),
+        }
+    }
+}
+
+/// Which part of a graph a kind plays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    /// Produces records at ingress.
+    Source,
+    /// Transforms records; runs inside instances.
+    Vertex,
+    /// Consumes records at the edge.
+    Sink,
+}
+
+impl Role {
+    /// The graph-file table this role is declared in.
+    pub fn table(self) -> &'static str {
+        match self {
+            Role::Source => "sources",
+            Role::Vertex => "vertices",
+            Role::Sink => "sinks",
+        }
+    }
+}
+
+/// How to build a node of a kind.
+#[derive(Clone, Copy)]
+pub enum Builder {
+    /// Builds a source.
+    Source(fn(&BuildContext<'_>) -> Result<Box<dyn Source>, BuildError>),
+    /// Builds a vertex.
+    Vertex(fn(&BuildContext<'_>) -> Result<Box<dyn Vertex>, BuildError>),
+    /// Builds a sink.
+    Sink(fn(&BuildContext<'_>) -> Result<Box<dyn Sink>, BuildError>),
+}
+
+impl core::fmt::Debug for Builder {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Builder::Source(_) => "Builder::Source",
+            Builder::Vertex(_) => "Builder::Vertex",
+            Builder::Sink(_) => "Builder::Sink",
+        })
+    }
+}
+
+impl Builder {
+    /// The role of what this builds.
+    pub fn role(&self) -> Role {
+        match self {
+            Builder::Source(_) => Role::Source,
+            Builder::Vertex(_) => Role::Vertex,
+            Builder::Sink(_) => Role::Sink,
+        }
+    }
+}
+
+/// How many inputs a kind takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Arity {
+    /// At least this many.
+    pub min: usize,
+    /// At most this many.
+    pub max: usize,
+}
+
+impl Arity {
+    /// No inputs (sources).
+    pub const NONE: Arity = Arity { min: 0, max: 0 };
+    /// Exactly `n` inputs.
+    pub const fn exactly(n: usize) -> Arity {
+        Arity { min: n, max: n }
+    }
+    /// `min` or more inputs.
+    pub const fn at_least(min: usize) -> Arity {
+        Arity {
+            min,
+            max: usize::MAX,
+        }
+    }
+}
+
+/// One output channel a kind produces, named `<node id>` or `<node id>.<suffix>`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OutputSpec {
+    /// Empty for the node id itself, else the suffix after the dot.
+    pub suffix: &'static str,
+    /// Unit of the channel ("" for none).
+    pub unit: &'static str,
+}
+
+impl OutputSpec {
+    /// The output named after the node itself.
+    pub const fn main(unit: &'static str) -> OutputSpec {
+        OutputSpec { suffix: "", unit }
+    }
+    /// The output `<node id>.<suffix>`.
+    pub const fn named(suffix: &'static str, unit: &'static str) -> OutputSpec {
+        OutputSpec { suffix, unit }
+    }
+}
+
+/// A kind of node, at one version: its interface and how to build it.
+#[derive(Clone, Copy, Debug)]
+pub struct KindSpec {
+    /// The name used in graph files (`kind = "ewma"`).
+    pub name: &'static str,
+    /// The version of the kind's behaviour (`version = 2`).
+    pub version: u32,
+    /// One line saying what it does.
+    pub doc: &'static str,
+    /// Names of its inputs, for documentation and messages; may be shorter than `arity.max`.
+    pub input_names: &'static [&'static str],
+    /// How many inputs it takes.
+    pub arity: Arity,
+    /// The channels it produces.
+    pub outputs: &'static [OutputSpec],
+    /// Its parameters.
+    pub params: &'static [ParamSpec],
+    /// State schema id, for stateful vertices.
+    pub state_schema: Option<SchemaId>,
+    /// Builds it.
+    pub build: Builder,
+}
+
+impl KindSpec {
+    /// Source, vertex or sink.
+    pub fn role(&self) -> Role {
+        self.build.role()
+    }
+}
+
+/// Every kind a build of tandem knows, by name and version.
+#[derive(Clone, Debug, Default)]
+pub struct Registry {
+    kinds: Vec<&'static KindSpec>,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Registry {
+        Registry::default()
+    }
+
+    /// Adds kinds. A later (name, version) pair replaces an earlier one.
+    pub fn register(&mut self, kinds: &[&'static KindSpec]) {
+        for kind in kinds {
+            self.kinds
+                .retain(|k| !(k.name == kind.name && k.version == kind.version));
+            self.kinds.push(kind);
+        }
+        self.kinds.sort_by(|a, b| (a.name, a.version).cmp(&(b.name, b.version)));
+    }
+
+    /// The kind `name` at `version`, or at its latest version when `version` is `None`.
+    pub fn get(&self, name: &str, version: Option<u32>) -> Option<&'static KindSpec> {
+        self.kinds
+            .iter()
+            .copied()
+            .filter(|k| k.name == name)
+            .filter(|k| version.is_none_or(|v| k.version == v))
+            .max_by_key(|k| k.version)
+    }
+
+    /// Every version of `name`, ascending.
+    pub fn versions(&self, name: &str) -> Vec<u32> {
+        self.kinds
+            .iter()
+            .filter(|k| k.name == name)
+            .map(|k| k.version)
+            .collect()
+    }
+
+    /// All kinds, sorted by name then version.
+    pub fn kinds(&self) -> impl Iterator<Item = &'static KindSpec> + '_ {
+        self.kinds.iter().copied()
+    }
+
+    /// Distinct kind names of one role, sorted.
+    pub fn names(&self, role: Role) -> Vec<&'static str> {
+        let mut names: Vec<_> = self
+            .kinds
+            .iter()
+            .filter(|k| k.role() == role)
+            .map(|k| k.name)
+            .collect();
+        names.dedup();
+        names
+    }
+}

@@ -1,0 +1,1 @@
+//! tandem: the shell around the pure core.
