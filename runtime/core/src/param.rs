@@ -32,6 +32,8 @@ pub enum ParamType {
     Choice(&'static [&'static str]),
     /// Any string (paths, names).
     Text,
+    /// A list of names, each a valid channel-name part (`[a-z0-9_]+`, dots allowed).
+    Names,
 }
 
 impl ParamType {
@@ -60,6 +62,7 @@ impl ParamType {
                 format!("one of {}", quoted.join(", "))
             }
             ParamType::Text => "a string".to_owned(),
+            ParamType::Names => "a list of names such as [\"power\", \"voltage\"]".to_owned(),
         }
     }
 }
@@ -81,6 +84,8 @@ pub enum ParamDefault {
     Duration(i64),
     /// A string default (also for choices).
     Text(&'static str),
+    /// A list-of-names default.
+    Names(&'static [&'static str]),
 }
 
 /// One declared parameter of a kind.
@@ -109,6 +114,8 @@ pub enum ParamValue {
     Duration(i64),
     /// A string or a choice.
     Text(String),
+    /// A list of names.
+    Names(Vec<String>),
 }
 
 impl ParamValue {
@@ -121,6 +128,9 @@ impl ParamValue {
             ParamDefault::Bool(v) => Some(ParamValue::Bool(v)),
             ParamDefault::Duration(v) => Some(ParamValue::Duration(v)),
             ParamDefault::Text(v) => Some(ParamValue::Text(v.to_owned())),
+            ParamDefault::Names(v) => Some(ParamValue::Names(
+                v.iter().map(|n| (*n).to_owned()).collect(),
+            )),
         }
     }
 }
@@ -185,6 +195,14 @@ impl Params {
     pub fn text(&self, name: &str) -> Option<&str> {
         match self.values.get(name)? {
             ParamValue::Text(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// A list-of-names parameter.
+    pub fn names(&self, name: &str) -> Option<&[String]> {
+        match self.values.get(name)? {
+            ParamValue::Names(v) => Some(v),
             _ => None,
         }
     }

@@ -212,6 +212,9 @@ pub struct KindSpec {
     pub arity: Arity,
     /// The channels it produces.
     pub outputs: &'static [OutputSpec],
+    /// A [`crate::ParamType::Names`] parameter whose entries are further outputs,
+    /// `<node id>.<entry>`, after the fixed ones (CSV columns, generator channels).
+    pub outputs_from: Option<&'static str>,
     /// Its parameters.
     pub params: &'static [ParamSpec],
     /// State schema id, for stateful vertices.
