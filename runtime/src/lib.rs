@@ -1,1 +1,14 @@
-//! tandem: the shell around the pure core.
+//! tandem: the shell around the pure core. Worker threads and rings, the
+//! ingress that polls sources, and the command line.
+
+pub mod ingress;
+mod node;
+pub mod ring;
+pub mod stats;
+mod sync;
+pub mod topology;
+mod worker;
+
+pub use ingress::Clock;
+pub use stats::Report;
+pub use topology::{RunError, RunOptions, StartError, Topology};

@@ -1,0 +1,350 @@
+//! An edge between two workers: a `ringbuf` SPSC ring of records plus the
+//! producer's frontier, with the edge's overflow policy.
+//!
+//! The producer pushes records, then publishes its frontier with `Release`;
+//! the consumer loads the frontier with `Acquire` before it reads records, so
+//! every record at or below a frontier it has seen is already in the ring.
+
+use crate::sync::Idle;
+use crossbeam_utils::sync::{Parker, Unparker};
+use crossbeam_utils::CachePadded;
+use ringbuf::traits::{Consumer, Observer, Producer, Split};
+use ringbuf::{HeapCons, HeapProd, HeapRb};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tandem_core::{Overflow, Record, Seq};
+
+/// Counters of one ring, readable from any thread.
+#[derive(Debug, Default)]
+pub struct RingCounters {
+    /// Records dropped by the overflow policy.
+    pub drops: AtomicU64,
+    /// Highest occupancy seen by the producer after a push.
+    pub high_water: AtomicUsize,
+}
+
+#[derive(Debug)]
+struct Shared {
+    frontier: CachePadded<AtomicU64>,
+    /// Set by a producer about to park on a full ring; the consumer wakes it.
+    producer_waiting: AtomicBool,
+    counters: Arc<RingCounters>,
+}
+
+/// Creates a ring of `capacity` records. `consumer` wakes the consuming
+/// worker; `producer` wakes the producing one when it waits for room.
+pub fn ring(
+    capacity: usize,
+    overflow: Overflow,
+    consumer: Unparker,
+    producer: Unparker,
+) -> (RingTx, RingRx) {
+    let (prod, cons) = HeapRb::<Record>::new(capacity.max(1)).split();
+    let shared = Arc::new(Shared {
+        frontier: CachePadded::new(AtomicU64::new(0)),
+        producer_waiting: AtomicBool::new(false),
+        counters: Arc::new(RingCounters::default()),
+    });
+    let pending = match overflow {
+        Overflow::DropOldest => VecDeque::with_capacity(capacity),
+        _ => VecDeque::new(),
+    };
+    (
+        RingTx {
+            prod,
+            shared: shared.clone(),
+            overflow,
+            capacity,
+            pending,
+            pending_frontier: Seq::ZERO,
+            published: Seq::ZERO,
+            consumer,
+        },
+        RingRx {
+            cons,
+            shared,
+            producer,
+        },
+    )
+}
+
+/// The producing end. `Send`, owned by one worker.
+pub struct RingTx {
+    prod: HeapProd<Record>,
+    shared: Arc<Shared>,
+    overflow: Overflow,
+    capacity: usize,
+    /// drop_oldest only: the newest records that did not fit yet.
+    pending: VecDeque<Record>,
+    /// Frontier to publish once `pending` has drained.
+    pending_frontier: Seq,
+    published: Seq,
+    consumer: Unparker,
+}
+
+impl std::fmt::Debug for RingTx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RingTx")
+            .field("occupied", &self.prod.occupied_len())
+            .field("capacity", &self.capacity)
+            .field("overflow", &self.overflow)
+            .field("published", &self.published)
+            .finish()
+    }
+}
+
+impl RingTx {
+    /// Sends `records` (sorted by seq) and then `frontier`, following the
+    /// overflow policy. With `block` it waits for room, parking on `parker`;
+    /// it gives up waiting only when `abort` is set.
+    pub fn send(&mut self, records: &[Record], frontier: Seq, parker: &Parker, abort: &AtomicBool) {
+        match self.overflow {
+            Overflow::Block => self.send_blocking(records, frontier, parker, abort),
+            Overflow::DropNewest => {
+                let pushed = self.prod.push_slice(records);
+                self.count_drops(records.len() - pushed);
+                self.note_occupancy();
+                self.publish(frontier);
+            }
+            Overflow::DropOldest => {
+                self.pending.extend(records.iter().copied());
+                let excess = self.pending.len().saturating_sub(self.capacity);
+                if excess > 0 {
+                    self.pending.drain(..excess);
+                    self.count_drops(excess);
+                }
+                self.pending_frontier = self.pending_frontier.max(frontier);
+                self.flush_pending();
+            }
+        }
+    }
+
+    /// drop_oldest: moves what now fits from the side buffer into the ring.
+    /// Returns true while records are still waiting.
+    pub fn flush_pending(&mut self) -> bool {
+        if self.overflow != Overflow::DropOldest {
+            return false;
+        }
+        while !self.pending.is_empty() {
+            let (front, _) = self.pending.as_slices();
+            let pushed = self.prod.push_slice(front);
+            if pushed == 0 {
+                break;
+            }
+            self.pending.drain(..pushed);
+        }
+        self.note_occupancy();
+        let frontier = match self.pending.front() {
+            Some(first) => Seq(first.seq.0.saturating_sub(1)).min(self.pending_frontier),
+            None => self.pending_frontier,
+        };
+        self.publish(frontier);
+        !self.pending.is_empty()
+    }
+
+    fn send_blocking(&mut self, mut records: &[Record], frontier: Seq, parker: &Parker, abort: &AtomicBool) {
+        let mut idle = Idle::new();
+        loop {
+            let pushed = self.prod.push_slice(records);
+            records = &records[pushed..];
+            self.note_occupancy();
+            match records.first() {
+                None => {
+                    self.publish(frontier);
+                    return;
+                }
+                Some(next) => {
+                    // Everything below the first record not yet sent is out.
+                    self.publish(Seq(next.seq.0.saturating_sub(1)).min(frontier));
+                }
+            }
+            if pushed > 0 {
+                idle.reset();
+            }
+            if abort.load(Ordering::Relaxed) {
+                self.count_drops(records.len());
+                return;
+            }
+            // Pairs with the consumer's swap in `RingRx::release`: either it
+            // sees the flag and unparks us, or we see the room it made.
+            self.shared.producer_waiting.store(true, Ordering::SeqCst);
+            if self.prod.is_full() {
+                idle.wait(parker, Duration::from_millis(10));
+            }
+            self.shared.producer_waiting.store(false, Ordering::Relaxed);
+        }
+    }
+
+    fn publish(&mut self, frontier: Seq) {
+        if frontier > self.published {
+            self.published = frontier;
+            // Pairs with the Acquire load in `RingRx::frontier`: records
+            // pushed before this store are visible to a consumer that sees it.
+            self.shared.frontier.store(frontier.0, Ordering::Release);
+        }
+        self.consumer.unpark();
+    }
+
+    fn count_drops(&self, n: usize) {
+        if n > 0 {
+            self.shared.counters.drops.fetch_add(n as u64, Ordering::Relaxed);
+        }
+    }
+
+    fn note_occupancy(&self) {
+        let occupied = self.prod.occupied_len();
+        self.shared
+            .counters
+            .high_water
+            .fetch_max(occupied, Ordering::Relaxed);
+    }
+
+    /// The ring's counters.
+    pub fn counters(&self) -> Arc<RingCounters> {
+        self.shared.counters.clone()
+    }
+
+    /// Frontier published so far.
+    pub fn published(&self) -> Seq {
+        self.published
+    }
+}
+
+/// The consuming end. `Send`, owned by one worker.
+pub struct RingRx {
+    cons: HeapCons<Record>,
+    shared: Arc<Shared>,
+    producer: Unparker,
+}
+
+impl std::fmt::Debug for RingRx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RingRx")
+            .field("occupied", &self.cons.occupied_len())
+            .field("frontier", &self.frontier())
+            .finish()
+    }
+}
+
+impl RingRx {
+    /// The producer's frontier. Load it before reading records.
+    pub fn frontier(&self) -> Seq {
+        // Pairs with the Release store in `RingTx::publish`.
+        Seq(self.shared.frontier.load(Ordering::Acquire))
+    }
+
+    /// The records waiting, as up to two slices, without copying.
+    pub fn peek(&self) -> (&[Record], &[Record]) {
+        self.cons.as_slices()
+    }
+
+    /// Drops the first `n` records (after they were processed from `peek`)
+    /// and wakes a producer waiting for room.
+    pub fn release(&mut self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        self.cons.skip(n);
+        // Pairs with the SeqCst store in `RingTx::send_blocking`.
+        if self.shared.producer_waiting.swap(false, Ordering::SeqCst) {
+            self.producer.unpark();
+        }
+    }
+
+    /// Records waiting.
+    pub fn len(&self) -> usize {
+        self.cons.occupied_len()
+    }
+
+    /// True when nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.cons.is_empty()
+    }
+
+    /// The ring's counters.
+    pub fn counters(&self) -> Arc<RingCounters> {
+        self.shared.counters.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use tandem_core::{ChannelId, EventTime};
+
+    fn recs(seqs: std::ops::RangeInclusive<u64>) -> Vec<Record> {
+        seqs.map(|s| Record::new(Seq(s), EventTime(s as i64), ChannelId(0), s as f64))
+            .collect()
+    }
+
+    fn drain(rx: &mut RingRx) -> Vec<u64> {
+        let (a, b) = rx.peek();
+        let out: Vec<u64> = a.iter().chain(b).map(|r| r.seq.0).collect();
+        rx.release(out.len());
+        out
+    }
+
+    fn pair(cap: usize, overflow: Overflow) -> (RingTx, RingRx, Parker) {
+        let parker = Parker::new();
+        let (tx, rx) = ring(cap, overflow, parker.unparker().clone(), parker.unparker().clone());
+        (tx, rx, parker)
+    }
+
+    #[test]
+    fn drop_newest_keeps_what_was_queued_and_counts_the_rest() {
+        let (mut tx, mut rx, parker) = pair(4, Overflow::DropNewest);
+        let abort = AtomicBool::new(false);
+        tx.send(&recs(1..=6), Seq(6), &parker, &abort);
+        assert_eq!(drain(&mut rx), vec![1, 2, 3, 4]);
+        assert_eq!(rx.frontier(), Seq(6));
+        assert_eq!(rx.counters().drops.load(Ordering::Relaxed), 2);
+        assert_eq!(rx.counters().high_water.load(Ordering::Relaxed), 4);
+    }
+
+    #[test]
+    fn drop_oldest_delivers_the_newest_once_the_consumer_catches_up() {
+        let (mut tx, mut rx, parker) = pair(4, Overflow::DropOldest);
+        let abort = AtomicBool::new(false);
+        tx.send(&recs(1..=4), Seq(4), &parker, &abort);
+        tx.send(&recs(5..=12), Seq(12), &parker, &abort);
+        // 5..=8 are older than what waits in the side buffer and are dropped.
+        assert_eq!(rx.counters().drops.load(Ordering::Relaxed), 4);
+        assert_eq!(rx.frontier(), Seq(4), "frontier stops below the waiting records");
+        assert_eq!(drain(&mut rx), vec![1, 2, 3, 4]);
+        assert!(!tx.flush_pending());
+        assert_eq!(drain(&mut rx), vec![9, 10, 11, 12]);
+        assert_eq!(rx.frontier(), Seq(12));
+    }
+
+    #[test]
+    fn block_waits_for_the_consumer_and_loses_nothing() {
+        let (mut tx, mut rx, _) = pair(8, Overflow::Block);
+        let consumer = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            while rx.frontier() < Seq(1000) || !rx.is_empty() {
+                seen.extend(drain(&mut rx));
+                std::hint::spin_loop();
+            }
+            seen
+        });
+        let parker = Parker::new();
+        let abort = AtomicBool::new(false);
+        for chunk in recs(1..=1000).chunks(37) {
+            tx.send(chunk, chunk.last().unwrap().seq, &parker, &abort);
+        }
+        let seen = consumer.join().unwrap();
+        assert_eq!(seen, (1..=1000).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_partly_sent_batch_publishes_the_frontier_below_what_waits() {
+        let (mut tx, rx, parker) = pair(3, Overflow::Block);
+        let abort = AtomicBool::new(true); // give up instead of waiting
+        tx.send(&recs(1..=5), Seq(5), &parker, &abort);
+        assert_eq!(rx.frontier(), Seq(3));
+        assert_eq!(rx.counters().drops.load(Ordering::Relaxed), 2);
+    }
+}

@@ -1,0 +1,139 @@
+//! Per-node metrics: records in and out, drops, ring high-water mark, and
+//! processing latency in an hdrhistogram.
+
+use crate::ring::RingCounters;
+use hdrhistogram::Histogram;
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tandem_core::Role;
+
+/// Metrics of one node, kept by the worker that runs it.
+#[derive(Debug)]
+pub struct NodeStats {
+    /// Node id.
+    pub id: String,
+    /// Source, vertex or sink.
+    pub role: Role,
+    /// Worker index.
+    pub worker: usize,
+    /// Records consumed.
+    pub records_in: u64,
+    /// Records produced.
+    pub records_out: u64,
+    /// Errors (source bus errors, sink write errors).
+    pub errors: u64,
+    /// Nanoseconds per `process`/`write` call that had input.
+    pub latency_ns: Histogram<u64>,
+    /// Counters of the rings into this node.
+    pub(crate) rings_in: Vec<Arc<RingCounters>>,
+}
+
+impl NodeStats {
+    pub(crate) fn new(id: &str, role: Role, worker: usize) -> NodeStats {
+        NodeStats {
+            id: id.to_owned(),
+            role,
+            worker,
+            records_in: 0,
+            records_out: 0,
+            errors: 0,
+            // Three significant figures from 1 ns to 60 s; a value past the
+            // top is clamped rather than lost.
+            latency_ns: Histogram::new_with_bounds(1, 60_000_000_000, 3)
+                .expect("constant histogram bounds are valid"),
+            rings_in: Vec::new(),
+        }
+    }
+
+    /// Records the duration of one call.
+    pub(crate) fn record_latency(&mut self, nanos: u64) {
+        self.latency_ns.saturating_record(nanos.max(1));
+    }
+
+    /// Records dropped by overflow policies on the rings into this node.
+    pub fn drops(&self) -> u64 {
+        self.rings_in
+            .iter()
+            .map(|c| c.drops.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Highest occupancy of any ring into this node, in records.
+    pub fn high_water(&self) -> usize {
+        self.rings_in
+            .iter()
+            .map(|c| c.high_water.load(Ordering::Relaxed))
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+/// Everything a run measured.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// One entry per node, in plan order.
+    pub nodes: Vec<NodeStats>,
+}
+
+impl Report {
+    /// The stats of node `id`.
+    pub fn node(&self, id: &str) -> Option<&NodeStats> {
+        self.nodes.iter().find(|n| n.id == id)
+    }
+
+    /// The table `tandem run` prints on exit.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "{:<20} {:<6} {:>3} {:>12} {:>12} {:>8} {:>7} {:>9} {:>9} {:>9}",
+            "node", "role", "wkr", "in", "out", "drops", "hwm", "p50", "p99", "p999"
+        );
+        for n in &self.nodes {
+            let role = match n.role {
+                Role::Source => "source",
+                Role::Vertex => "vertex",
+                Role::Sink => "sink",
+            };
+            let lat = |q: f64| {
+                if n.latency_ns.is_empty() {
+                    "-".to_owned()
+                } else {
+                    format_ns(n.latency_ns.value_at_quantile(q))
+                }
+            };
+            let _ = writeln!(
+                out,
+                "{:<20} {:<6} {:>3} {:>12} {:>12} {:>8} {:>7} {:>9} {:>9} {:>9}",
+                n.id,
+                role,
+                n.worker,
+                n.records_in,
+                n.records_out,
+                n.drops(),
+                n.high_water(),
+                lat(0.5),
+                lat(0.99),
+                lat(0.999)
+            );
+            if n.errors > 0 {
+                let _ = writeln!(out, "{:<20} {} errors", "", n.errors);
+            }
+        }
+        out
+    }
+}
+
+/// `"850ns"`, `"12.3us"`, `"4.1ms"`.
+pub fn format_ns(ns: u64) -> String {
+    if ns < 1_000 {
+        format!("{ns}ns")
+    } else if ns < 1_000_000 {
+        format!("{:.1}us", ns as f64 / 1e3)
+    } else if ns < 1_000_000_000 {
+        format!("{:.1}ms", ns as f64 / 1e6)
+    } else {
+        format!("{:.2}s", ns as f64 / 1e9)
+    }
+}

@@ -1,0 +1,297 @@
+//! A running plan: nodes built, rings created, one thread per worker.
+
+use crate::ingress::{Clock, Ingress};
+use crate::node::{Body, NodeRt, OutLink, OutTo, Port, PortFrom};
+use crate::ring::{ring, RingRx, RingTx};
+use crate::stats::{NodeStats, Report};
+use crate::sync::Wake;
+use crate::worker::Worker;
+use crossbeam_channel::{Receiver, Sender};
+use crossbeam_utils::sync::Unparker;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+use tandem_core::{BuildContext, Builder, Plan, Seq};
+use thiserror::Error;
+
+/// How to run a plan.
+#[derive(Clone, Copy, Debug)]
+pub struct RunOptions {
+    /// Wall or virtual clock.
+    pub clock: Clock,
+    /// Stop polling sources after this much ingress time (then drain and exit).
+    pub span: Option<Duration>,
+    /// Most records a node takes from a ring in one pass.
+    pub batch: usize,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            clock: Clock::Wall,
+            span: None,
+            batch: 1024,
+        }
+    }
+}
+
+/// The plan could not be started.
+#[derive(Debug, Error)]
+pub enum StartError {
+    /// A node's kind refused its parameters.
+    #[error("cannot build `{node}`: {message}")]
+    Build {
+        /// Node id.
+        node: String,
+        /// What the kind said.
+        message: String,
+    },
+    /// The operating system refused a thread.
+    #[error("cannot start worker thread `{worker}`: {source}")]
+    Spawn {
+        /// Worker name.
+        worker: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A run ended badly.
+#[derive(Debug, Error)]
+pub enum RunError {
+    /// A worker thread panicked: a bug in a node or the executor.
+    #[error("worker `{0}` panicked; the run was aborted")]
+    WorkerPanicked(String),
+}
+
+/// A plan running on its worker threads.
+#[derive(Debug)]
+pub struct Topology {
+    handles: Vec<(String, JoinHandle<Vec<NodeStats>>)>,
+    order: Vec<String>,
+    stop: Arc<AtomicBool>,
+    abort: Arc<AtomicBool>,
+    unparkers: Vec<Unparker>,
+    done: Receiver<()>,
+}
+
+impl Topology {
+    /// Builds every node and starts the workers.
+    pub fn start(plan: &Plan, options: RunOptions) -> Result<Topology, StartError> {
+        let wakes: Vec<Wake> = plan.workers.iter().map(|_| Wake::new()).collect();
+        let mut txs: BTreeMap<usize, RingTx> = BTreeMap::new();
+        let mut rxs: BTreeMap<usize, RingRx> = BTreeMap::new();
+        for (e, edge) in plan.edges.iter().enumerate() {
+            if edge.fused {
+                continue;
+            }
+            let consumer = wakes[plan.nodes[edge.to].worker].unparker.clone();
+            let producer = wakes[plan.nodes[edge.from].worker].unparker.clone();
+            let (tx, rx) = ring(
+                edge.settings.capacity,
+                edge.settings.overflow,
+                consumer,
+                producer,
+            );
+            txs.insert(e, tx);
+            rxs.insert(e, rx);
+        }
+        // Position of every node inside its worker.
+        let mut local = vec![0usize; plan.nodes.len()];
+        for worker in &plan.workers {
+            for (pos, &n) in worker.nodes.iter().enumerate() {
+                local[n] = pos;
+            }
+        }
+        let batch = options.batch.max(1);
+        let mut built: Vec<Option<NodeRt>> = Vec::with_capacity(plan.nodes.len());
+        for node in &plan.nodes {
+            let ctx = BuildContext {
+                id: &node.id,
+                params: &node.params,
+                inputs: &node.inputs,
+                outputs: &node.outputs,
+                channels: &plan.channels,
+            };
+            let fail = |e: tandem_core::BuildError| StartError::Build {
+                node: node.id.clone(),
+                message: e.message,
+            };
+            let body = match node.kind.build {
+                Builder::Source(build) => Body::Source(build(&ctx).map_err(fail)?),
+                Builder::Vertex(build) => Body::Vertex(build(&ctx).map_err(fail)?),
+                Builder::Sink(build) => Body::Sink(build(&ctx).map_err(fail)?),
+            };
+            let mut stats = NodeStats::new(&node.id, node.role(), node.worker);
+            let ports = node
+                .in_edges
+                .iter()
+                .map(|e| Port {
+                    from: match rxs.remove(e) {
+                        Some(rx) => {
+                            stats.rings_in.push(rx.counters());
+                            PortFrom::Ring(rx)
+                        }
+                        None => PortFrom::Local,
+                    },
+                    buf: Vec::with_capacity(batch),
+                    frontier: Seq::ZERO,
+                })
+                .collect();
+            let outs = node
+                .out_edges
+                .iter()
+                .map(|&e| {
+                    let edge = &plan.edges[e];
+                    let filter = (edge.channels.len() < node.outputs.len()).then(|| {
+                        let mut wanted = vec![false; plan.channels.len()];
+                        for c in &edge.channels {
+                            if let Some(w) = wanted.get_mut(c.index()) {
+                                *w = true;
+                            }
+                        }
+                        wanted
+                    });
+                    let to = match txs.remove(&e) {
+                        Some(tx) => OutTo::Ring(tx),
+                        None => OutTo::Local {
+                            node: local[edge.to],
+                            port: plan.nodes[edge.to]
+                                .in_edges
+                                .iter()
+                                .position(|&i| i == e)
+                                .unwrap_or(0),
+                        },
+                    };
+                    OutLink { to, filter }
+                })
+                .collect();
+            built.push(Some(NodeRt {
+                body,
+                ports,
+                outs,
+                out: Vec::with_capacity(batch),
+                merged: Vec::new(),
+                heads: Vec::new(),
+                scratch: Vec::new(),
+                frontier: Seq::ZERO,
+                done: false,
+                stats,
+                batch,
+            }));
+        }
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let abort = Arc::new(AtomicBool::new(false));
+        let (done_tx, done) = crossbeam_channel::bounded::<()>(0);
+        let unparkers: Vec<Unparker> = wakes.iter().map(|w| w.unparker.clone()).collect();
+        let mut handles = Vec::with_capacity(plan.workers.len());
+        for ((w, worker), wake) in plan.workers.iter().enumerate().zip(wakes) {
+            let nodes: Vec<NodeRt> = worker
+                .nodes
+                .iter()
+                .filter_map(|&n| built[n].take())
+                .collect();
+            let sources: Vec<usize> = nodes
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| matches!(n.body, Body::Source(_)))
+                .map(|(i, _)| i)
+                .collect();
+            let ingress = (w == 0).then(|| Ingress::new(sources, options.clock, options.span));
+            let runner = Worker {
+                nodes,
+                ingress,
+                wake,
+                stop: stop.clone(),
+                abort: abort.clone(),
+            };
+            let done_tx: Sender<()> = done_tx.clone();
+            let abort_on_panic = abort.clone();
+            let everyone = unparkers.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("tandem-{}", worker.name))
+                .spawn(move || {
+                    let guard = PanicGuard {
+                        abort: abort_on_panic,
+                        unparkers: everyone,
+                    };
+                    let stats = runner.run();
+                    std::mem::forget(guard);
+                    drop(done_tx);
+                    stats
+                })
+                .map_err(|source| StartError::Spawn {
+                    worker: worker.name.clone(),
+                    source,
+                })?;
+            handles.push((worker.name.clone(), handle));
+        }
+        Ok(Topology {
+            handles,
+            order: plan.nodes.iter().map(|n| n.id.clone()).collect(),
+            stop,
+            abort,
+            unparkers,
+            done,
+        })
+    }
+
+    /// Ends the input: sources stop, everything in flight drains to the sinks.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for u in &self.unparkers {
+            u.unpark();
+        }
+    }
+
+    /// Waits up to `timeout` for every worker to finish. True if they have.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        matches!(
+            self.done.recv_timeout(timeout),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected)
+        )
+    }
+
+    /// A receiver that disconnects when every worker has finished (for `select!`).
+    pub fn finished(&self) -> &Receiver<()> {
+        &self.done
+    }
+
+    /// Waits for the workers and gathers their stats in plan order.
+    pub fn join(self) -> Result<Report, RunError> {
+        let mut all: Vec<NodeStats> = Vec::new();
+        let mut failed = None;
+        for (name, handle) in self.handles {
+            match handle.join() {
+                Ok(stats) => all.extend(stats),
+                Err(_) => failed = Some(name),
+            }
+        }
+        if let Some(name) = failed {
+            self.abort.store(true, Ordering::Relaxed);
+            return Err(RunError::WorkerPanicked(name));
+        }
+        let order = &self.order;
+        all.sort_by_key(|s| order.iter().position(|id| *id == s.id).unwrap_or(usize::MAX));
+        Ok(Report { nodes: all })
+    }
+}
+
+/// Aborts the other workers if this one unwinds, so none waits forever for it.
+struct PanicGuard {
+    abort: Arc<AtomicBool>,
+    unparkers: Vec<Unparker>,
+}
+
+impl Drop for PanicGuard {
+    fn drop(&mut self) {
+        self.abort.store(true, Ordering::Relaxed);
+        for u in &self.unparkers {
+            u.unpark();
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! A worker: one thread running a fused chain of nodes in topological order.
+
+use crate::ingress::{Ingress, Step};
+use crate::node::{Body, NodeRt, OutTo};
+use crate::stats::NodeStats;
+use crate::sync::{Idle, Wake};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Longest park while idle; stop requests unpark at once.
+const IDLE_PARK: Duration = Duration::from_millis(100);
+
+pub(crate) struct Worker {
+    pub nodes: Vec<NodeRt>,
+    pub ingress: Option<Ingress>,
+    pub wake: Wake,
+    /// Ends the stream at the ingress (drain, then exit).
+    pub stop: Arc<AtomicBool>,
+    /// Gives up at once: a worker failed.
+    pub abort: Arc<AtomicBool>,
+}
+
+impl Worker {
+    /// Runs until every node has seen the end of its input. Returns the nodes' stats.
+    pub fn run(mut self) -> Vec<NodeStats> {
+        let mut idle = Idle::new();
+        loop {
+            if self.abort.load(Ordering::Relaxed) {
+                break;
+            }
+            let mut worked = false;
+            let mut wait = IDLE_PARK;
+            if let Some(ingress) = &mut self.ingress {
+                match ingress.step(&mut self.nodes, self.stop.load(Ordering::Relaxed)) {
+                    Step::Polled => worked = true,
+                    Step::Idle(d) => wait = d,
+                    Step::Ended => {}
+                }
+            }
+            for i in 0..self.nodes.len() {
+                worked |= self.nodes[i].run();
+                worked |= self.deliver(i);
+            }
+            if self.nodes.iter().all(|n| n.done) {
+                break;
+            }
+            if worked {
+                idle.reset();
+            } else {
+                idle.wait(&self.wake.parker, wait);
+            }
+        }
+        self.nodes.into_iter().map(|n| n.stats).collect()
+    }
+
+    /// Hands node `i`'s output to its consumers. Returns true if anything moved.
+    fn deliver(&mut self, i: usize) -> bool {
+        let (head, tail) = self.nodes.split_at_mut(i + 1);
+        let node = &mut head[i];
+        if node.done {
+            return false;
+        }
+        let moved = !node.out.is_empty();
+        let frontier = node.frontier;
+        // A lone local consumer taking everything gets the buffer itself.
+        if let [link] = node.outs.as_slice() {
+            if let (OutTo::Local { node: to, port }, None) = (&link.to, &link.filter) {
+                let port = &mut tail[to - i - 1].ports[*port];
+                if port.buf.is_empty() {
+                    std::mem::swap(&mut port.buf, &mut node.out);
+                }
+            }
+        }
+        for link in &node.outs {
+            if let OutTo::Local { node: to, port } = link.to {
+                let port = &mut tail[to - i - 1].ports[port];
+                match &link.filter {
+                    None => port.buf.extend_from_slice(&node.out),
+                    Some(filter) => port.buf.extend(
+                        node.out
+                            .iter()
+                            .filter(|r| filter.get(r.channel.index()).copied().unwrap_or(false)),
+                    ),
+                }
+                port.frontier = port.frontier.max(frontier);
+            }
+        }
+        let waiting = node.send_rings(&self.wake.parker, &self.abort);
+        node.out.clear();
+        let ended = match node.body {
+            Body::Source(_) => frontier == tandem_core::Seq::END,
+            _ => node.inputs_finished() && frontier == tandem_core::Seq::END,
+        };
+        if ended && !waiting {
+            node.finish();
+            node.done = true;
+        }
+        moved
+    }
+}
