@@ -60,9 +60,8 @@ impl Ingress {
             Clock::Wall => wall_now(),
             Clock::Virtual { start } => start,
         };
-        let until = span.map(|d| {
-            origin_time.add_nanos(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-        });
+        let until =
+            span.map(|d| origin_time.add_nanos(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)));
         Ingress {
             slots: nodes
                 .into_iter()
@@ -105,7 +104,8 @@ impl Ingress {
         // Poll in order of due time, then declaration order.
         let mut order = std::mem::take(&mut self.order);
         order.clear();
-        order.extend((0..self.slots.len()).filter(|&i| self.slots[i].due.is_some_and(|d| d <= now)));
+        order
+            .extend((0..self.slots.len()).filter(|&i| self.slots[i].due.is_some_and(|d| d <= now)));
         order.sort_by_key(|&i| (self.slots[i].due, i));
         for &i in &order {
             let slot = &mut self.slots[i];

@@ -34,7 +34,10 @@ pub(crate) struct Port {
 /// Where one edge out of a node goes.
 pub(crate) enum OutTo {
     /// A node later on the same worker: index into the worker's nodes, and its port.
-    Local { node: usize, port: usize },
+    Local {
+        node: usize,
+        port: usize,
+    },
     Ring(RingTx),
 }
 
@@ -120,6 +123,7 @@ impl NodeRt {
                     Some(seq) => frontier.min(Seq(seq.0.saturating_sub(1))),
                     None => frontier,
                 };
+                port.frontier = port.frontier.max(effective);
                 self.frontier = self.frontier.max(effective);
                 taken > 0 || self.frontier > before
             }
@@ -216,18 +220,17 @@ impl NodeRt {
         let mut waiting = false;
         for link in &mut self.outs {
             if let OutTo::Ring(tx) = &mut link.to {
-                let records: &[Record] = match &link.filter {
-                    None => &self.out,
-                    Some(filter) => {
-                        self.scratch.clear();
-                        self.scratch.extend(
-                            self.out
-                                .iter()
-                                .filter(|r| filter.get(r.channel.index()).copied().unwrap_or(false)),
-                        );
-                        &self.scratch
-                    }
-                };
+                let records: &[Record] =
+                    match &link.filter {
+                        None => &self.out,
+                        Some(filter) => {
+                            self.scratch.clear();
+                            self.scratch.extend(self.out.iter().filter(|r| {
+                                filter.get(r.channel.index()).copied().unwrap_or(false)
+                            }));
+                            &self.scratch
+                        }
+                    };
                 if !records.is_empty() || self.frontier > tx.published() {
                     tx.send(records, self.frontier, parker, abort);
                 }

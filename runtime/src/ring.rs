@@ -144,7 +144,13 @@ impl RingTx {
         !self.pending.is_empty()
     }
 
-    fn send_blocking(&mut self, mut records: &[Record], frontier: Seq, parker: &Parker, abort: &AtomicBool) {
+    fn send_blocking(
+        &mut self,
+        mut records: &[Record],
+        frontier: Seq,
+        parker: &Parker,
+        abort: &AtomicBool,
+    ) {
         let mut idle = Idle::new();
         loop {
             let pushed = self.prod.push_slice(records);
@@ -189,7 +195,10 @@ impl RingTx {
 
     fn count_drops(&self, n: usize) {
         if n > 0 {
-            self.shared.counters.drops.fetch_add(n as u64, Ordering::Relaxed);
+            self.shared
+                .counters
+                .drops
+                .fetch_add(n as u64, Ordering::Relaxed);
         }
     }
 
@@ -289,7 +298,12 @@ mod tests {
 
     fn pair(cap: usize, overflow: Overflow) -> (RingTx, RingRx, Parker) {
         let parker = Parker::new();
-        let (tx, rx) = ring(cap, overflow, parker.unparker().clone(), parker.unparker().clone());
+        let (tx, rx) = ring(
+            cap,
+            overflow,
+            parker.unparker().clone(),
+            parker.unparker().clone(),
+        );
         (tx, rx, parker)
     }
 
@@ -312,7 +326,11 @@ mod tests {
         tx.send(&recs(5..=12), Seq(12), &parker, &abort);
         // 5..=8 are older than what waits in the side buffer and are dropped.
         assert_eq!(rx.counters().drops.load(Ordering::Relaxed), 4);
-        assert_eq!(rx.frontier(), Seq(8), "frontier passes the dropped, stops below the waiting");
+        assert_eq!(
+            rx.frontier(),
+            Seq(8),
+            "frontier passes the dropped, stops below the waiting"
+        );
         assert_eq!(drain(&mut rx), vec![1, 2, 3, 4]);
         assert!(!tx.flush_pending());
         assert_eq!(drain(&mut rx), vec![9, 10, 11, 12]);

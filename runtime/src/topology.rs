@@ -276,7 +276,12 @@ impl Topology {
             return Err(RunError::WorkerPanicked(name));
         }
         let order = &self.order;
-        all.sort_by_key(|s| order.iter().position(|id| *id == s.id).unwrap_or(usize::MAX));
+        all.sort_by_key(|s| {
+            order
+                .iter()
+                .position(|id| *id == s.id)
+                .unwrap_or(usize::MAX)
+        });
         Ok(Report { nodes: all })
     }
 }

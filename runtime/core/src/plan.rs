@@ -476,8 +476,14 @@ impl fmt::Display for Plan {
         writeln!(
             f,
             "plan: {} sources, {} vertices, {} sinks, {} channels, layout {}",
-            self.nodes.iter().filter(|n| n.role() == Role::Source).count(),
-            self.nodes.iter().filter(|n| n.role() == Role::Vertex).count(),
+            self.nodes
+                .iter()
+                .filter(|n| n.role() == Role::Source)
+                .count(),
+            self.nodes
+                .iter()
+                .filter(|n| n.role() == Role::Vertex)
+                .count(),
             self.nodes.iter().filter(|n| n.role() == Role::Sink).count(),
             self.channels.len(),
             self.layout.name()
@@ -497,11 +503,16 @@ impl fmt::Display for Plan {
                     node.id, node.kind.name, node.kind.version
                 )?;
                 if !node.inputs.is_empty() {
-                    let ins: Vec<&str> = node.inputs.iter().map(|&c| self.channels.name(c)).collect();
+                    let ins: Vec<&str> =
+                        node.inputs.iter().map(|&c| self.channels.name(c)).collect();
                     write!(f, " <- {}", ins.join(", "))?;
                 }
                 if !node.outputs.is_empty() {
-                    let outs: Vec<&str> = node.outputs.iter().map(|&c| self.channels.name(c)).collect();
+                    let outs: Vec<&str> = node
+                        .outputs
+                        .iter()
+                        .map(|&c| self.channels.name(c))
+                        .collect();
                     write!(f, " -> {}", outs.join(", "))?;
                 }
                 writeln!(f)?;

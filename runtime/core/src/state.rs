@@ -190,7 +190,8 @@ where
     // rkyv needs its archive aligned; a Vec<u8> is not guaranteed to be.
     let mut aligned = AlignedVec::<16>::with_capacity(snapshot.payload.len());
     aligned.extend_from_slice(&snapshot.payload);
-    rkyv::from_bytes::<T, rancor::Error>(&aligned).map_err(|e| SnapshotError::Invalid(e.to_string()))
+    rkyv::from_bytes::<T, rancor::Error>(&aligned)
+        .map_err(|e| SnapshotError::Invalid(e.to_string()))
 }
 
 #[cfg(test)]

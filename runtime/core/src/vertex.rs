@@ -249,7 +249,8 @@ impl Registry {
                 .retain(|k| !(k.name == kind.name && k.version == kind.version));
             self.kinds.push(kind);
         }
-        self.kinds.sort_by(|a, b| (a.name, a.version).cmp(&(b.name, b.version)));
+        self.kinds
+            .sort_by(|a, b| (a.name, a.version).cmp(&(b.name, b.version)));
     }
 
     /// The kind `name` at `version`, or at its latest version when `version` is `None`.
