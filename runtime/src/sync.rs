@@ -2,36 +2,43 @@
 //! wait in the executor spins briefly, then yields, then parks.
 
 use crossbeam_utils::sync::{Parker, Unparker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// How long a worker spins before it yields, then parks.
-const SPIN_ROUNDS: u32 = 64;
-const YIELD_ROUNDS: u32 = 16;
+/// How long an idle worker spins before it starts yielding its core.
+const SPIN: Duration = Duration::from_micros(20);
+/// How long it yields before it parks.
+const YIELD: Duration = Duration::from_micros(200);
 
-/// Backoff for one worker: call [`Idle::wait`] each time a pass found nothing to do.
+/// Backoff for one worker: call [`Idle::wait`] each time a pass found nothing
+/// to do. A worker that just had work spins briefly (records arriving within
+/// microseconds are picked up without a wake-up), then yields, then parks, so
+/// an idle graph uses no CPU.
 #[derive(Debug)]
 pub struct Idle {
-    rounds: u32,
+    since: Option<Instant>,
 }
 
 impl Idle {
     /// Fresh backoff.
     pub fn new() -> Idle {
-        Idle { rounds: 0 }
+        Idle { since: None }
     }
 
     /// Work was found: the next idle period starts spinning again.
     pub fn reset(&mut self) {
-        self.rounds = 0;
+        self.since = None;
     }
 
-    /// Waits a little longer each round; parks (up to `limit`) once spinning
-    /// and yielding have not helped. An unpark ends the park at once.
+    /// Waits a little: spin, then yield, then park up to `limit`. An unpark
+    /// ends the park at once.
     pub fn wait(&mut self, parker: &Parker, limit: Duration) {
-        self.rounds = self.rounds.saturating_add(1);
-        if self.rounds < SPIN_ROUNDS {
-            std::hint::spin_loop();
-        } else if self.rounds < SPIN_ROUNDS + YIELD_ROUNDS {
+        let since = *self.since.get_or_insert_with(Instant::now);
+        let idle = since.elapsed();
+        if idle < SPIN {
+            for _ in 0..16 {
+                std::hint::spin_loop();
+            }
+        } else if idle < YIELD {
             std::thread::yield_now();
         } else {
             parker.park_timeout(limit);
