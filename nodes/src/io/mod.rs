@@ -1,6 +1,216 @@
-//! See the crate docs.
+//! Sources and sinks: the edge of a graph.
+//!
+//! They are built in the agent process and may touch files and stdout. Sources
+//! are still deterministic functions of the ingress times they are polled at
+//! and of their parameters, so a replay or a test on a virtual clock gives the
+//! same records every time.
+//!
+//! | kind | role | file |
+//! |---|---|---|
+//! | `synthetic` | source | [`synthetic`] |
+//! | `csv` | source | [`csv`] |
+//! | `sim.battery` | source | [`sim_battery`] |
+//! | `sim.heatpump` | source | [`sim_heatpump`] |
+//! | `sim.ev` | source | [`sim_ev`] |
+//! | `stdout` | sink | [`stdout`] |
+//! | `file` | sink | [`file`] |
+//! | `count` | sink | [`count`] |
 
-use tandem_core::KindSpec;
+pub mod synthetic;
+
+use tandem_core::{BuildContext, BuildError, ChannelId, KindSpec};
 
 /// The kinds this module provides.
-pub static KINDS: &[&KindSpec] = &[];
+pub static KINDS: &[&KindSpec] = &[&synthetic::KIND];
+
+/// A parameter the plan should have filled in was missing or of another type.
+fn missing(ctx: &BuildContext<'_>, name: &str) -> BuildError {
+    BuildError::new(format!(
+        "`{}`: parameter `{name}` is missing or has the wrong type",
+        ctx.id
+    ))
+}
+
+pub(crate) fn float_param(ctx: &BuildContext<'_>, name: &str) -> Result<f64, BuildError> {
+    ctx.params.float(name).ok_or_else(|| missing(ctx, name))
+}
+
+pub(crate) fn int_param(ctx: &BuildContext<'_>, name: &str) -> Result<i64, BuildError> {
+    ctx.params.int(name).ok_or_else(|| missing(ctx, name))
+}
+
+pub(crate) fn bool_param(ctx: &BuildContext<'_>, name: &str) -> Result<bool, BuildError> {
+    ctx.params.bool(name).ok_or_else(|| missing(ctx, name))
+}
+
+pub(crate) fn duration_param(ctx: &BuildContext<'_>, name: &str) -> Result<i64, BuildError> {
+    ctx.params
+        .duration_ns(name)
+        .ok_or_else(|| missing(ctx, name))
+}
+
+pub(crate) fn text_param<'a>(ctx: &'a BuildContext<'_>, name: &str) -> Result<&'a str, BuildError> {
+    ctx.params.text(name).ok_or_else(|| missing(ctx, name))
+}
+
+pub(crate) fn names_param<'a>(
+    ctx: &'a BuildContext<'_>,
+    name: &str,
+) -> Result<&'a [String], BuildError> {
+    ctx.params.names(name).ok_or_else(|| missing(ctx, name))
+}
+
+/// The output channels, checked to be exactly `n` (the plan gives one per output).
+pub(crate) fn outputs<const N: usize>(
+    ctx: &BuildContext<'_>,
+) -> Result<[ChannelId; N], BuildError> {
+    <[ChannelId; N]>::try_from(ctx.outputs).map_err(|_| {
+        BuildError::new(format!(
+            "`{}`: expected {N} output channels, the plan gave {}",
+            ctx.id,
+            ctx.outputs.len()
+        ))
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Building kinds by hand in tests, the way the plan would.
+    #![allow(clippy::unwrap_used)]
+
+    use std::path::PathBuf;
+    use std::sync::Arc;
+    use tandem_core::{
+        BuildContext, Builder, ChannelId, ChannelTable, EventTime, KindSpec, ParamValue, Params,
+        Record, Sink, Source,
+    };
+
+    /// Parameters with defaults filled in and `set` applied on top.
+    pub fn params(kind: &KindSpec, set: &[(&str, ParamValue)]) -> Params {
+        let mut params = Params::new();
+        for spec in kind.params {
+            if let Some(v) = ParamValue::from_default(spec.default) {
+                params.insert(spec.name, v);
+            }
+        }
+        for (name, value) in set {
+            assert!(
+                kind.params.iter().any(|p| p.name == *name),
+                "{} has no param {name}",
+                kind.name
+            );
+            params.insert(name, value.clone());
+        }
+        params
+    }
+
+    /// A channel table holding the outputs of node `id` of `kind`, and the outputs.
+    pub fn outputs(id: &str, kind: &KindSpec, params: &Params) -> (ChannelTable, Vec<ChannelId>) {
+        let mut table = ChannelTable::new();
+        let mut outs = Vec::new();
+        for o in kind.outputs {
+            let name = if o.suffix.is_empty() {
+                id.to_owned()
+            } else {
+                format!("{id}.{}", o.suffix)
+            };
+            outs.push(table.intern(&name, o.unit));
+        }
+        if let Some(from) = kind.outputs_from {
+            for n in params.names(from).unwrap() {
+                outs.push(table.intern(&format!("{id}.{n}"), ""));
+            }
+        }
+        (table, outs)
+    }
+
+    /// Builds a source as the plan would.
+    pub fn source(
+        id: &str,
+        kind: &KindSpec,
+        set: &[(&str, ParamValue)],
+    ) -> Result<(Box<dyn Source>, Arc<ChannelTable>), tandem_core::BuildError> {
+        let params = params(kind, set);
+        let (table, outs) = outputs(id, kind, &params);
+        let table = Arc::new(table);
+        let ctx = BuildContext {
+            id,
+            params: &params,
+            inputs: &[],
+            outputs: &outs,
+            channels: &table,
+        };
+        match kind.build {
+            Builder::Source(build) => build(&ctx).map(|s| (s, table)),
+            _ => panic!("{} is not a source", kind.name),
+        }
+    }
+
+    /// Builds a sink over `table`, reading `inputs`.
+    pub fn sink(
+        id: &str,
+        kind: &KindSpec,
+        set: &[(&str, ParamValue)],
+        table: &Arc<ChannelTable>,
+        inputs: &[ChannelId],
+    ) -> Result<Box<dyn Sink>, tandem_core::BuildError> {
+        let params = params(kind, set);
+        let ctx = BuildContext {
+            id,
+            params: &params,
+            inputs,
+            outputs: &[],
+            channels: table,
+        };
+        match kind.build {
+            Builder::Sink(build) => build(&ctx),
+            _ => panic!("{} is not a sink", kind.name),
+        }
+    }
+
+    /// Polls a source on a virtual clock from `start` until it is exhausted,
+    /// `max_polls` polls were made, or the next poll would be after `until`.
+    pub fn drive(
+        source: &mut dyn Source,
+        start: EventTime,
+        until: EventTime,
+        max_polls: usize,
+    ) -> Vec<Record> {
+        let mut out = Vec::new();
+        let mut now = start;
+        for _ in 0..max_polls {
+            match source.poll(now, &mut out) {
+                Some(next) if next <= until => {
+                    assert!(
+                        next > now,
+                        "a source asked to be polled at {next:?} <= {now:?}"
+                    );
+                    now = next;
+                }
+                _ => break,
+            }
+        }
+        out
+    }
+
+    /// A fresh, empty directory for one test.
+    pub fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("tandem-io-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// Text parameter.
+    pub fn text(s: &str) -> ParamValue {
+        ParamValue::Text(s.to_owned())
+    }
+
+    /// Names parameter.
+    pub fn names(list: &[&str]) -> ParamValue {
+        ParamValue::Names(list.iter().map(|s| (*s).to_owned()).collect())
+    }
+
+    /// 2026-01-01T00:00:00Z.
+    pub const NEW_YEAR_2026: EventTime = EventTime::from_secs(1_767_225_600);
+}
