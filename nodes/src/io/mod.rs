@@ -16,6 +16,10 @@
 //! | `file` | sink | [`file`] |
 //! | `count` | sink | [`count`] |
 
+pub mod count;
+pub mod file;
+pub mod lines;
+pub mod stdout;
 pub mod synthetic;
 
 use tandem_core::{BuildContext, BuildError, ChannelId, KindSpec};
