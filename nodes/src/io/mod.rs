@@ -17,6 +17,7 @@
 //! | `count` | sink | [`count`] |
 
 pub mod count;
+pub mod csv;
 pub mod file;
 pub mod lines;
 pub mod stdout;
