@@ -20,6 +20,8 @@ pub mod count;
 pub mod csv;
 pub mod file;
 pub mod lines;
+pub mod sim;
+pub mod sim_battery;
 pub mod stdout;
 pub mod synthetic;
 
