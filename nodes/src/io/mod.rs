@@ -22,6 +22,7 @@ pub mod file;
 pub mod lines;
 pub mod sim;
 pub mod sim_battery;
+pub mod sim_ev;
 pub mod sim_heatpump;
 pub mod stdout;
 pub mod synthetic;
