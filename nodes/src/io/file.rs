@@ -128,14 +128,15 @@ impl FileSink {
         append: bool,
     ) -> std::io::Result<FileSink> {
         let mut options = OpenOptions::new();
-        options.create(true);
+        options.create(true).read(true);
         if append {
             options.append(true);
         } else {
             options.write(true).truncate(true);
         }
-        let file = options.open(path)?;
+        let mut file = options.open(path)?;
         let size = file.metadata()?.len();
+        let torn = size > 0 && !ends_with_newline(&mut file, size)?;
         let mut sink = FileSink {
             id: id.to_owned(),
             path: path.to_owned(),
@@ -147,6 +148,10 @@ impl FileSink {
         };
         if size == 0 {
             sink.write_header()?;
+        } else if torn {
+            // A crash cut the last line short: end it so the next line starts clean.
+            sink.out.write_all(b"\n")?;
+            sink.size = sink.size.saturating_add(1);
         }
         Ok(sink)
     }
@@ -212,6 +217,15 @@ impl FileSink {
         }
         Ok(())
     }
+}
+
+/// True when the last byte of `file` (`size` bytes long) is a newline.
+fn ends_with_newline(file: &mut File, size: u64) -> std::io::Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut last = [0u8; 1];
+    file.seek(SeekFrom::Start(size - 1))?;
+    file.read_exact(&mut last)?;
+    Ok(last == *b"\n")
 }
 
 fn remove_if_present(path: &Path) -> std::io::Result<()> {
@@ -330,6 +344,28 @@ mod tests {
         .unwrap();
         s.flush().unwrap();
         assert_eq!(read(&path), "seq,time_ns,channel,value,quality\n");
+    }
+
+    #[test]
+    fn appending_after_a_torn_line_starts_a_new_line() {
+        let dir = temp_dir("file-torn");
+        let path = dir.join("out.jsonl");
+        std::fs::write(&path, "{\"seq\":1,\"ti").unwrap();
+        let t = table();
+        let mut s = sink(
+            "log",
+            &KIND,
+            &[("path", text(path.to_str().unwrap()))],
+            &t,
+            &[ChannelId(0)],
+        )
+        .unwrap();
+        s.write(&records(1)).unwrap();
+        s.flush().unwrap();
+        assert_eq!(
+            read(&path),
+            "{\"seq\":1,\"ti\n{\"seq\":1,\"time_ns\":1767225600000000000,\"channel\":\"battery.soc\",\"value\":0.0,\"quality\":\"good\"}\n"
+        );
     }
 
     #[test]

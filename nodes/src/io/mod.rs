@@ -83,6 +83,56 @@ pub(crate) fn outputs<const N: usize>(
 }
 
 #[cfg(test)]
+mod tests {
+    use super::KINDS;
+    use tandem_core::{ParamDefault, ParamType, ParamValue};
+
+    #[test]
+    fn kinds_are_unique_and_their_defaults_fit_their_types() {
+        let mut names: Vec<&str> = KINDS.iter().map(|k| k.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), KINDS.len());
+        for kind in KINDS {
+            for p in kind.params {
+                let ok = match (p.ty, ParamValue::from_default(p.default)) {
+                    (_, None) => {
+                        matches!(p.default, ParamDefault::Required | ParamDefault::Optional)
+                    }
+                    (ParamType::Float { min, max }, Some(ParamValue::Float(v))) => {
+                        (min..=max).contains(&v)
+                    }
+                    (ParamType::Int { min, max }, Some(ParamValue::Int(v))) => {
+                        (min..=max).contains(&v)
+                    }
+                    (ParamType::Duration { min_ns, max_ns }, Some(ParamValue::Duration(v))) => {
+                        (min_ns..=max_ns).contains(&v)
+                    }
+                    (ParamType::Choice(options), Some(ParamValue::Text(v))) => {
+                        options.contains(&v.as_str())
+                    }
+                    (ParamType::Bool, Some(ParamValue::Bool(_)))
+                    | (ParamType::Text, Some(ParamValue::Text(_)))
+                    | (ParamType::Names, Some(ParamValue::Names(_))) => true,
+                    _ => false,
+                };
+                assert!(
+                    ok,
+                    "{}.{}: default {:?} does not fit {:?}",
+                    kind.name, p.name, p.default, p.ty
+                );
+            }
+            if let Some(from) = kind.outputs_from {
+                assert!(kind
+                    .params
+                    .iter()
+                    .any(|p| p.name == from && p.ty == ParamType::Names));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
 pub(crate) mod testing {
     //! Building kinds by hand in tests, the way the plan would.
     #![allow(clippy::unwrap_used)]
