@@ -30,7 +30,16 @@ pub mod synthetic;
 use tandem_core::{BuildContext, BuildError, ChannelId, KindSpec};
 
 /// The kinds this module provides.
-pub static KINDS: &[&KindSpec] = &[&synthetic::KIND];
+pub static KINDS: &[&KindSpec] = &[
+    &synthetic::KIND,
+    &csv::KIND,
+    &sim_battery::KIND,
+    &sim_heatpump::KIND,
+    &sim_ev::KIND,
+    &stdout::KIND,
+    &file::KIND,
+    &count::KIND,
+];
 
 /// A parameter the plan should have filled in was missing or of another type.
 fn missing(ctx: &BuildContext<'_>, name: &str) -> BuildError {
@@ -86,6 +95,20 @@ pub(crate) fn outputs<const N: usize>(
 mod tests {
     use super::KINDS;
     use tandem_core::{ParamDefault, ParamType, ParamValue};
+
+    #[test]
+    fn every_io_kind_is_registered_with_its_role() {
+        let registry = crate::registry();
+        let sources = registry.names(tandem_core::Role::Source);
+        let sinks = registry.names(tandem_core::Role::Sink);
+        for name in ["synthetic", "csv", "sim.battery", "sim.heatpump", "sim.ev"] {
+            assert!(sources.contains(&name), "source {name}");
+        }
+        for name in ["stdout", "file", "count"] {
+            assert!(sinks.contains(&name), "sink {name}");
+        }
+        assert_eq!(KINDS.len(), 8);
+    }
 
     #[test]
     fn kinds_are_unique_and_their_defaults_fit_their_types() {
