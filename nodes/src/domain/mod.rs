@@ -3,13 +3,14 @@
 
 use tandem_core::KindSpec;
 
+pub mod cop;
 pub mod soc;
 mod support;
 #[cfg(test)]
 mod testkit;
 
 /// The kinds this module provides.
-pub static KINDS: &[&KindSpec] = &[&soc::KIND];
+pub static KINDS: &[&KindSpec] = &[&soc::KIND, &cop::KIND];
 
 #[cfg(test)]
 mod tests {
