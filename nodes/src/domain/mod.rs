@@ -4,13 +4,14 @@
 use tandem_core::KindSpec;
 
 pub mod cop;
+pub mod ev_session;
 pub mod soc;
 mod support;
 #[cfg(test)]
 mod testkit;
 
 /// The kinds this module provides.
-pub static KINDS: &[&KindSpec] = &[&soc::KIND, &cop::KIND];
+pub static KINDS: &[&KindSpec] = &[&soc::KIND, &cop::KIND, &ev_session::KIND];
 
 #[cfg(test)]
 mod tests {
