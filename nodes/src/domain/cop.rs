@@ -220,8 +220,14 @@ impl Cop {
                 let dt = dt_ns as f64 / 1e9;
                 let thermal_w =
                     flow.value * self.cfg.watts_per_lpm_kelvin * (supply.value - ret.value);
-                cycle.thermal_j += thermal_w * dt;
-                cycle.electric_j += power.value * dt;
+                let thermal_j = cycle.thermal_j + thermal_w * dt;
+                let electric_j = cycle.electric_j + power.value * dt;
+                if thermal_j.is_finite() && electric_j.is_finite() {
+                    cycle.thermal_j = thermal_j;
+                    cycle.electric_j = electric_j;
+                } else {
+                    cycle.uncertain = true; // readings beyond any heat pump
+                }
             }
             _ => cycle.uncertain = true,
         }

@@ -202,7 +202,12 @@ impl EvSession {
             Some(p) if now.time.saturating_sub(p.time) <= self.cfg.max_gap_ns => {
                 let dt_ns = now.time.saturating_sub(p.time).max(0);
                 let ns = charged_ns.min(dt_ns) as f64;
-                session.energy_j += (p.value + now.value) / 2.0 * ns / 1e9;
+                let energy_j = session.energy_j + (p.value + now.value) / 2.0 * ns / 1e9;
+                if energy_j.is_finite() {
+                    session.energy_j = energy_j;
+                } else {
+                    session.uncertain = true; // power beyond any charger
+                }
             }
             _ => session.uncertain = true,
         }
@@ -255,7 +260,12 @@ impl EvSession {
         if charged_ns > 0 {
             match st.power {
                 Some(p) if record.time.0.saturating_sub(p.time) <= self.cfg.max_gap_ns => {
-                    session.energy_j += p.value * charged_ns as f64 / 1e9;
+                    let energy_j = session.energy_j + p.value * charged_ns as f64 / 1e9;
+                    if energy_j.is_finite() {
+                        session.energy_j = energy_j;
+                    } else {
+                        session.uncertain = true;
+                    }
                 }
                 _ => session.uncertain = true,
             }

@@ -308,14 +308,18 @@ impl Soc {
         let amps = record.value;
         if let Some(prev) = st.last_current {
             let dt_ns = now.saturating_sub(prev.time);
-            if dt_ns < 0 || dt_ns > cfg.max_gap_ns {
-                st.lost = true;
-                st.rest_start = None;
-                st.rest_corrected = false;
-            } else {
-                let dt = dt_ns as f64 / 1e9;
-                let charge = charge_as(prev.value, amps, dt, cfg.efficiency);
-                st.soc += 100.0 * charge / cfg.capacity_as;
+            let charge = (0..=cfg.max_gap_ns)
+                .contains(&dt_ns)
+                .then(|| charge_as(prev.value, amps, dt_ns as f64 / 1e9, cfg.efficiency))
+                .filter(|c| c.is_finite());
+            match charge {
+                Some(charge) => st.soc += 100.0 * charge / cfg.capacity_as,
+                None => {
+                    // A gap, time running backwards, or a current beyond f64.
+                    st.lost = true;
+                    st.rest_start = None;
+                    st.rest_corrected = false;
+                }
             }
         }
         st.last_current = Some(Sample::of(record));
