@@ -20,10 +20,18 @@ mod common;
 mod testkit;
 
 pub mod convert;
+pub mod deadband;
+pub mod ewma;
 pub mod range_check;
 pub mod scale;
 
 use tandem_core::KindSpec;
 
 /// The kinds this module provides.
-pub static KINDS: &[&KindSpec] = &[&convert::CONVERT, &range_check::RANGE_CHECK, &scale::SCALE];
+pub static KINDS: &[&KindSpec] = &[
+    &convert::CONVERT,
+    &deadband::DEADBAND,
+    &ewma::EWMA,
+    &range_check::RANGE_CHECK,
+    &scale::SCALE,
+];
