@@ -22,8 +22,11 @@ mod testkit;
 pub mod convert;
 pub mod deadband;
 pub mod ewma;
+pub mod integrate;
 pub mod range_check;
+pub mod rate;
 pub mod scale;
+pub mod threshold;
 
 use tandem_core::KindSpec;
 
@@ -32,6 +35,9 @@ pub static KINDS: &[&KindSpec] = &[
     &convert::CONVERT,
     &deadband::DEADBAND,
     &ewma::EWMA,
+    &integrate::INTEGRATE,
     &range_check::RANGE_CHECK,
+    &rate::RATE,
     &scale::SCALE,
+    &threshold::THRESHOLD,
 ];
