@@ -27,6 +27,7 @@ pub mod range_check;
 pub mod rate;
 pub mod scale;
 pub mod threshold;
+pub mod window;
 
 use tandem_core::KindSpec;
 
@@ -40,4 +41,5 @@ pub static KINDS: &[&KindSpec] = &[
     &rate::RATE,
     &scale::SCALE,
     &threshold::THRESHOLD,
+    &window::WINDOW,
 ];
