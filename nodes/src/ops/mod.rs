@@ -23,9 +23,11 @@ pub mod convert;
 pub mod deadband;
 pub mod ewma;
 pub mod integrate;
+pub mod join;
 pub mod range_check;
 pub mod rate;
 pub mod scale;
+pub mod stale;
 pub mod threshold;
 pub mod window;
 
@@ -37,9 +39,11 @@ pub static KINDS: &[&KindSpec] = &[
     &deadband::DEADBAND,
     &ewma::EWMA,
     &integrate::INTEGRATE,
+    &join::JOIN,
     &range_check::RANGE_CHECK,
     &rate::RATE,
     &scale::SCALE,
+    &stale::STALE,
     &threshold::THRESHOLD,
     &window::WINDOW,
 ];

@@ -39,7 +39,7 @@ pub static RANGE_CHECK: KindSpec = KindSpec {
 fn build(ctx: &BuildContext<'_>) -> Result<Box<dyn Vertex>, BuildError> {
     let min = common::float(ctx, "min")?;
     let max = common::float(ctx, "max")?;
-    if !(min <= max) {
+    if min > max {
         return Err(BuildError::new(format!(
             "vertex `{}`: `min` ({min}) is above `max` ({max}); swap them",
             ctx.id

@@ -75,13 +75,13 @@ fn build(ctx: &BuildContext<'_>) -> Result<Box<dyn Vertex>, BuildError> {
         "below" => false,
         other => return Err(common::bad_choice(ctx, "direction", other, DIRECTIONS)),
     };
-    if above && !(clear <= raise) {
+    if above && clear > raise {
         return Err(BuildError::new(format!(
             "vertex `{}`: `clear` ({clear}) must be at most `raise` ({raise}) for an alarm above; lower `clear` or set `direction = \"below\"`",
             ctx.id
         )));
     }
-    if !above && !(clear >= raise) {
+    if !above && clear < raise {
         return Err(BuildError::new(format!(
             "vertex `{}`: `clear` ({clear}) must be at least `raise` ({raise}) for an alarm below; raise `clear` or set `direction = \"above\"`",
             ctx.id
