@@ -89,13 +89,14 @@ impl Vertex for Deadband {
     fn process(&mut self, input: &[Record], out: &mut Vec<Record>) {
         out.reserve(input.len());
         let (band, to) = (self.band, self.output);
+        let has_silence = self.max_silence.is_some();
         let silence = self.max_silence.unwrap_or(i64::MAX);
         let mut s = self.state;
         for r in input {
             if r.channel != self.input {
                 continue;
             }
-            let silent = r.time.0.saturating_sub(s.time) >= silence;
+            let silent = has_silence & (r.time.0.saturating_sub(s.time) >= silence);
             if r.value.is_finite() {
                 let emit = !s.has_value
                     | (r.quality.0 != s.quality)
