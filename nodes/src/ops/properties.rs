@@ -8,12 +8,15 @@ use super::testkit::*;
 use proptest::prelude::*;
 use tandem_core::{ChannelId, KindSpec, ParamValue, Quality, Record, Seq, Snapshot};
 
-/// Each kind with a parameter set and its inputs.
-fn cases() -> Vec<(
+/// A kind, a parameter set, and its input channels.
+type Case = (
     &'static KindSpec,
     Vec<(&'static str, ParamValue)>,
     Vec<ChannelId>,
-)> {
+);
+
+/// Each kind with a parameter set and its inputs.
+fn cases() -> Vec<Case> {
     vec![
         (
             &super::scale::SCALE,
