@@ -3,6 +3,11 @@
 
 use tandem_core::{BuildContext, BuildError, ChannelId, Quality, Record};
 
+/// Longest duration any operator parameter takes: 366 days (`"8784h"`).
+/// Far beyond any sensible window or timeout, and short enough that event
+/// times plus it never come near overflow.
+pub(crate) const MAX_DURATION_NS: i64 = 366 * 24 * 3600 * 1_000_000_000;
+
 /// The missing-parameter error. Validation fills every declared parameter,
 /// so this only fires when a kind is built by hand with incomplete params.
 fn missing(ctx: &BuildContext<'_>, name: &str) -> BuildError {

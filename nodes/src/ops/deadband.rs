@@ -33,7 +33,7 @@ pub static DEADBAND: KindSpec = KindSpec {
             name: "band",
             ty: ParamType::Float {
                 min: 0.0,
-                max: f64::MAX,
+                max: 1e12,
             },
             default: ParamDefault::Float(0.0),
             doc: "emit when the value moved strictly more than this from the last emitted value, in the input's unit; 0 emits on any change",
@@ -42,7 +42,7 @@ pub static DEADBAND: KindSpec = KindSpec {
             name: "max_silence",
             ty: ParamType::Duration {
                 min_ns: 1,
-                max_ns: i64::MAX,
+                max_ns: common::MAX_DURATION_NS,
             },
             default: ParamDefault::Optional,
             doc: "event time after which the current value is emitted even if unchanged (a heartbeat); unset: never",

@@ -47,7 +47,7 @@ pub static INTEGRATE: KindSpec = KindSpec {
             name: "max_gap",
             ty: ParamType::Duration {
                 min_ns: 1,
-                max_ns: i64::MAX,
+                max_ns: common::MAX_DURATION_NS,
             },
             default: ParamDefault::Duration(60_000_000_000),
             doc: "longest event-time gap between samples that is integrated across; longer gaps add nothing and flag the total uncertain",

@@ -41,7 +41,7 @@ pub static JOIN: KindSpec = KindSpec {
             name: "tolerance",
             ty: ParamType::Duration {
                 min_ns: 0,
-                max_ns: i64::MAX,
+                max_ns: common::MAX_DURATION_NS,
             },
             default: ParamDefault::Required,
             doc: "largest event-time distance between the two records combined; \"0s\" needs equal times",

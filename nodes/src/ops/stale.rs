@@ -38,7 +38,7 @@ pub static STALE: KindSpec = KindSpec {
             name: "timeout",
             ty: ParamType::Duration {
                 min_ns: 1,
-                max_ns: i64::MAX,
+                max_ns: common::MAX_DURATION_NS,
             },
             default: ParamDefault::Required,
             doc: "event time without a watched record after which it is stale",

@@ -19,6 +19,7 @@
 
 use super::common;
 use rkyv::{Archive, Deserialize, Serialize};
+use tandem_core::param::format_duration;
 use tandem_core::{
     freeze, thaw, Arity, BuildContext, BuildError, Builder, ChannelId, EventTime, KindSpec,
     OutputSpec, ParamDefault, ParamSpec, ParamType, Quality, Record, SchemaId, Snapshot,
@@ -54,7 +55,7 @@ pub static WINDOW: KindSpec = KindSpec {
             name: "size",
             ty: ParamType::Duration {
                 min_ns: 1,
-                max_ns: i64::MAX,
+                max_ns: common::MAX_DURATION_NS,
             },
             default: ParamDefault::Required,
             doc: "length of each window, event time",
@@ -63,7 +64,7 @@ pub static WINDOW: KindSpec = KindSpec {
             name: "slide",
             ty: ParamType::Duration {
                 min_ns: 1,
-                max_ns: i64::MAX,
+                max_ns: common::MAX_DURATION_NS,
             },
             default: ParamDefault::Optional,
             doc: "sliding only: time between window ends, event time; must divide `size`, at most 256 panes (size / slide)",
@@ -112,8 +113,10 @@ fn build(ctx: &BuildContext<'_>) -> Result<Box<dyn Vertex>, BuildError> {
     };
     if slide <= 0 || size % slide != 0 {
         return Err(BuildError::new(format!(
-            "vertex `{}`: `slide` ({slide} ns) must divide `size` ({size} ns) evenly",
-            ctx.id
+            "vertex `{}`: `slide` ({}) must divide `size` ({}) evenly, such as size \"15m\" with slide \"1m\"",
+            ctx.id,
+            format_duration(slide),
+            format_duration(size)
         )));
     }
     let panes = size / slide;
@@ -465,7 +468,11 @@ mod tests {
         assert!(err.contains("only to sliding"), "{err}");
         let mut given = sliding("sum");
         given[2] = ("slide", ms(3_000));
-        assert!(build_err(&WINDOW, &given).contains("must divide"));
+        let err = build_err(&WINDOW, &given);
+        assert!(
+            err.contains("`slide` (3s) must divide `size` (10s)"),
+            "{err}"
+        );
         given[2] = ("slide", ParamValue::Duration(1_000_000));
         given[1] = ("size", ms(1_000));
         let err = build_err(&WINDOW, &given);
