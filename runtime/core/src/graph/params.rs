@@ -2,7 +2,7 @@
 
 use super::diag::Report;
 use super::spec::{got, noun, NodeSpec, Span};
-use super::suggest::{did_you_mean, list};
+use super::suggest::{did_you_mean, hint, list};
 use crate::param::{parse_duration, ParamSpec, ParamType, ParamValue, Params};
 use crate::vertex::{KindSpec, Role};
 use toml::de::DeValue;
@@ -36,12 +36,18 @@ pub(crate) fn check(
             report.at(
                 &key.span,
                 format!(
-                    "unknown parameter `{}` of `{}`{}; parameters of `{}`: {}",
+                    "unknown parameter `{}` of `{}`{}",
                     key.value,
                     kind.name,
-                    did_you_mean(&key.value, candidates),
-                    kind.name,
-                    list(kind.params.iter().map(|p| p.name))
+                    hint(
+                        &key.value,
+                        candidates,
+                        &format!(
+                            "parameters of `{}`: {}",
+                            kind.name,
+                            list(kind.params.iter().map(|p| p.name))
+                        )
+                    )
                 ),
             );
             continue;

@@ -3,7 +3,7 @@
 //! parameters and inputs are checked by `validate`.
 
 use super::diag::Report;
-use super::suggest::{did_you_mean, list};
+use super::suggest::{did_you_mean, hint, list};
 use crate::plan::{Layout, Overflow};
 use crate::vertex::Role;
 use std::ops::Range;
@@ -25,7 +25,7 @@ pub(crate) const MIN_CAPACITY: i64 = 2;
 /// Largest ring capacity, in records.
 pub(crate) const MAX_CAPACITY: i64 = 1 << 24;
 
-const TABLES: [&str; 5] = ["graph", "sources", "vertices", "sinks", "edges"];
+const TABLES: [&str; 5] = ["[graph]", "[sources]", "[vertices]", "[sinks]", "[[edges]]"];
 const GRAPH_KEYS: [&str; 4] = ["name", "layout", "capacity", "overflow"];
 const EDGE_KEYS: [&str; 4] = ["from", "to", "capacity", "overflow"];
 
@@ -125,8 +125,12 @@ pub(crate) fn read<'a, 'i>(
             other => report.at(
                 &key.span(),
                 format!(
-                    "unknown table `[{other}]`{}; valid tables: [graph], [sources], [vertices], [sinks], [[edges]]",
-                    did_you_mean(other, TABLES)
+                    "unknown table `[{other}]`{}",
+                    hint(
+                        &format!("[{other}]"),
+                        TABLES,
+                        "valid tables: [graph], [sources], [vertices], [sinks], [[edges]]"
+                    )
                 ),
             ),
         }
@@ -166,9 +170,12 @@ fn read_graph(
             other => report.at(
                 &key.span(),
                 format!(
-                    "unknown key `{other}` in [graph]{}; valid keys: {}",
-                    did_you_mean(other, GRAPH_KEYS),
-                    list(GRAPH_KEYS)
+                    "unknown key `{other}` in [graph]{}",
+                    hint(
+                        other,
+                        GRAPH_KEYS,
+                        &format!("valid keys: {}", list(GRAPH_KEYS))
+                    )
                 ),
             ),
         }
@@ -499,9 +506,12 @@ fn read_edges(
                 other => report.at(
                     &key.span(),
                     format!(
-                        "unknown key `{other}` in [[edges]]{}; valid keys: {}",
-                        did_you_mean(other, EDGE_KEYS),
-                        list(EDGE_KEYS)
+                        "unknown key `{other}` in [[edges]]{}",
+                        hint(
+                            other,
+                            EDGE_KEYS,
+                            &format!("valid keys: {}", list(EDGE_KEYS))
+                        )
                     ),
                 ),
             }

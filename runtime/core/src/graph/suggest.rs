@@ -1,26 +1,32 @@
 //! "Did you mean" by edit distance.
 
-/// Levenshtein distance in characters.
+/// Edit distance in characters: insertions, deletions, substitutions and
+/// swaps of two neighbours each count one (optimal string alignment).
 pub(crate) fn distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row.first().copied().unwrap_or(0);
-        if let Some(first) = row.first_mut() {
-            *first = i + 1;
-        }
-        for (j, cb) in b.iter().enumerate() {
-            let above = row.get(j + 1).copied().unwrap_or(0);
-            let left = row.get(j).copied().unwrap_or(0);
-            let cost = usize::from(ca != *cb);
-            let value = (diagonal + cost).min(above + 1).min(left + 1);
-            diagonal = above;
-            if let Some(cell) = row.get_mut(j + 1) {
-                *cell = value;
+    let width = b.len() + 1;
+    let mut d = vec![0usize; (a.len() + 1) * width];
+    let at = |i: usize, j: usize| i * width + j;
+    for i in 0..=a.len() {
+        d[at(i, 0)] = i;
+    }
+    for j in 0..=b.len() {
+        d[at(0, j)] = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (d[at(i - 1, j)] + 1)
+                .min(d[at(i, j - 1)] + 1)
+                .min(d[at(i - 1, j - 1)] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d[at(i - 2, j - 2)] + 1);
             }
+            d[at(i, j)] = best;
         }
     }
-    row.last().copied().unwrap_or(0)
+    d[at(a.len(), b.len())]
 }
 
 /// The candidates nearest to `word` (at most three, all at the smallest
@@ -61,6 +67,20 @@ pub(crate) fn did_you_mean<'a>(
     format!("; did you mean {}?", quoted.join(" or "))
 }
 
+/// `"; did you mean `a`? {tail}"`, or `"; {tail}"` when nothing is near.
+pub(crate) fn hint<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+    tail: &str,
+) -> String {
+    let near = did_you_mean(word, candidates);
+    if near.is_empty() {
+        format!("; {tail}")
+    } else {
+        format!("{near} {tail}")
+    }
+}
+
 /// `a, b, c`, or `none`.
 pub(crate) fn list<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
     let items: Vec<&str> = items.into_iter().collect();
@@ -81,6 +101,7 @@ mod tests {
         assert_eq!(distance("kitten", "sitting"), 3);
         assert_eq!(distance("", "abc"), 3);
         assert_eq!(distance("same", "same"), 0);
+        assert_eq!(distance("alpah", "alpha"), 1);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use super::diag::{line_col, Report};
 use super::params;
 use super::spec::{noun, NodeSpec, Sp, Span, Spec};
-use super::suggest::{did_you_mean, list};
+use super::suggest::{hint, list};
 use super::{GraphSettings, Loaded};
 use crate::channel::ChannelTable;
 use crate::param::Params;
@@ -151,11 +151,14 @@ fn resolve_kind(
         report.at(
             &name.span,
             format!(
-                "unknown {} kind `{}`{}; known kinds: {}",
+                "unknown {} kind `{}`{}",
                 noun(role),
                 name.value,
-                did_you_mean(&name.value, known.iter().copied()),
-                list(known.iter().copied())
+                hint(
+                    &name.value,
+                    known.iter().copied(),
+                    &format!("known kinds: {}", list(known.iter().copied()))
+                )
             ),
         );
         return None;
@@ -365,14 +368,14 @@ fn resolve_input(
             .flat_map(|n| n.outputs.iter().map(|(c, _)| c.as_str()))
             .collect();
         let ids: Vec<&str> = nodes.iter().map(|n| n.id()).collect();
+        let tail = format!("existing outputs: {}", list(every.iter().copied()));
         let near = if rest.is_some() && rest != Some("*") {
-            did_you_mean(name, every.iter().copied())
+            hint(name, every.iter().copied(), &tail)
         } else {
-            did_you_mean(producer_id, ids.iter().copied())
+            hint(producer_id, ids.iter().copied(), &tail)
         };
         return Err(Some(format!(
-            "{who} has no input `{name}`: there is no node `{producer_id}`{near}; existing outputs: {}",
-            list(every.iter().copied())
+            "{who} has no input `{name}`: there is no node `{producer_id}`{near}"
         )));
     };
     if !producer.outputs_known {
@@ -398,9 +401,12 @@ fn resolve_input(
             "{who} has no input `{name}`: `{producer_id}` has one output, named `{producer_id}`"
         ))),
         Some(_) => Err(Some(format!(
-            "{who} has no input `{name}`{}; existing outputs: {}",
-            did_you_mean(name, outputs.iter().copied()),
-            list(outputs.iter().copied())
+            "{who} has no input `{name}`{}",
+            hint(
+                name,
+                outputs.iter().copied(),
+                &format!("existing outputs: {}", list(outputs.iter().copied()))
+            )
         ))),
     }
 }
@@ -511,10 +517,13 @@ fn edge_settings(
                 None => report.at(
                     &end.span,
                     format!(
-                        "no node `{}`{}; nodes: {}",
+                        "no node `{}`{}",
                         end.value,
-                        did_you_mean(&end.value, ids.iter().copied()),
-                        list(ids.iter().copied())
+                        hint(
+                            &end.value,
+                            ids.iter().copied(),
+                            &format!("nodes: {}", list(ids.iter().copied()))
+                        )
                     ),
                 ),
             }
