@@ -82,12 +82,17 @@ fn syntax_errors(file: &str, text: &str, errors: &[toml::de::Error]) -> Diagnost
     let mut lines = std::collections::BTreeSet::new();
     for e in errors {
         let offset = e.span().map_or(0, |s| s.start);
-        if lines.insert(diag::line_col(text, offset).0) {
-            report.at(
-                &(offset..offset),
-                format!("invalid TOML: {}", e.message().trim()),
-            );
+        if !lines.insert(diag::line_col(text, offset).0) {
+            continue;
         }
+        let message = e.message().trim();
+        let key = e.span().and_then(|s| text.get(s)).unwrap_or("").trim();
+        let message = if message == "duplicate key" && !key.is_empty() {
+            format!("invalid TOML: duplicate key `{key}`; each key and table may appear once")
+        } else {
+            format!("invalid TOML: {message}")
+        };
+        report.at(&(offset..offset), message);
     }
     report.into_diagnostics(file, text)
 }

@@ -727,3 +727,36 @@ proptest! {
         let _ = load("g.toml", &bytes[..cut.min(bytes.len())], &registry());
     }
 }
+
+#[test]
+fn crlf_files_and_toml_number_forms_load() {
+    let crlf = HOME.replace('\n', "\r\n");
+    assert_eq!(load_str(&crlf).unwrap().name, "home");
+    check(
+        &home_with("alpha = 0.2", "alpha = 3").replace('\n', "\r\n"),
+        &["21:9: error: parameter `alpha` of `ewma` must be a number from 0 to 1, got 3"],
+    );
+    let hex = load_str(&home_with("capacity_ah = 100", "capacity_ah = 0x10")).unwrap();
+    assert_eq!(
+        hex.plan.node("soc").unwrap().params.float("capacity_ah"),
+        Some(16.0)
+    );
+    check(
+        &home_with("alpha = 0.2", "alpha = nan\nfoo = 1979-05-27"),
+        &[
+            "21:9: error: parameter `alpha` of `ewma` must be a number from 0 to 1, got nan",
+            "22:1: error: unknown parameter `foo` of `ewma`; parameters of `ewma`: alpha",
+        ],
+    );
+}
+
+#[test]
+fn duplicate_keys_and_tables_are_syntax_errors_naming_the_key() {
+    check(
+        "[graph]\nname = \"a\"\n[graph]\nname = \"b\"\n",
+        &[
+            "3:2: error: invalid TOML: duplicate key `graph`; each key and table may appear once",
+            "4:1: error: invalid TOML: duplicate key `name`; each key and table may appear once",
+        ],
+    );
+}
