@@ -65,6 +65,8 @@ pub(crate) struct Inputs {
     /// The whole list.
     pub value: Span,
     pub items: Vec<Sp<String>>,
+    /// False when some entry was not a string (and was reported).
+    pub complete: bool,
 }
 
 /// One `[[edges]]` entry.
@@ -361,50 +363,9 @@ fn read_node<'a, 'i>(
                     &format!("`kind` must be a string naming a {} kind", noun(role)),
                 );
             }
-            "version" => {
-                let v = match value.get_ref() {
-                    DeValue::Integer(i) => u32::from_str_radix(i.as_str(), i.radix())
-                        .ok()
-                        .filter(|v| *v > 0),
-                    _ => None,
-                };
-                match v {
-                    Some(v) => {
-                        node.version = Some(Sp {
-                            value: v,
-                            span: value.span(),
-                        })
-                    }
-                    None => report.at(
-                        &value.span(),
-                        format!(
-                            "`version` must be a positive integer such as 1, got {}",
-                            got(text, &value.span())
-                        ),
-                    ),
-                }
-            }
+            "version" => node.version = read_version(text, value, report),
             "inputs" => node.inputs = read_inputs(text, key.span(), value, report),
-            "worker" => {
-                node.worker = string(
-                    text,
-                    value,
-                    report,
-                    "`worker` must be a string naming a worker such as \"w1\"",
-                );
-                if let Some(w) = &node.worker {
-                    if w.value.is_empty() || w.value == "ingress" {
-                        report.at(
-                            &w.span,
-                            format!(
-                                "`worker` must be a non-empty name other than \"ingress\" (the sources' worker), got {}",
-                                got(text, &w.span)
-                            ),
-                        );
-                        node.worker = None;
-                    }
-                }
-            }
+            "worker" => node.worker = read_worker(text, value, report),
             name => node.params.push((
                 Sp {
                     value: name.to_owned(),
@@ -415,6 +376,52 @@ fn read_node<'a, 'i>(
         }
     }
     node
+}
+
+fn read_version(text: &str, value: &Spanned<DeValue<'_>>, report: &mut Report) -> Option<Sp<u32>> {
+    let version = match value.get_ref() {
+        DeValue::Integer(i) => u32::from_str_radix(i.as_str(), i.radix())
+            .ok()
+            .filter(|v| *v > 0),
+        _ => None,
+    };
+    if version.is_none() {
+        report.at(
+            &value.span(),
+            format!(
+                "`version` must be a positive integer such as 1, got {}",
+                got(text, &value.span())
+            ),
+        );
+    }
+    version.map(|v| Sp {
+        value: v,
+        span: value.span(),
+    })
+}
+
+fn read_worker(
+    text: &str,
+    value: &Spanned<DeValue<'_>>,
+    report: &mut Report,
+) -> Option<Sp<String>> {
+    let worker = string(
+        text,
+        value,
+        report,
+        "`worker` must be a string naming a worker such as \"w1\"",
+    )?;
+    if worker.value.is_empty() || worker.value == "ingress" {
+        report.at(
+            &worker.span,
+            format!(
+                "`worker` must be a non-empty name other than \"ingress\" (the sources' worker), got {}",
+                got(text, &worker.span)
+            ),
+        );
+        return None;
+    }
+    Some(worker)
 }
 
 fn read_inputs(
@@ -438,6 +445,7 @@ fn read_inputs(
         return None;
     };
     let mut items = Vec::new();
+    let mut complete = true;
     for item in array.iter() {
         if let Some(s) = string(
             text,
@@ -446,12 +454,15 @@ fn read_inputs(
             "each input must be a channel name such as \"battery.soc\"",
         ) {
             items.push(s);
+        } else {
+            complete = false;
         }
     }
     Some(Inputs {
         key,
         value: value.span(),
         items,
+        complete,
     })
 }
 

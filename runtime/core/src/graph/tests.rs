@@ -760,3 +760,17 @@ fn duplicate_keys_and_tables_are_syntax_errors_naming_the_key() {
         ],
     );
 }
+
+#[test]
+fn a_bad_entry_does_not_cause_follow_up_errors() {
+    // The number is reported; soc's arity is not, nor are inputs that read
+    // from a node whose kind is unknown.
+    check(
+        &home_with(SOC_INPUTS, r#"inputs = ["battery.current", 3]"#)
+            .replace(r#"kind = "ewma""#, r#"kind = "nope""#),
+        &[
+            "14:30: error: each input must be a channel name such as \"battery.soc\", got 3",
+            "18:8: error: unknown vertex kind `nope`; known kinds: ewma, knobs, soc",
+        ],
+    );
+}

@@ -296,7 +296,7 @@ fn resolve_inputs(
             );
             return (resolved, false);
         }
-        (Some(inputs), _) if inputs.items.is_empty() => {
+        (Some(inputs), _) if inputs.items.is_empty() && inputs.complete => {
             report.at(
                 &inputs.value,
                 format!(
@@ -308,6 +308,7 @@ fn resolve_inputs(
             return (resolved, false);
         }
         (Some(inputs), _) => {
+            known = inputs.complete;
             for item in &inputs.items {
                 match resolve_input(nodes, node, item, by_id) {
                     Ok(channels) => {
@@ -531,28 +532,23 @@ fn edge_settings(
         let [producer, consumer] = ends.as_slice() else {
             continue;
         };
-        if !consumer.inputs_known || !producer.outputs_known {
-            continue;
-        }
         let p = by_id.get(producer.id()).copied();
         if !consumer.inputs.iter().any(|(q, _)| Some(*q) == p) {
-            let feeds: BTreeSet<&str> = nodes
-                .iter()
-                .filter(|n| n.inputs.iter().any(|(q, _)| Some(*q) == p))
-                .map(|n| n.id())
-                .collect();
-            report.at(
-                &to.span,
-                format!(
-                    "there is no edge from `{}` to `{}`: `{}` does not read from `{}`; `{}` feeds: {}",
-                    from.value,
-                    to.value,
-                    to.value,
-                    from.value,
-                    from.value,
+            // When some input could not be resolved, the edge may be among them.
+            if consumer.inputs_known && producer.outputs_known {
+                let feeds: BTreeSet<&str> = nodes
+                    .iter()
+                    .filter(|n| n.inputs.iter().any(|(q, _)| Some(*q) == p))
+                    .map(|n| n.id())
+                    .collect();
+                let to_span = to.span.clone();
+                let (from, to) = (&from.value, &to.value);
+                let message = format!(
+                    "there is no edge from `{from}` to `{to}`: `{to}` does not read from `{from}`; `{from}` feeds: {}",
                     list(feeds.iter().copied())
-                ),
-            );
+                );
+                report.at(&to_span, message);
+            }
             continue;
         }
         let key = (from.value.clone(), to.value.clone());
