@@ -626,6 +626,17 @@ fn inputs_must_match_the_role_and_arity() {
 }
 
 #[test]
+fn a_channel_is_read_once() {
+    check(
+        &home_with(
+            OUT_INPUTS,
+            r#"inputs = ["battery.*", "smooth", "battery.voltage"]"#,
+        ),
+        &["25:34: error: sink `out` reads `battery.voltage` twice"],
+    );
+}
+
+#[test]
 fn node_ids_are_unique_across_tables() {
     check(
         &home_with("[sinks.out]", "[sinks.soc]"),

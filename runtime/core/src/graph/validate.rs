@@ -271,9 +271,7 @@ fn resolve_inputs(
         return (Vec::new(), false);
     };
     let spec = node.spec;
-    let mut resolved: Vec<(usize, String)> = Vec::new();
-    let mut known = true;
-    match (&spec.inputs, spec.role) {
+    let inputs = match (&spec.inputs, spec.role) {
         (Some(inputs), Role::Source) => {
             report.at(
                 &inputs.key,
@@ -282,9 +280,9 @@ fn resolve_inputs(
                     spec.id.value
                 ),
             );
-            return (resolved, true);
+            return (Vec::new(), true);
         }
-        (None, Role::Source) => return (resolved, true),
+        (None, Role::Source) => return (Vec::new(), true),
         (None, _) => {
             report.at(
                 &spec.id.span,
@@ -294,7 +292,7 @@ fn resolve_inputs(
                     reads(node.kind)
                 ),
             );
-            return (resolved, false);
+            return (Vec::new(), false);
         }
         (Some(inputs), _) if inputs.items.is_empty() && inputs.complete => {
             report.at(
@@ -305,38 +303,38 @@ fn resolve_inputs(
                     reads(node.kind)
                 ),
             );
-            return (resolved, false);
+            return (Vec::new(), false);
         }
-        (Some(inputs), _) => {
-            known = inputs.complete;
-            for item in &inputs.items {
-                match resolve_input(nodes, node, item, by_id) {
-                    Ok(channels) => {
-                        for (producer, channel) in channels {
-                            if resolved.iter().any(|(_, c)| *c == channel) {
-                                report.at(
-                                    &item.span,
-                                    format!("{} reads `{channel}` twice", node.who()),
-                                );
-                                known = false;
-                            } else {
-                                resolved.push((producer, channel));
-                            }
-                        }
-                    }
-                    Err(Some(message)) => {
-                        report.at(&item.span, message);
+        (Some(inputs), _) => inputs,
+    };
+    let mut resolved: Vec<(usize, String)> = Vec::new();
+    let mut known = inputs.complete;
+    for item in &inputs.items {
+        match resolve_input(nodes, node, item, by_id) {
+            Ok(channels) => {
+                for (producer, channel) in channels {
+                    if resolved.iter().any(|(_, c)| *c == channel) {
+                        report.at(
+                            &item.span,
+                            format!("{} reads `{channel}` twice", node.who()),
+                        );
                         known = false;
+                    } else {
+                        resolved.push((producer, channel));
                     }
-                    Err(None) => known = false,
                 }
             }
+            Err(Some(message)) => {
+                report.at(&item.span, message);
+                known = false;
+            }
+            Err(None) => known = false,
         }
     }
     (resolved, known)
 }
 
-/// `"; it reads current, voltage"` from a kind's input names, or `""`.
+/// `" (`soc` reads current, voltage)"` from a kind's input names, or `""`.
 fn reads(kind: Option<&KindSpec>) -> String {
     match kind {
         Some(k) if !k.input_names.is_empty() => {
