@@ -70,8 +70,23 @@ pub(crate) struct Report {
 
 impl Report {
     /// An error at the start of `span`.
+    /// Control characters (from quoted keys or values) are escaped so that
+    /// each diagnostic stays on one line and cannot drive a terminal.
     pub(crate) fn at(&mut self, span: &Range<usize>, message: impl Into<String>) {
-        self.errors.push((span.start, message.into()));
+        let mut message: String = message.into();
+        if message.chars().any(char::is_control) {
+            message = message
+                .chars()
+                .map(|c| {
+                    if c.is_control() {
+                        c.escape_default().to_string()
+                    } else {
+                        c.to_string()
+                    }
+                })
+                .collect();
+        }
+        self.errors.push((span.start, message));
     }
 
     /// True when nothing was reported.
@@ -129,6 +144,14 @@ mod tests {
         assert_eq!(line_col(text, 6), (2, 3));
         assert_eq!(line_col(text, 5), (2, 2)); // inside `é`: its start
         assert_eq!(line_col(text, 99), (3, 1));
+    }
+
+    #[test]
+    fn control_characters_in_messages_are_escaped() {
+        let mut r = Report::default();
+        r.at(&(0..1), "id `a\nb\u{1b}[31m`");
+        let d = r.into_diagnostics("g.toml", "x");
+        assert_eq!(d.to_string(), "g.toml:1:1: error: id `a\\nb\\u{1b}[31m`");
     }
 
     #[test]

@@ -90,9 +90,11 @@ pub(crate) fn noun(role: Role) -> &'static str {
 
 /// The source text of a value, shortened, for "got ..." in messages.
 pub(crate) fn got(text: &str, span: &Span) -> String {
-    let raw = text.get(span.clone()).unwrap_or("?").trim();
-    let mut shown: String = raw.chars().take(40).collect();
-    if shown.len() < raw.len() {
+    let raw = text.get(span.clone()).unwrap_or("?");
+    let words: Vec<&str> = raw.split_whitespace().collect();
+    let flat = words.join(" ");
+    let mut shown: String = flat.chars().take(40).collect();
+    if shown.len() < flat.len() {
         shown.push_str("...");
     }
     shown

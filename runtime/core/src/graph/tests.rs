@@ -785,3 +785,15 @@ fn a_bad_entry_does_not_cause_follow_up_errors() {
         ],
     );
 }
+
+#[test]
+fn values_spanning_lines_are_shown_on_one() {
+    check(
+        &home_with("alpha = 0.2", "alpha = [\n  1,\n  2,\n]"),
+        &["21:9: error: parameter `alpha` of `ewma` must be a number from 0 to 1, got [ 1, 2, ]"],
+    );
+    check(
+        &home_with("[sinks.out]", "[sinks.\"o\\nut\"]"),
+        &["23:8: error: `o\\nut` is not a valid node id: use lowercase letters, digits and `_`, starting with a letter"],
+    );
+}
