@@ -40,6 +40,9 @@ pub(crate) struct Spec<'a, 'i> {
     pub nodes: Vec<NodeSpec<'a, 'i>>,
     /// `[[edges]]` in file order.
     pub edges: Vec<EdgeSpec>,
+    /// Ids of would-be nodes already reported (in an unknown table, or not
+    /// a table): inputs naming them are not reported again.
+    pub stray_ids: std::collections::BTreeSet<String>,
 }
 
 /// One `[sources.x]`, `[vertices.x]` or `[sinks.x]`.
@@ -126,17 +129,23 @@ pub(crate) fn read<'a, 'i>(
             "vertices" => read_nodes(text, Role::Vertex, key, value, report, &mut spec),
             "sinks" => read_nodes(text, Role::Sink, key, value, report, &mut spec),
             "edges" => read_edges(text, value, report, &mut spec),
-            other => report.at(
-                &key.span(),
-                format!(
-                    "unknown table `[{other}]`{}",
-                    hint(
-                        &format!("[{other}]"),
-                        TABLES,
-                        "valid tables: [graph], [sources], [vertices], [sinks], [[edges]]"
-                    )
-                ),
-            ),
+            other => {
+                if let DeValue::Table(t) = value.get_ref() {
+                    spec.stray_ids
+                        .extend(t.iter().map(|(k, _)| k.get_ref().to_string()));
+                }
+                report.at(
+                    &key.span(),
+                    format!(
+                        "unknown table `[{other}]`{}",
+                        hint(
+                            &format!("[{other}]"),
+                            TABLES,
+                            "valid tables: [graph], [sources], [vertices], [sinks], [[edges]]"
+                        )
+                    ),
+                )
+            }
         }
     }
     spec.nodes.sort_by_key(|n| n.id.span.start);
@@ -319,6 +328,7 @@ fn read_nodes<'a, 'i>(
             );
         }
         let DeValue::Table(body) = value.get_ref() else {
+            spec.stray_ids.insert(id.clone());
             report.at(
                 &key.span(),
                 format!(

@@ -510,6 +510,14 @@ fn unknown_tables_and_graph_keys_name_the_valid_ones() {
 }
 
 #[test]
+fn nodes_in_an_unknown_table_are_reported_once() {
+    check(
+        &home_with("[vertices.smooth]", "[vertexes.smooth]"),
+        &["17:2: error: unknown table `[vertexes]`; did you mean `[vertices]`? valid tables: [graph], [sources], [vertices], [sinks], [[edges]]"],
+    );
+}
+
+#[test]
 fn unknown_kinds_suggest_the_nearest_of_their_role() {
     check(
         &home_with(r#"kind = "ewma""#, r#"kind = "ewm""#),

@@ -68,7 +68,7 @@ pub(crate) fn validate(
     }
     let by_id: BTreeMap<&str, usize> = nodes.iter().enumerate().map(|(i, n)| (n.id(), i)).collect();
     for i in 0..nodes.len() {
-        let (inputs, known) = resolve_inputs(&nodes, i, &by_id, report);
+        let (inputs, known) = resolve_inputs(&nodes, i, &by_id, &spec.stray_ids, report);
         if let Some(node) = nodes.get_mut(i) {
             node.inputs = inputs;
             node.inputs_known = known;
@@ -265,6 +265,7 @@ fn resolve_inputs(
     nodes: &[Node<'_, '_, '_>],
     index: usize,
     by_id: &BTreeMap<&str, usize>,
+    stray_ids: &BTreeSet<String>,
     report: &mut Report,
 ) -> (Vec<(usize, String)>, bool) {
     let Some(node) = nodes.get(index) else {
@@ -310,7 +311,7 @@ fn resolve_inputs(
     let mut resolved: Vec<(usize, String)> = Vec::new();
     let mut known = inputs.complete;
     for item in &inputs.items {
-        match resolve_input(nodes, node, item, by_id) {
+        match resolve_input(nodes, node, item, by_id, stray_ids) {
             Ok(channels) => {
                 for (producer, channel) in channels {
                     if resolved.iter().any(|(_, c)| *c == channel) {
@@ -351,6 +352,7 @@ fn resolve_input(
     node: &Node<'_, '_, '_>,
     item: &Sp<String>,
     by_id: &BTreeMap<&str, usize>,
+    stray_ids: &BTreeSet<String>,
 ) -> Result<Vec<(usize, String)>, Option<String>> {
     let name = item.value.as_str();
     let who = node.who();
@@ -362,6 +364,9 @@ fn resolve_input(
         .get_key_value(producer_id)
         .and_then(|(_, p)| nodes.get(*p).map(|n| (p, n)))
     else {
+        if stray_ids.contains(producer_id) {
+            return Err(None);
+        }
         let every: Vec<&str> = nodes
             .iter()
             .flat_map(|n| n.outputs.iter().map(|(c, _)| c.as_str()))
@@ -513,6 +518,7 @@ fn edge_settings(
         for end in [from, to] {
             match by_id.get(end.value.as_str()).and_then(|&i| nodes.get(i)) {
                 Some(n) => ends.push(n),
+                None if spec.stray_ids.contains(&end.value) => {}
                 None => report.at(
                     &end.span,
                     format!(
