@@ -15,14 +15,17 @@
 //! | [`sg_ready`] | SG-Ready heat-pump contacts |
 //! | [`modbus`] | Modbus device profiles as data, decode, read coalescing |
 //! | `sim` (feature `sim`) | simulated chips behind the same bus traits |
+//! | `linux` (feature `linux`) | opening `/dev/i2c-N` and `/dev/spidevX.Y` |
 #![no_std]
 
 extern crate alloc;
-#[cfg(feature = "sim")]
+#[cfg(any(feature = "sim", feature = "linux"))]
 extern crate std;
 
 pub mod ads1115;
 pub mod ina226;
+#[cfg(feature = "linux")]
+pub mod linux;
 pub mod max17048;
 pub mod max31865;
 pub mod modbus;
