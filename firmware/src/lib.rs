@@ -18,7 +18,6 @@
 //! | `linux` (feature `linux`) | opening `/dev/i2c-N` and `/dev/spidevX.Y` |
 #![no_std]
 
-extern crate alloc;
 #[cfg(any(feature = "sim", feature = "linux"))]
 extern crate std;
 

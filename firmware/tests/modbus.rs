@@ -66,7 +66,7 @@ fn heidelberg_states() {
 
 #[test]
 fn sdm630_coalesces_into_few_requests() {
-    let reqs = coalesce(EASTRON_SDM630.points, 0);
+    let reqs = coalesce(EASTRON_SDM630.points, 0).collect::<Vec<_>>();
     assert_eq!(
         reqs,
         vec![
@@ -98,14 +98,14 @@ fn sdm630_coalesces_into_few_requests() {
         ]
     );
     // with a gap of 40 registers the first four merge
-    let reqs = coalesce(EASTRON_SDM630.points, 40);
+    let reqs = coalesce(EASTRON_SDM630.points, 40).collect::<Vec<_>>();
     assert_eq!(reqs.len(), 2);
     assert_eq!((reqs[0].start, reqs[0].count), (0, 0x4C));
 }
 
 #[test]
 fn functions_are_never_mixed_and_limit_holds() {
-    let reqs = coalesce(profiles::HEIDELBERG_ENERGY_CONTROL.points, 1000);
+    let reqs = coalesce(profiles::HEIDELBERG_ENERGY_CONTROL.points, 1000).collect::<Vec<_>>();
     assert_eq!(reqs.len(), 2);
     assert_eq!(reqs[0].function, FunctionCode::ReadHolding);
     assert_eq!(
@@ -120,7 +120,7 @@ fn functions_are_never_mixed_and_limit_holds() {
 
 #[test]
 fn slice_finds_a_points_words() {
-    let reqs = coalesce(EASTRON_SDM630.points, 0);
+    let reqs = coalesce(EASTRON_SDM630.points, 0).collect::<Vec<_>>();
     let words: Vec<u16> = (0..0x12).collect();
     let p = EASTRON_SDM630.point("power_l1").unwrap();
     assert_eq!(reqs[0].slice(p, &words), Some(&[12u16, 13][..]));
@@ -131,7 +131,7 @@ fn slice_finds_a_points_words() {
 #[test]
 fn every_profile_point_is_covered_once() {
     for profile in profiles::ALL {
-        let reqs = coalesce(profile.points, 0);
+        let reqs = coalesce(profile.points, 0).collect::<Vec<_>>();
         for p in profile.points {
             assert_eq!(reqs.iter().filter(|r| r.covers(p)).count(), 1, "{}", p.name);
         }
@@ -178,7 +178,7 @@ proptest! {
         points in proptest::collection::vec(arb_point(), 0..60),
         gap in 0u16..200,
     ) {
-        let reqs = coalesce(&points, gap);
+        let reqs = coalesce(&points, gap).collect::<Vec<_>>();
         for r in &reqs {
             prop_assert!(r.count >= 1 && r.count <= 125);
         }

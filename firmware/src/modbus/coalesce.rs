@@ -1,6 +1,4 @@
-//! Batching a profile's points into few read requests.
-
-use alloc::vec::Vec;
+//! Batching a profile's points into few read requests, without allocating.
 
 use super::{FunctionCode, Point};
 
@@ -34,7 +32,7 @@ impl ReadRequest {
         if !self.covers(point) {
             return None;
         }
-        let from = usize::from(point.address - self.start);
+        let from = usize::from(point.address.checked_sub(self.start)?);
         words.get(from..from + usize::from(point.words()))
     }
 }
@@ -42,51 +40,73 @@ impl ReadRequest {
 /// Groups `points` into read requests: points with the same function whose
 /// registers are contiguous, or separated by at most `max_gap` unused
 /// registers, share one request of at most [`MAX_REGISTERS_PER_READ`]
-/// registers. Requests come out sorted by function, then address. Points
-/// that run past register 0xFFFF cannot be read and are left out.
+/// registers. Requests come out sorted by function, then address; every
+/// readable point is covered by exactly the request it was merged into.
+/// Points that run past register 0xFFFF cannot be read and are left out.
 ///
 /// `max_gap = 0` only merges adjacent or overlapping points; a small gap
 /// saves round trips on devices that answer reads of unmapped registers
 /// (the Eastron meters do), a gap of 0 is safe for those that reject them.
-pub fn coalesce(points: &[Point], max_gap: u16) -> Vec<ReadRequest> {
-    let mut spans: Vec<(FunctionCode, u32, u32)> = points
-        .iter()
-        .map(|p| {
-            let start = u32::from(p.address);
-            (p.function, start, start + u32::from(p.words()))
-        })
-        .filter(|(_, _, end)| *end <= 0x1_0000)
-        .collect();
-    spans.sort_unstable_by_key(|(f, start, end)| (*f, *start, *end));
-
-    let max = u32::from(MAX_REGISTERS_PER_READ);
-    let mut out: Vec<ReadRequest> = Vec::new();
-    let mut current: Option<(FunctionCode, u32, u32)> = None;
-    for (f, start, end) in spans {
-        current = match current {
-            Some((cf, cs, ce))
-                if cf == f && start <= ce + u32::from(max_gap) && end.max(ce) - cs <= max =>
-            {
-                Some((cf, cs, end.max(ce)))
-            }
-            Some(done) => {
-                out.push(request(done));
-                Some((f, start, end))
-            }
-            None => Some((f, start, end)),
-        };
+///
+/// The iterator does not allocate (it rescans the table for each point,
+/// which is fine for tables of a few hundred points); collect it once when
+/// the profile is loaded.
+pub fn coalesce(points: &[Point], max_gap: u16) -> Coalesce<'_> {
+    Coalesce {
+        points,
+        max_gap,
+        last: None,
     }
-    if let Some(done) = current {
-        out.push(request(done));
-    }
-    out
 }
 
-fn request((function, start, end): (FunctionCode, u32, u32)) -> ReadRequest {
-    // start < 0x10000 and end - start <= 125 by construction
-    ReadRequest {
-        function,
-        start: start as u16,
-        count: (end - start) as u16,
+/// Sort key of a point: function, start, end, then table index as a
+/// tie-breaker so that equal spans are still consumed one by one.
+type Key = (FunctionCode, u32, u32, usize);
+
+/// Iterator returned by [`coalesce`].
+#[derive(Debug, Clone)]
+pub struct Coalesce<'a> {
+    points: &'a [Point],
+    max_gap: u16,
+    last: Option<Key>,
+}
+
+impl Coalesce<'_> {
+    /// The smallest readable point key after the last consumed one.
+    fn peek(&self) -> Option<Key> {
+        self.points
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| {
+                let start = u32::from(p.address);
+                let end = start + u32::from(p.words());
+                (end <= 0x1_0000).then_some((p.function, start, end, i))
+            })
+            .filter(|k| self.last.is_none_or(|last| *k > last))
+            .min()
+    }
+}
+
+impl Iterator for Coalesce<'_> {
+    type Item = ReadRequest;
+
+    fn next(&mut self) -> Option<ReadRequest> {
+        let first = self.peek()?;
+        self.last = Some(first);
+        let (function, start, mut end, _) = first;
+        let max = u32::from(MAX_REGISTERS_PER_READ);
+        while let Some(k @ (f, s, e, _)) = self.peek() {
+            if f != function || s > end + u32::from(self.max_gap) || e.max(end) - start > max {
+                break;
+            }
+            end = end.max(e);
+            self.last = Some(k);
+        }
+        // start < 0x10000 and end - start <= 125 by construction
+        Some(ReadRequest {
+            function,
+            start: start as u16,
+            count: (end - start) as u16,
+        })
     }
 }

@@ -12,7 +12,7 @@
 mod coalesce;
 pub mod profiles;
 
-pub use coalesce::{coalesce, ReadRequest, MAX_REGISTERS_PER_READ};
+pub use coalesce::{coalesce, Coalesce, ReadRequest, MAX_REGISTERS_PER_READ};
 
 /// The read function a point is fetched with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
