@@ -61,7 +61,12 @@ fn heidelberg_states() {
     assert_eq!(heidelberg_pilot_state(5), Some(PilotState::B));
     assert_eq!(heidelberg_pilot_state(7), Some(PilotState::C));
     assert_eq!(heidelberg_pilot_state(10), Some(PilotState::F));
-    assert_eq!(heidelberg_pilot_state(11), None);
+    assert_eq!(heidelberg_pilot_state(11), Some(PilotState::E));
+    assert_eq!(heidelberg_pilot_state(0), None);
+    let e = profiles::HEIDELBERG_ENERGY_CONTROL
+        .point("total_energy")
+        .unwrap();
+    assert_eq!(decode(e, &[0x0001, 0x86A0]), Ok(100.0));
 }
 
 #[test]
@@ -113,7 +118,7 @@ fn functions_are_never_mixed_and_limit_holds() {
         ReadRequest {
             function: FunctionCode::ReadInput,
             start: 4,
-            count: 9
+            count: 15
         }
     );
 }

@@ -4,7 +4,7 @@
 //! whose address, type and scale that source states are listed.
 
 use super::FunctionCode::{ReadHolding as H, ReadInput as I};
-use super::ValueType::{F32, I16, U16};
+use super::ValueType::{F32, I16, U16, U32};
 use super::{Point, Profile};
 use crate::pilot::PilotState;
 
@@ -104,10 +104,13 @@ pub const NIBE_S1155_S1255: Profile = Profile {
 };
 
 // Source: Amperfied/Heidelberg "EC_ModBus_register_table_20210222_LW"
-// (Heidelberg Energy Control Modbus RTU register table): input registers
-// 4 layout version, 5 charging state, 6..8 phase currents in 0.1 A RMS,
-// 9 PCB temperature in 0.1 degC, 10..12 phase voltages in V; holding
-// register 261 maximal current command in 0.1 A.
+// (Heidelberg Energy Control Modbus RTU register table), as decoded by
+// github.com/Schrolli91/heidelberg_energy_control (core/capabilities/core.py):
+// input registers 4 layout version, 5 charging state, 6..8 phase currents
+// in 0.1 A RMS, 9 PCB temperature in 0.1 degC, 10..12 phase voltages in V,
+// 14 power in W, 15..16 energy since power-on and 17..18 total energy in Wh
+// (u32, high word first); holding register 261 maximal current command in
+// 0.1 A.
 const HEIDELBERG_POINTS: &[Point] = &[
     Point::new("layout_version", I, 4, U16, ""),
     Point::new("charging_state", I, 5, U16, ""),
@@ -118,25 +121,30 @@ const HEIDELBERG_POINTS: &[Point] = &[
     Point::new("voltage_l1", I, 10, U16, "V"),
     Point::new("voltage_l2", I, 11, U16, "V"),
     Point::new("voltage_l3", I, 12, U16, "V"),
+    Point::new("power", I, 14, U16, "W"),
+    Point::new("energy_since_power_on", I, 15, U32, "kWh").scaled(0.001),
+    Point::new("total_energy", I, 17, U32, "kWh").scaled(0.001),
     Point::new("max_current", H, 261, U16, "A").scaled(0.1),
 ];
 
 /// Heidelberg (Amperfied) Energy Control wallbox.
 pub const HEIDELBERG_ENERGY_CONTROL: Profile = Profile {
     name: "heidelberg-energy-control",
-    source: "Amperfied EC_ModBus_register_table_20210222_LW",
+    source: "Amperfied EC_ModBus_register_table_20210222_LW; Schrolli91/heidelberg_energy_control",
     points: HEIDELBERG_POINTS,
 };
 
 /// Maps the Heidelberg `charging_state` register to the IEC 61851 state:
-/// 2/3 = A1/A2, 4/5 = B1/B2, 6/7 = C1/C2, 8 = derating (charging, C),
-/// 9 = E, 10 = F. 11 (error) and undefined values give `None`.
+/// 2/3 = A1/A2, 4/5 = B1/B2, 6/7 = C1/C2, 9 = E, 10 = F, 11 (error) = E.
+/// 8 is "derating": the box lowers its current while the vehicle keeps
+/// charging, so the pilot is in C (the Home Assistant integration cited
+/// above shows it as D). Undefined values give `None`.
 pub fn heidelberg_pilot_state(raw: u16) -> Option<PilotState> {
     match raw {
         2 | 3 => Some(PilotState::A),
         4 | 5 => Some(PilotState::B),
         6..=8 => Some(PilotState::C),
-        9 => Some(PilotState::E),
+        9 | 11 => Some(PilotState::E),
         10 => Some(PilotState::F),
         _ => None,
     }
