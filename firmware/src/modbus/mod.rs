@@ -8,6 +8,22 @@
 //!
 //! Addresses are the 0-based protocol addresses sent on the wire
 //! (register "30001" of a manual is address 0).
+//!
+//! ```
+//! use tandem_firmware::modbus::{coalesce, decode, profiles::EASTRON_SDM630};
+//!
+//! // Plan the reads once, when the profile is loaded.
+//! let first = coalesce(EASTRON_SDM630.points, 0).next();
+//! let request = first.expect("the SDM630 table is not empty");
+//! assert_eq!((request.start, request.count), (0x0000, 18));
+//!
+//! // Decode a point out of the response.
+//! let mut response = [0u16; 18];
+//! response[0] = 0x4366; // 230.0 V as float32, high word first
+//! let voltage = EASTRON_SDM630.point("voltage_l1").expect("known point");
+//! let words = request.slice(voltage, &response).expect("covered");
+//! assert_eq!(decode(voltage, words), Ok(230.0));
+//! ```
 
 mod coalesce;
 pub mod profiles;

@@ -8,6 +8,24 @@
 //! there is no clock and no randomness. Handles are `Send + Sync`, so a
 //! simulated home device may set values from any thread as a function of
 //! event time.
+//!
+//! ```
+//! use tandem_firmware::sbs::SmartBattery;
+//! use tandem_firmware::sim::{PecFault, SimSmartBattery};
+//!
+//! let pack = SimSmartBattery::new();
+//! let mut battery = SmartBattery::new(pack.clone());
+//! pack.set_voltage_mv(11_850);
+//! pack.set_current_ma(-2_000);
+//! assert_eq!(battery.voltage_mv(), Ok(11_850));
+//! assert_eq!(battery.current_ma(), Ok(-2_000));
+//!
+//! pack.set_nack(true); // the pack stops answering
+//! assert!(battery.voltage_mv().is_err());
+//! pack.set_nack(false);
+//! pack.set_pec_fault(PecFault::Next(1)); // one corrupted PEC, retried
+//! assert_eq!(battery.voltage_mv(), Ok(11_850));
+//! ```
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
