@@ -104,6 +104,10 @@ impl<I2C: I2c> Ina226<I2C> {
 
     /// Writes the calibration register and remembers the current LSB.
     /// Returns the value written.
+    ///
+    /// The current register is 16-bit signed, so readings saturate at
+    /// +-32767 x `current_lsb_a` (32.767 A with a 1 mA LSB): pick
+    /// `current_lsb_a >= max_expected_current / 32767`.
     pub fn calibrate(
         &mut self,
         shunt_ohms: f32,

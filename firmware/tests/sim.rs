@@ -174,3 +174,47 @@ fn sim_handles_are_send_and_sync() {
     check::<SimAds1115>();
     check::<SimIna226>();
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_pack_word_reads_back_or_errors(cmd in 0u8..0x20, value: u16, spec: u16) {
+            let sim = SimSmartBattery::new();
+            sim.set_word(sbs::register::SPECIFICATION_INFO, spec);
+            sim.set_word(cmd, value);
+            let mut bat = SmartBattery::new(sim.clone());
+            // none of these may panic, whatever the pack holds
+            let _ = bat.init();
+            let _ = bat.temperature_celsius();
+            let _ = bat.voltage_mv();
+            let _ = bat.current_ma();
+            let _ = bat.relative_state_of_charge();
+            let _ = bat.remaining_capacity();
+            let _ = bat.battery_status().map(|s| s.error_code());
+            prop_assert_eq!(bat.read_word(cmd), Ok(sim.word(cmd)));
+        }
+
+        #[test]
+        fn ina226_current_round_trips(amps in -32.7f64..32.7) {
+            let sim = SimIna226::with_shunt(0.002);
+            let mut ina = Ina226::new(sim.clone(), 0x40);
+            ina.calibrate(0.002, 0.001).map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
+            sim.set_current_a(amps);
+            let got = f64::from(ina.current_a().map_err(|e| TestCaseError::fail(format!("{e:?}")))?);
+            // shunt LSB 2.5 uV / 2 mOhm = 1.25 mA, current LSB 1 mA
+            prop_assert!((got - amps).abs() < 0.003, "{} -> {}", amps, got);
+        }
+
+        #[test]
+        fn rtd_sim_round_trips(t in -190.0f64..800.0) {
+            let sim = SimMax31865::new(1000.0, 4300.0);
+            let mut dev = Max31865::new(sim.clone(), Sensor::PT1000, Wires::Four, Filter::Hz50);
+            sim.set_temperature(t, 1000.0);
+            let got = f64::from(dev.temperature().map_err(|e| TestCaseError::fail(format!("{e:?}")))?);
+            prop_assert!((got - t).abs() < 0.05, "{} -> {}", t, got);
+        }
+    }
+}
