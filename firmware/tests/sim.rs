@@ -55,6 +55,13 @@ fn battery_faults() {
     assert_eq!(bat.voltage_mv().unwrap(), 12000);
     assert_eq!(bat.pec_stats().recovered, 1);
 
+    // noise on both the read and its retry: an error, but no fallback
+    sim.set_pec_fault(PecFault::Next(4));
+    assert!(matches!(bat.voltage_mv(), Err(sbs::Error::Pec { .. })));
+    assert!(matches!(bat.voltage_mv(), Err(sbs::Error::Pec { .. })));
+    assert_eq!(bat.pec_mode(), PecMode::Checked);
+    assert_eq!(bat.voltage_mv().unwrap(), 12000);
+
     sim.set_stuck(true);
     sim.set_voltage_mv(9000);
     assert_eq!(bat.voltage_mv().unwrap(), 12000);

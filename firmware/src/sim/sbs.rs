@@ -17,7 +17,9 @@ pub enum PecFault {
     /// A consistently wrong PEC (correct PEC xor 0xFF), like a pack with a
     /// broken PEC implementation.
     Wrong,
-    /// A corrupted PEC on the next `n` reads only, like line noise.
+    /// A corrupted PEC on the next `n` reads only, like line noise (each
+    /// corrupted read differs from the one before, so the driver retries
+    /// rather than falling back).
     Next(u32),
 }
 
@@ -236,7 +238,8 @@ impl State {
             PecFault::None => {}
             PecFault::Wrong => pec ^= 0xFF,
             PecFault::Next(n) => {
-                pec ^= 0x5A;
+                // a different wrong PEC each time, as noise would give
+                pec = pec.wrapping_add(1 + (n % 255) as u8);
                 self.pec = if n > 1 {
                     PecFault::Next(n - 1)
                 } else {
