@@ -65,6 +65,75 @@ pub mod fault {
     pub const OVER_UNDER_VOLTAGE: u8 = 1 << 2;
 }
 
+/// Fault-detection cycle control (config bits 3:2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultCycle {
+    /// 00: no action (reads back 00 when a cycle has finished)
+    Idle,
+    /// 01: automatic fault detection with delay
+    Automatic,
+    /// 10: manual cycle, step 1
+    ManualStart,
+    /// 11: manual cycle, step 2
+    ManualFinish,
+}
+
+/// The configuration register as fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Config {
+    /// V_BIAS on
+    pub vbias: bool,
+    /// automatic (continuous) conversion; off = normally off / one-shot
+    pub auto_convert: bool,
+    /// start a single conversion (self-clearing)
+    pub one_shot: bool,
+    /// 3-wire RTD (off for 2- or 4-wire)
+    pub three_wire: bool,
+    /// fault-detection cycle control
+    pub fault_cycle: FaultCycle,
+    /// clear the fault status (self-clearing)
+    pub fault_clear: bool,
+    /// 50 Hz filter (off = 60 Hz)
+    pub filter_50hz: bool,
+}
+
+impl Config {
+    /// The register byte.
+    pub fn bits(self) -> u8 {
+        let flag = |on: bool, bit: u8| if on { bit } else { 0 };
+        flag(self.vbias, config::VBIAS)
+            | flag(self.auto_convert, config::AUTO)
+            | flag(self.one_shot, config::ONE_SHOT)
+            | flag(self.three_wire, config::THREE_WIRE)
+            | match self.fault_cycle {
+                FaultCycle::Idle => 0,
+                FaultCycle::Automatic => config::FAULT_CYCLE_AUTO,
+                FaultCycle::ManualStart => config::FAULT_CYCLE_MANUAL_1,
+                FaultCycle::ManualFinish => config::FAULT_CYCLE_MANUAL_2,
+            }
+            | flag(self.fault_clear, config::FAULT_CLEAR)
+            | flag(self.filter_50hz, config::FILTER_50HZ)
+    }
+
+    /// Fields of a register byte (every byte is valid).
+    pub fn from_bits(bits: u8) -> Self {
+        Self {
+            vbias: bits & config::VBIAS != 0,
+            auto_convert: bits & config::AUTO != 0,
+            one_shot: bits & config::ONE_SHOT != 0,
+            three_wire: bits & config::THREE_WIRE != 0,
+            fault_cycle: match bits & config::FAULT_CYCLE_MASK {
+                config::FAULT_CYCLE_AUTO => FaultCycle::Automatic,
+                config::FAULT_CYCLE_MANUAL_1 => FaultCycle::ManualStart,
+                config::FAULT_CYCLE_MANUAL_2 => FaultCycle::ManualFinish,
+                _ => FaultCycle::Idle,
+            },
+            fault_clear: bits & config::FAULT_CLEAR != 0,
+            filter_50hz: bits & config::FILTER_50HZ != 0,
+        }
+    }
+}
+
 /// Errors of the MAX31865 driver.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Error<E> {
@@ -236,6 +305,16 @@ impl<SPI: SpiDevice> Max31865<SPI> {
     /// Writes the configuration register.
     pub fn set_config(&mut self, bits: u8) -> Result<(), Error<SPI::Error>> {
         self.write_register(register::CONFIG, bits)
+    }
+
+    /// Writes the configuration register from fields.
+    pub fn write_config(&mut self, cfg: Config) -> Result<(), Error<SPI::Error>> {
+        self.set_config(cfg.bits())
+    }
+
+    /// Reads the configuration register as fields.
+    pub fn read_config(&mut self) -> Result<Config, Error<SPI::Error>> {
+        self.config().map(Config::from_bits)
     }
 
     /// Reads the configuration register.

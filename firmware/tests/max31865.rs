@@ -4,7 +4,9 @@
 use embedded_hal_mock::eh1::delay::NoopDelay;
 use embedded_hal_mock::eh1::spi::{Mock, Transaction};
 use proptest::prelude::*;
-use tandem_firmware::max31865::{fault, Error, Filter, Max31865, Sensor, Wires};
+use tandem_firmware::max31865::{
+    fault, Config, Error, FaultCycle, Filter, Max31865, Sensor, Wires,
+};
 use tandem_firmware::rtd;
 
 fn read(reg: u8, resp: Vec<u8>) -> Vec<Transaction<u8>> {
@@ -100,7 +102,35 @@ fn shorted_sensor_is_out_of_range() {
     spi.done();
 }
 
+#[test]
+fn typed_config_matches_register_byte() {
+    let cfg = Config {
+        vbias: true,
+        auto_convert: true,
+        one_shot: false,
+        three_wire: true,
+        fault_cycle: FaultCycle::Idle,
+        fault_clear: false,
+        filter_50hz: true,
+    };
+    assert_eq!(cfg.bits(), 0xD1);
+    let mut exp = write(vec![0x80, 0xD1]);
+    exp.extend(read(0x00, vec![0x85]));
+    let mut spi = Mock::new(&exp);
+    let mut dev = Max31865::new(spi.clone(), Sensor::PT100, Wires::Three, Filter::Hz50);
+    dev.write_config(cfg).unwrap();
+    let back = dev.read_config().unwrap();
+    assert!(back.vbias && back.filter_50hz && !back.auto_convert);
+    assert_eq!(back.fault_cycle, FaultCycle::Automatic);
+    spi.done();
+}
+
 proptest! {
+    #[test]
+    fn config_bits_round_trip(bits: u8) {
+        prop_assert_eq!(Config::from_bits(bits).bits(), bits);
+    }
+
     #[test]
     fn cvd_round_trips(t in -200.0f64..850.0, pt1000: bool) {
         let r0 = if pt1000 { 1000.0 } else { 100.0 };
