@@ -1,6 +1,7 @@
 //! tandem: the shell around the pure core. Worker threads and rings, the
 //! ingress that polls sources, and the command line.
 
+pub mod cpu;
 pub mod ingress;
 mod node;
 pub mod ring;

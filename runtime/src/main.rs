@@ -1,1 +1,296 @@
-fn main() {}
+//! The `tandem` command.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+use tandem::{Clock, RunOptions, Topology};
+use tandem_core::graph::{self, Loaded};
+use tandem_core::param::{format_duration, parse_duration};
+use tandem_core::{EventTime, Layout, ParamDefault, Role};
+
+/// tandem: a stream-processing runtime for home-energy gateways.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate graph files and print their plans. Exit 0 valid, 1 invalid, 2 unreadable.
+    Check {
+        /// Graph files (TOML).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Plan with this layout instead of the file's.
+        #[arg(long, value_enum)]
+        layout: Option<LayoutArg>,
+    },
+    /// Run a graph in one instance until Ctrl-C (or --for), then print per-node stats.
+    Run {
+        /// Graph file (TOML).
+        file: PathBuf,
+        /// Stop after this long ("10s", "2m"); of event time with --clock virtual.
+        #[arg(long = "for", value_parser = duration_arg)]
+        run_for: Option<Duration>,
+        /// Group nodes onto workers this way instead of the file's layout.
+        #[arg(long, value_enum)]
+        layout: Option<LayoutArg>,
+        /// `wall` polls sources in real time; `virtual` runs simulated time as fast as possible.
+        #[arg(long, value_enum, default_value = "wall")]
+        clock: ClockArg,
+        /// Start of virtual time, seconds since the Unix epoch.
+        #[arg(long, default_value_t = 1_767_225_600)]
+        start: i64,
+        /// Most records a node takes from a ring in one pass.
+        #[arg(long, default_value_t = 1024)]
+        batch: usize,
+    },
+    /// List the kinds of sources, vertices and sinks, with their parameters.
+    Kinds {
+        /// Show only this kind.
+        name: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LayoutArg {
+    Single,
+    Chains,
+    Spread,
+}
+
+impl From<LayoutArg> for Layout {
+    fn from(l: LayoutArg) -> Layout {
+        match l {
+            LayoutArg::Single => Layout::Single,
+            LayoutArg::Chains => Layout::Chains,
+            LayoutArg::Spread => Layout::Spread,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ClockArg {
+    Wall,
+    Virtual,
+}
+
+fn duration_arg(text: &str) -> Result<Duration, String> {
+    parse_duration(text)
+        .map(|ns| Duration::from_nanos(ns.unsigned_abs()))
+        .ok_or_else(|| format!("`{text}` is not a duration; use e.g. 500ms, 10s, 2m, 1h"))
+}
+
+/// Exit code of a graph that failed validation.
+const INVALID: u8 = 1;
+/// Exit code of a file that could not be read.
+const UNREADABLE: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { files, layout } => check(&files, layout.map(Layout::from)),
+        Command::Run {
+            file,
+            run_for,
+            layout,
+            clock,
+            start,
+            batch,
+        } => {
+            let clock = match clock {
+                ClockArg::Wall => Clock::Wall,
+                ClockArg::Virtual => Clock::Virtual {
+                    start: EventTime::from_secs(start),
+                },
+            };
+            let options = RunOptions {
+                clock,
+                span: run_for,
+                batch,
+            };
+            run(&file, layout.map(Layout::from), options)
+        }
+        Command::Kinds { name } => kinds(name.as_deref()),
+    }
+}
+
+/// Reads and validates one graph file. Errors are printed; the code says which kind.
+fn load(path: &Path, layout: Option<Layout>) -> Result<Loaded, u8> {
+    let shown = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| {
+        eprintln!("{shown}: error: cannot read graph file: {e}");
+        UNREADABLE
+    })?;
+    let registry = tandem_nodes::registry();
+    let mut loaded = graph::load(&shown, &bytes, &registry).map_err(|diagnostics| {
+        eprint!("{diagnostics}");
+        INVALID
+    })?;
+    if let Some(layout) = layout {
+        loaded.plan = loaded.plan.relayout(layout).map_err(|e| {
+            eprintln!("{shown}: error: {e}");
+            INVALID
+        })?;
+    }
+    Ok(loaded)
+}
+
+fn check(files: &[PathBuf], layout: Option<Layout>) -> ExitCode {
+    let mut worst = 0u8;
+    for file in files {
+        match load(file, layout) {
+            Ok(loaded) => {
+                println!("{}: ok", file.display());
+                print!("{}", loaded.plan);
+            }
+            Err(code) => worst = worst.max(code),
+        }
+    }
+    ExitCode::from(worst)
+}
+
+fn run(file: &Path, layout: Option<Layout>, options: RunOptions) -> ExitCode {
+    let loaded = match load(file, layout) {
+        Ok(loaded) => loaded,
+        Err(code) => return ExitCode::from(code),
+    };
+    let plan = &loaded.plan;
+    let (interrupt_tx, interrupt) = crossbeam_channel::bounded::<()>(4);
+    if let Err(e) = ctrlc::set_handler(move || {
+        let _ = interrupt_tx.try_send(());
+    }) {
+        eprintln!("tandem: cannot install the Ctrl-C handler: {e}");
+    }
+    let started = std::time::Instant::now();
+    let cpu_before = tandem::cpu::process_cpu_time();
+    let topology = match Topology::start(plan, options) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{}: error: {e}", file.display());
+            return ExitCode::from(INVALID);
+        }
+    };
+    eprintln!(
+        "tandem: running `{}` on {} workers ({} rings); Ctrl-C stops",
+        loaded.name,
+        plan.workers.len(),
+        plan.ring_count()
+    );
+    // On the wall clock --for is a deadline here; on the virtual clock the
+    // ingress stops by itself after that much event time.
+    let deadline = match options.clock {
+        Clock::Wall => options.span.map(crossbeam_channel::after),
+        Clock::Virtual { .. } => None,
+    }
+    .unwrap_or_else(crossbeam_channel::never);
+    crossbeam_channel::select! {
+        recv(interrupt) -> _ => {
+            eprintln!("tandem: stopping: draining in-flight records, flushing sinks");
+            topology.stop();
+        }
+        recv(deadline) -> _ => topology.stop(),
+        recv(topology.finished()) -> _ => {}
+    }
+    crossbeam_channel::select! {
+        recv(interrupt) -> _ => {
+            eprintln!("tandem: second Ctrl-C: exiting without draining");
+            return ExitCode::from(130);
+        }
+        recv(topology.finished()) -> _ => {}
+    }
+    match topology.join() {
+        Ok(report) => {
+            eprint!("{}", report.table());
+            let wall = started.elapsed();
+            if let (Some(before), Some(after)) = (cpu_before, tandem::cpu::process_cpu_time()) {
+                let used = after.saturating_sub(before);
+                eprintln!(
+                    "cpu: {:.2}% of one core over {:.1} s ({} ms of CPU time)",
+                    100.0 * used.as_secs_f64() / wall.as_secs_f64().max(1e-9),
+                    wall.as_secs_f64(),
+                    used.as_millis()
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("tandem: {e}");
+            ExitCode::from(3)
+        }
+    }
+}
+
+fn kinds(only: Option<&str>) -> ExitCode {
+    let registry = tandem_nodes::registry();
+    let mut found = false;
+    for role in [Role::Source, Role::Vertex, Role::Sink] {
+        for kind in registry.kinds().filter(|k| k.role() == role) {
+            if only.is_some_and(|n| n != kind.name) {
+                continue;
+            }
+            found = true;
+            println!(
+                "[{}] {} v{}: {}",
+                role.table(),
+                kind.name,
+                kind.version,
+                kind.doc
+            );
+            if !kind.input_names.is_empty() {
+                println!("    inputs: {}", kind.input_names.join(", "));
+            }
+            let outs: Vec<String> = kind
+                .outputs
+                .iter()
+                .map(|o| {
+                    let name = if o.suffix.is_empty() {
+                        "<id>".to_owned()
+                    } else {
+                        format!("<id>.{}", o.suffix)
+                    };
+                    if o.unit.is_empty() {
+                        name
+                    } else {
+                        format!("{name} [{}]", o.unit)
+                    }
+                })
+                .chain(kind.outputs_from.map(|p| format!("<id>.<each of `{p}`>")))
+                .collect();
+            if !outs.is_empty() {
+                println!("    outputs: {}", outs.join(", "));
+            }
+            if let Some(schema) = kind.state_schema {
+                println!("    state schema: {schema}");
+            }
+            for p in kind.params {
+                let default = match p.default {
+                    ParamDefault::Required => "required".to_owned(),
+                    ParamDefault::Optional => "optional".to_owned(),
+                    ParamDefault::Float(v) => format!("default {v}"),
+                    ParamDefault::Int(v) => format!("default {v}"),
+                    ParamDefault::Bool(v) => format!("default {v}"),
+                    ParamDefault::Duration(v) => format!("default \"{}\"", format_duration(v)),
+                    ParamDefault::Text(v) => format!("default \"{v}\""),
+                    ParamDefault::Names(v) => format!("default {v:?}"),
+                };
+                println!(
+                    "    {} = {} ({default}): {}",
+                    p.name,
+                    p.ty.expected(),
+                    p.doc
+                );
+            }
+        }
+    }
+    if !found {
+        if let Some(name) = only {
+            eprintln!("error: no kind `{name}`; `tandem kinds` lists them all");
+            return ExitCode::from(INVALID);
+        }
+    }
+    ExitCode::SUCCESS
+}

@@ -50,7 +50,8 @@ impl Overflow {
 pub enum Layout {
     /// Every node on one worker.
     Single,
-    /// Linear chains fused onto one worker each; `worker = "name"` pins are honoured.
+    /// A node with one producer runs on its producer's worker; a node merging
+    /// several producers starts its own. `worker = "name"` pins are honoured.
     #[default]
     Chains,
     /// Every vertex and sink on a worker of its own; sources share the ingress worker.
@@ -323,11 +324,10 @@ impl Plan {
                     }
                 }
             } else {
+                // A node fed by one producer runs where that producer runs;
+                // a node merging several producers starts a worker of its own.
                 let chained = match node.in_edges.as_slice() {
-                    [e] => {
-                        let up = &self.nodes[self.edges[*e].from];
-                        (up.out_edges.len() == 1).then_some(up.worker)
-                    }
+                    [e] => Some(self.nodes[self.edges[*e].from].worker),
                     _ => None,
                 };
                 chained.unwrap_or_else(|| {

@@ -56,13 +56,15 @@ fn home_graph_loads_into_a_plan() {
         (1, Some(0.2))
     );
 
-    // Chains: soc is the only consumer of battery, so it runs on the ingress
-    // worker; smooth and out each start a chain of their own.
+    // Chains: soc and smooth each read one producer, so they run where it
+    // runs (the ingress worker); out merges three producers and starts its own.
     assert_eq!(
         workers(plan),
         [
-            ("ingress".to_owned(), strings(&["battery", "meter", "soc"])),
-            ("smooth".to_owned(), strings(&["smooth"])),
+            (
+                "ingress".to_owned(),
+                strings(&["battery", "meter", "soc", "smooth"])
+            ),
             ("out".to_owned(), strings(&["out"])),
         ]
     );
@@ -70,12 +72,6 @@ fn home_graph_loads_into_a_plan() {
     assert_eq!(
         rings(plan),
         [
-            (
-                "soc".to_owned(),
-                "smooth".to_owned(),
-                256,
-                Overflow::DropOldest
-            ),
             ("meter".to_owned(), "out".to_owned(), 1024, block),
             ("soc".to_owned(), "out".to_owned(), 1024, block),
             ("smooth".to_owned(), "out".to_owned(), 1024, block),
