@@ -6,9 +6,14 @@
 //!   charging sessions). Pure and deterministic too.
 //! - [`io`]: sources and sinks, which touch devices and files and run at the
 //!   edge of the graph.
+//! - [`devices`]: sources that poll sensor chips through the firmware drivers,
+//!   on simulated chips or on a Linux gateway's buses.
+//! - [`modbus`]: sources that poll whole devices over Modbus TCP or RTU.
 
+pub mod devices;
 pub mod domain;
 pub mod io;
+pub mod modbus;
 pub mod ops;
 
 use tandem_core::Registry;
@@ -19,5 +24,7 @@ pub fn registry() -> Registry {
     registry.register(ops::KINDS);
     registry.register(domain::KINDS);
     registry.register(io::KINDS);
+    registry.register(devices::KINDS);
+    registry.register(modbus::KINDS);
     registry
 }
