@@ -283,8 +283,11 @@ fn run_tandem(
     (seen as f64 / elapsed.as_secs_f64(), hist)
 }
 
+/// The operators of one thread, in order.
+type Stage = Vec<Box<dyn Vertex>>;
+
 /// The same four operators, built from the same registry.
-fn chain() -> (Vec<Box<dyn Vertex>>, Vec<Box<dyn Vertex>>) {
+fn chain() -> (Stage, Stage) {
     let text = graph_text(1, 1, false, "0s");
     let loaded = graph::load("chain.toml", text.as_bytes(), &registry()).expect("valid");
     let mut first = Vec::new();
