@@ -65,6 +65,8 @@ pub(crate) struct NodeRt {
     pub frontier: Seq,
     /// True once END has been seen on every input and sent on every output.
     pub done: bool,
+    /// A sink that has written since its last flush.
+    pub unflushed: bool,
     pub stats: NodeStats,
     /// Most records taken from one ring in one pass.
     pub batch: usize,
@@ -93,6 +95,7 @@ impl NodeRt {
                 let worked = !input.is_empty();
                 if worked {
                     apply(&mut self.body, &mut self.stats, &input, &mut self.out);
+                    self.unflushed = true;
                 }
                 let mut input = input;
                 input.clear();
@@ -113,6 +116,7 @@ impl NodeRt {
                     .map(|r| r.seq);
                 if !a.is_empty() {
                     apply(&mut self.body, &mut self.stats, a, &mut self.out);
+                    self.unflushed = true;
                 }
                 if !b.is_empty() {
                     apply(&mut self.body, &mut self.stats, b, &mut self.out);
@@ -187,6 +191,7 @@ impl NodeRt {
             let merged = std::mem::take(&mut self.merged);
             apply(&mut self.body, &mut self.stats, &merged, &mut self.out);
             self.merged = merged;
+            self.unflushed = true;
         }
         self.frontier = self.frontier.max(frontier);
         worked || pulled || self.frontier > before
@@ -204,14 +209,26 @@ impl NodeRt {
         })
     }
 
-    /// Flushes a sink at the end of the stream.
-    pub fn finish(&mut self) {
+    /// Flushes a sink that has written since its last flush.
+    pub fn flush(&mut self) {
+        if !self.unflushed {
+            return;
+        }
+        self.unflushed = false;
         if let Body::Sink(sink) = &mut self.body {
             if let Err(e) = sink.flush() {
+                if self.stats.errors == 0 {
+                    eprintln!("tandem: {e}");
+                }
                 self.stats.errors += 1;
-                eprintln!("tandem: {e}");
             }
         }
+    }
+
+    /// Flushes a sink at the end of the stream.
+    pub fn finish(&mut self) {
+        self.unflushed = true;
+        self.flush();
     }
 
     /// Sends `out` and the frontier along every ring link; local links are

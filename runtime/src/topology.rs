@@ -179,6 +179,7 @@ impl Topology {
                 scratch: Vec::new(),
                 frontier: Seq::ZERO,
                 done: false,
+                unflushed: false,
                 stats,
                 batch,
             }));

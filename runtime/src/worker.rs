@@ -48,6 +48,10 @@ impl Worker {
             if worked {
                 idle.reset();
             } else {
+                // Out of work: make what the sinks wrote visible before waiting.
+                for node in &mut self.nodes {
+                    node.flush();
+                }
                 idle.wait(&self.wake.parker, wait);
             }
         }

@@ -1,0 +1,202 @@
+//! The `tandem` command as a user runs it.
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+fn tandem() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tandem"));
+    cmd.current_dir(repo());
+    cmd
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tandem-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn check_prints_the_plan_of_a_valid_graph() {
+    let out = run(tandem().args(["check", "graphs/home.toml"]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("graphs/home.toml: ok"), "{stdout}");
+    assert!(stdout.contains("worker 0 (ingress):"), "{stdout}");
+    assert!(stdout.contains("rings:"), "{stdout}");
+}
+
+#[test]
+fn check_reports_every_error_with_its_position_and_exits_1() {
+    let dir = scratch("invalid");
+    let file = dir.join("bad.toml");
+    std::fs::write(
+        &file,
+        r#"[sources.meter]
+kind = "synthetic"
+channels = ["power"]
+
+[vertices.smooth]
+kind = "ewm"
+inputs = ["meter.power"]
+
+[vertices.scaled]
+kind = "scale"
+inputs = ["meter.powr"]
+factor = "two"
+"#,
+    )
+    .unwrap();
+    let out = run(tandem().arg("check").arg(&file));
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    let shown = file.display().to_string();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(lines.len() >= 3, "expected three errors:\n{stderr}");
+    for line in &lines {
+        assert!(line.starts_with(&format!("{shown}:")), "{line}");
+        assert!(line.contains(": error: "), "{line}");
+    }
+    assert!(stderr.contains(&format!("{shown}:6:8: error:")), "{stderr}");
+    assert!(
+        stderr.contains("`ewma`"),
+        "nearest kind not named:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("meter.power"),
+        "existing output not named:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("factor"),
+        "bad parameter not named:\n{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn check_exits_2_on_an_unreadable_file_and_1_on_binary_garbage() {
+    let out = run(tandem().args(["check", "graphs/no-such-graph.toml"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("no-such-graph.toml"));
+
+    let dir = scratch("binary");
+    let file = dir.join("garbage.toml");
+    let garbage: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(&file, garbage).unwrap();
+    let out = run(tandem().arg("check").arg(&file));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("error:"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn run_replays_on_the_virtual_clock_and_prints_stats() {
+    let dir = scratch("replay");
+    let file = dir.join("replay.toml");
+    let replay = repo().join("tests/data/home-replay.csv");
+    std::fs::write(
+        &file,
+        format!(
+            r#"[sources.home]
+kind = "csv"
+path = "{}"
+channels = ["power", "voltage", "current", "temperature"]
+
+[vertices.energy]
+kind = "integrate"
+inputs = ["home.power"]
+per = "h"
+
+[sinks.out]
+kind = "stdout"
+inputs = ["energy"]
+"#,
+            replay.display()
+        ),
+    )
+    .unwrap();
+    let out = run(tandem().arg("run").arg(&file).args(["--clock", "virtual"]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        stdout.lines().count(),
+        3600,
+        "one energy total per power sample"
+    );
+    let last = stdout.lines().last().unwrap();
+    assert!(last.contains("\"channel\":\"energy\""), "{last}");
+    let stderr = text(&out.stderr);
+    for column in ["node", "in", "out", "drops", "hwm", "p50", "p99", "p999"] {
+        assert!(stderr.contains(column), "stats lack `{column}`:\n{stderr}");
+    }
+    assert!(stderr.contains("energy"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Waits for `child` to exit, at most `bound`.
+fn wait_exit(mut child: Child, bound: Duration) -> (Option<i32>, String) {
+    let mut stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut err = String::new();
+        let _ = stderr.read_to_string(&mut err);
+        let status = child.wait().unwrap();
+        let _ = tx.send((status.code(), err));
+    });
+    rx.recv_timeout(bound)
+        .expect("tandem did not exit after Ctrl-C")
+}
+
+#[test]
+fn ctrl_c_drains_flushes_and_exits_0() {
+    let mut child = tandem()
+        .args(["run", "graphs/home.toml"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until records flow: the first output line, with a bound.
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        let first = lines.next().and_then(Result::ok);
+        let _ = tx.send(first);
+        let rest: Vec<String> = lines.map_while(Result::ok).collect();
+        rest.len()
+    });
+    let first = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("no output within 30 s");
+    assert!(first.unwrap_or_default().starts_with("{\"seq\":"));
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (code, stderr) = wait_exit(child, Duration::from_secs(30));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("stopping"), "{stderr}");
+    assert!(stderr.contains("battery_soc"), "no stats table:\n{stderr}");
+}
