@@ -368,3 +368,131 @@ fn stop_drains_what_is_in_flight_and_ends_every_worker() {
     let expected: Vec<f64> = (1..=got.len()).map(|n| n as f64).collect();
     assert_eq!(values, expected);
 }
+
+static BURST_DONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Emits records 1..=1000 in one poll, then says it is done.
+struct Burst(ChannelId, bool);
+impl Source for Burst {
+    fn poll(&mut self, now: EventTime, out: &mut Vec<Record>) -> Option<EventTime> {
+        if self.1 {
+            BURST_DONE.store(true, std::sync::atomic::Ordering::SeqCst);
+            return None;
+        }
+        self.1 = true;
+        out.extend((1..=1000).map(|n| Record::new(Default::default(), now, self.0, n as f64)));
+        Some(now)
+    }
+}
+
+static BURST: KindSpec = KindSpec {
+    name: "t.burst",
+    version: 1,
+    doc: "burst",
+    input_names: &[],
+    arity: Arity::NONE,
+    outputs: &[OutputSpec::main("")],
+    outputs_from: None,
+    params: &[],
+    state_schema: None,
+    build: Builder::Source(|ctx| Ok(Box::new(Burst(ctx.outputs[0], false)))),
+};
+
+/// A sink whose first write waits until the burst source is done, so the
+/// ring in front of it overflows.
+struct Held(Collected);
+impl Sink for Held {
+    fn write(&mut self, records: &[Record]) -> Result<(), SinkError> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !BURST_DONE.load(std::sync::atomic::Ordering::SeqCst) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the burst never finished"
+            );
+            std::thread::yield_now();
+        }
+        self.0
+            .lock()
+            .unwrap()
+            .entry("held".into())
+            .or_default()
+            .extend_from_slice(records);
+        Ok(())
+    }
+    fn flush(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
+
+static HELD: KindSpec = KindSpec {
+    name: "t.held",
+    version: 1,
+    doc: "held",
+    input_names: &[],
+    arity: Arity::at_least(1),
+    outputs: &[],
+    outputs_from: None,
+    params: &[],
+    state_schema: None,
+    build: Builder::Sink(|_| Ok(Box::new(Held(collected())))),
+};
+
+fn overflow_run(overflow: Overflow) -> (Vec<f64>, u64) {
+    BURST_DONE.store(false, std::sync::atomic::Ordering::SeqCst);
+    let mut ch = ChannelTable::new();
+    let c = ch.intern("burst", "");
+    let drafts = vec![
+        NodeDraft {
+            id: "burst".into(),
+            kind: &BURST,
+            params: Params::new(),
+            inputs: vec![],
+            outputs: vec![c],
+            worker: None,
+        },
+        NodeDraft {
+            id: "held".into(),
+            kind: &HELD,
+            params: Params::new(),
+            inputs: vec![c],
+            outputs: vec![],
+            worker: Some("slow".into()),
+        },
+    ];
+    let edge = EdgeSettings {
+        capacity: 8,
+        overflow,
+    };
+    let plan = Plan::assemble(ch, drafts, edge, &BTreeMap::new(), Layout::Chains).unwrap();
+    let report = run_virtual(&plan, 1024);
+    let got: Vec<f64> = take("held").iter().map(|r| r.value).collect();
+    (got, report.node("held").unwrap().drops())
+}
+
+#[test]
+fn overflow_policies_drop_what_they_say_and_count_it() {
+    // One test, run in sequence: the burst flag is shared.
+    let (got, drops) = overflow_run(Overflow::DropNewest);
+    assert_eq!(
+        got,
+        (1..=8).map(f64::from).collect::<Vec<_>>(),
+        "drop_newest keeps the first"
+    );
+    assert_eq!(drops, 992);
+
+    let (got, drops) = overflow_run(Overflow::DropOldest);
+    assert_eq!(
+        got,
+        (993..=1000).map(f64::from).collect::<Vec<_>>(),
+        "drop_oldest keeps the newest"
+    );
+    assert_eq!(drops, 992);
+
+    let (got, drops) = overflow_run(Overflow::Block);
+    assert_eq!(
+        got,
+        (1..=1000).map(f64::from).collect::<Vec<_>>(),
+        "block loses nothing"
+    );
+    assert_eq!(drops, 0);
+}
