@@ -438,7 +438,12 @@ static HELD: KindSpec = KindSpec {
 };
 
 fn overflow_run(overflow: Overflow) -> (Vec<f64>, u64) {
-    BURST_DONE.store(false, std::sync::atomic::Ordering::SeqCst);
+    // A blocking ring waits for the sink, so the sink is held only when the
+    // policy drops instead.
+    BURST_DONE.store(
+        overflow == Overflow::Block,
+        std::sync::atomic::Ordering::SeqCst,
+    );
     let mut ch = ChannelTable::new();
     let c = ch.intern("burst", "");
     let drafts = vec![
