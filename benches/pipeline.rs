@@ -493,6 +493,7 @@ fn main() {
             false,
             Clock::Virtual {
                 start: EventTime(0),
+                speed: None,
             },
             "0s",
         )
@@ -534,6 +535,7 @@ fn main() {
         true,
         Clock::Virtual {
             start: EventTime(0),
+            speed: None,
         },
         "0s",
     );

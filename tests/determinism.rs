@@ -93,6 +93,7 @@ fn run(layout: Layout, batch: usize, dir: &Path) -> Vec<u8> {
     let options = RunOptions {
         clock: Clock::Virtual {
             start: EventTime::from_secs(1_767_225_600),
+            speed: None,
         },
         span: None,
         batch,

@@ -11,14 +11,17 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tandem_core::{EventTime, Seq};
 
 /// How the ingress tells time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Clock {
     /// Real time: sources are polled when due, event time is the wall clock.
     Wall,
-    /// Simulated time starting at `start`: no waiting between polls.
+    /// Simulated time starting at `start`.
     Virtual {
         /// Event time of the first poll.
         start: EventTime,
+        /// Event time runs this many times faster than wall time; `None`
+        /// runs as fast as the graph goes.
+        speed: Option<f64>,
     },
 }
 
@@ -58,7 +61,7 @@ impl Ingress {
         let origin = Instant::now();
         let origin_time = match clock {
             Clock::Wall => wall_now(),
-            Clock::Virtual { start } => start,
+            Clock::Virtual { start, .. } => start,
         };
         let until =
             span.map(|d| origin_time.add_nanos(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)));
@@ -100,6 +103,18 @@ impl Ingress {
         if next_due > now {
             let wait = u64::try_from(next_due.0.saturating_sub(now.0)).unwrap_or(0);
             return Step::Idle(Duration::from_nanos(wait).min(Duration::from_millis(100)));
+        }
+        if let Clock::Virtual {
+            speed: Some(speed), ..
+        } = self.clock
+        {
+            // Paced simulated time: wait until the wall clock has caught up.
+            let event_elapsed = now.0.saturating_sub(self.origin_time.0) as f64;
+            let target = Duration::from_secs_f64((event_elapsed / speed / 1e9).max(0.0));
+            let elapsed = self.origin.elapsed();
+            if target > elapsed {
+                return Step::Idle((target - elapsed).min(Duration::from_millis(100)));
+            }
         }
         // Poll in order of due time, then declaration order.
         let mut order = std::mem::take(&mut self.order);

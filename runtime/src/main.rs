@@ -41,6 +41,9 @@ enum Command {
         /// `wall` polls sources in real time; `virtual` runs simulated time as fast as possible.
         #[arg(long, value_enum, default_value = "wall")]
         clock: ClockArg,
+        /// Run simulated time this many times faster than real time (implies --clock virtual).
+        #[arg(long, value_parser = speed_arg)]
+        speed: Option<f64>,
         /// Start of virtual time, seconds since the Unix epoch.
         #[arg(long, default_value_t = 1_767_225_600)]
         start: i64,
@@ -84,6 +87,15 @@ fn duration_arg(text: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("`{text}` is not a duration; use e.g. 500ms, 10s, 2m, 1h"))
 }
 
+fn speed_arg(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!(
+            "`{text}` is not a speed; use a positive number such as 60 (a minute per second)"
+        )),
+    }
+}
+
 /// Exit code of a graph that failed validation.
 const INVALID: u8 = 1;
 /// Exit code of a file that could not be read.
@@ -98,13 +110,15 @@ fn main() -> ExitCode {
             run_for,
             layout,
             clock,
+            speed,
             start,
             batch,
         } => {
-            let clock = match clock {
-                ClockArg::Wall => Clock::Wall,
-                ClockArg::Virtual => Clock::Virtual {
+            let clock = match (clock, speed) {
+                (ClockArg::Wall, None) => Clock::Wall,
+                (_, speed) => Clock::Virtual {
                     start: EventTime::from_secs(start),
+                    speed,
                 },
             };
             let options = RunOptions {

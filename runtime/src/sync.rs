@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 /// How long an idle worker spins before it starts yielding its core.
 const SPIN: Duration = Duration::from_micros(20);
 /// How long it yields before it parks.
-const YIELD: Duration = Duration::from_micros(200);
+const YIELD: Duration = Duration::from_micros(50);
 
 /// Backoff for one worker: call [`Idle::wait`] each time a pass found nothing
 /// to do. A worker that just had work spins briefly (records arriving within
@@ -27,6 +27,18 @@ impl Idle {
     /// Work was found: the next idle period starts spinning again.
     pub fn reset(&mut self) {
         self.since = None;
+    }
+
+    /// Waits until `until_due` has passed or an unpark arrives, for a worker
+    /// whose only work is polling sources (the ingress): spinning cannot
+    /// make a source due sooner, so it parks unless the wait is shorter than
+    /// a spin.
+    pub fn wait_for_due(&mut self, parker: &Parker, until_due: Duration) {
+        if until_due < SPIN {
+            self.wait(parker, until_due);
+        } else {
+            parker.park_timeout(until_due);
+        }
     }
 
     /// Waits a little: spin, then yield, then park up to `limit`. An unpark

@@ -31,10 +31,16 @@ impl Worker {
             }
             let mut worked = false;
             let mut wait = IDLE_PARK;
+            let mut sources_only = false;
             if let Some(ingress) = &mut self.ingress {
                 match ingress.step(&mut self.nodes, self.stop.load(Ordering::Relaxed)) {
                     Step::Polled => worked = true,
-                    Step::Idle(d) => wait = d,
+                    Step::Idle(d) => {
+                        wait = d;
+                        // The ingress worker has no rings in: until a source
+                        // is due, nothing can arrive.
+                        sources_only = true;
+                    }
                     Step::Ended => {}
                 }
             }
@@ -52,7 +58,11 @@ impl Worker {
                 for node in &mut self.nodes {
                     node.flush();
                 }
-                idle.wait(&self.wake.parker, wait);
+                if sources_only {
+                    idle.wait_for_due(&self.wake.parker, wait);
+                } else {
+                    idle.wait(&self.wake.parker, wait);
+                }
             }
         }
         self.nodes.into_iter().map(|n| n.stats).collect()

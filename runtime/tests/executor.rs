@@ -259,6 +259,7 @@ fn run_virtual(plan: &Plan, batch: usize) -> tandem::Report {
     let options = RunOptions {
         clock: Clock::Virtual {
             start: EventTime::from_secs(1_767_225_600),
+            speed: None,
         },
         span: None,
         batch,
