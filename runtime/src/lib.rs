@@ -1,8 +1,10 @@
 //! tandem: the shell around the pure core. Worker threads and rings, the
 //! ingress that polls sources, and the command line.
 
+pub mod checkpoint;
 pub mod cpu;
 pub mod ingress;
+pub mod net;
 mod node;
 pub mod ring;
 pub mod stats;

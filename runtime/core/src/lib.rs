@@ -7,11 +7,13 @@
 
 pub mod channel;
 pub mod graph;
+pub mod ha;
 pub mod param;
 pub mod plan;
 pub mod record;
 pub mod state;
 pub mod vertex;
+pub mod wire;
 
 pub use channel::ChannelTable;
 pub use param::{ParamDefault, ParamSpec, ParamType, ParamValue, Params};

@@ -1,0 +1,1 @@
+//! Periodic checkpoints of vertex state in the state directory.

@@ -1,0 +1,1 @@
+//! QUIC links with mutual TLS from a per-site CA.
