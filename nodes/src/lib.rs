@@ -15,6 +15,8 @@ pub mod domain;
 pub mod io;
 pub mod modbus;
 pub mod ops;
+#[cfg(test)]
+mod testkit;
 
 use tandem_core::Registry;
 

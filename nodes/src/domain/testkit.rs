@@ -5,10 +5,11 @@
 
 #![allow(clippy::unwrap_used)]
 
+use crate::testkit;
 use std::sync::Arc;
 use tandem_core::{
     BuildContext, BuildError, Builder, ChannelId, ChannelTable, EventTime, KindSpec, ParamValue,
-    Params, Quality, Record, Seq, Snapshot, Vertex,
+    Params, Quality, Record, Seq, Vertex,
 };
 
 /// A node of one kind wired to channels `0..inputs` in, and the next ones out.
@@ -23,20 +24,7 @@ pub struct Fixture {
 impl Fixture {
     /// The kind with its defaults, overridden by `set`.
     pub fn new(kind: &'static KindSpec, set: &[(&str, ParamValue)]) -> Fixture {
-        let mut params = Params::new();
-        for spec in kind.params {
-            if let Some(v) = ParamValue::from_default(spec.default) {
-                params.insert(spec.name, v);
-            }
-        }
-        for (name, value) in set {
-            assert!(
-                kind.params.iter().any(|p| p.name == *name),
-                "{} has no parameter {name}",
-                kind.name
-            );
-            params.insert(name, value.clone());
-        }
+        let params = testkit::params(kind, set);
         let mut table = ChannelTable::new();
         let inputs = kind
             .input_names
@@ -111,91 +99,28 @@ pub fn feed(fx: &Fixture, rows: &[(f64, usize, f64, Quality)]) -> Vec<Record> {
 
 /// All of `input` in one call.
 pub fn run_whole(fx: &Fixture, input: &[Record]) -> Vec<Record> {
-    let mut v = fx.build();
-    let mut out = Vec::new();
-    v.process(input, &mut out);
-    out
+    testkit::run(fx.build().as_mut(), input)
 }
 
 /// Panics unless both runs are identical bit for bit.
+#[track_caller]
 pub fn assert_bit_identical(a: &[Record], b: &[Record]) {
-    assert_eq!(a.len(), b.len(), "{a:#?}\nvs\n{b:#?}");
-    for (i, (x, y)) in a.iter().zip(b).enumerate() {
-        assert!(x.bit_eq(y), "record {i} differs: {x:?} vs {y:?}");
-    }
+    testkit::assert_bit_eq(a, b, "outputs");
 }
 
-/// The same output whole, one record at a time, and in chunks of three.
+/// The same output whole and however the input is split into calls.
 pub fn check_split_independence(fx: &Fixture, input: &[Record]) {
-    let whole = run_whole(fx, input);
-    for size in [1, 3] {
-        let mut v = fx.build();
-        let mut out = Vec::new();
-        for chunk in input.chunks(size) {
-            v.process(chunk, &mut out);
-        }
-        assert_bit_identical(&whole, &out);
-    }
-    let mut v = fx.build();
-    let mut out = Vec::new();
-    v.process(&[], &mut out);
-    v.process(input, &mut out);
-    assert_bit_identical(&whole, &out);
+    testkit::check_split_invariant(&|| fx.build(), input);
 }
 
-/// For every cut point: run up to it, snapshot through the byte envelope,
-/// restore into a fresh instance, run the rest; the output equals an uninterrupted run.
+/// Snapshot and resume at every cut point equals an uninterrupted run.
 pub fn check_snapshot_resume(fx: &Fixture, input: &[Record]) {
-    let whole = run_whole(fx, input);
-    for cut in 0..=input.len() {
-        let mut first = fx.build();
-        let mut out = Vec::new();
-        first.process(&input[..cut], &mut out);
-        let bytes = first.snapshot().expect("stateful vertex").encode();
-        let mut second = fx.build();
-        second.restore(&Snapshot::decode(&bytes).unwrap()).unwrap();
-        second.process(&input[cut..], &mut out);
-        assert_bit_identical(&whole, &out);
-    }
+    testkit::check_snapshot_resume(&|| fx.build(), input);
 }
 
-/// Every truncation and every single bit flip of a snapshot taken after
-/// `input` is refused with an error, and the refused vertex goes on as before.
+/// Damaged snapshots are refused, and leave the vertex as it was.
 pub fn check_damaged_snapshot_refused(fx: &Fixture, input: &[Record]) {
-    let mut v = fx.build();
-    let mut out = Vec::new();
-    v.process(input, &mut out);
-    let bytes = v.snapshot().expect("stateful vertex").encode();
-    let restore = |bytes: &[u8]| {
-        let mut fresh = fx.build();
-        Snapshot::decode(bytes).and_then(|s| fresh.restore(&s))
-    };
-    assert!(restore(&bytes).is_ok());
-    for len in 0..bytes.len() {
-        assert!(restore(&bytes[..len]).is_err(), "truncated to {len} bytes");
-    }
-    for bit in 0..bytes.len() * 8 {
-        let mut damaged = bytes.clone();
-        damaged[bit / 8] ^= 1 << (bit % 8);
-        assert!(restore(&damaged).is_err(), "bit {bit} flipped");
-    }
-    // A well-formed envelope around a payload that is not this kind's state.
-    let foreign = Snapshot {
-        schema: v.snapshot().unwrap().schema,
-        payload: vec![0xA5; 7],
-    };
-    let mut fresh = fx.build();
-    assert!(fresh.restore(&foreign).is_err());
-    // Another kind's schema.
-    let other = Snapshot {
-        schema: tandem_core::SchemaId(u32::MAX),
-        payload: v.snapshot().unwrap().payload,
-    };
-    assert!(fresh.restore(&other).is_err());
-    // The failed restores left the fresh vertex as built.
-    let mut after = Vec::new();
-    fresh.process(input, &mut after);
-    assert_bit_identical(&out, &after);
+    testkit::check_damaged_snapshot_refused(&|| fx.build(), input);
 }
 
 /// Records of output channel `ch`, as (seconds, value, quality).
