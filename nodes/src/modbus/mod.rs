@@ -33,8 +33,13 @@
 //! the device did not answer (timeout, refused or lost connection, garbled
 //! frame), `DEVICE_FAULT` when it answered with a Modbus exception, a
 //! response of the wrong length, or a float register holding NaN. Failed
-//! connects and requests are counted in `Source::errors`; polling never
-//! stops. See [`poller`] for the I/O thread.
+//! connects and requests (timeouts, transport errors, exceptions, responses
+//! of the wrong length or function) are counted in `Source::errors`; a NaN
+//! register is not. Polling never stops. See [`poller`] for the I/O thread.
+//!
+//! With `transport = "rtu"` each source opens its serial port for itself, so
+//! two sources cannot share one RS-485 line yet; put such devices behind a
+//! Modbus TCP gateway and tell them apart by `unit`.
 
 pub mod plan;
 pub mod poller;

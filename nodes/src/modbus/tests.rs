@@ -29,6 +29,8 @@ struct Device {
     holding: Mutex<Vec<u16>>,
     mode: AtomicU8,
     connections: AtomicU64,
+    /// Connections being served now.
+    open: AtomicU64,
     /// (function, start, count) of every read seen.
     reads: Mutex<BTreeSet<(u8, u16, u16)>>,
 }
@@ -92,6 +94,19 @@ fn response(function: u8, words: Vec<u16>) -> Response {
 
 struct Handler(Arc<Device>);
 
+impl Handler {
+    fn new(device: &Arc<Device>) -> Handler {
+        device.open.fetch_add(1, Ordering::SeqCst);
+        Handler(Arc::clone(device))
+    }
+}
+
+impl Drop for Handler {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 impl Service for Handler {
     type Request = Request<'static>;
     type Response = Option<Response>;
@@ -135,7 +150,7 @@ impl TestServer {
                         device.connections.fetch_add(1, Ordering::SeqCst);
                         async move {
                             accept_tcp_connection(stream, socket_addr, |_| {
-                                Ok(Some(Handler(Arc::clone(&device))))
+                                Ok(Some(Handler::new(&device)))
                             })
                         }
                     };
@@ -187,8 +202,9 @@ fn sdm630_source(
     let mut params = vec![
         ("address", text(&addr.to_string())),
         ("period", ParamValue::Duration(20_000_000)),
-        ("timeout", ParamValue::Duration(200_000_000)),
+        ("timeout", ParamValue::Duration(2_000_000_000)),
     ];
+    // Later entries win: `extra` may shorten the timeout.
     params.extend(extra.iter().cloned());
     source("meter", &SDM630.kind, &params).unwrap()
 }
@@ -277,6 +293,13 @@ fn an_sdm630_is_read_with_coalesced_requests() {
         ]
     );
     assert!(out.iter().all(|r| r.time == out[0].time));
+    // Dropping the source stops its thread, which closes the connection.
+    drop(src);
+    let start = Instant::now();
+    while device.open.load(Ordering::SeqCst) > 0 {
+        assert!(start.elapsed() < LIMIT, "the connection stayed open");
+        std::thread::yield_now();
+    }
 }
 
 #[test]
@@ -365,7 +388,8 @@ fn short_responses_are_device_faults_not_panics() {
 fn a_silent_device_is_a_comm_error_after_the_timeout_then_recovers() {
     let device = sdm630();
     let (_server, addr) = TestServer::start(&device, "127.0.0.1:0".parse().unwrap());
-    let (mut src, table) = sdm630_source(addr, &[]);
+    let timeout = ("timeout", ParamValue::Duration(200_000_000));
+    let (mut src, table) = sdm630_source(addr, &[timeout]);
     poll_until(src.as_mut(), LIMIT, "a good scan", |out, _| {
         out.iter().all(|r| r.quality.is_good())
     });
