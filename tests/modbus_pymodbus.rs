@@ -1,13 +1,15 @@
 //! The `modbus.sdm630` source against a real peer: pymodbus's Modbus TCP
 //! server (tests/support/sdm630_server.py) serving an SDM630 register map.
 //!
-//! Needs python3 with pymodbus (`.ci/run` installs the pinned version). When
-//! either is missing the test fails and says how to fix it, unless
+//! Needs python3. It uses the pinned pymodbus when python3 already has it
+//! (`.ci/run` installs it); otherwise it installs that version once into a
+//! virtual environment under `target/`, so `cargo test --workspace` works on
+//! a fresh machine. When that fails too, the test fails and says why, unless
 //! `TANDEM_SKIP_PYMODBUS=1` is set (CI never sets it).
 #![allow(clippy::unwrap_used)]
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,11 +31,71 @@ impl Drop for Server {
     }
 }
 
+/// The pymodbus version the test runs against (also pinned in `.ci/run`).
+const PYMODBUS: &str = "3.16.1";
+
+/// True when `python` imports the pinned pymodbus.
+fn has_pymodbus(python: &Path) -> bool {
+    Command::new(python)
+        .args([
+            "-c",
+            &format!("import pymodbus, sys; sys.exit(pymodbus.__version__ != '{PYMODBUS}')"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A python with the pinned pymodbus: python3 itself, or a virtual
+/// environment under `target/` made for this test.
+fn python() -> Result<PathBuf, String> {
+    let system = PathBuf::from("python3");
+    if has_pymodbus(&system) {
+        return Ok(system);
+    }
+    let venv =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("target/test-pymodbus-{PYMODBUS}"));
+    let python = venv.join("bin/python");
+    if has_pymodbus(&python) {
+        return Ok(python);
+    }
+    let run = |cmd: &mut Command| -> Result<(), String> {
+        let out = cmd
+            .output()
+            .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{cmd:?} failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    };
+    run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+    run(Command::new(&python).args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        &format!("pymodbus=={PYMODBUS}"),
+    ]))?;
+    if has_pymodbus(&python) {
+        Ok(python)
+    } else {
+        Err(format!(
+            "{} still lacks pymodbus {PYMODBUS}",
+            python.display()
+        ))
+    }
+}
+
 /// Starts the pymodbus server and returns it with the port it listens on,
 /// or why it could not be started.
 fn start_server() -> Result<(Server, u16), String> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/sdm630_server.py");
-    let child = Command::new("python3")
+    let child = Command::new(python()?)
         .arg(&script)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -115,7 +177,7 @@ fn the_sdm630_source_reads_a_pymodbus_server() {
         }
         Err(why) => panic!(
             "\n\n*** the pymodbus server could not be started: {why}\n\
-             *** install it with `python3 -m pip install 'pymodbus==3.16.1'` \
+             *** install it with `python3 -m pip install 'pymodbus=={PYMODBUS}'` \
              (as .ci/run does), or set TANDEM_SKIP_PYMODBUS=1 to skip this test\n"
         ),
     };
