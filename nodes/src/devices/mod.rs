@@ -124,4 +124,77 @@ mod tests {
             );
         }
     }
+
+    /// A device source as built from a graph file, by node id.
+    type Built = (
+        String,
+        Result<Box<dyn tandem_core::Source>, tandem_core::BuildError>,
+    );
+
+    /// Loads `graphs/<name>` and builds its device sources as the runtime would.
+    fn device_sources(name: &str) -> Vec<Built> {
+        let path = format!("{}/../graphs/{name}", env!("CARGO_MANIFEST_DIR"));
+        let bytes = std::fs::read(&path).unwrap();
+        let loaded = tandem_core::graph::load(name, &bytes, &crate::registry())
+            .unwrap_or_else(|d| panic!("{d}"));
+        let plan = loaded.plan;
+        plan.nodes
+            .iter()
+            .filter(|n| KINDS.iter().any(|k| k.name == n.kind.name))
+            .map(|n| {
+                let ctx = tandem_core::BuildContext {
+                    id: &n.id,
+                    params: &n.params,
+                    inputs: &n.inputs,
+                    outputs: &n.outputs,
+                    channels: &plan.channels,
+                };
+                let tandem_core::Builder::Source(build) = n.kind.build else {
+                    panic!("{} is not a source", n.id);
+                };
+                (n.id.clone(), build(&ctx))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_home_graph_reads_its_devices_on_simulated_chips() {
+        let sources = device_sources("home.toml");
+        let ids: Vec<&str> = sources.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(
+            ids,
+            ["battery", "heatpump_supply", "heatpump_return", "ev"],
+            "in file order"
+        );
+        for (id, built) in sources {
+            let mut src = built.unwrap_or_else(|e| panic!("{id}: {e}"));
+            let out = drive(
+                src.as_mut(),
+                NEW_YEAR_2026,
+                NEW_YEAR_2026.add_nanos(240_000_000_000),
+                1000,
+            );
+            // A whole simulated day at speed 360, every reading good.
+            assert!(out.len() >= 2 * 240, "{id}: {} records", out.len());
+            assert!(out.iter().all(|r| r.quality.is_good()), "{id}");
+            assert_eq!(src.errors(), 0, "{id}");
+        }
+    }
+
+    #[test]
+    fn the_gateway_graph_checks_and_asks_for_its_buses() {
+        for (id, built) in device_sources("gateway-i2c.toml") {
+            if cfg!(feature = "linux") && built.is_ok() {
+                continue; // run on a gateway that has the buses
+            }
+            let err = built.err().unwrap_or_else(|| panic!("{id} opened a bus"));
+            let wanted = if cfg!(feature = "linux") {
+                "cannot open"
+            } else {
+                "no Linux bus support"
+            };
+            assert!(err.message.contains(wanted), "{id}: {}", err.message);
+            assert!(err.message.contains("/dev/"), "{id}: {}", err.message);
+        }
+    }
 }
