@@ -24,7 +24,7 @@
 //! | `ev_charger` | ADS1115 pilot ADC + INA226 current monitor (I2C) | [`ev_charger`] |
 
 pub mod bus;
-pub mod common;
+pub(crate) mod common;
 pub mod ev_charger;
 pub mod max31865;
 pub mod sbs_battery;
