@@ -141,7 +141,7 @@ fn load(path: &Path, layout: Option<Layout>) -> Result<Loaded, u8> {
     })?;
     let registry = tandem_nodes::registry();
     let mut loaded = graph::load(&shown, &bytes, &registry).map_err(|diagnostics| {
-        eprint!("{diagnostics}");
+        eprintln!("{diagnostics}");
         INVALID
     })?;
     if let Some(layout) = layout {
