@@ -184,7 +184,9 @@ fn run(file: &Path, layout: Option<Layout>, options: RunOptions) -> ExitCode {
     let topology = match Topology::start(plan, options) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("{}: error: {e}", file.display());
+            for line in e.to_string().lines() {
+                eprintln!("{}: error: {line}", file.display());
+            }
             return ExitCode::from(INVALID);
         }
     };

@@ -40,14 +40,11 @@ impl Default for RunOptions {
 /// The plan could not be started.
 #[derive(Debug, Error)]
 pub enum StartError {
-    /// A node's kind refused its parameters.
-    #[error("cannot build `{node}`: {message}")]
-    Build {
-        /// Node id.
-        node: String,
-        /// What the kind said.
-        message: String,
-    },
+    /// Kinds refused to build nodes (a device that cannot be opened, a file
+    /// that cannot be read). Every failing node is listed, one message each;
+    /// each message names its node.
+    #[error("{}", .0.join("\n"))]
+    Build(Vec<String>),
     /// The operating system refused a thread.
     #[error("cannot start worker thread `{worker}`: {source}")]
     Spawn {
@@ -108,6 +105,7 @@ impl Topology {
         }
         let batch = options.batch.max(1);
         let mut built: Vec<Option<NodeRt>> = Vec::with_capacity(plan.nodes.len());
+        let mut refused: Vec<String> = Vec::new();
         for node in &plan.nodes {
             let ctx = BuildContext {
                 id: &node.id,
@@ -116,14 +114,18 @@ impl Topology {
                 outputs: &node.outputs,
                 channels: &plan.channels,
             };
-            let fail = |e: tandem_core::BuildError| StartError::Build {
-                node: node.id.clone(),
-                message: e.message,
-            };
             let body = match node.kind.build {
-                Builder::Source(build) => Body::Source(build(&ctx).map_err(fail)?),
-                Builder::Vertex(build) => Body::Vertex(build(&ctx).map_err(fail)?),
-                Builder::Sink(build) => Body::Sink(build(&ctx).map_err(fail)?),
+                Builder::Source(build) => build(&ctx).map(Body::Source),
+                Builder::Vertex(build) => build(&ctx).map(Body::Vertex),
+                Builder::Sink(build) => build(&ctx).map(Body::Sink),
+            };
+            let body = match body {
+                Ok(body) => body,
+                Err(e) => {
+                    refused.push(e.message);
+                    built.push(None);
+                    continue;
+                }
             };
             let mut stats = NodeStats::new(&node.id, node.role(), node.worker);
             let ports = node
@@ -183,6 +185,9 @@ impl Topology {
                 stats,
                 batch,
             }));
+        }
+        if !refused.is_empty() {
+            return Err(StartError::Build(refused));
         }
 
         let stop = Arc::new(AtomicBool::new(false));

@@ -200,3 +200,33 @@ fn ctrl_c_drains_flushes_and_exits_0() {
     assert!(stderr.contains("stopping"), "{stderr}");
     assert!(stderr.contains("battery_soc"), "no stats table:\n{stderr}");
 }
+
+#[test]
+fn run_reports_every_node_that_cannot_be_built() {
+    let dir = scratch("unbuildable");
+    let file = dir.join("missing.toml");
+    std::fs::write(
+        &file,
+        r#"[sources.first]
+kind = "csv"
+path = "/nonexistent/first.csv"
+channels = ["power"]
+
+[sources.second]
+kind = "csv"
+path = "/nonexistent/second.csv"
+channels = ["power"]
+
+[sinks.out]
+kind = "stdout"
+inputs = ["first.power", "second.power"]
+"#,
+    )
+    .unwrap();
+    let out = run(tandem().arg("run").arg(&file));
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("/nonexistent/first.csv"), "{stderr}");
+    assert!(stderr.contains("/nonexistent/second.csv"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -81,7 +81,9 @@ pub struct BuildContext<'a> {
     pub channels: &'a Arc<ChannelTable>,
 }
 
-/// A kind could not be built from its parameters.
+/// A kind could not be built from its parameters. The message names the
+/// node (``vertex `soc`: ...``) and says what would be valid; the runtime
+/// prints it as it is.
 #[derive(Debug, Error, PartialEq, Eq)]
 #[error("{message}")]
 pub struct BuildError {
