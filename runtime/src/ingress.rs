@@ -7,6 +7,10 @@
 //! the next due source, so replays and simulations run as fast as the graph.
 
 use crate::node::{Body, NodeRt};
+use crossbeam_utils::sync::Unparker;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Wake, Waker};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tandem_core::{EventTime, Seq};
 
@@ -40,6 +44,25 @@ struct Slot {
     /// Index of the source node in the worker.
     node: usize,
     due: Option<EventTime>,
+    /// Set by the source's waker: poll it now, whatever `due` says.
+    woken: Arc<AtomicBool>,
+}
+
+/// Wakes the ingress worker on behalf of one source.
+struct SourceWaker {
+    woken: Arc<AtomicBool>,
+    unparker: Unparker,
+}
+
+impl Wake for SourceWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        self.unparker.unpark();
+    }
 }
 
 pub(crate) struct Ingress {
@@ -53,11 +76,24 @@ pub(crate) struct Ingress {
     ended: bool,
     /// Reused list of the sources due in a pass.
     order: Vec<usize>,
+    /// The lowest frontier reported by relaying sources polled in this pass.
+    relayed: Option<Seq>,
+    /// Frontier sent so far.
+    frontier: Seq,
+    /// Ingress time of the last pass (virtual time never runs backwards).
+    last_now: EventTime,
 }
 
 impl Ingress {
-    /// An ingress for the source nodes at `nodes` (worker-local indices).
-    pub fn new(nodes: Vec<usize>, clock: Clock, span: Option<Duration>) -> Ingress {
+    /// An ingress for the source nodes at `nodes` (worker-local indices),
+    /// on a worker woken by `unparker`. Hands every source its waker.
+    pub fn new(
+        nodes: Vec<usize>,
+        all: &mut [NodeRt],
+        unparker: &Unparker,
+        clock: Clock,
+        span: Option<Duration>,
+    ) -> Ingress {
         let origin = Instant::now();
         let origin_time = match clock {
             Clock::Wall => wall_now(),
@@ -65,14 +101,25 @@ impl Ingress {
         };
         let until =
             span.map(|d| origin_time.add_nanos(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)));
-        Ingress {
-            slots: nodes
-                .into_iter()
-                .map(|node| Slot {
+        let slots = nodes
+            .into_iter()
+            .map(|node| {
+                let woken = Arc::new(AtomicBool::new(false));
+                if let Some(Body::Source(source)) = all.get_mut(node).map(|n| &mut n.body) {
+                    source.set_waker(Waker::from(Arc::new(SourceWaker {
+                        woken: woken.clone(),
+                        unparker: unparker.clone(),
+                    })));
+                }
+                Slot {
                     node,
                     due: Some(origin_time),
-                })
-                .collect(),
+                    woken,
+                }
+            })
+            .collect();
+        Ingress {
+            slots,
             clock,
             origin,
             origin_time,
@@ -80,6 +127,9 @@ impl Ingress {
             next_seq: 0,
             ended: false,
             order: Vec::new(),
+            relayed: None,
+            frontier: Seq::ZERO,
+            last_now: origin_time,
         }
     }
 
@@ -88,12 +138,19 @@ impl Ingress {
         if self.ended {
             return Step::Ended;
         }
+        // A woken source is due now.
+        for slot in &mut self.slots {
+            if slot.due.is_some() && slot.woken.swap(false, Ordering::Acquire) {
+                slot.due = Some(EventTime(i64::MIN));
+            }
+        }
         let next_due = self.slots.iter().filter_map(|s| s.due).min();
         let now = match (self.clock, next_due) {
             (_, None) => return self.end(nodes),
             (Clock::Wall, Some(_)) => self.wall_time(),
-            (Clock::Virtual { .. }, Some(due)) => due,
+            (Clock::Virtual { .. }, Some(due)) => due.max(self.last_now),
         };
+        self.last_now = now;
         if stop || self.until.is_some_and(|until| now > until) {
             return self.end(nodes);
         }
@@ -133,14 +190,27 @@ impl Ingress {
             slot.due = source.poll(now, &mut node.out);
             node.stats.record_latency(start.elapsed().as_nanos() as u64);
             node.stats.errors = source.errors();
-            for record in &mut node.out[before..] {
-                self.next_seq += 1;
-                record.seq = Seq(self.next_seq);
+            match source.relayed_frontier() {
+                // Relayed records keep the sequence numbers they came with.
+                Some(frontier) => {
+                    self.relayed = Some(self.relayed.map_or(frontier, |f| f.min(frontier)))
+                }
+                None => {
+                    for record in &mut node.out[before..] {
+                        self.next_seq += 1;
+                        record.seq = Seq(self.next_seq);
+                    }
+                }
             }
             node.stats.records_out += (node.out.len() - before) as u64;
         }
         self.order = order;
-        let frontier = Seq(self.next_seq);
+        let frontier = self
+            .relayed
+            .take()
+            .unwrap_or(Seq(self.next_seq))
+            .max(self.frontier);
+        self.frontier = frontier;
         for slot in &self.slots {
             nodes[slot.node].frontier = frontier;
         }

@@ -45,6 +45,15 @@ pub enum StartError {
     /// each message names its node.
     #[error("{}", .0.join("\n"))]
     Build(Vec<String>),
+    /// Some sources relay sequenced records and others need stamping: the
+    /// input would have no single order.
+    #[error("sources {relaying:?} relay already-sequenced records but {stamping:?} need stamping; a graph takes one or the other")]
+    MixedSequencing {
+        /// Ids of relaying sources.
+        relaying: Vec<String>,
+        /// Ids of sources the ingress stamps.
+        stamping: Vec<String>,
+    },
     /// The operating system refused a thread.
     #[error("cannot start worker thread `{worker}`: {source}")]
     Spawn {
@@ -189,6 +198,22 @@ impl Topology {
         if !refused.is_empty() {
             return Err(StartError::Build(refused));
         }
+        let (mut relaying, mut stamping) = (Vec::new(), Vec::new());
+        for (node, rt) in plan.nodes.iter().zip(&built) {
+            if let Some(NodeRt {
+                body: Body::Source(source),
+                ..
+            }) = rt
+            {
+                match source.relayed_frontier() {
+                    Some(_) => relaying.push(node.id.clone()),
+                    None => stamping.push(node.id.clone()),
+                }
+            }
+        }
+        if !relaying.is_empty() && !stamping.is_empty() {
+            return Err(StartError::MixedSequencing { relaying, stamping });
+        }
 
         let stop = Arc::new(AtomicBool::new(false));
         let abort = Arc::new(AtomicBool::new(false));
@@ -196,7 +221,7 @@ impl Topology {
         let unparkers: Vec<Unparker> = wakes.iter().map(|w| w.unparker.clone()).collect();
         let mut handles = Vec::with_capacity(plan.workers.len());
         for ((w, worker), wake) in plan.workers.iter().enumerate().zip(wakes) {
-            let nodes: Vec<NodeRt> = worker
+            let mut nodes: Vec<NodeRt> = worker
                 .nodes
                 .iter()
                 .filter_map(|&n| built[n].take())
@@ -207,7 +232,15 @@ impl Topology {
                 .filter(|(_, n)| matches!(n.body, Body::Source(_)))
                 .map(|(i, _)| i)
                 .collect();
-            let ingress = (w == 0).then(|| Ingress::new(sources, options.clock, options.span));
+            let ingress = (w == 0).then(|| {
+                Ingress::new(
+                    sources,
+                    &mut nodes,
+                    &wake.unparker,
+                    options.clock,
+                    options.span,
+                )
+            });
             let runner = Worker {
                 nodes,
                 ingress,

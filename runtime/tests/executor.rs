@@ -502,3 +502,148 @@ fn overflow_policies_drop_what_they_say_and_count_it() {
     );
     assert_eq!(drops, 0);
 }
+
+/// Relays batches that already carry sequence numbers, sent from another
+/// thread; polled only when woken (its timer is an hour away).
+struct Relay {
+    rx: crossbeam_channel::Receiver<(Vec<Record>, tandem_core::Seq)>,
+    waker_slot: Arc<Mutex<Option<std::task::Waker>>>,
+    frontier: tandem_core::Seq,
+    channel: ChannelId,
+}
+
+impl Source for Relay {
+    fn poll(&mut self, now: EventTime, out: &mut Vec<Record>) -> Option<EventTime> {
+        loop {
+            match self.rx.try_recv() {
+                Ok((records, frontier)) => {
+                    out.extend(records.into_iter().map(|mut r| {
+                        r.channel = self.channel;
+                        r
+                    }));
+                    self.frontier = frontier;
+                }
+                Err(crossbeam_channel::TryRecvError::Empty) => {
+                    return Some(now.add_nanos(3_600_000_000_000))
+                }
+                Err(crossbeam_channel::TryRecvError::Disconnected) => return None,
+            }
+        }
+    }
+    fn relayed_frontier(&self) -> Option<tandem_core::Seq> {
+        Some(self.frontier)
+    }
+    fn set_waker(&mut self, waker: std::task::Waker) {
+        *self.waker_slot.lock().unwrap() = Some(waker);
+    }
+}
+
+type RelayFeed = (
+    crossbeam_channel::Receiver<(Vec<Record>, tandem_core::Seq)>,
+    Arc<Mutex<Option<std::task::Waker>>>,
+);
+static RELAY_FEED: Mutex<Option<RelayFeed>> = Mutex::new(None);
+
+static RELAY: KindSpec = KindSpec {
+    name: "t.relay",
+    version: 1,
+    doc: "relay",
+    input_names: &[],
+    arity: Arity::NONE,
+    outputs: &[OutputSpec::main("")],
+    outputs_from: None,
+    params: &[],
+    state_schema: None,
+    build: Builder::Source(|ctx| {
+        let (rx, waker_slot) = RELAY_FEED.lock().unwrap().take().unwrap();
+        Ok(Box::new(Relay {
+            rx,
+            waker_slot,
+            frontier: tandem_core::Seq::ZERO,
+            channel: ctx.outputs[0],
+        }))
+    }),
+};
+
+#[test]
+fn a_relaying_source_keeps_sequence_numbers_and_is_polled_when_woken() {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let waker_slot = Arc::new(Mutex::new(None));
+    *RELAY_FEED.lock().unwrap() = Some((rx, waker_slot.clone()));
+    let mut ch = ChannelTable::new();
+    let c = ch.intern("relay", "");
+    let d = ch.intern("x", "");
+    let drafts = vec![
+        NodeDraft {
+            id: "relay".into(),
+            kind: &RELAY,
+            params: Params::new(),
+            inputs: vec![],
+            outputs: vec![c],
+            worker: None,
+        },
+        NodeDraft {
+            id: "x".into(),
+            kind: &DOUBLE,
+            params: Params::new(),
+            inputs: vec![c],
+            outputs: vec![d],
+            worker: None,
+        },
+        NodeDraft {
+            id: "out".into(),
+            kind: &COLLECT,
+            params: params(&[("tag", ParamValue::Text("relay".into()))]),
+            inputs: vec![d],
+            outputs: vec![],
+            worker: Some("sink".into()),
+        },
+    ];
+    let plan = Plan::assemble(
+        ch,
+        drafts,
+        EdgeSettings::default(),
+        &BTreeMap::new(),
+        Layout::Chains,
+    )
+    .unwrap();
+    let topology = Topology::start(&plan, RunOptions::default()).unwrap();
+    let waker = waker_slot
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("the ingress hands out a waker");
+    for (i, seqs) in [[10u64, 20, 30], [31, 35, 40]].iter().enumerate() {
+        let batch = seqs
+            .iter()
+            .map(|&s| Record::new(tandem_core::Seq(s), EventTime(0), ChannelId(0), s as f64))
+            .collect();
+        tx.send((batch, tandem_core::Seq(seqs[2]))).unwrap();
+        waker.wake_by_ref();
+        // Without the wake the source would not be polled for an hour.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while collected().lock().unwrap().get("relay").map_or(0, Vec::len) < 3 * (i + 1) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "batch {i} was not delivered"
+            );
+            std::thread::yield_now();
+        }
+    }
+    drop(tx);
+    waker.wake_by_ref();
+    assert!(topology.wait_timeout(Duration::from_secs(10)));
+    topology.join().unwrap();
+    let got: Vec<(u64, f64)> = take("relay").iter().map(|r| (r.seq.0, r.value)).collect();
+    assert_eq!(
+        got,
+        vec![
+            (10, 20.0),
+            (20, 40.0),
+            (30, 60.0),
+            (31, 62.0),
+            (35, 70.0),
+            (40, 80.0)
+        ]
+    );
+}

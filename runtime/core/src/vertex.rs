@@ -3,8 +3,9 @@
 
 use crate::channel::ChannelTable;
 use crate::param::{ParamSpec, Params};
-use crate::record::{ChannelId, EventTime, Record};
+use crate::record::{ChannelId, EventTime, Record, Seq};
 use crate::state::{SchemaId, Snapshot, SnapshotError};
+use core::task::Waker;
 use std::sync::Arc;
 use thiserror::Error;
 
@@ -43,6 +44,22 @@ pub trait Source: Send {
     /// Errors counted so far (bus errors, timeouts); polling goes on regardless.
     fn errors(&self) -> u64 {
         0
+    }
+
+    /// For a source that relays records already carrying origin sequence
+    /// numbers (the instance side of a junction): the frontier of what it has
+    /// delivered so far. The ingress then keeps the records' `seq` and takes
+    /// this as its frontier instead of stamping. `None` (the default) for
+    /// sources that read devices.
+    fn relayed_frontier(&self) -> Option<Seq> {
+        None
+    }
+
+    /// Called once before the first poll with a waker that makes the ingress
+    /// poll again at once. Sources fed from another thread call it when data
+    /// arrives, so the ingress need not poll them on a timer.
+    fn set_waker(&mut self, waker: Waker) {
+        let _ = waker;
     }
 }
 
