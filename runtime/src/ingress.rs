@@ -6,6 +6,7 @@
 //! polled when due in real time; on the virtual clock, time jumps straight to
 //! the next due source, so replays and simulations run as fast as the graph.
 
+use crate::barrier::Control;
 use crate::node::{Body, NodeRt};
 use crossbeam_utils::sync::Unparker;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -46,6 +47,8 @@ struct Slot {
     due: Option<EventTime>,
     /// Set by the source's waker: poll it now, whatever `due` says.
     woken: Arc<AtomicBool>,
+    /// Records polled past a pending barrier, released when it lifts.
+    held: Vec<tandem_core::Record>,
 }
 
 /// Wakes the ingress worker on behalf of one source.
@@ -82,6 +85,8 @@ pub(crate) struct Ingress {
     frontier: Seq,
     /// Ingress time of the last pass (virtual time never runs backwards).
     last_now: EventTime,
+    /// The frontier to send once held records are released.
+    held_frontier: Option<Seq>,
 }
 
 impl Ingress {
@@ -115,6 +120,7 @@ impl Ingress {
                     node,
                     due: Some(origin_time),
                     woken,
+                    held: Vec::new(),
                 }
             })
             .collect();
@@ -130,13 +136,24 @@ impl Ingress {
             relayed: None,
             frontier: Seq::ZERO,
             last_now: origin_time,
+            held_frontier: None,
         }
     }
 
-    /// Polls what is due. `stop` ends the stream after this pass.
-    pub fn step(&mut self, nodes: &mut [NodeRt], stop: bool) -> Step {
+    /// Polls what is due. `stop` ends the stream after this pass. While a
+    /// barrier is pending, nothing past it is sent.
+    pub fn step(&mut self, nodes: &mut [NodeRt], stop: bool, control: &Control) -> Step {
+        let barrier = control.pending().map(|p| p.at);
         if self.ended {
             return Step::Ended;
+        }
+        if barrier.is_none() && self.held_frontier.is_some() {
+            self.release(nodes);
+            return Step::Polled;
+        }
+        if barrier.is_some_and(|at| self.frontier >= at) && !stop {
+            // Everything up to the barrier is out; wait for it to lift.
+            return Step::Idle(Duration::from_millis(100));
         }
         // A woken source is due now.
         for slot in &mut self.slots {
@@ -205,11 +222,25 @@ impl Ingress {
             node.stats.records_out += (node.out.len() - before) as u64;
         }
         self.order = order;
-        let frontier = self
+        let mut frontier = self
             .relayed
             .take()
             .unwrap_or(Seq(self.next_seq))
             .max(self.frontier);
+        // Read the barrier again after polling: input fed after a barrier was
+        // placed is then sure to see it.
+        if let Some(at) = control.pending().map(|p| p.at) {
+            if frontier > at {
+                // Hold what lies past the barrier.
+                for slot in &mut self.slots {
+                    let out = &mut nodes[slot.node].out;
+                    let keep = out.partition_point(|r| r.seq <= at);
+                    slot.held.extend(out.drain(keep..));
+                }
+                self.held_frontier = Some(frontier);
+                frontier = at;
+            }
+        }
         self.frontier = frontier;
         for slot in &self.slots {
             nodes[slot.node].frontier = frontier;
@@ -217,7 +248,26 @@ impl Ingress {
         Step::Polled
     }
 
+    /// Sends what was held at a barrier, and the frontier it came with.
+    fn release(&mut self, nodes: &mut [NodeRt]) {
+        for slot in &mut self.slots {
+            nodes[slot.node].out.append(&mut slot.held);
+        }
+        if let Some(frontier) = self.held_frontier.take() {
+            self.frontier = self.frontier.max(frontier);
+            for slot in &self.slots {
+                nodes[slot.node].frontier = self.frontier;
+            }
+        }
+    }
+
+    /// The frontier sent so far.
+    pub fn frontier(&self) -> Seq {
+        self.frontier
+    }
+
     fn end(&mut self, nodes: &mut [NodeRt]) -> Step {
+        self.release(nodes);
         self.ended = true;
         for slot in &self.slots {
             nodes[slot.node].frontier = Seq::END;

@@ -1,6 +1,7 @@
 //! tandem: the shell around the pure core. Worker threads and rings, the
 //! ingress that polls sources, and the command line.
 
+mod barrier;
 pub mod checkpoint;
 pub mod cpu;
 pub mod ingress;
@@ -14,4 +15,4 @@ mod worker;
 
 pub use ingress::Clock;
 pub use stats::Report;
-pub use topology::{RunError, RunOptions, StartError, Topology};
+pub use topology::{BarrierError, PlacedBarrier, RunError, RunOptions, StartError, Topology};

@@ -1,5 +1,6 @@
 //! A running plan: nodes built, rings created, one thread per worker.
 
+use crate::barrier::{Control, Report as BarrierReport};
 use crate::ingress::{Clock, Ingress};
 use crate::node::{Body, NodeRt, OutLink, OutTo, Port, PortFrom};
 use crate::ring::{ring, RingRx, RingTx};
@@ -65,6 +66,37 @@ pub enum StartError {
     },
 }
 
+/// A barrier snapshot could not be taken.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum BarrierError {
+    /// Records past the barrier had already been sent.
+    #[error("barrier at {at} is behind the ingress, which has sent up to {frontier}; place it at or after {frontier}")]
+    Passed {
+        /// The barrier asked for.
+        at: Seq,
+        /// The ingress frontier.
+        frontier: Seq,
+    },
+    /// Not every worker reached the barrier in time (the input has not
+    /// reached it yet, or the run is ending).
+    #[error("not every worker reached the barrier at {at} within {waited:?}")]
+    Timeout {
+        /// The barrier asked for.
+        at: Seq,
+        /// How long it waited.
+        waited: Duration,
+    },
+}
+
+/// A barrier placed in a running topology, to collect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use = "collect the barrier with `barrier_snapshots`, or the stream stays held"]
+pub struct PlacedBarrier {
+    /// Its origin sequence number.
+    pub at: Seq,
+    generation: u64,
+}
+
 /// A run ended badly.
 #[derive(Debug, Error)]
 pub enum RunError {
@@ -82,6 +114,8 @@ pub struct Topology {
     abort: Arc<AtomicBool>,
     unparkers: Vec<Unparker>,
     done: Receiver<()>,
+    barrier: Arc<Control>,
+    reports: Receiver<(u64, BarrierReport)>,
 }
 
 impl Topology {
@@ -217,6 +251,8 @@ impl Topology {
 
         let stop = Arc::new(AtomicBool::new(false));
         let abort = Arc::new(AtomicBool::new(false));
+        let (control, reports) = Control::new();
+        let barrier = Arc::new(control);
         let (done_tx, done) = crossbeam_channel::bounded::<()>(0);
         let unparkers: Vec<Unparker> = wakes.iter().map(|w| w.unparker.clone()).collect();
         let mut handles = Vec::with_capacity(plan.workers.len());
@@ -247,6 +283,7 @@ impl Topology {
                 wake,
                 stop: stop.clone(),
                 abort: abort.clone(),
+                barrier: barrier.clone(),
             };
             let done_tx: Sender<()> = done_tx.clone();
             let abort_on_panic = abort.clone();
@@ -276,15 +313,80 @@ impl Topology {
             abort,
             unparkers,
             done,
+            barrier,
+            reports,
         })
+    }
+
+    /// Places a barrier at origin sequence `at`: from now on the ingress
+    /// sends nothing past `at` until the barrier's snapshots are collected
+    /// with [`Topology::barrier_snapshots`]. Place it before input past `at`
+    /// reaches a relaying source.
+    pub fn place_barrier(&mut self, at: Seq) -> PlacedBarrier {
+        let generation = self.barrier.place(at);
+        self.unpark_all();
+        PlacedBarrier { at, generation }
+    }
+
+    /// Waits until every worker has snapshotted its vertices at the barrier,
+    /// then lets the stream go on. Each vertex has processed exactly the
+    /// records up to the barrier, on any layout. Returns the snapshots of the
+    /// stateful vertices by id.
+    pub fn barrier_snapshots(
+        &mut self,
+        placed: PlacedBarrier,
+        timeout: Duration,
+    ) -> Result<BTreeMap<String, tandem_core::Snapshot>, BarrierError> {
+        let PlacedBarrier { at, generation } = placed;
+        let deadline = std::time::Instant::now() + timeout;
+        let mut snapshots = BTreeMap::new();
+        let mut reported = 0;
+        let result = loop {
+            if reported == self.handles.len() {
+                break Ok(std::mem::take(&mut snapshots));
+            }
+            match self.reports.recv_deadline(deadline) {
+                Ok((g, _)) if g != generation => {}
+                Ok((_, BarrierReport::Snapshots(list))) => {
+                    snapshots.extend(list);
+                    reported += 1;
+                }
+                Ok((_, BarrierReport::Passed(frontier))) => {
+                    break Err(BarrierError::Passed { at, frontier });
+                }
+                Err(_) => {
+                    break Err(BarrierError::Timeout {
+                        at,
+                        waited: timeout,
+                    })
+                }
+            }
+        };
+        self.barrier.lift();
+        self.unpark_all();
+        result
+    }
+
+    /// [`Topology::place_barrier`] then [`Topology::barrier_snapshots`].
+    pub fn snapshot_at(
+        &mut self,
+        at: Seq,
+        timeout: Duration,
+    ) -> Result<BTreeMap<String, tandem_core::Snapshot>, BarrierError> {
+        let placed = self.place_barrier(at);
+        self.barrier_snapshots(placed, timeout)
+    }
+
+    fn unpark_all(&self) {
+        for u in &self.unparkers {
+            u.unpark();
+        }
     }
 
     /// Ends the input: sources stop, everything in flight drains to the sinks.
     pub fn stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
-        for u in &self.unparkers {
-            u.unpark();
-        }
+        self.unpark_all();
     }
 
     /// Waits up to `timeout` for every worker to finish. True if they have.

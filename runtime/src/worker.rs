@@ -1,7 +1,8 @@
 //! A worker: one thread running a fused chain of nodes in topological order.
 
+use crate::barrier::{Control, Pending, Report};
 use crate::ingress::{Ingress, Step};
-use crate::node::{Body, NodeRt, OutTo};
+use crate::node::{Body, NodeRt, OutTo, PortFrom};
 use crate::stats::NodeStats;
 use crate::sync::{Idle, Wake};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,12 +20,15 @@ pub(crate) struct Worker {
     pub stop: Arc<AtomicBool>,
     /// Gives up at once: a worker failed.
     pub abort: Arc<AtomicBool>,
+    /// Barriers for aligned snapshots.
+    pub barrier: Arc<Control>,
 }
 
 impl Worker {
     /// Runs until every node has seen the end of its input. Returns the nodes' stats.
     pub fn run(mut self) -> Vec<NodeStats> {
         let mut idle = Idle::new();
+        let mut reported = 0u64;
         loop {
             if self.abort.load(Ordering::Relaxed) {
                 break;
@@ -32,8 +36,10 @@ impl Worker {
             let mut worked = false;
             let mut wait = IDLE_PARK;
             let mut sources_only = false;
+            let pending = self.barrier.pending();
             if let Some(ingress) = &mut self.ingress {
-                match ingress.step(&mut self.nodes, self.stop.load(Ordering::Relaxed)) {
+                let stop = self.stop.load(Ordering::Relaxed);
+                match ingress.step(&mut self.nodes, stop, &self.barrier) {
                     Step::Polled => worked = true,
                     Step::Idle(d) => {
                         wait = d;
@@ -47,6 +53,11 @@ impl Worker {
             for i in 0..self.nodes.len() {
                 worked |= self.nodes[i].run();
                 worked |= self.deliver(i);
+            }
+            if let Some(p) = pending.filter(|p| p.generation != reported) {
+                if self.report_barrier(p) {
+                    reported = p.generation;
+                }
             }
             if self.nodes.iter().all(|n| n.done) {
                 break;
@@ -66,6 +77,43 @@ impl Worker {
             }
         }
         self.nodes.into_iter().map(|n| n.stats).collect()
+    }
+
+    /// Snapshots this worker's vertices once everything up to the barrier has
+    /// gone through them. Returns true once reported.
+    fn report_barrier(&mut self, p: Pending) -> bool {
+        if let Some(ingress) = &self.ingress {
+            if ingress.frontier() > p.at {
+                self.barrier
+                    .report(p.generation, Report::Passed(ingress.frontier()));
+                return true;
+            }
+        }
+        let settled = self.nodes.iter().all(|node| match node.body {
+            Body::Source(_) => node.frontier >= p.at,
+            _ => node.ports.iter().all(|port| {
+                port.frontier >= p.at
+                    && port.buf.is_empty()
+                    && match &port.from {
+                        PortFrom::Local => true,
+                        PortFrom::Ring(rx) => rx.is_empty(),
+                    }
+            }),
+        });
+        if !settled {
+            return false;
+        }
+        let snapshots = self
+            .nodes
+            .iter()
+            .filter_map(|node| match &node.body {
+                Body::Vertex(v) => v.snapshot().map(|s| (node.stats.id.clone(), s)),
+                _ => None,
+            })
+            .collect();
+        self.barrier
+            .report(p.generation, Report::Snapshots(snapshots));
+        true
     }
 
     /// Hands node `i`'s output to its consumers. Returns true if anything moved.

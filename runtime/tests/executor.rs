@@ -567,6 +567,7 @@ static RELAY: KindSpec = KindSpec {
 
 #[test]
 fn a_relaying_source_keeps_sequence_numbers_and_is_polled_when_woken() {
+    let _turn = RELAY_TESTS.lock().unwrap_or_else(|e| e.into_inner());
     let (tx, rx) = crossbeam_channel::unbounded();
     let waker_slot = Arc::new(Mutex::new(None));
     *RELAY_FEED.lock().unwrap() = Some((rx, waker_slot.clone()));
@@ -646,4 +647,127 @@ fn a_relaying_source_keeps_sequence_numbers_and_is_polled_when_woken() {
             (40, 80.0)
         ]
     );
+}
+
+/// Relay tests share `RELAY_FEED`; they take turns.
+static RELAY_TESTS: Mutex<()> = Mutex::new(());
+
+#[test]
+fn a_barrier_snapshot_holds_exactly_the_records_up_to_it() {
+    let _turn = RELAY_TESTS.lock().unwrap_or_else(|e| e.into_inner());
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let waker_slot = Arc::new(Mutex::new(None));
+    *RELAY_FEED.lock().unwrap() = Some((rx, waker_slot.clone()));
+    let registry = tandem_nodes::registry();
+    let integrate = registry.get("integrate", None).unwrap();
+    let mut ch = ChannelTable::new();
+    let c = ch.intern("relay", "");
+    let e = ch.intern("energy", "");
+    let mut energy_params = Params::new();
+    energy_params.insert("per", ParamValue::Text("s".into()));
+    energy_params.insert("max_gap", ParamValue::Duration(60_000_000_000));
+    let drafts = vec![
+        NodeDraft {
+            id: "relay".into(),
+            kind: &RELAY,
+            params: Params::new(),
+            inputs: vec![],
+            outputs: vec![c],
+            worker: None,
+        },
+        NodeDraft {
+            id: "energy".into(),
+            kind: integrate,
+            params: energy_params.clone(),
+            inputs: vec![c],
+            outputs: vec![e],
+            worker: None,
+        },
+        NodeDraft {
+            id: "out".into(),
+            kind: &COLLECT,
+            params: params(&[("tag", ParamValue::Text("barrier".into()))]),
+            inputs: vec![e],
+            outputs: vec![],
+            worker: None,
+        },
+    ];
+    let plan = Plan::assemble(
+        ch,
+        drafts,
+        EdgeSettings {
+            capacity: 16,
+            overflow: Overflow::Block,
+        },
+        &BTreeMap::new(),
+        Layout::Spread,
+    )
+    .unwrap();
+    assert_eq!(plan.workers.len(), 3);
+    let mut topology = Topology::start(&plan, RunOptions::default()).unwrap();
+    let waker = waker_slot.lock().unwrap().clone().unwrap();
+    let batch = |from: u64, to: u64| -> Vec<Record> {
+        (from..=to)
+            .map(|s| {
+                Record::new(
+                    tandem_core::Seq(s),
+                    EventTime::from_secs(s as i64),
+                    ChannelId(0),
+                    s as f64,
+                )
+            })
+            .collect()
+    };
+    tx.send((batch(1, 60), tandem_core::Seq(60))).unwrap();
+    waker.wake_by_ref();
+    // The rest arrives while the barrier is pending; only up to 100 may pass.
+    let placed = topology.place_barrier(tandem_core::Seq(100));
+    let feeder = {
+        let tx = tx.clone();
+        let waker = waker.clone();
+        std::thread::spawn(move || {
+            for (from, to) in [(61, 100), (101, 150)] {
+                tx.send((batch(from, to), tandem_core::Seq(to))).unwrap();
+                waker.wake_by_ref();
+            }
+        })
+    };
+    let snapshots = topology
+        .barrier_snapshots(placed, Duration::from_secs(20))
+        .unwrap();
+    feeder.join().unwrap();
+    // A fresh integrator fed exactly 1..=100 holds the same state.
+    let ctx_channels = plan.channels.clone();
+    let ctx = BuildContext {
+        id: "energy",
+        params: &energy_params,
+        inputs: &[c],
+        outputs: &[e],
+        channels: &ctx_channels,
+    };
+    let Builder::Vertex(build) = integrate.build else {
+        unreachable!()
+    };
+    let mut reference = build(&ctx).unwrap();
+    let mut scratch = Vec::new();
+    let mut input = batch(1, 100);
+    for r in &mut input {
+        r.channel = c;
+    }
+    reference.process(&input, &mut scratch);
+    assert_eq!(snapshots.len(), 1, "one stateful vertex");
+    assert_eq!(snapshots["energy"], reference.snapshot().unwrap());
+    // A barrier the ingress has passed is refused, saying where it is.
+    let err = topology
+        .snapshot_at(tandem_core::Seq(50), Duration::from_secs(5))
+        .unwrap_err();
+    assert!(err.to_string().contains("behind the ingress"), "{err}");
+    // The stream went on past the barrier.
+    drop(tx);
+    waker.wake_by_ref();
+    assert!(topology.wait_timeout(Duration::from_secs(10)));
+    topology.join().unwrap();
+    let got = take("barrier");
+    assert_eq!(got.len(), 150);
+    assert_eq!(got.last().unwrap().seq, tandem_core::Seq(150));
 }

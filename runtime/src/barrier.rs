@@ -1,0 +1,80 @@
+//! Barrier-aligned snapshots of a running topology.
+//!
+//! To snapshot at origin sequence `s`, the ingress releases nothing beyond
+//! `s` and holds what it polls past it. Every worker, once all its inputs
+//! have passed `s` with nothing left to process, snapshots its vertices and
+//! reports. Every vertex has then processed exactly the records up to `s`,
+//! whatever the layout. When all workers have reported, the ingress releases
+//! what it held and the stream goes on.
+
+use crossbeam_channel::{Receiver, Sender};
+use std::sync::atomic::{AtomicU64, Ordering};
+use tandem_core::{Seq, Snapshot};
+
+/// What one worker reports for a barrier.
+#[derive(Debug)]
+pub(crate) enum Report {
+    /// The snapshots of its stateful vertices, by id.
+    Snapshots(Vec<(String, Snapshot)>),
+    /// The ingress had already sent records past the barrier.
+    Passed(Seq),
+}
+
+/// Shared between the topology and its workers.
+#[derive(Debug)]
+pub(crate) struct Control {
+    /// The barrier's sequence number; 0 when none is pending.
+    at: AtomicU64,
+    /// Counts barriers, so a worker reports each one once.
+    generation: AtomicU64,
+    reports: Sender<(u64, Report)>,
+}
+
+/// A barrier a worker sees.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Pending {
+    pub at: Seq,
+    pub generation: u64,
+}
+
+impl Control {
+    pub fn new() -> (Control, Receiver<(u64, Report)>) {
+        let (reports, rx) = crossbeam_channel::unbounded();
+        (
+            Control {
+                at: AtomicU64::new(0),
+                generation: AtomicU64::new(0),
+                reports,
+            },
+            rx,
+        )
+    }
+
+    /// The pending barrier, if any. Cheap: one load per worker pass.
+    pub fn pending(&self) -> Option<Pending> {
+        // Pairs with the Release store in `place`.
+        let at = self.at.load(Ordering::Acquire);
+        (at != 0).then(|| Pending {
+            at: Seq(at),
+            generation: self.generation.load(Ordering::Relaxed),
+        })
+    }
+
+    /// Places a barrier at `at` (which must be at least 1).
+    pub fn place(&self, at: Seq) -> u64 {
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        // Pairs with the Acquire load in `pending`.
+        self.at.store(at.0.max(1), Ordering::Release);
+        generation
+    }
+
+    /// Lifts the barrier: the ingress releases what it held.
+    pub fn lift(&self) {
+        self.at.store(0, Ordering::Release);
+    }
+
+    /// A worker's report for barrier `generation`.
+    pub fn report(&self, generation: u64, report: Report) {
+        let _ = self.reports.send((generation, report));
+    }
+}
