@@ -142,7 +142,10 @@ pub fn decode(bytes: &[u8]) -> Result<Checkpoint, FormatError> {
     let header = bytes
         .get(..HEADER_LEN)
         .ok_or(FormatError::ShortHeader { got })?;
-    let mut r = Reader { bytes: header, at: 4 };
+    let mut r = Reader {
+        bytes: header,
+        at: 4,
+    };
     let format = r.u16()?;
     if format != FORMAT_VERSION {
         return Err(FormatError::UnsupportedFormat { found: format });
@@ -231,12 +234,12 @@ struct Reader<'a> {
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], FormatError> {
         let end = self.at.checked_add(n);
-        let slice = end
-            .and_then(|end| self.bytes.get(self.at..end))
-            .ok_or(FormatError::Malformed {
-                at: self.at,
-                what: "a length runs past the end of the file",
-            })?;
+        let slice =
+            end.and_then(|end| self.bytes.get(self.at..end))
+                .ok_or(FormatError::Malformed {
+                    at: self.at,
+                    what: "a length runs past the end of the file",
+                })?;
         self.at += n;
         Ok(slice)
     }

@@ -112,7 +112,11 @@ impl fmt::Display for RestoreReport {
                 "vertex `{id}` refused its checkpointed state: {e}; it starts empty"
             )?;
         }
-        write!(f, "{} vertices resumed from the checkpoint", self.restored.len())
+        write!(
+            f,
+            "{} vertices resumed from the checkpoint",
+            self.restored.len()
+        )
     }
 }
 
@@ -120,9 +124,9 @@ impl fmt::Display for RestoreReport {
 ///
 /// A vertex whose `restore` fails keeps the state it had (a freshly built
 /// vertex: empty), as [`Vertex::restore`] replaces state only on success.
-pub fn restore<'a, I>(checkpoint: &Checkpoint, vertices: I) -> RestoreReport
+pub fn restore<'a, 'v: 'a, I>(checkpoint: &Checkpoint, vertices: I) -> RestoreReport
 where
-    I: IntoIterator<Item = (&'a str, &'a mut dyn Vertex)>,
+    I: IntoIterator<Item = (&'a str, &'a mut (dyn Vertex + 'v))>,
 {
     let mut report = RestoreReport::default();
     let mut seen: BTreeMap<&str, ()> = BTreeMap::new();

@@ -38,6 +38,9 @@ pub fn parse_file_name(name: &str) -> Option<Seq> {
     digits.parse().ok().map(Seq)
 }
 
+/// Checkpoint files by sequence number, oldest first; temp files.
+type Listing = (Vec<(Seq, PathBuf)>, Vec<PathBuf>);
+
 fn is_temp(name: &str) -> bool {
     name.starts_with(PREFIX) && name.ends_with(TEMP_SUFFIX)
 }
@@ -208,11 +211,10 @@ impl<S: Storage> CheckpointStore<S> {
 
     /// Removes checkpoints beyond the newest `keep`, never the one just saved.
     fn prune(&mut self, saved: Seq) {
-        let Ok(mut all) = self.list() else {
+        let Ok((all, _)) = self.scan() else {
             return;
         };
-        all.sort_by(|a, b| b.0.cmp(&a.0));
-        for (seq, path) in all.into_iter().skip(self.keep) {
+        for (seq, path) in all.into_iter().rev().skip(self.keep) {
             if seq != saved {
                 let _ = self.storage.remove(&path);
             }
@@ -221,16 +223,27 @@ impl<S: Storage> CheckpointStore<S> {
 
     /// Every checkpoint file in the directory, oldest first (not verified).
     pub fn list(&mut self) -> Result<Vec<(Seq, PathBuf)>, StoreError> {
+        self.scan().map(|(all, _)| all)
+    }
+
+    /// Checkpoint files oldest first, and temp files.
+    fn scan(&mut self) -> Result<Listing, StoreError> {
         let names = self
             .storage
             .list(&self.dir)
             .map_err(io_err("list", &self.dir))?;
-        let mut all: Vec<(Seq, PathBuf)> = names
-            .iter()
-            .filter_map(|n| Some((parse_file_name(n)?, self.dir.join(n))))
-            .collect();
+        let mut all = Vec::new();
+        let mut temps = Vec::new();
+        for name in names {
+            if let Some(seq) = parse_file_name(&name) {
+                all.push((seq, self.dir.join(name)));
+            } else if is_temp(&name) {
+                temps.push(self.dir.join(name));
+            }
+        }
         all.sort();
-        Ok(all)
+        temps.sort();
+        Ok((all, temps))
     }
 
     /// Finds the newest checkpoint that verifies, reporting the newer ones
@@ -239,25 +252,16 @@ impl<S: Storage> CheckpointStore<S> {
     /// Only listing the directory can fail; a file that cannot be read is
     /// refused like a damaged one.
     pub fn load_latest(&mut self) -> Result<Recovery, StoreError> {
-        let names = self
-            .storage
-            .list(&self.dir)
-            .map_err(io_err("list", &self.dir))?;
+        let (all, temps) = self.scan()?;
         let mut cleaned = Vec::new();
-        for name in names.iter().filter(|n| is_temp(n)) {
-            let temp = self.dir.join(name);
+        for temp in temps {
             if self.storage.remove(&temp).is_ok() {
                 cleaned.push(temp);
             }
         }
-        let mut all: Vec<(Seq, PathBuf)> = names
-            .iter()
-            .filter_map(|n| Some((parse_file_name(n)?, self.dir.join(n))))
-            .collect();
-        all.sort_by(|a, b| b.0.cmp(&a.0));
         let mut skipped = Vec::new();
         let mut latest = None;
-        for (_, path) in all {
+        for (_, path) in all.into_iter().rev() {
             let reason = match self.storage.read(&path) {
                 Ok(bytes) => match format::decode(&bytes) {
                     Ok(checkpoint) => {
@@ -296,10 +300,7 @@ mod tests {
     #[test]
     fn file_names_sort_like_sequence_numbers() {
         assert_eq!(file_name(Seq(42)), "ckpt-00000000000000000042.tdc");
-        assert_eq!(
-            file_name(Seq(u64::MAX)),
-            "ckpt-18446744073709551615.tdc"
-        );
+        assert_eq!(file_name(Seq(u64::MAX)), "ckpt-18446744073709551615.tdc");
         assert!(file_name(Seq(9)) < file_name(Seq(10)));
         assert_eq!(parse_file_name(&file_name(Seq(42))), Some(Seq(42)));
         assert_eq!(parse_file_name("ckpt-7.tdc"), Some(Seq(7)));
