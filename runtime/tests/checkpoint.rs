@@ -512,7 +512,7 @@ fn restore_reports_vertices_missing_unknown_and_refusing() {
          the checkpoint holds state for `gone`, which is not in the graph; it is ignored\n\
          vertex `changed` refused its checkpointed state: state schema 1 cannot be restored \
          into schema 9001; a migration from 1 is required; it starts empty\n\
-         1 vertices resumed from the checkpoint"
+         1 vertex resumed from the checkpoint"
     );
     assert_eq!(energy.0, 7.0);
     assert_eq!(changed.0, 0.0);
@@ -580,6 +580,30 @@ fn write_golden_file() {
     }
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/ckpt-v1.tdc");
     std::fs::write(path, tandem::checkpoint::format::encode(&golden_contents())).unwrap();
+}
+
+fn home_graph(edit: impl Fn(String) -> String) -> tandem_core::graph::Loaded {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../graphs/home.toml");
+    let text = edit(std::fs::read_to_string(path).unwrap());
+    tandem_core::graph::load("home.toml", text.as_bytes(), &tandem_nodes::registry()).unwrap()
+}
+
+#[test]
+fn the_graph_stamp_changes_with_the_graph_but_not_with_its_layout() {
+    let home = home_graph(|t| t);
+    let stamp = GraphStamp::of_plan(&home.name, &home.plan);
+    assert_eq!(stamp.name, "home");
+    assert_eq!(stamp, GraphStamp::of_plan("home", &home_graph(|t| t).plan));
+    for layout in [
+        tandem_core::Layout::Single,
+        tandem_core::Layout::Chains,
+        tandem_core::Layout::Spread,
+    ] {
+        let relaid = home.plan.relayout(layout).unwrap();
+        assert_eq!(GraphStamp::of_plan("home", &relaid), stamp, "{layout:?}");
+    }
+    let edited = home_graph(|t| t.replacen("initial_soc = 50", "initial_soc = 60", 1));
+    assert_ne!(GraphStamp::of_plan("home", &edited.plan).hash, stamp.hash);
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! Periodic checkpoints of vertex state in the state directory.
 //!
-//! At a barriers the runtime [`capture`]s every stateful vertex's snapshot
+//! At a barrier the runtime [`capture`]s every stateful vertex's snapshot
 //! into a [`Checkpoint`] and hands it to a [`CheckpointStore`], which writes
 //! it durably (temp file, fsync, rename, fsync of the directory) and keeps
 //! the newest few. On start, [`CheckpointStore::load_latest`] finds the
@@ -25,7 +25,7 @@ pub use store::{
 
 use std::collections::BTreeMap;
 use std::fmt;
-use tandem_core::{Seq, Snapshot, SnapshotError, Vertex};
+use tandem_core::{ParamValue, Plan, Seq, Snapshot, SnapshotError, Vertex};
 
 /// Which graph a checkpoint belongs to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,6 +35,81 @@ pub struct GraphStamp {
     /// A hash of the graph's definition, chosen by the runtime; a different
     /// hash means the graph changed since the checkpoint was taken.
     pub hash: u64,
+}
+
+impl GraphStamp {
+    /// The stamp of a loaded graph: its name, and a hash of what its state
+    /// depends on (each node's id, kind, kind version, state schema and
+    /// parameters, by id) but not of how it is laid out on workers or in
+    /// what order the file lists the nodes.
+    ///
+    /// The hash is FNV-1a over a fixed little-endian encoding, so it is the
+    /// same on every build and platform.
+    pub fn of_plan(name: &str, plan: &Plan) -> GraphStamp {
+        let mut nodes: Vec<_> = plan.nodes.iter().collect();
+        nodes.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut h = Fnv::new();
+        for node in nodes {
+            h.text(&node.id);
+            h.text(node.kind.name);
+            h.bytes(&node.kind.version.to_le_bytes());
+            h.bytes(
+                &node
+                    .kind
+                    .state_schema
+                    .map_or(u64::MAX, |s| u64::from(s.0))
+                    .to_le_bytes(),
+            );
+            for (param, value) in node.params.iter() {
+                h.text(param);
+                match value {
+                    ParamValue::Float(v) => h.tagged(0, &v.to_bits().to_le_bytes()),
+                    ParamValue::Int(v) => h.tagged(1, &v.to_le_bytes()),
+                    ParamValue::Bool(v) => h.tagged(2, &[u8::from(*v)]),
+                    ParamValue::Duration(v) => h.tagged(3, &v.to_le_bytes()),
+                    ParamValue::Text(v) => h.tagged(4, v.as_bytes()),
+                    ParamValue::Names(names) => {
+                        h.tagged(5, &(names.len() as u64).to_le_bytes());
+                        for n in names {
+                            h.text(n);
+                        }
+                    }
+                }
+            }
+            h.bytes(&[0xff]);
+        }
+        GraphStamp {
+            name: name.to_owned(),
+            hash: h.0,
+        }
+    }
+}
+
+/// 64-bit FNV-1a, with length-prefixed fields so that ("ab", "c") and
+/// ("a", "bc") hash differently.
+struct Fnv(u64);
+
+impl Fnv {
+    fn new() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+
+    fn bytes(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn text(&mut self, text: &str) {
+        self.tagged(0x74, text.as_bytes());
+    }
+
+    fn tagged(&mut self, tag: u8, bytes: &[u8]) {
+        self.bytes(&[tag]);
+        self.bytes(&(bytes.len() as u64).to_le_bytes());
+        self.bytes(bytes);
+    }
 }
 
 /// The state of every stateful vertex of a graph at one barrier.
@@ -112,11 +187,9 @@ impl fmt::Display for RestoreReport {
                 "vertex `{id}` refused its checkpointed state: {e}; it starts empty"
             )?;
         }
-        write!(
-            f,
-            "{} vertices resumed from the checkpoint",
-            self.restored.len()
-        )
+        let n = self.restored.len();
+        let noun = if n == 1 { "vertex" } else { "vertices" };
+        write!(f, "{n} {noun} resumed from the checkpoint")
     }
 }
 
@@ -153,4 +226,32 @@ where
         .cloned()
         .collect();
     report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fnv_matches_the_published_vectors() {
+        // FNV-1a 64 test vectors from the reference implementation.
+        let mut h = Fnv::new();
+        assert_eq!(h.0, 0xcbf2_9ce4_8422_2325);
+        h.bytes(b"a");
+        assert_eq!(h.0, 0xaf63_dc4c_8601_ec8c);
+        let mut h = Fnv::new();
+        h.bytes(b"foobar");
+        assert_eq!(h.0, 0x8594_4171_f739_67e8);
+    }
+
+    #[test]
+    fn fields_are_length_prefixed() {
+        let mut a = Fnv::new();
+        a.text("ab");
+        a.text("c");
+        let mut b = Fnv::new();
+        b.text("a");
+        b.text("bc");
+        assert_ne!(a.0, b.0);
+    }
 }

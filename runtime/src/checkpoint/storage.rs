@@ -40,8 +40,7 @@ impl Storage for FsStorage {
     }
 
     fn sync_file(&mut self, path: &Path) -> io::Result<()> {
-        // fsync through a read-only descriptor flushes the file's data too.
-        File::open(path)?.sync_all()
+        OpenOptions::new().write(true).open(path)?.sync_all()
     }
 
     fn rename(&mut self, from: &Path, to: &Path) -> io::Result<()> {
