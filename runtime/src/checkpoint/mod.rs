@@ -8,7 +8,7 @@
 //! that names the file, and [`restore`] hands each snapshot back to the
 //! vertex with the same id.
 //!
-//! The file format is in [`format`]; the file operations sit behind
+//! The file format is in [`mod@format`]; the file operations sit behind
 //! [`Storage`] so that [`sim`] can fail them or crash in the middle.
 
 pub mod format;

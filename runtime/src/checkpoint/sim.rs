@@ -15,7 +15,7 @@ struct SimFile {
 
 /// What happens to bytes written but not yet fsynced when the power goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Unsynced {
+enum Unsynced {
     /// They are lost: the file holds what was last fsynced.
     Lost,
     /// Half of them reached the disk: the file is cut short.
