@@ -1,1 +1,0 @@
-//! Periodic checkpoints of vertex state in the state directory.
