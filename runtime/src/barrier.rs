@@ -8,7 +8,7 @@
 //! what it held and the stream goes on.
 
 use crossbeam_channel::{Receiver, Sender};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tandem_core::{Seq, Snapshot};
 
 /// What one worker reports for a barrier.
@@ -27,6 +27,8 @@ pub(crate) struct Control {
     at: AtomicU64,
     /// Counts barriers, so a worker reports each one once.
     generation: AtomicU64,
+    /// Set by `place_now`: the ingress puts the barrier where it is.
+    resolve: AtomicBool,
     reports: Sender<(u64, Report)>,
 }
 
@@ -44,6 +46,7 @@ impl Control {
             Control {
                 at: AtomicU64::new(0),
                 generation: AtomicU64::new(0),
+                resolve: AtomicBool::new(false),
                 reports,
             },
             rx,
@@ -68,8 +71,29 @@ impl Control {
         generation
     }
 
+    /// Places a barrier wherever the ingress is when it next looks: at the
+    /// frontier it has sent so far.
+    pub fn place_now(&self) -> u64 {
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        self.resolve.store(true, Ordering::Release);
+        generation
+    }
+
+    /// For the ingress: if a barrier waits to be placed, place it at `frontier`.
+    pub fn resolve(&self, frontier: Seq) {
+        if self.resolve.swap(false, Ordering::Acquire) {
+            self.at.store(frontier.0.max(1), Ordering::Release);
+        }
+    }
+
+    /// Where the pending barrier is (0 when none is placed yet).
+    pub fn at(&self) -> Seq {
+        Seq(self.at.load(Ordering::Acquire))
+    }
+
     /// Lifts the barrier: the ingress releases what it held.
     pub fn lift(&self) {
+        self.resolve.store(false, Ordering::Relaxed);
         self.at.store(0, Ordering::Release);
     }
 

@@ -98,6 +98,7 @@ impl Ingress {
         unparker: &Unparker,
         clock: Clock,
         span: Option<Duration>,
+        after: Seq,
     ) -> Ingress {
         let origin = Instant::now();
         let origin_time = match clock {
@@ -130,11 +131,11 @@ impl Ingress {
             origin,
             origin_time,
             until,
-            next_seq: 0,
+            next_seq: after.0,
             ended: false,
             order: Vec::new(),
             relayed: None,
-            frontier: Seq::ZERO,
+            frontier: after,
             last_now: origin_time,
             held_frontier: None,
         }
@@ -143,6 +144,7 @@ impl Ingress {
     /// Polls what is due. `stop` ends the stream after this pass. While a
     /// barrier is pending, nothing past it is sent.
     pub fn step(&mut self, nodes: &mut [NodeRt], stop: bool, control: &Control) -> Step {
+        control.resolve(self.frontier);
         let barrier = control.pending().map(|p| p.at);
         if self.ended {
             return Step::Ended;

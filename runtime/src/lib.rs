@@ -15,4 +15,6 @@ mod worker;
 
 pub use ingress::Clock;
 pub use stats::Report;
-pub use topology::{BarrierError, PlacedBarrier, RunError, RunOptions, StartError, Topology};
+pub use topology::{
+    BarrierError, BarrierSnapshots, PlacedBarrier, RunError, RunOptions, StartError, Topology,
+};

@@ -1,6 +1,7 @@
 //! A running plan: nodes built, rings created, one thread per worker.
 
 use crate::barrier::{Control, Report as BarrierReport};
+use crate::checkpoint::{self, Checkpoint, RestoreReport};
 use crate::ingress::{Clock, Ingress};
 use crate::node::{Body, NodeRt, OutLink, OutTo, Port, PortFrom};
 use crate::ring::{ring, RingRx, RingTx};
@@ -97,6 +98,15 @@ pub struct PlacedBarrier {
     generation: u64,
 }
 
+/// The snapshots taken at a barrier.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BarrierSnapshots {
+    /// The barrier's origin sequence number.
+    pub at: Seq,
+    /// Snapshots of the stateful vertices, by id.
+    pub vertices: BTreeMap<String, tandem_core::Snapshot>,
+}
+
 /// A run ended badly.
 #[derive(Debug, Error)]
 pub enum RunError {
@@ -121,6 +131,17 @@ pub struct Topology {
 impl Topology {
     /// Builds every node and starts the workers.
     pub fn start(plan: &Plan, options: RunOptions) -> Result<Topology, StartError> {
+        Topology::start_from(plan, options, None).map(|(t, _)| t)
+    }
+
+    /// Builds every node, restores the vertices a checkpoint holds, and
+    /// starts the workers; the ingress numbers new input after the
+    /// checkpoint's sequence number. Returns what was restored.
+    pub fn start_from(
+        plan: &Plan,
+        options: RunOptions,
+        checkpoint: Option<&Checkpoint>,
+    ) -> Result<(Topology, Option<RestoreReport>), StartError> {
         let wakes: Vec<Wake> = plan.workers.iter().map(|_| Wake::new()).collect();
         let mut txs: BTreeMap<usize, RingTx> = BTreeMap::new();
         let mut rxs: BTreeMap<usize, RingRx> = BTreeMap::new();
@@ -232,6 +253,20 @@ impl Topology {
         if !refused.is_empty() {
             return Err(StartError::Build(refused));
         }
+        let restored = checkpoint.map(|ckpt| {
+            checkpoint::restore(
+                ckpt,
+                built.iter_mut().flatten().filter_map(|node| match node {
+                    NodeRt {
+                        body: Body::Vertex(v),
+                        stats,
+                        ..
+                    } => Some((stats.id.as_str(), v.as_mut())),
+                    _ => None,
+                }),
+            )
+        });
+        let after = checkpoint.map_or(Seq::ZERO, |c| c.seq);
         let (mut relaying, mut stamping) = (Vec::new(), Vec::new());
         for (node, rt) in plan.nodes.iter().zip(&built) {
             if let Some(NodeRt {
@@ -275,6 +310,7 @@ impl Topology {
                     &wake.unparker,
                     options.clock,
                     options.span,
+                    after,
                 )
             });
             let runner = Worker {
@@ -306,7 +342,7 @@ impl Topology {
                 })?;
             handles.push((worker.name.clone(), handle));
         }
-        Ok(Topology {
+        let topology = Topology {
             handles,
             order: plan.nodes.iter().map(|n| n.id.clone()).collect(),
             stop,
@@ -315,7 +351,8 @@ impl Topology {
             done,
             barrier,
             reports,
-        })
+        };
+        Ok((topology, restored))
     }
 
     /// Places a barrier at origin sequence `at`: from now on the ingress
@@ -328,22 +365,36 @@ impl Topology {
         PlacedBarrier { at, generation }
     }
 
+    /// Places a barrier where the ingress is now: at the frontier of what
+    /// it has sent so far. For periodic checkpoints.
+    pub fn place_barrier_now(&mut self) -> PlacedBarrier {
+        let generation = self.barrier.place_now();
+        self.unpark_all();
+        PlacedBarrier {
+            at: Seq::ZERO,
+            generation,
+        }
+    }
+
     /// Waits until every worker has snapshotted its vertices at the barrier,
     /// then lets the stream go on. Each vertex has processed exactly the
-    /// records up to the barrier, on any layout. Returns the snapshots of the
-    /// stateful vertices by id.
+    /// records up to the barrier, on any layout. Returns where the barrier
+    /// was and the snapshots of the stateful vertices by id.
     pub fn barrier_snapshots(
         &mut self,
         placed: PlacedBarrier,
         timeout: Duration,
-    ) -> Result<BTreeMap<String, tandem_core::Snapshot>, BarrierError> {
+    ) -> Result<BarrierSnapshots, BarrierError> {
         let PlacedBarrier { at, generation } = placed;
         let deadline = std::time::Instant::now() + timeout;
         let mut snapshots = BTreeMap::new();
         let mut reported = 0;
         let result = loop {
             if reported == self.handles.len() {
-                break Ok(std::mem::take(&mut snapshots));
+                break Ok(BarrierSnapshots {
+                    at: self.barrier.at(),
+                    vertices: std::mem::take(&mut snapshots),
+                });
             }
             match self.reports.recv_deadline(deadline) {
                 Ok((g, _)) if g != generation => {}
@@ -372,7 +423,7 @@ impl Topology {
         &mut self,
         at: Seq,
         timeout: Duration,
-    ) -> Result<BTreeMap<String, tandem_core::Snapshot>, BarrierError> {
+    ) -> Result<BarrierSnapshots, BarrierError> {
         let placed = self.place_barrier(at);
         self.barrier_snapshots(placed, timeout)
     }

@@ -755,8 +755,9 @@ fn a_barrier_snapshot_holds_exactly_the_records_up_to_it() {
         r.channel = c;
     }
     reference.process(&input, &mut scratch);
-    assert_eq!(snapshots.len(), 1, "one stateful vertex");
-    assert_eq!(snapshots["energy"], reference.snapshot().unwrap());
+    assert_eq!(snapshots.at, tandem_core::Seq(100));
+    assert_eq!(snapshots.vertices.len(), 1, "one stateful vertex");
+    assert_eq!(snapshots.vertices["energy"], reference.snapshot().unwrap());
     // A barrier the ingress has passed is refused, saying where it is.
     let err = topology
         .snapshot_at(tandem_core::Seq(50), Duration::from_secs(5))
