@@ -3,6 +3,7 @@
 use thiserror::Error;
 
 use super::{HEADER_BYTES, MAGIC, RECORD_BYTES, VERSION};
+
 /// Why a frame could not be encoded.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum EncodeError {
