@@ -1,2 +1,0 @@
-//! Frames exchanged between the agent and instances: length-prefixed,
-//! versioned, size-capped, validated before use.
