@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
+use tandem::checkpoint::{Checkpoint, CheckpointStore, GraphStamp};
 use tandem::{Clock, RunOptions, Topology};
 use tandem_core::graph::{self, Loaded};
 use tandem_core::param::{format_duration, parse_duration};
@@ -50,6 +51,13 @@ enum Command {
         /// Most records a node takes from a ring in one pass.
         #[arg(long, default_value_t = 1024)]
         batch: usize,
+        /// Keep vertex state here: resume from the newest checkpoint that
+        /// verifies, checkpoint periodically and on Ctrl-C.
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        /// How often to checkpoint when --state-dir is given.
+        #[arg(long, value_parser = duration_arg, default_value = "10s")]
+        checkpoint_every: Duration,
     },
     /// List the kinds of sources, vertices and sinks, with their parameters.
     Kinds {
@@ -113,6 +121,8 @@ fn main() -> ExitCode {
             speed,
             start,
             batch,
+            state_dir,
+            checkpoint_every,
         } => {
             let clock = match (clock, speed) {
                 (ClockArg::Wall, None) => Clock::Wall,
@@ -123,10 +133,22 @@ fn main() -> ExitCode {
             };
             let options = RunOptions {
                 clock,
-                span: run_for,
+                // On the wall clock `run` enforces --for itself, so it can
+                // checkpoint before the stream drains.
+                span: run_for.filter(|_| matches!(clock, Clock::Virtual { .. })),
                 batch,
             };
-            run(&file, layout.map(Layout::from), options)
+            let durability = state_dir.map(|dir| Durability {
+                dir,
+                every: checkpoint_every,
+            });
+            run(
+                &file,
+                layout.map(Layout::from),
+                options,
+                run_for,
+                durability,
+            )
         }
         Command::Kinds { name } => kinds(name.as_deref()),
     }
@@ -167,12 +189,66 @@ fn check(files: &[PathBuf], layout: Option<Layout>) -> ExitCode {
     ExitCode::from(worst)
 }
 
-fn run(file: &Path, layout: Option<Layout>, options: RunOptions) -> ExitCode {
+/// Where and how often `tandem run` checkpoints.
+struct Durability {
+    dir: PathBuf,
+    every: Duration,
+}
+
+fn run(
+    file: &Path,
+    layout: Option<Layout>,
+    options: RunOptions,
+    run_for: Option<Duration>,
+    durability: Option<Durability>,
+) -> ExitCode {
     let loaded = match load(file, layout) {
         Ok(loaded) => loaded,
         Err(code) => return ExitCode::from(code),
     };
     let plan = &loaded.plan;
+    let stamp = GraphStamp::of_plan(&loaded.name, plan);
+    let mut store = match durability.as_ref().map(|d| CheckpointStore::open(&d.dir)) {
+        None => None,
+        Some(Ok(store)) => Some(store),
+        Some(Err(e)) => {
+            eprintln!("tandem: {e}");
+            return ExitCode::from(UNREADABLE);
+        }
+    };
+    let resume = match store.as_mut().map(|s| s.load_latest()) {
+        None => None,
+        Some(Err(e)) => {
+            eprintln!("tandem: {e}");
+            return ExitCode::from(UNREADABLE);
+        }
+        Some(Ok(recovery)) => {
+            for skipped in &recovery.skipped {
+                eprintln!("tandem: {skipped}");
+            }
+            match recovery.latest {
+                Some((path, checkpoint)) if checkpoint.graph.name == stamp.name => {
+                    eprintln!(
+                        "tandem: resuming from {} (origin sequence {})",
+                        path.display(),
+                        checkpoint.seq
+                    );
+                    Some(checkpoint)
+                }
+                Some((path, checkpoint)) => {
+                    eprintln!(
+                        "tandem: {} belongs to graph `{}`, not `{}`; starting with empty state \
+                         (use another --state-dir, or remove it)",
+                        path.display(),
+                        checkpoint.graph.name,
+                        stamp.name
+                    );
+                    None
+                }
+                None => None,
+            }
+        }
+    };
     let (interrupt_tx, interrupt) = crossbeam_channel::bounded::<()>(4);
     if let Err(e) = ctrlc::set_handler(move || {
         let _ = interrupt_tx.try_send(());
@@ -181,8 +257,13 @@ fn run(file: &Path, layout: Option<Layout>, options: RunOptions) -> ExitCode {
     }
     let started = std::time::Instant::now();
     let cpu_before = tandem::cpu::process_cpu_time();
-    let topology = match Topology::start(plan, options) {
-        Ok(t) => t,
+    let mut topology = match Topology::start_from(plan, options, resume.as_ref()) {
+        Ok((t, restored)) => {
+            if let Some(report) = restored {
+                eprintln!("tandem: {report}");
+            }
+            t
+        }
         Err(e) => {
             for line in e.to_string().lines() {
                 eprintln!("{}: error: {line}", file.display());
@@ -198,18 +279,39 @@ fn run(file: &Path, layout: Option<Layout>, options: RunOptions) -> ExitCode {
     );
     // On the wall clock --for is a deadline here; on the virtual clock the
     // ingress stops by itself after that much event time.
-    let deadline = match options.clock {
-        Clock::Wall => options.span.map(crossbeam_channel::after),
-        Clock::Virtual { .. } => None,
-    }
-    .unwrap_or_else(crossbeam_channel::never);
-    crossbeam_channel::select! {
-        recv(interrupt) -> _ => {
-            eprintln!("tandem: stopping: draining in-flight records, flushing sinks");
-            topology.stop();
+    let deadline = match (options.clock, run_for) {
+        (Clock::Wall, Some(d)) => crossbeam_channel::after(d),
+        _ => crossbeam_channel::never(),
+    };
+    let ticks = match &durability {
+        Some(d) => crossbeam_channel::tick(d.every),
+        None => crossbeam_channel::never(),
+    };
+    let finished = topology.finished().clone();
+    loop {
+        crossbeam_channel::select! {
+            recv(interrupt) -> _ => {
+                eprintln!("tandem: stopping: draining in-flight records, flushing sinks");
+                if let Some(store) = store.as_mut() {
+                    checkpoint(&mut topology, store, &stamp);
+                }
+                topology.stop();
+                break;
+            }
+            recv(deadline) -> _ => {
+                if let Some(store) = store.as_mut() {
+                    checkpoint(&mut topology, store, &stamp);
+                }
+                topology.stop();
+                break;
+            }
+            recv(ticks) -> _ => {
+                if let Some(store) = store.as_mut() {
+                    checkpoint(&mut topology, store, &stamp);
+                }
+            }
+            recv(finished) -> _ => break,
         }
-        recv(deadline) -> _ => topology.stop(),
-        recv(topology.finished()) -> _ => {}
     }
     crossbeam_channel::select! {
         recv(interrupt) -> _ => {
@@ -237,6 +339,30 @@ fn run(file: &Path, layout: Option<Layout>, options: RunOptions) -> ExitCode {
             eprintln!("tandem: {e}");
             ExitCode::from(3)
         }
+    }
+}
+
+/// Snapshots every vertex at a barrier where the ingress is now and saves
+/// the checkpoint. Failures are reported and the run goes on.
+fn checkpoint(topology: &mut Topology, store: &mut CheckpointStore, stamp: &GraphStamp) {
+    let placed = topology.place_barrier_now();
+    match topology.barrier_snapshots(placed, Duration::from_secs(10)) {
+        Ok(taken) => {
+            let checkpoint = Checkpoint {
+                graph: stamp.clone(),
+                seq: taken.at,
+                vertices: taken.vertices,
+            };
+            match store.save(&checkpoint) {
+                Ok(path) => eprintln!(
+                    "tandem: checkpoint {} at origin sequence {}",
+                    path.display(),
+                    checkpoint.seq
+                ),
+                Err(e) => eprintln!("tandem: checkpoint not saved: {e}"),
+            }
+        }
+        Err(e) => eprintln!("tandem: checkpoint skipped: {e}"),
     }
 }
 

@@ -78,6 +78,9 @@ pub enum BarrierError {
         /// The ingress frontier.
         frontier: Seq,
     },
+    /// The run has ended: there is nothing left to snapshot.
+    #[error("the run has ended; no barrier can be placed")]
+    Ended,
     /// Not every worker reached the barrier in time (the input has not
     /// reached it yet, or the run is ending).
     #[error("not every worker reached the barrier at {at} within {waited:?}")]
@@ -396,16 +399,21 @@ impl Topology {
                     vertices: std::mem::take(&mut snapshots),
                 });
             }
-            match self.reports.recv_deadline(deadline) {
-                Ok((g, _)) if g != generation => {}
-                Ok((_, BarrierReport::Snapshots(list))) => {
+            let report = crossbeam_channel::select! {
+                recv(self.reports) -> report => report.ok(),
+                recv(self.done) -> _ => break Err(BarrierError::Ended),
+                default(deadline.saturating_duration_since(std::time::Instant::now())) => None,
+            };
+            match report {
+                Some((g, _)) if g != generation => {}
+                Some((_, BarrierReport::Snapshots(list))) => {
                     snapshots.extend(list);
                     reported += 1;
                 }
-                Ok((_, BarrierReport::Passed(frontier))) => {
+                Some((_, BarrierReport::Passed(frontier))) => {
                     break Err(BarrierError::Passed { at, frontier });
                 }
-                Err(_) => {
+                None => {
                     break Err(BarrierError::Timeout {
                         at,
                         waited: timeout,

@@ -230,3 +230,123 @@ inputs = ["first.power", "second.power"]
     assert!(stderr.contains("/nonexistent/second.csv"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+const METER: &str = r#"[graph]
+name = "meter"
+
+[sources.meter]
+kind = "synthetic"
+channels = ["power"]
+rate = 100
+shape = "constant"
+amplitude = 1000
+
+[vertices.energy]
+kind = "integrate"
+inputs = ["meter.power"]
+per = "s"
+
+[sinks.out]
+kind = "stdout"
+inputs = ["energy"]
+"#;
+
+/// Origin sequence numbers of the checkpoints a run reports on stderr.
+fn checkpoint_seqs(stderr: &str) -> Vec<u64> {
+    stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("tandem: checkpoint "))
+        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .collect()
+}
+
+#[test]
+fn after_sigkill_state_resumes_from_the_last_good_checkpoint() {
+    let dir = scratch("sigkill");
+    let graph = dir.join("meter.toml");
+    std::fs::write(&graph, METER).unwrap();
+    let state = dir.join("state");
+    let mut child = tandem()
+        .arg("run")
+        .arg(&graph)
+        .arg("--state-dir")
+        .arg(&state)
+        .args(["--checkpoint-every", "100ms"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for three checkpoints, then kill without warning.
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.starts_with("tandem: checkpoint ") && tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        seen.push(
+            rx.recv_timeout(Duration::from_secs(30))
+                .expect("no checkpoint within 30 s"),
+        );
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let seqs = checkpoint_seqs(&seen.join("\n"));
+    assert_eq!(seqs.len(), 3, "{seen:?}");
+
+    // Tear the newest checkpoint, as a power cut mid-write could.
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&state)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "tdc"))
+        .collect();
+    files.sort();
+    let newest = files.last().unwrap().clone();
+    let bytes = std::fs::read(&newest).unwrap();
+    std::fs::write(&newest, &bytes[..bytes.len() / 2]).unwrap();
+    let previous = files[files.len() - 2].clone();
+    let previous_seq: u64 = previous
+        .file_stem()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .trim_start_matches("ckpt-")
+        .parse()
+        .unwrap();
+
+    let out = run(tandem()
+        .arg("run")
+        .arg(&graph)
+        .arg("--state-dir")
+        .arg(&state)
+        .args(["--for", "300ms"]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("is truncated"),
+        "the torn checkpoint was not refused:\n{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("resuming from {}", previous.display())),
+        "did not fall back to the previous checkpoint:\n{stderr}"
+    );
+    let first = text(&out.stdout).lines().next().unwrap().to_owned();
+    let record: serde_json::Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(
+        record["seq"].as_u64(),
+        Some(previous_seq + 1),
+        "numbering goes on: {first}"
+    );
+    // 100 samples a second of 1000 W: by the checkpoint the total was about
+    // 10 J per sample; a fresh integrator would start at 0.
+    let energy = record["value"].as_f64().unwrap();
+    assert!(
+        energy >= 10.0 * (previous_seq - 1) as f64 * 0.9,
+        "energy restarted instead of resuming: {first}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
