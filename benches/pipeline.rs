@@ -126,6 +126,7 @@ static GEN: KindSpec = KindSpec {
         },
     ],
     state_schema: None,
+    migrations: &[],
     build: Builder::Source(build_gen),
 };
 
@@ -186,6 +187,7 @@ static COUNT: KindSpec = KindSpec {
         doc: "measure latency",
     }],
     state_schema: None,
+    migrations: &[],
     build: Builder::Sink(|ctx| {
         Ok(Box::new(Count {
             latency: ctx

@@ -256,7 +256,9 @@ impl Topology {
         if !refused.is_empty() {
             return Err(StartError::Build(refused));
         }
-        let restored = checkpoint.map(|ckpt| {
+        // State written by older schemas of a kind is migrated first.
+        let upgraded = checkpoint.map(|ckpt| upgrade_checkpoint(plan, ckpt));
+        let restored = upgraded.as_ref().map(|ckpt| {
             checkpoint::restore(
                 ckpt,
                 built.iter_mut().flatten().filter_map(|node| match node {
@@ -484,6 +486,21 @@ impl Topology {
         });
         Ok(Report { nodes: all })
     }
+}
+
+/// The checkpoint with every snapshot brought to its vertex kind's current
+/// state schema where a migration chain exists; others are left for
+/// `restore` to refuse with the schema named.
+fn upgrade_checkpoint(plan: &Plan, checkpoint: &Checkpoint) -> Checkpoint {
+    let mut upgraded = checkpoint.clone();
+    for (id, snapshot) in &mut upgraded.vertices {
+        if let Some(node) = plan.node(id) {
+            if let Ok(current) = node.kind.upgrade(snapshot) {
+                *snapshot = current;
+            }
+        }
+    }
+    upgraded
 }
 
 /// Aborts the other workers if this one unwinds, so none waits forever for it.

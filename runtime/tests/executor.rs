@@ -78,6 +78,7 @@ static COUNTER: KindSpec = KindSpec {
         },
     ],
     state_schema: None,
+    migrations: &[],
     build: Builder::Source(build_counter),
 };
 
@@ -99,6 +100,7 @@ static DOUBLE: KindSpec = KindSpec {
     outputs_from: None,
     params: &[],
     state_schema: None,
+    migrations: &[],
     build: Builder::Vertex(|ctx| Ok(Box::new(Double(ctx.outputs[0])))),
 };
 
@@ -124,6 +126,7 @@ static FOLD: KindSpec = KindSpec {
     outputs_from: None,
     params: &[],
     state_schema: None,
+    migrations: &[],
     build: Builder::Vertex(|ctx| Ok(Box::new(Fold(ctx.outputs[0], 0.0)))),
 };
 
@@ -172,6 +175,7 @@ static COLLECT: KindSpec = KindSpec {
         doc: "key",
     }],
     state_schema: None,
+    migrations: &[],
     build: Builder::Sink(|ctx| {
         Ok(Box::new(Collect {
             tag: ctx.params.text("tag").unwrap_or("").to_owned(),
@@ -396,6 +400,7 @@ static BURST: KindSpec = KindSpec {
     outputs_from: None,
     params: &[],
     state_schema: None,
+    migrations: &[],
     build: Builder::Source(|ctx| Ok(Box::new(Burst(ctx.outputs[0], false)))),
 };
 
@@ -435,6 +440,7 @@ static HELD: KindSpec = KindSpec {
     outputs_from: None,
     params: &[],
     state_schema: None,
+    migrations: &[],
     build: Builder::Sink(|_| Ok(Box::new(Held(collected())))),
 };
 
@@ -554,6 +560,7 @@ static RELAY: KindSpec = KindSpec {
     outputs_from: None,
     params: &[],
     state_schema: None,
+    migrations: &[],
     build: Builder::Source(|ctx| {
         let (rx, waker_slot) = RELAY_FEED.lock().unwrap().take().unwrap();
         Ok(Box::new(Relay {

@@ -157,6 +157,7 @@ pub static KIND: KindSpec = KindSpec {
         INJECT_FOR,
     ],
     state_schema: None,
+    migrations: &[],
     build: Builder::Source(build),
 };
 

@@ -117,6 +117,7 @@ pub static KIND: KindSpec = KindSpec {
         INJECT_FOR,
     ],
     state_schema: None,
+    migrations: &[],
     build: Builder::Source(build),
 };
 

@@ -93,6 +93,7 @@ pub static KIND: KindSpec = KindSpec {
         },
     ],
     state_schema: Some(SCHEMA),
+    migrations: &[],
     build: Builder::Vertex(build),
 };
 

@@ -73,6 +73,7 @@ pub static KIND: KindSpec = KindSpec {
         doc: "longest event time between good power samples that is integrated; longer gaps are left out of the energy and make the session uncertain",
     }],
     state_schema: Some(SCHEMA),
+    migrations: &[],
     build: Builder::Vertex(build),
 };
 

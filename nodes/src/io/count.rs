@@ -47,6 +47,7 @@ pub static KIND: KindSpec = KindSpec {
         doc: "name to read the counters by with `count::counts`; default: the sink's id",
     }],
     state_schema: None,
+    migrations: &[],
     build: Builder::Sink(build),
 };
 

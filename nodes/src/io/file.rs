@@ -64,6 +64,7 @@ pub static KIND: KindSpec = KindSpec {
         },
     ],
     state_schema: None,
+    migrations: &[],
     build: Builder::Sink(build),
 };
 

@@ -29,6 +29,7 @@ pub static KIND: KindSpec = KindSpec {
             "jsonl: one JSON object per line; csv: a header, then seq,time_ns,channel,value,quality",
     }],
     state_schema: None,
+    migrations: &[],
     build: Builder::Sink(build),
 };
 

@@ -72,6 +72,7 @@ pub static KIND: KindSpec = KindSpec {
         },
     ],
     state_schema: None,
+    migrations: &[],
     build: Builder::Source(build),
 };
 

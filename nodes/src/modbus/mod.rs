@@ -112,6 +112,7 @@ macro_rules! profile_kind {
                 outputs_from: None,
                 params: PARAMS,
                 state_schema: None,
+                migrations: &[],
                 build: Builder::Source($build),
             },
             profile: &$profile,

@@ -48,6 +48,7 @@ pub static CONVERT: KindSpec = KindSpec {
             "`<from>_to_<to>`: W/kW, Wh/kWh, J/Wh, J_to_kWh, mA/A, mV/V, K/C, F/C, percent/fraction",
     }],
     state_schema: None,
+    migrations: &[],
     build: Builder::Vertex(build),
 };
 

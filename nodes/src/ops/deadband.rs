@@ -49,6 +49,7 @@ pub static DEADBAND: KindSpec = KindSpec {
         },
     ],
     state_schema: Some(SCHEMA),
+    migrations: &[],
     build: Builder::Vertex(build),
 };
 

@@ -30,6 +30,7 @@ pub static EWMA: KindSpec = KindSpec {
         doc: "weight of the newest sample, in (0, 1], unitless; 1 follows the input exactly",
     }],
     state_schema: Some(SCHEMA),
+    migrations: &[],
     build: Builder::Vertex(build),
 };
 

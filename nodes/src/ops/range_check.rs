@@ -33,6 +33,7 @@ pub static RANGE_CHECK: KindSpec = KindSpec {
         },
     ],
     state_schema: None,
+    migrations: &[],
     build: Builder::Vertex(build),
 };
 

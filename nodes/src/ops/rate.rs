@@ -37,6 +37,7 @@ pub static RATE: KindSpec = KindSpec {
         doc: "time unit of the rate: \"s\", \"min\" or \"h\" (output unit is input unit per this)",
     }],
     state_schema: Some(SCHEMA),
+    migrations: &[],
     build: Builder::Vertex(build),
 };
 

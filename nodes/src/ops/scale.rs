@@ -33,6 +33,7 @@ pub static SCALE: KindSpec = KindSpec {
         },
     ],
     state_schema: None,
+    migrations: &[],
     build: Builder::Vertex(build),
 };
 

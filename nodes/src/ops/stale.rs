@@ -51,6 +51,7 @@ pub static STALE: KindSpec = KindSpec {
         },
     ],
     state_schema: Some(SCHEMA),
+    migrations: &[],
     build: Builder::Vertex(build),
 };
 

@@ -63,6 +63,7 @@ pub static THRESHOLD: KindSpec = KindSpec {
         },
     ],
     state_schema: Some(SCHEMA),
+    migrations: &[],
     build: Builder::Vertex(build),
 };
 

@@ -77,6 +77,7 @@ pub static WINDOW: KindSpec = KindSpec {
         },
     ],
     state_schema: Some(SCHEMA),
+    migrations: &[],
     build: Builder::Vertex(build),
 };
 

@@ -21,6 +21,6 @@ pub use plan::{EdgeSettings, Layout, Overflow, Plan};
 pub use record::{Batch, ChannelId, EventTime, Quality, Record, Seq};
 pub use state::{freeze, thaw, SchemaId, Snapshot, SnapshotError};
 pub use vertex::{
-    Arity, BuildContext, BuildError, Builder, KindSpec, OutputSpec, Registry, Role, Sink,
-    SinkError, Source, Vertex,
+    Arity, BuildContext, BuildError, Builder, KindSpec, Migration, OutputSpec, Registry, Role,
+    Sink, SinkError, Source, Vertex,
 };

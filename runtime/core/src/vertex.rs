@@ -238,6 +238,9 @@ pub struct KindSpec {
     pub params: &'static [ParamSpec],
     /// State schema id, for stateful vertices.
     pub state_schema: Option<SchemaId>,
+    /// Conversions of state written by older schemas of this kind, each one
+    /// step; [`KindSpec::upgrade`] chains them.
+    pub migrations: &'static [Migration],
     /// Builds it.
     pub build: Builder,
 }
@@ -247,6 +250,42 @@ impl KindSpec {
     pub fn role(&self) -> Role {
         self.build.role()
     }
+
+    /// Brings a snapshot written under an older state schema up to this
+    /// kind's schema by chaining its migrations. A snapshot already at the
+    /// current schema is returned as it is.
+    pub fn upgrade(&self, snapshot: &Snapshot) -> Result<Snapshot, SnapshotError> {
+        let Some(target) = self.state_schema else {
+            return Err(SnapshotError::Stateless);
+        };
+        let mut current = snapshot.clone();
+        // Each step moves to another schema; a chain longer than the list is a loop.
+        for _ in 0..=self.migrations.len() {
+            if current.schema == target {
+                return Ok(current);
+            }
+            let Some(step) = self.migrations.iter().find(|m| m.from == current.schema) else {
+                break;
+            };
+            current = (step.migrate)(&current)?;
+        }
+        Err(SnapshotError::SchemaMismatch {
+            expected: target,
+            found: snapshot.schema,
+        })
+    }
+}
+
+/// One step of state migration: state written under schema `from`, as the
+/// same kind's state under schema `to`.
+#[derive(Clone, Copy, Debug)]
+pub struct Migration {
+    /// The schema it reads.
+    pub from: SchemaId,
+    /// The schema it writes.
+    pub to: SchemaId,
+    /// The conversion: thaw the old struct, build the new one, freeze it.
+    pub migrate: fn(&Snapshot) -> Result<Snapshot, SnapshotError>,
 }
 
 /// Every kind a build of tandem knows, by name and version.

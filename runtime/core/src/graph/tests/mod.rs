@@ -44,6 +44,7 @@ const SOURCE: KindSpec = KindSpec {
         doc: "poll period",
     }],
     state_schema: None,
+    migrations: &[],
     build: Builder::Source(no_source),
 };
 
@@ -82,6 +83,7 @@ const EWMA: KindSpec = KindSpec {
         doc: "weight of the newest value",
     }],
     state_schema: None,
+    migrations: &[],
     build: Builder::Vertex(no_vertex),
 };
 static EWMA_1: KindSpec = EWMA;
@@ -171,6 +173,7 @@ static STDOUT: KindSpec = KindSpec {
     outputs_from: None,
     params: &[],
     state_schema: None,
+    migrations: &[],
     build: Builder::Sink(no_sink),
 };
 
