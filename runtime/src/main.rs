@@ -56,7 +56,7 @@ enum Command {
         #[arg(long)]
         state_dir: Option<PathBuf>,
         /// How often to checkpoint when --state-dir is given.
-        #[arg(long, value_parser = duration_arg, default_value = "10s")]
+        #[arg(long, value_parser = checkpoint_interval_arg, default_value = "10s")]
         checkpoint_every: Duration,
     },
     /// List the kinds of sources, vertices and sinks, with their parameters.
@@ -93,6 +93,16 @@ fn duration_arg(text: &str) -> Result<Duration, String> {
     parse_duration(text)
         .map(|ns| Duration::from_nanos(ns.unsigned_abs()))
         .ok_or_else(|| format!("`{text}` is not a duration; use e.g. 500ms, 10s, 2m, 1h"))
+}
+
+fn checkpoint_interval_arg(text: &str) -> Result<Duration, String> {
+    let d = duration_arg(text)?;
+    if d < Duration::from_millis(10) {
+        return Err(format!(
+            "`{text}` is too short between checkpoints; use 10ms or more, such as 10s"
+        ));
+    }
+    Ok(d)
 }
 
 fn speed_arg(text: &str) -> Result<f64, String> {
