@@ -1,3 +1,9 @@
 //! 1+1 high availability, as pure state machines: junctions, roles,
 //! liveness, barriers and rejoin. Inputs are `handle_*(now, ..)`, outputs
 //! `poll_*()`; time is a parameter.
+
+pub mod msg;
+pub mod upstream;
+
+pub use msg::{Color, Nanos, Role, StreamId, ToAgent, ToInstance};
+pub use upstream::{BarrierMark, RetentionError, Upstream, UpstreamConfig, UpstreamEvent};
