@@ -2,8 +2,10 @@
 //! liveness, barriers and rejoin. Inputs are `handle_*(now, ..)`, outputs
 //! `poll_*()`; time is a parameter.
 
+pub mod downstream;
 pub mod msg;
 pub mod upstream;
 
+pub use downstream::{Divergence, Downstream, DownstreamConfig, DownstreamStats, Tolerances};
 pub use msg::{Color, Nanos, Role, StreamId, ToAgent, ToInstance};
 pub use upstream::{BarrierMark, RetentionError, Upstream, UpstreamConfig, UpstreamEvent};
