@@ -3,9 +3,11 @@
 //! `poll_*()`; time is a parameter.
 
 pub mod downstream;
+pub mod liveness;
 pub mod msg;
 pub mod upstream;
 
 pub use downstream::{Divergence, Downstream, DownstreamConfig, DownstreamStats, Tolerances};
+pub use liveness::{Liveness, LivenessConfig};
 pub use msg::{Color, Nanos, Role, StreamId, ToAgent, ToInstance};
 pub use upstream::{BarrierMark, RetentionError, Upstream, UpstreamConfig, UpstreamEvent};
