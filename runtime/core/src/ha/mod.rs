@@ -5,9 +5,11 @@
 pub mod downstream;
 pub mod liveness;
 pub mod msg;
+pub mod rejoin;
 pub mod upstream;
 
 pub use downstream::{Divergence, Downstream, DownstreamConfig, DownstreamStats, Tolerances};
 pub use liveness::{Liveness, LivenessConfig};
 pub use msg::{Color, Nanos, Role, StreamId, ToAgent, ToInstance};
+pub use rejoin::{Event, HaConfig, LostReason, Supervisor};
 pub use upstream::{BarrierMark, RetentionError, Upstream, UpstreamConfig, UpstreamEvent};
