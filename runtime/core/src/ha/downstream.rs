@@ -221,9 +221,35 @@ impl Downstream {
         self.stats.uncompared += dropped;
     }
 
-    /// Changes the role of a present instance.
+    /// Changes the role of a present instance. An instance that starts
+    /// serving may already have delivered records no serving instance has:
+    /// those waiting for their twin are emitted now, in order.
     pub fn set_role(&mut self, color: Color, role: Role) {
-        self.instances[color.index()].role = role;
+        let me = &mut self.instances[color.index()];
+        let was = me.role;
+        me.role = role;
+        if role != Role::Serving || was == Role::Serving || !me.present {
+            return;
+        }
+        self.frontier = self.frontier.max(me.frontier);
+        let partner_present = self.instances[color.other().index()].present;
+        for stream in &mut self.streams {
+            if stream.owner != color {
+                continue;
+            }
+            for pending in &stream.queue {
+                let key = pending.key();
+                if stream.emitted.is_none_or(|e| key > e) {
+                    stream.emitted = Some(key);
+                    self.emitted.push(pending.record);
+                    self.stats.emitted += 1;
+                }
+            }
+            if !partner_present {
+                self.stats.uncompared += stream.queue.len() as u64;
+                stream.queue.clear();
+            }
+        }
     }
 
     /// The role of `color`, `None` when it is not expected.
@@ -232,14 +258,18 @@ impl Downstream {
         i.present.then_some(i.role)
     }
 
-    /// `color` died: its outputs are no longer waited for, and copies waiting
-    /// for a twin on either side are dropped uncompared.
+    /// `color` died: its outputs are no longer waited for. Copies waiting for
+    /// a twin are dropped uncompared, except those of a survivor that is not
+    /// serving: they are emitted if it is promoted ([`Downstream::set_role`]).
     pub fn instance_lost(&mut self, color: Color) {
         self.instances[color.index()] = ABSENT;
+        let survivor_serving = self.instances[color.other().index()].role == Role::Serving;
         let mut dropped = 0u64;
         for stream in &mut self.streams {
-            dropped += stream.queue.len() as u64;
-            stream.queue.clear();
+            if stream.owner == color || survivor_serving {
+                dropped += stream.queue.len() as u64;
+                stream.queue.clear();
+            }
         }
         self.stats.uncompared += dropped;
     }
@@ -494,6 +524,12 @@ mod tests {
         out
     }
 
+    /// Order is promised per stream only: group by stream, keeping order within.
+    fn by_stream(mut records: Vec<Record>) -> Vec<Record> {
+        records.sort_by_key(|r| r.channel);
+        records
+    }
+
     #[test]
     fn each_record_is_emitted_once_whichever_instance_is_ahead() {
         let mut d = both_serving();
@@ -540,6 +576,37 @@ mod tests {
         let stats = d.stats();
         assert_eq!(stats.diverged, 0);
         assert_eq!(stats.compared, 4 + 4 + 2);
+        assert_eq!(d.pending(), 0);
+    }
+
+    #[test]
+    fn a_joiner_promoted_ahead_of_the_server_emits_what_it_already_delivered() {
+        let mut d = both_serving();
+        d.handle_output(BLUE, Seq(2), &output(1..=2));
+        d.handle_output(GREEN, Seq(2), &output(1..=2));
+        d.instance_lost(GREEN);
+        d.expect(GREEN, Seq(2), Role::Starting);
+        // Green replays faster than blue's output arrives, and is promoted.
+        d.handle_output(GREEN, Seq(5), &output(3..=5));
+        d.set_role(GREEN, Role::Serving);
+        d.handle_output(GREEN, Seq(6), &output(6..=6));
+        d.handle_output(BLUE, Seq(6), &output(3..=6));
+        assert_eq!(by_stream(emitted(&mut d)), by_stream(output(1..=6)));
+        assert_eq!(d.stats().diverged, 0);
+        assert_eq!(d.pending(), 0);
+    }
+
+    #[test]
+    fn a_shadow_promoted_after_the_server_died_emits_what_it_already_delivered() {
+        let mut d = Downstream::new(DownstreamConfig::default(), Tolerances::exact());
+        d.expect(BLUE, Seq::ZERO, Role::Serving);
+        d.expect(GREEN, Seq::ZERO, Role::Shadow);
+        d.handle_output(BLUE, Seq(2), &output(1..=2));
+        d.handle_output(GREEN, Seq(4), &output(1..=4));
+        d.instance_lost(BLUE);
+        d.set_role(GREEN, Role::Serving);
+        d.handle_output(GREEN, Seq(5), &output(5..=5));
+        assert_eq!(by_stream(emitted(&mut d)), by_stream(output(1..=5)));
         assert_eq!(d.pending(), 0);
     }
 

@@ -6,6 +6,8 @@ pub mod downstream;
 pub mod liveness;
 pub mod msg;
 pub mod rejoin;
+#[cfg(test)]
+mod sim;
 pub mod upstream;
 
 pub use downstream::{Divergence, Downstream, DownstreamConfig, DownstreamStats, Tolerances};
