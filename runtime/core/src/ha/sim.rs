@@ -240,11 +240,14 @@ struct Scenario {
     skew_green_from: Option<Seq>,
     /// Chaos (kills) stops here; ingress a while later.
     chaos_until: i64,
+    /// Kill even the last serving instance (state is lost, outputs too).
+    reckless: bool,
 }
 
 const HONEST: Scenario = Scenario {
     skew_green_from: None,
     chaos_until: 400 * MS,
+    reckless: false,
 };
 
 struct Sim {
@@ -457,9 +460,10 @@ impl Sim {
         let other = color.other();
         // The other process must really be up (a hang is not known to the
         // agent yet) and serving: one failure at a time keeps state.
-        let safe = self.procs[other.index()].is_some()
-            && self.agent.is_live(other)
-            && self.agent.role(other) == Some(Role::Serving);
+        let safe = self.scenario.reckless
+            || self.procs[other.index()].is_some()
+                && self.agent.is_live(other)
+                && self.agent.role(other) == Some(Role::Serving);
         if safe && self.procs[color.index()].is_some() {
             let gen = self.gens[color.index()];
             self.procs[color.index()] = None;
@@ -567,7 +571,26 @@ fn simulate(seed: u64, scenario: Scenario, trace: bool) -> Result<Sim, String> {
 /// Every property of an honest run.
 fn check_honest(seed: u64, trace: bool) -> Result<(), String> {
     let sim = simulate(seed, HONEST, trace)?;
-    let expected = reference(&sim.input);
+    // History starts where the first instance started: input that left the
+    // retention ring before any instance was up is gone, by design.
+    let cold: Vec<Seq> = sim
+        .events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::ColdStart { from, .. } => Some(*from),
+            _ => None,
+        })
+        .collect();
+    let [from] = cold[..] else {
+        return Err(format!("expected one cold start, got {cold:?}"));
+    };
+    let input: Vec<Record> = sim
+        .input
+        .iter()
+        .filter(|r| r.seq >= from)
+        .copied()
+        .collect();
+    let expected = reference(&input);
     for ch in 0..INPUTS {
         let channel = OUT_BASE + ch;
         let want = stream(&expected, channel);
@@ -600,7 +623,7 @@ fn check_honest(seed: u64, trace: bool) -> Result<(), String> {
     let expected_state = {
         let mut g = Graph::default();
         let mut sink = Vec::new();
-        for r in &sim.input {
+        for r in &input {
             g.process(r, 0.0, &mut sink);
         }
         g
@@ -616,15 +639,20 @@ fn check_honest(seed: u64, trace: bool) -> Result<(), String> {
     Ok(())
 }
 
-fn seeds() -> Result<Vec<u64>, u64> {
-    match std::env::var("TANDEM_SIM_SEED") {
-        Ok(s) => s.trim().parse().map(|seed| vec![seed]).map_err(|_| 0),
+/// `TANDEM_SIM_SEED=n` replays one seed with a trace; `TANDEM_SIM_SEEDS=n`
+/// runs seeds 1..=n (200 by default).
+fn seeds() -> Result<Vec<u64>, String> {
+    if let Ok(s) = std::env::var("TANDEM_SIM_SEED") {
+        return s.trim().parse().map(|seed| vec![seed]).map_err(|_| s);
+    }
+    match std::env::var("TANDEM_SIM_SEEDS") {
+        Ok(s) => s.trim().parse().map(|n| (1..=n).collect()).map_err(|_| s),
         Err(_) => Ok((1..=200).collect()),
     }
 }
 
 fn run_seeds(name: &str, check: fn(u64, bool) -> Result<(), String>) {
-    let seeds = seeds().expect("TANDEM_SIM_SEED must be a number");
+    let seeds = seeds().expect("TANDEM_SIM_SEED and TANDEM_SIM_SEEDS take a number");
     let trace = seeds.len() == 1;
     let mut failed = Vec::new();
     for seed in seeds {
@@ -667,6 +695,43 @@ fn a_diverging_instance_is_detected() {
 }
 
 #[test]
+fn losing_both_instances_loses_state_but_never_duplicates_or_reorders() {
+    run_seeds("reckless", |seed, trace| {
+        let scenario = Scenario {
+            reckless: true,
+            ..HONEST
+        };
+        let sim = simulate(seed, scenario, trace)?;
+        let expected = reference(&sim.input);
+        for ch in 0..INPUTS {
+            let channel = OUT_BASE + ch;
+            let mut want: BTreeMap<Seq, usize> = BTreeMap::new();
+            for r in stream(&expected, channel) {
+                *want.entry(r.seq).or_default() += 1;
+            }
+            let got = stream(&sim.sink, channel);
+            let mut seen: BTreeMap<Seq, usize> = BTreeMap::new();
+            for pair in got.windows(2) {
+                if pair[1].seq < pair[0].seq {
+                    return Err(format!(
+                        "stream {channel}: seq {} emitted after {}",
+                        pair[1].seq, pair[0].seq
+                    ));
+                }
+            }
+            for r in &got {
+                let n = seen.entry(r.seq).or_default();
+                *n += 1;
+                if *n > want.get(&r.seq).copied().unwrap_or(0) {
+                    return Err(format!("stream {channel}: seq {} emitted twice", r.seq));
+                }
+            }
+        }
+        Ok(())
+    });
+}
+
+#[test]
 fn a_rejoin_is_exercised_and_the_ring_sometimes_moves() {
     // Not a property of one seed but of the simulation: it must reach the
     // paths it claims to test, or it proves nothing.
@@ -687,7 +752,21 @@ fn a_rejoin_is_exercised_and_the_ring_sometimes_moves() {
             }
         }
     }
+    let reckless = Scenario {
+        reckless: true,
+        ..HONEST
+    };
+    let mut cold = 0;
+    for seed in 1..=40 {
+        let sim = simulate(seed, reckless, false).unwrap();
+        cold += sim
+            .events
+            .iter()
+            .filter(|(_, e)| matches!(e, Event::ColdStart { .. }))
+            .count();
+    }
     assert!(rejoined > 40, "only {rejoined} rejoins");
+    assert!(cold > 40, "only {cold} cold starts in 40 reckless runs");
     assert!(moved > 0, "the retention ring never moved past a barrier");
     assert!(timeouts > 0, "no hang was ever detected by heartbeats");
 }
