@@ -728,6 +728,75 @@ mod tests {
     }
 
     #[test]
+    fn a_restore_that_does_not_match_the_donor_is_retried() {
+        let mut s = blue_serving_green_joining(16, 1);
+        let end = ToAgent::SnapshotEnd {
+            barrier: 1,
+            vertices: 1,
+            state_hash: 42,
+        };
+        s.handle_message(NOW, BLUE, end);
+        events(&mut s);
+        let restored = ToAgent::Restored {
+            barrier: 1,
+            state_hash: 41,
+        };
+        s.handle_message(NOW, GREEN, restored);
+        assert_eq!(
+            events(&mut s),
+            vec![
+                Event::RestoreMismatch {
+                    color: GREEN,
+                    barrier: 1,
+                    donor: 42,
+                    restored: 41
+                },
+                Event::RejoinStarted {
+                    color: GREEN,
+                    barrier: 2,
+                    at: Seq(3)
+                }
+            ]
+        );
+        // No input for green until a restore matches.
+        assert!(!drain(&mut s, GREEN)
+            .iter()
+            .any(|m| matches!(m, ToInstance::Input { .. })));
+    }
+
+    #[test]
+    fn state_hashes_of_both_instances_are_reported_together() {
+        let mut s = blue_serving_green_joining(16, 1);
+        let mark = s.place_barrier();
+        events(&mut s);
+        s.handle_message(
+            NOW,
+            BLUE,
+            ToAgent::StateHash {
+                barrier: mark.id,
+                hash: 7,
+            },
+        );
+        assert_eq!(events(&mut s), vec![]);
+        s.handle_message(
+            NOW,
+            GREEN,
+            ToAgent::StateHash {
+                barrier: mark.id,
+                hash: 8,
+            },
+        );
+        assert_eq!(
+            events(&mut s),
+            vec![Event::StateHashes {
+                barrier: mark.id,
+                blue: 7,
+                green: 8
+            }]
+        );
+    }
+
+    #[test]
     fn a_silent_instance_is_lost_and_the_other_serves_alone() {
         let mut s = blue_serving_green_joining(16, 1);
         let beat = ToAgent::Heartbeat {
