@@ -242,12 +242,15 @@ struct Scenario {
     chaos_until: i64,
     /// Kill even the last serving instance (state is lost, outputs too).
     reckless: bool,
+    /// Green's version; another than blue's (1) makes it a shadow while blue serves.
+    green_version: u32,
 }
 
 const HONEST: Scenario = Scenario {
     skew_green_from: None,
     chaos_until: 400 * MS,
     reckless: false,
+    green_version: 1,
 };
 
 struct Sim {
@@ -381,7 +384,10 @@ impl Sim {
                 self.procs[color.index()] = Some(Instance::new(gen, skew));
                 let hello = ToAgent::Hello {
                     color,
-                    version: 1,
+                    version: match color {
+                        Color::Blue => 1,
+                        Color::Green => self.scenario.green_version,
+                    },
                     pid: gen as u32,
                 };
                 let t = self.delivery(color, 1);
@@ -459,11 +465,9 @@ impl Sim {
         };
         let other = color.other();
         // The other process must really be up (a hang is not known to the
-        // agent yet) and serving: one failure at a time keeps state.
+        // agent yet) and live: one failure at a time keeps state.
         let safe = self.scenario.reckless
-            || self.procs[other.index()].is_some()
-                && self.agent.is_live(other)
-                && self.agent.role(other) == Some(Role::Serving);
+            || self.procs[other.index()].is_some() && self.agent.is_live(other);
         if safe && self.procs[color.index()].is_some() {
             let gen = self.gens[color.index()];
             self.procs[color.index()] = None;
@@ -517,10 +521,18 @@ impl Sim {
         self.now as f64 / MS as f64
     }
 
-    fn both_serving(&self) -> bool {
-        Color::BOTH
+    /// Both live; both serving, or one serving and one shadow when their versions differ.
+    fn settled(&self) -> bool {
+        let serving = Color::BOTH
             .iter()
-            .all(|c| self.agent.is_live(*c) && self.agent.role(*c) == Some(Role::Serving))
+            .filter(|c| self.agent.role(**c) == Some(Role::Serving))
+            .count();
+        let want = if self.scenario.green_version == 1 {
+            2
+        } else {
+            1
+        };
+        Color::BOTH.iter().all(|c| self.agent.is_live(*c)) && serving == want
     }
 }
 
@@ -547,9 +559,9 @@ fn stream(records: &[Record], channel: u32) -> Vec<Record> {
 fn simulate(seed: u64, scenario: Scenario, trace: bool) -> Result<Sim, String> {
     let mut sim = Sim::new(seed, scenario, trace);
     sim.run(sim.ingress_until + 100 * MS);
-    if !sim.both_serving() {
+    if !sim.settled() {
         return Err(format!(
-            "instances not both serving after the run: blue {:?}, green {:?}",
+            "instances not settled after the run: blue {:?}, green {:?}",
             sim.agent.role(Color::Blue),
             sim.agent.role(Color::Green)
         ));
@@ -569,8 +581,8 @@ fn simulate(seed: u64, scenario: Scenario, trace: bool) -> Result<Sim, String> {
 }
 
 /// Every property of an honest run.
-fn check_honest(seed: u64, trace: bool) -> Result<(), String> {
-    let sim = simulate(seed, HONEST, trace)?;
+fn check_honest(seed: u64, scenario: Scenario, trace: bool) -> Result<(), String> {
+    let sim = simulate(seed, scenario, trace)?;
     // History starts where the first instance started: input that left the
     // retention ring before any instance was up is gone, by design.
     let cold: Vec<Seq> = sim
@@ -671,7 +683,18 @@ fn run_seeds(name: &str, check: fn(u64, bool) -> Result<(), String>) {
 
 #[test]
 fn honest_instances_survive_kills_restarts_and_rejoins() {
-    run_seeds("honest", check_honest);
+    run_seeds("honest", |seed, trace| check_honest(seed, HONEST, trace));
+}
+
+#[test]
+fn a_shadow_of_another_version_takes_over_when_the_serving_one_dies() {
+    run_seeds("shadow", |seed, trace| {
+        let scenario = Scenario {
+            green_version: 2,
+            ..HONEST
+        };
+        check_honest(seed, scenario, trace)
+    });
 }
 
 #[test]
@@ -765,7 +788,29 @@ fn a_rejoin_is_exercised_and_the_ring_sometimes_moves() {
             .filter(|(_, e)| matches!(e, Event::ColdStart { .. }))
             .count();
     }
+    let versions = Scenario {
+        green_version: 2,
+        ..HONEST
+    };
+    let mut promoted = 0;
+    for seed in 1..=40 {
+        let sim = simulate(seed, versions, false).unwrap();
+        promoted += sim
+            .events
+            .iter()
+            .filter(|(_, e)| {
+                matches!(
+                    e,
+                    Event::RoleChanged {
+                        color: Color::Green,
+                        role: Role::Serving
+                    }
+                )
+            })
+            .count();
+    }
     assert!(rejoined > 40, "only {rejoined} rejoins");
+    assert!(promoted > 10, "a shadow took over only {promoted} times");
     assert!(cold > 40, "only {cold} cold starts in 40 reckless runs");
     assert!(moved > 0, "the retention ring never moved past a barrier");
     assert!(timeouts > 0, "no hang was ever detected by heartbeats");
