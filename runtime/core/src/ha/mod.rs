@@ -26,4 +26,6 @@ pub use downstream::{Divergence, Downstream, DownstreamConfig, DownstreamStats, 
 pub use liveness::{Liveness, LivenessConfig};
 pub use msg::{Color, Nanos, Role, StreamId, ToAgent, ToInstance};
 pub use rejoin::{Event, HaConfig, LostReason, Supervisor};
-pub use upstream::{BarrierMark, RetentionError, Upstream, UpstreamConfig, UpstreamEvent};
+pub use upstream::{
+    BarrierMark, Recipients, RetentionError, Upstream, UpstreamConfig, UpstreamEvent,
+};

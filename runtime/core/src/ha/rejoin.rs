@@ -21,14 +21,18 @@
 //!   [`Supervisor::handle_message`]; connection closed: [`Supervisor::handle_disconnected`];
 //! - each sequenced ingress batch: [`Supervisor::handle_ingress`];
 //! - at [`Supervisor::poll_timeout`]: [`Supervisor::handle_timeout`];
-//! - after any of those: drain [`Supervisor::poll_transmit`] for both colours,
+//! - after any of those: drain [`Supervisor::poll_transmit`] for both colours
+//!   (or [`Supervisor::poll_control`] for both, then [`Supervisor::poll_input`]
+//!   to send frames both instances need once),
 //!   [`Supervisor::poll_emitted`] into the sinks, [`Supervisor::poll_event`]
 //!   for logs and process control ([`Event::Lost`]: close and restart it).
 
 use super::downstream::{Downstream, DownstreamConfig, Tolerances};
 use super::liveness::{Liveness, LivenessConfig};
 use super::msg::{Color, Nanos, Role, ToAgent, ToInstance};
-use super::upstream::{BarrierMark, RetentionError, Upstream, UpstreamConfig, UpstreamEvent};
+use super::upstream::{
+    BarrierMark, Recipients, RetentionError, Upstream, UpstreamConfig, UpstreamEvent,
+};
 use crate::record::{Record, Seq};
 use std::collections::VecDeque;
 
@@ -349,6 +353,18 @@ impl Supervisor {
             return Some(msg);
         }
         self.upstream.poll_transmit(color)
+    }
+
+    /// The next control frame for `color` (roles, snapshot traffic, pings).
+    /// Drain both colours' control frames before [`Supervisor::poll_input`].
+    pub fn poll_control(&mut self, color: Color) -> Option<ToInstance> {
+        self.control[color.index()].pop_front()
+    }
+
+    /// The next input or barrier frame and whom it is for: one frame for both
+    /// instances when they are at the same place (encode once, send twice).
+    pub fn poll_input(&mut self) -> Option<(Recipients, ToInstance)> {
+        self.upstream.poll_input()
     }
 
     /// Moves the records to emit toward the sinks onto the end of `out`.

@@ -256,6 +256,8 @@ const HONEST: Scenario = Scenario {
 struct Sim {
     rng: Rng,
     trace: bool,
+    /// Drain with `poll_control` + `poll_input` (frames shared by both) instead of `poll_transmit`.
+    shared: bool,
     now: i64,
     order: u64,
     queue: BTreeMap<(i64, u64), Ev>,
@@ -296,9 +298,11 @@ impl Sim {
         if trace {
             eprintln!("seed {seed}: retention {retention}, {config:?}");
         }
+        let shared = rng.chance(50);
         let mut sim = Sim {
             rng,
             trace,
+            shared,
             now: 0,
             order: 0,
             queue: BTreeMap::new(),
@@ -487,11 +491,22 @@ impl Sim {
     /// Drains the agent: frames onto the network, output into the sink,
     /// events into the log (restarting lost instances, as the runtime does).
     fn pump(&mut self) {
-        for color in Color::BOTH {
-            while let Some(msg) = self.agent.poll_transmit(color) {
-                let gen = self.agent_gen[color.index()];
-                let t = self.delivery(color, 0);
-                self.at(t, Ev::ToInstance(color, gen, msg));
+        if self.shared {
+            for color in Color::BOTH {
+                while let Some(msg) = self.agent.poll_control(color) {
+                    self.send(color, msg);
+                }
+            }
+            while let Some((to, msg)) = self.agent.poll_input() {
+                for color in to.iter() {
+                    self.send(color, msg.clone());
+                }
+            }
+        } else {
+            for color in Color::BOTH {
+                while let Some(msg) = self.agent.poll_transmit(color) {
+                    self.send(color, msg);
+                }
             }
         }
         self.agent.poll_emitted(&mut self.sink);
@@ -515,6 +530,12 @@ impl Sim {
             }
             self.events.push((self.now, event));
         }
+    }
+
+    fn send(&mut self, color: Color, msg: ToInstance) {
+        let gen = self.agent_gen[color.index()];
+        let t = self.delivery(color, 0);
+        self.at(t, Ev::ToInstance(color, gen, msg));
     }
 
     fn ms(&self) -> f64 {

@@ -72,6 +72,33 @@ pub enum UpstreamEvent {
     },
 }
 
+/// Which instances a frame is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Recipients([bool; 2]);
+
+impl Recipients {
+    /// Both instances.
+    pub const BOTH: Recipients = Recipients([true, true]);
+
+    /// One instance.
+    pub const fn only(color: Color) -> Recipients {
+        match color {
+            Color::Blue => Recipients([true, false]),
+            Color::Green => Recipients([false, true]),
+        }
+    }
+
+    /// True when the frame is for `color`.
+    pub const fn contains(self, color: Color) -> bool {
+        self.0[color.index()]
+    }
+
+    /// The instances the frame is for.
+    pub fn iter(self) -> impl Iterator<Item = Color> {
+        Color::BOTH.into_iter().filter(move |c| self.contains(*c))
+    }
+}
+
 /// Where one instance is in the input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Cursor {
@@ -276,6 +303,23 @@ impl Upstream {
         })
     }
 
+    /// The next input frame and whom it is for. When both instances are at
+    /// the same place (the usual case: both live at the head) the frame is
+    /// for both, so the runtime encodes it once and sends the bytes twice.
+    pub fn poll_input(&mut self) -> Option<(Recipients, ToInstance)> {
+        if let [Some(blue), Some(green)] = self.cursors {
+            if blue == green {
+                let msg = self.poll_transmit(Color::Blue)?;
+                self.cursors[Color::Green.index()] = self.cursors[Color::Blue.index()];
+                self.prune_barriers();
+                return Some((Recipients::BOTH, msg));
+            }
+        }
+        Color::BOTH
+            .into_iter()
+            .find_map(|c| Some((Recipients::only(c), self.poll_transmit(c)?)))
+    }
+
     /// The next event, if any.
     pub fn poll_event(&mut self) -> Option<UpstreamEvent> {
         self.events.pop_front()
@@ -349,6 +393,33 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn input_at_the_same_place_is_one_frame_for_both() {
+        let mut up = Upstream::new(config(100, 3));
+        up.start_replay(Color::Blue, Seq(1)).unwrap();
+        ingest(&mut up, 1..=4);
+        up.start_replay(Color::Green, Seq(3)).unwrap();
+        ingest(&mut up, 5..=6);
+        let frames: Vec<(Recipients, ToInstance)> =
+            core::iter::from_fn(|| up.poll_input()).collect();
+        let for_color = |c: Color| -> Vec<ToInstance> {
+            frames
+                .iter()
+                .filter(|(to, _)| to.contains(c))
+                .map(|(_, m)| m.clone())
+                .collect()
+        };
+        assert_eq!(seqs(&for_color(Color::Blue)), vec![1, 2, 3, 4, 5, 6]);
+        assert_eq!(seqs(&for_color(Color::Green)), vec![3, 4, 5, 6]);
+        // Once green caught up, frames are shared.
+        ingest(&mut up, 7..=8);
+        let shared: Vec<(Recipients, ToInstance)> =
+            core::iter::from_fn(|| up.poll_input()).collect();
+        assert_eq!(shared.len(), 1);
+        assert_eq!(shared[0].0, Recipients::BOTH);
+        assert_eq!(seqs(&[shared[0].1.clone()]), vec![7, 8]);
     }
 
     #[test]
