@@ -6,6 +6,7 @@
 //! - [`upstream`]: retention ring, per-instance input cursors, barriers, replay.
 //! - [`downstream`]: merge by (stream, seq, ordinal), emit once, compare with tolerances.
 //! - [`liveness`]: heartbeat deadlines.
+//! - [`event`]: what the supervisor reports.
 //! - [`rejoin`]: the [`Supervisor`] that owns the above, the roles and the
 //!   barrier-and-rejoin protocol; the agent drives one per unit.
 //!
@@ -15,6 +16,7 @@
 //! seed with a trace.
 
 pub mod downstream;
+pub mod event;
 pub mod liveness;
 pub mod msg;
 pub mod rejoin;
@@ -23,9 +25,10 @@ mod sim;
 pub mod upstream;
 
 pub use downstream::{Divergence, Downstream, DownstreamConfig, DownstreamStats, Tolerances};
+pub use event::{Event, LostReason};
 pub use liveness::{Liveness, LivenessConfig};
 pub use msg::{Color, Nanos, Role, StreamId, ToAgent, ToInstance};
-pub use rejoin::{Event, HaConfig, LostReason, Supervisor};
+pub use rejoin::{HaConfig, Supervisor};
 pub use upstream::{
     BarrierMark, Recipients, RetentionError, Upstream, UpstreamConfig, UpstreamEvent,
 };

@@ -11,8 +11,9 @@
 
 #![allow(clippy::unwrap_used)]
 
+use super::event::{Event, LostReason};
 use super::msg::{Color, Nanos, Role, ToAgent, ToInstance};
-use super::rejoin::{Event, HaConfig, LostReason, Supervisor};
+use super::rejoin::{HaConfig, Supervisor};
 use super::upstream::UpstreamConfig;
 use super::{DownstreamConfig, LivenessConfig, Tolerances};
 use crate::record::{ChannelId, EventTime, Record, Seq};
