@@ -61,6 +61,13 @@ pub enum Event {
         /// The error, naming the oldest retained seq.
         error: RetentionError,
     },
+    /// The snapshot was not restored within the rejoin timeout; a new rejoin follows.
+    RejoinTimedOut {
+        /// The rejoining instance.
+        color: Color,
+        /// The barrier given up on.
+        barrier: u64,
+    },
     /// The restored state hash differs from the donor's; a new rejoin follows.
     RestoreMismatch {
         /// The rejoining instance.

@@ -36,7 +36,7 @@ use crate::record::{Record, Seq};
 use std::collections::VecDeque;
 
 /// Settings of one unit's HA machinery.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct HaConfig {
     /// Retention ring and batching.
     pub upstream: UpstreamConfig,
@@ -49,6 +49,22 @@ pub struct HaConfig {
     /// A catching-up instance is caught up when its processed seq is within
     /// this many sequence numbers of the ingress frontier.
     pub catch_up_margin: u64,
+    /// A rejoin whose snapshot has not been restored after this long starts
+    /// over with a new barrier.
+    pub rejoin_timeout: Nanos,
+}
+
+impl Default for HaConfig {
+    fn default() -> Self {
+        HaConfig {
+            upstream: UpstreamConfig::default(),
+            downstream: DownstreamConfig::default(),
+            tolerances: Tolerances::default(),
+            liveness: LivenessConfig::default(),
+            catch_up_margin: 1024,
+            rejoin_timeout: Nanos::from_millis(10_000),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,6 +75,7 @@ enum Phase {
         barrier: u64,
         at: Seq,
         donor_hash: Option<u64>,
+        deadline: Nanos,
     },
     /// Restored at `at`, replaying toward the live edge.
     CatchingUp {
@@ -92,6 +109,7 @@ pub struct Supervisor {
     downstream: Downstream,
     liveness: Liveness,
     margin: u64,
+    rejoin_timeout: Nanos,
     slots: [Slot; 2],
     control: [VecDeque<ToInstance>; 2],
     events: VecDeque<Event>,
@@ -106,6 +124,7 @@ impl Supervisor {
             downstream: Downstream::new(config.downstream, config.tolerances),
             liveness: Liveness::new(config.liveness),
             margin: config.catch_up_margin,
+            rejoin_timeout: config.rejoin_timeout,
             slots: [EMPTY; 2],
             control: [VecDeque::new(), VecDeque::new()],
             events: VecDeque::new(),
@@ -152,10 +171,23 @@ impl Supervisor {
         self.lose(color, LostReason::Disconnected);
     }
 
-    /// Sends due pings and drops instances past their heartbeat deadline.
+    /// Sends due pings, drops instances past their heartbeat deadline, and
+    /// restarts rejoins past theirs.
     pub fn handle_timeout(&mut self, now: Nanos) {
         while let Some(color) = self.liveness.poll_timeout(now) {
             self.lose(color, LostReason::HeartbeatTimeout);
+        }
+        for color in Color::BOTH {
+            if let Phase::Restoring {
+                barrier, deadline, ..
+            } = self.slots[color.index()].phase
+            {
+                if deadline <= now {
+                    self.events
+                        .push_back(Event::RejoinTimedOut { color, barrier });
+                    self.start_rejoin(now, color);
+                }
+            }
         }
         while let Some((color, seq)) = self.liveness.poll_ping(now) {
             self.control[color.index()].push_back(ToInstance::Heartbeat {
@@ -167,7 +199,11 @@ impl Supervisor {
 
     /// When to call [`Supervisor::handle_timeout`] next.
     pub fn poll_timeout(&self) -> Option<Nanos> {
-        self.liveness.next_wakeup()
+        let rejoins = self.slots.iter().filter_map(|s| match s.phase {
+            Phase::Restoring { deadline, .. } => Some(deadline),
+            _ => None,
+        });
+        self.liveness.next_wakeup().into_iter().chain(rejoins).min()
     }
 
     /// Output records of `color`, decoded in place (the hot path).
@@ -177,11 +213,12 @@ impl Supervisor {
         }
     }
 
-    /// A frame from the instance on `color`'s connection. For `Hello`, pass
-    /// the colour the hello names.
+    /// A frame from the instance on `color`'s connection. A `Hello` binds the
+    /// connection to the colour it names (the `color` argument is ignored);
+    /// the runtime drops frames of a connection superseded by a newer hello.
     pub fn handle_message(&mut self, now: Nanos, color: Color, msg: ToAgent) {
         match msg {
-            ToAgent::Hello { version, .. } => self.hello(now, color, version),
+            ToAgent::Hello { color, version, .. } => self.hello(now, color, version),
             ToAgent::Output { frontier, records } => self.handle_output(color, frontier, &records),
             ToAgent::SnapshotChunk {
                 barrier,
@@ -220,7 +257,7 @@ impl Supervisor {
             ToAgent::Restored {
                 barrier,
                 state_hash,
-            } => self.restored(color, barrier, state_hash),
+            } => self.restored(now, color, barrier, state_hash),
             ToAgent::StateHash { barrier, hash } => self.state_hash(color, barrier, hash),
             ToAgent::Heartbeat { processed, .. } => {
                 if self.slots[color.index()].phase == Phase::Absent {
@@ -283,13 +320,13 @@ impl Supervisor {
         self.slots[color.index()] = Slot { version, ..EMPTY };
         self.events.push_back(Event::Connected { color, version });
         if self.slots[color.other().index()].phase == Phase::Live {
-            self.start_rejoin(color);
+            self.start_rejoin(now, color);
         } else {
             self.cold_start(color);
         }
     }
 
-    fn start_rejoin(&mut self, color: Color) {
+    fn start_rejoin(&mut self, now: Nanos, color: Color) {
         let donor = color.other();
         let mark = self.upstream.place_barrier();
         self.upstream.detach(color);
@@ -297,6 +334,7 @@ impl Supervisor {
             barrier: mark.id,
             at: mark.at,
             donor_hash: None,
+            deadline: now.add(self.rejoin_timeout),
         };
         self.slots[color.index()].role = Role::Starting;
         self.downstream.expect(color, mark.at, Role::Starting);
@@ -335,11 +373,12 @@ impl Supervisor {
             )
     }
 
-    fn restored(&mut self, color: Color, barrier: u64, state_hash: u64) {
+    fn restored(&mut self, now: Nanos, color: Color, barrier: u64, state_hash: u64) {
         let Phase::Restoring {
             barrier: expected,
             at,
             donor_hash,
+            ..
         } = self.slots[color.index()].phase
         else {
             return;
@@ -354,7 +393,7 @@ impl Supervisor {
                 donor,
                 restored: state_hash,
             });
-            self.start_rejoin(color);
+            self.start_rejoin(now, color);
             return;
         }
         match self.upstream.start_replay(color, at.next()) {
@@ -370,7 +409,7 @@ impl Supervisor {
                     barrier,
                     error,
                 });
-                self.start_rejoin(color);
+                self.start_rejoin(now, color);
             }
         }
     }
@@ -465,6 +504,7 @@ mod tests {
                 retention,
                 ..UpstreamConfig::default()
             },
+            catch_up_margin: 0,
             ..HaConfig::default()
         })
     }
@@ -677,6 +717,56 @@ mod tests {
         assert!(!drain(&mut s, GREEN)
             .iter()
             .any(|m| matches!(m, ToInstance::Input { .. })));
+    }
+
+    #[test]
+    fn a_rejoin_whose_snapshot_never_comes_starts_over() {
+        let mut s = Supervisor::new(HaConfig {
+            rejoin_timeout: Nanos::from_millis(100),
+            ..HaConfig::default()
+        });
+        hello(&mut s, BLUE, 1);
+        ingest(&mut s, 1..=3);
+        hello(&mut s, GREEN, 1);
+        events(&mut s);
+        let beat = |s: &mut Supervisor, ms: i64| {
+            for color in [BLUE, GREEN] {
+                let msg = ToAgent::Heartbeat {
+                    sent_ns: 0,
+                    seq: 0,
+                    processed: Seq(3),
+                };
+                s.handle_message(Nanos::from_millis(ms), color, msg);
+            }
+        };
+        beat(&mut s, 90);
+        s.handle_timeout(Nanos::from_millis(99));
+        assert_eq!(events(&mut s), vec![]);
+        s.handle_timeout(Nanos::from_millis(100));
+        assert_eq!(
+            events(&mut s),
+            vec![
+                Event::RejoinTimedOut {
+                    color: GREEN,
+                    barrier: 1
+                },
+                Event::RejoinStarted {
+                    color: GREEN,
+                    barrier: 2,
+                    at: Seq(3)
+                }
+            ]
+        );
+        // The late snapshot of the first barrier is no longer relayed.
+        let late = ToAgent::SnapshotEnd {
+            barrier: 1,
+            vertices: 1,
+            state_hash: 0,
+        };
+        s.handle_message(Nanos::from_millis(101), BLUE, late);
+        assert!(!drain(&mut s, GREEN)
+            .iter()
+            .any(|m| matches!(m, ToInstance::SnapshotEnd { .. })));
     }
 
     #[test]

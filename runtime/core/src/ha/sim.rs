@@ -295,6 +295,7 @@ impl Sim {
                 timeout: Nanos(100 * MS),
             },
             catch_up_margin: 64,
+            rejoin_timeout: Nanos(rng.range(30, 300) * MS),
         };
         if trace {
             eprintln!("seed {seed}: retention {retention}, {config:?}");
@@ -783,12 +784,14 @@ fn a_rejoin_is_exercised_and_the_ring_sometimes_moves() {
     let mut rejoined = 0;
     let mut moved = 0;
     let mut timeouts = 0;
+    let mut timed_out = 0;
     for seed in 1..=40 {
         let sim = simulate(seed, HONEST, false).unwrap();
         for (_, e) in &sim.events {
             match e {
                 Event::Restored { .. } => rejoined += 1,
                 Event::RetentionMoved { .. } => moved += 1,
+                Event::RejoinTimedOut { .. } => timed_out += 1,
                 Event::Lost {
                     reason: LostReason::HeartbeatTimeout,
                     ..
@@ -836,4 +839,5 @@ fn a_rejoin_is_exercised_and_the_ring_sometimes_moves() {
     assert!(cold > 40, "only {cold} cold starts in 40 reckless runs");
     assert!(moved > 0, "the retention ring never moved past a barrier");
     assert!(timeouts > 0, "no hang was ever detected by heartbeats");
+    assert!(timed_out > 0, "no rejoin ever timed out");
 }
