@@ -15,6 +15,8 @@ pub enum LostReason {
     Overrun,
     /// A new `Hello` arrived for its colour.
     Replaced,
+    /// It was restoring from the other instance, which was lost.
+    DonorLost,
 }
 
 /// What the supervisor reports: for logs, status, and process control.

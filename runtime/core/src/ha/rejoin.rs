@@ -462,10 +462,12 @@ impl Supervisor {
         let peer = self.slots[other.index()];
         match peer.phase {
             Phase::Absent => {}
-            // Its donor is gone before the snapshot arrived: nothing to restore from.
+            // Its donor is gone before the restore completed. It may hold a
+            // partial or restored state, so feeding it input from the oldest
+            // retained seq could count input twice: restart it instead, and
+            // it starts cold from a clean process.
             Phase::Restoring { .. } if slot.phase == Phase::Live => {
-                self.upstream.detach(other);
-                self.cold_start(other);
+                self.lose(other, LostReason::DonorLost);
             }
             Phase::Restoring { .. } => {}
             Phase::CatchingUp { at } => {
@@ -802,7 +804,7 @@ mod tests {
     }
 
     #[test]
-    fn a_silent_instance_is_lost_and_the_other_serves_alone() {
+    fn a_silent_instance_is_lost_and_its_restoring_peer_restarted() {
         let mut s = blue_serving_green_joining(16, 1);
         let beat = ToAgent::Heartbeat {
             sent_ns: 0,
@@ -816,10 +818,30 @@ mod tests {
             color: BLUE,
             reason: LostReason::HeartbeatTimeout
         }));
-        // Green lost its donor before the snapshot came: it starts cold.
-        assert!(ev
-            .iter()
-            .any(|e| matches!(e, Event::ColdStart { color: GREEN, .. })));
+        assert!(ev.contains(&Event::Lost {
+            color: GREEN,
+            reason: LostReason::DonorLost
+        }));
+        // Green comes back as a fresh process: it starts cold and serves.
+        hello(&mut s, GREEN, 1);
+        assert_eq!(s.role(GREEN), Some(Role::Serving));
+        assert!(events(&mut s).contains(&Event::ColdStart {
+            color: GREEN,
+            from: Seq(1)
+        }));
+    }
+
+    #[test]
+    fn a_catching_up_instance_serves_alone_when_its_donor_dies() {
+        let mut s = blue_serving_green_joining(16, 1);
+        ingest(&mut s, 4..=9);
+        let restored = ToAgent::Restored {
+            barrier: 1,
+            state_hash: 0,
+        };
+        s.handle_message(NOW, GREEN, restored);
+        assert_eq!(s.role(GREEN), Some(Role::Starting));
+        s.handle_disconnected(BLUE);
         assert_eq!(s.role(GREEN), Some(Role::Serving));
     }
 }
