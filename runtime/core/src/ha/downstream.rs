@@ -1,0 +1,675 @@
+//! The downstream junction: merges the outputs of the two instances of a
+//! unit. Each output record is keyed by (stream, seq, ordinal), the ordinal
+//! counting earlier records of the same stream and seq in that instance's
+//! output. A key is emitted the first time a **serving** instance delivers it,
+//! so every stream leaves in key order, exactly once, whichever instance is
+//! ahead, dies or rejoins. The other copy (from a serving or shadow instance)
+//! is compared with the first, exactly or within a per-channel absolute
+//! tolerance, and disagreements are counted and the first few kept.
+//!
+//! Memory is bounded: per stream, one ring holds the copies that one instance
+//! delivered and the other has not yet; an entry leaves when its twin
+//! arrives, when the other instance's frontier passes it (a divergence: it
+//! will never come), when the other instance is lost, or when the ring is
+//! full (counted as uncompared).
+
+use super::msg::{Color, Role, StreamId};
+use crate::record::{ChannelId, Record, Seq};
+use std::collections::VecDeque;
+
+/// Sizes of the downstream junction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DownstreamConfig {
+    /// Stream ids must be below this; records of other streams are counted as invalid.
+    pub max_streams: u32,
+    /// Most copies per stream waiting for their twin; older ones go uncompared.
+    pub max_pending: usize,
+    /// How many divergent pairs to keep for logging.
+    pub keep_divergences: usize,
+}
+
+impl Default for DownstreamConfig {
+    fn default() -> Self {
+        DownstreamConfig {
+            max_streams: 4096,
+            max_pending: 1 << 16,
+            keep_divergences: 16,
+        }
+    }
+}
+
+/// Per-channel comparison tolerances. Exact (bitwise) unless set.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Tolerances {
+    absolute: Vec<f64>,
+}
+
+impl Tolerances {
+    /// Every channel compared bit for bit.
+    pub fn exact() -> Tolerances {
+        Tolerances::default()
+    }
+
+    /// Values of `channel` agree when they differ by at most `abs` (other
+    /// fields must still be equal). A negative or NaN `abs` means exact.
+    #[must_use]
+    pub fn with(mut self, channel: ChannelId, abs: f64) -> Tolerances {
+        if self.absolute.len() <= channel.index() {
+            self.absolute.resize(channel.index() + 1, 0.0);
+        }
+        if let Some(slot) = self.absolute.get_mut(channel.index()) {
+            *slot = if abs >= 0.0 { abs } else { 0.0 };
+        }
+        self
+    }
+
+    /// The absolute tolerance of `channel` (0 = exact).
+    pub fn absolute(&self, channel: ChannelId) -> f64 {
+        self.absolute.get(channel.index()).copied().unwrap_or(0.0)
+    }
+
+    /// True when the two copies agree.
+    pub fn agree(&self, a: &Record, b: &Record) -> bool {
+        if a.bit_eq(b) {
+            return true;
+        }
+        let tol = self.absolute(a.channel);
+        tol > 0.0
+            && a.seq == b.seq
+            && a.time == b.time
+            && a.channel == b.channel
+            && a.quality == b.quality
+            && (a.value - b.value).abs() <= tol
+    }
+}
+
+/// Two copies of one output that disagree, or a copy whose twin never came.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Divergence {
+    /// The stream.
+    pub stream: StreamId,
+    /// Origin sequence number.
+    pub seq: Seq,
+    /// Ordinal within (stream, seq).
+    pub ordinal: u32,
+    /// Blue's copy, if it made one.
+    pub blue: Option<Record>,
+    /// Green's copy, if it made one.
+    pub green: Option<Record>,
+}
+
+/// Counters of the downstream junction.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DownstreamStats {
+    /// Records received, per colour.
+    pub received: [u64; 2],
+    /// Records emitted toward the sinks.
+    pub emitted: u64,
+    /// Pairs compared (agreeing or not).
+    pub compared: u64,
+    /// Pairs that disagreed, plus copies whose twin will never come.
+    pub diverged: u64,
+    /// Copies dropped without comparison (other instance lost or restored past them, ring full).
+    pub uncompared: u64,
+    /// Records refused: unknown stream, or out of seq order within an instance.
+    pub invalid: u64,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Pending {
+    ordinal: u32,
+    record: Record,
+}
+
+impl Pending {
+    fn key(&self) -> (Seq, u32) {
+        (self.record.seq, self.ordinal)
+    }
+}
+
+#[derive(Debug)]
+struct Stream {
+    /// Highest key emitted.
+    emitted: Option<(Seq, u32)>,
+    /// Last key received from each instance (for ordinals and order checks).
+    last: [Option<(Seq, u32)>; 2],
+    /// Copies from `owner` waiting for the other instance's twin, in key order.
+    queue: VecDeque<Pending>,
+    owner: Color,
+}
+
+impl Stream {
+    fn new() -> Stream {
+        Stream {
+            emitted: None,
+            last: [None, None],
+            queue: VecDeque::new(),
+            owner: Color::Blue,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Instance {
+    /// Its outputs are expected (connected, or restoring).
+    present: bool,
+    role: Role,
+    /// It restored at this seq: it never delivers outputs at or below it.
+    start: Seq,
+    /// It will deliver nothing more at or below this.
+    frontier: Seq,
+}
+
+const ABSENT: Instance = Instance {
+    present: false,
+    role: Role::Starting,
+    start: Seq::ZERO,
+    frontier: Seq::ZERO,
+};
+
+/// The downstream junction of one unit.
+#[derive(Debug)]
+pub struct Downstream {
+    config: DownstreamConfig,
+    tolerances: Tolerances,
+    streams: Vec<Stream>,
+    instances: [Instance; 2],
+    emitted: Vec<Record>,
+    frontier: Seq,
+    divergences: Vec<Divergence>,
+    stats: DownstreamStats,
+}
+
+impl Downstream {
+    /// A junction expecting no instance yet.
+    pub fn new(config: DownstreamConfig, tolerances: Tolerances) -> Downstream {
+        Downstream {
+            config,
+            tolerances,
+            streams: Vec::new(),
+            instances: [ABSENT; 2],
+            emitted: Vec::new(),
+            frontier: Seq::ZERO,
+            divergences: Vec::new(),
+            stats: DownstreamStats::default(),
+        }
+    }
+
+    /// From now on expect outputs of `color` above `after` (its restore point,
+    /// or ZERO for an instance starting from nothing), in `role`. Copies of
+    /// the other instance above `after` are kept for comparison from now on.
+    pub fn expect(&mut self, color: Color, after: Seq, role: Role) {
+        self.instances[color.index()] = Instance {
+            present: true,
+            role,
+            start: after,
+            frontier: after,
+        };
+        let mut dropped = 0u64;
+        for stream in &mut self.streams {
+            stream.last[color.index()] = None;
+            if stream.owner == color {
+                dropped += stream.queue.len() as u64;
+                stream.queue.clear();
+            } else {
+                while stream.queue.front().is_some_and(|p| p.record.seq <= after) {
+                    stream.queue.pop_front();
+                    dropped += 1;
+                }
+            }
+        }
+        self.stats.uncompared += dropped;
+    }
+
+    /// Changes the role of a present instance. An instance that starts
+    /// serving may already have delivered records no serving instance has:
+    /// those waiting for their twin are emitted now, in order.
+    pub fn set_role(&mut self, color: Color, role: Role) {
+        let me = &mut self.instances[color.index()];
+        let was = me.role;
+        me.role = role;
+        if role != Role::Serving || was == Role::Serving || !me.present {
+            return;
+        }
+        self.frontier = self.frontier.max(me.frontier);
+        let partner_present = self.instances[color.other().index()].present;
+        for stream in &mut self.streams {
+            if stream.owner != color {
+                continue;
+            }
+            for pending in &stream.queue {
+                let key = pending.key();
+                if stream.emitted.is_none_or(|e| key > e) {
+                    stream.emitted = Some(key);
+                    self.emitted.push(pending.record);
+                    self.stats.emitted += 1;
+                }
+            }
+            if !partner_present {
+                self.stats.uncompared += stream.queue.len() as u64;
+                stream.queue.clear();
+            }
+        }
+    }
+
+    /// The role of `color`, `None` when it is not expected.
+    pub fn role(&self, color: Color) -> Option<Role> {
+        let i = &self.instances[color.index()];
+        i.present.then_some(i.role)
+    }
+
+    /// `color` died: its outputs are no longer waited for. Copies waiting for
+    /// a twin are dropped uncompared, except those of a survivor that is not
+    /// serving: they are emitted if it is promoted ([`Downstream::set_role`]).
+    pub fn instance_lost(&mut self, color: Color) {
+        self.instances[color.index()] = ABSENT;
+        let survivor_serving = self.instances[color.other().index()].role == Role::Serving;
+        let mut dropped = 0u64;
+        for stream in &mut self.streams {
+            if stream.owner == color || survivor_serving {
+                dropped += stream.queue.len() as u64;
+                stream.queue.clear();
+            }
+        }
+        self.stats.uncompared += dropped;
+    }
+
+    /// Takes one `Output` message of `color`.
+    pub fn handle_output(&mut self, color: Color, frontier: Seq, records: &[Record]) {
+        if !self.instances[color.index()].present {
+            self.stats.invalid += records.len() as u64;
+            return;
+        }
+        self.stats.received[color.index()] += records.len() as u64;
+        for record in records {
+            self.handle_record(color, record);
+        }
+        self.handle_frontier(color, frontier);
+    }
+
+    fn handle_record(&mut self, color: Color, record: &Record) {
+        let c = color.index();
+        let o = color.other().index();
+        let stream_id = StreamId::of(record.channel);
+        let index = stream_id.index();
+        if stream_id.0 >= self.config.max_streams {
+            self.stats.invalid += 1;
+            return;
+        }
+        if self.streams.len() <= index {
+            self.streams.resize_with(index + 1, Stream::new);
+        }
+        let me = self.instances[c];
+        let partner = self.instances[o];
+        let Some(stream) = self.streams.get_mut(index) else {
+            return;
+        };
+        let ordinal = match stream.last[c] {
+            Some((seq, ord)) if seq == record.seq => ord.saturating_add(1),
+            Some((seq, _)) if seq > record.seq => {
+                self.stats.invalid += 1;
+                return;
+            }
+            _ => 0,
+        };
+        if record.seq <= me.start {
+            self.stats.invalid += 1;
+            return;
+        }
+        let key = (record.seq, ordinal);
+        stream.last[c] = Some(key);
+        if me.role == Role::Serving && stream.emitted.is_none_or(|e| key > e) {
+            stream.emitted = Some(key);
+            self.emitted.push(*record);
+            self.stats.emitted += 1;
+        }
+        if !partner.present || record.seq <= partner.start {
+            return;
+        }
+        if stream.owner != color {
+            while let Some(front) = stream.queue.front().copied() {
+                if front.key() > key {
+                    // We made a record the partner did not make before its next one.
+                    note(
+                        &mut self.stats,
+                        &mut self.divergences,
+                        self.config.keep_divergences,
+                        stream_id,
+                        key,
+                        (color, Some(*record)),
+                        None,
+                    );
+                    return;
+                }
+                stream.queue.pop_front();
+                if front.key() == key {
+                    self.stats.compared += 1;
+                    if !self.tolerances.agree(&front.record, record) {
+                        note(
+                            &mut self.stats,
+                            &mut self.divergences,
+                            self.config.keep_divergences,
+                            stream_id,
+                            key,
+                            (color, Some(*record)),
+                            Some(front.record),
+                        );
+                    }
+                    return;
+                }
+                // The partner made `front`, we skipped it.
+                note(
+                    &mut self.stats,
+                    &mut self.divergences,
+                    self.config.keep_divergences,
+                    stream_id,
+                    front.key(),
+                    (color, None),
+                    Some(front.record),
+                );
+            }
+        }
+        if record.seq <= partner.frontier {
+            // The partner has passed this seq without making this record.
+            note(
+                &mut self.stats,
+                &mut self.divergences,
+                self.config.keep_divergences,
+                stream_id,
+                key,
+                (color, Some(*record)),
+                None,
+            );
+            return;
+        }
+        if stream.queue.len() >= self.config.max_pending {
+            stream.queue.pop_front();
+            self.stats.uncompared += 1;
+        }
+        stream.owner = color;
+        stream.queue.push_back(Pending {
+            ordinal,
+            record: *record,
+        });
+    }
+
+    fn handle_frontier(&mut self, color: Color, frontier: Seq) {
+        let me = &mut self.instances[color.index()];
+        if frontier <= me.frontier {
+            return;
+        }
+        me.frontier = frontier;
+        if me.role == Role::Serving {
+            self.frontier = self.frontier.max(frontier);
+        }
+        for (index, stream) in self.streams.iter_mut().enumerate() {
+            if stream.owner == color {
+                continue;
+            }
+            while let Some(front) = stream.queue.front().copied() {
+                if front.record.seq > frontier {
+                    break;
+                }
+                stream.queue.pop_front();
+                let stream_id = StreamId(u32::try_from(index).unwrap_or(u32::MAX));
+                note(
+                    &mut self.stats,
+                    &mut self.divergences,
+                    self.config.keep_divergences,
+                    stream_id,
+                    front.key(),
+                    (color, None),
+                    Some(front.record),
+                );
+            }
+        }
+    }
+
+    /// Moves the records to emit, in order per stream, onto the end of `out`.
+    pub fn poll_emitted(&mut self, out: &mut Vec<Record>) {
+        out.append(&mut self.emitted);
+    }
+
+    /// Every output at or below this has been emitted: the sinks' frontier.
+    pub fn frontier(&self) -> Seq {
+        self.frontier
+    }
+
+    /// The output frontier `color` reported last.
+    pub fn instance_frontier(&self, color: Color) -> Seq {
+        self.instances[color.index()].frontier
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> DownstreamStats {
+        self.stats
+    }
+
+    /// The first divergences seen (at most `keep_divergences`).
+    pub fn divergences(&self) -> &[Divergence] {
+        &self.divergences
+    }
+
+    /// Copies waiting for their twin, over all streams.
+    pub fn pending(&self) -> usize {
+        self.streams.iter().map(|s| s.queue.len()).sum()
+    }
+}
+
+/// Counts a divergence and keeps it if there is room. `mine` is the copy of
+/// the instance whose message revealed it, `theirs` the other instance's.
+fn note(
+    stats: &mut DownstreamStats,
+    kept: &mut Vec<Divergence>,
+    keep: usize,
+    stream: StreamId,
+    key: (Seq, u32),
+    mine: (Color, Option<Record>),
+    theirs: Option<Record>,
+) {
+    stats.diverged += 1;
+    if kept.len() >= keep {
+        return;
+    }
+    let (color, record) = mine;
+    let (blue, green) = match color {
+        Color::Blue => (record, theirs),
+        Color::Green => (theirs, record),
+    };
+    kept.push(Divergence {
+        stream,
+        seq: key.0,
+        ordinal: key.1,
+        blue,
+        green,
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::record::EventTime;
+
+    const BLUE: Color = Color::Blue;
+    const GREEN: Color = Color::Green;
+
+    fn rec(seq: u64, channel: u32, value: f64) -> Record {
+        Record::new(Seq(seq), EventTime(seq as i64), ChannelId(channel), value)
+    }
+
+    /// Two streams; seq 3 makes two records on stream 0.
+    fn output(seqs: core::ops::RangeInclusive<u64>) -> Vec<Record> {
+        let mut out = Vec::new();
+        for seq in seqs {
+            out.push(rec(seq, 0, seq as f64));
+            if seq == 3 {
+                out.push(rec(seq, 0, -1.0));
+            }
+            out.push(rec(seq, 1, 10.0 * seq as f64));
+        }
+        out
+    }
+
+    fn both_serving() -> Downstream {
+        let mut d = Downstream::new(DownstreamConfig::default(), Tolerances::exact());
+        d.expect(BLUE, Seq::ZERO, Role::Serving);
+        d.expect(GREEN, Seq::ZERO, Role::Serving);
+        d
+    }
+
+    fn emitted(d: &mut Downstream) -> Vec<Record> {
+        let mut out = Vec::new();
+        d.poll_emitted(&mut out);
+        out
+    }
+
+    /// Order is promised per stream only: group by stream, keeping order within.
+    fn by_stream(mut records: Vec<Record>) -> Vec<Record> {
+        records.sort_by_key(|r| r.channel);
+        records
+    }
+
+    #[test]
+    fn each_record_is_emitted_once_whichever_instance_is_ahead() {
+        let mut d = both_serving();
+        d.handle_output(BLUE, Seq(2), &output(1..=2));
+        d.handle_output(GREEN, Seq(4), &output(1..=4));
+        d.handle_output(BLUE, Seq(5), &output(3..=5));
+        d.handle_output(GREEN, Seq(5), &output(5..=5));
+        assert_eq!(emitted(&mut d), output(1..=5));
+        let stats = d.stats();
+        assert_eq!(stats.emitted, 11);
+        assert_eq!(stats.compared, 11);
+        assert_eq!(stats.diverged, 0);
+        assert_eq!(d.pending(), 0);
+        assert_eq!(d.frontier(), Seq(5));
+    }
+
+    #[test]
+    fn one_instance_dying_loses_nothing_and_duplicates_nothing() {
+        let mut d = both_serving();
+        d.handle_output(BLUE, Seq(4), &output(1..=4));
+        d.handle_output(GREEN, Seq(2), &output(1..=2));
+        d.instance_lost(BLUE);
+        d.handle_output(GREEN, Seq(6), &output(3..=6));
+        assert_eq!(emitted(&mut d), output(1..=6));
+        assert_eq!(d.stats().diverged, 0);
+        assert_eq!(d.pending(), 0);
+    }
+
+    #[test]
+    fn a_rejoining_instance_is_compared_above_its_restore_point() {
+        let mut d = both_serving();
+        d.handle_output(BLUE, Seq(2), &output(1..=2));
+        d.handle_output(GREEN, Seq(2), &output(1..=2));
+        d.instance_lost(GREEN);
+        d.handle_output(BLUE, Seq(3), &output(3..=3));
+        // Green restores at seq 3 while blue is already there.
+        d.expect(GREEN, Seq(3), Role::Starting);
+        d.handle_output(BLUE, Seq(5), &output(4..=5));
+        d.handle_output(GREEN, Seq(5), &output(4..=5));
+        d.set_role(GREEN, Role::Serving);
+        d.handle_output(GREEN, Seq(6), &output(6..=6));
+        d.handle_output(BLUE, Seq(6), &output(6..=6));
+        assert_eq!(emitted(&mut d), output(1..=6));
+        let stats = d.stats();
+        assert_eq!(stats.diverged, 0);
+        assert_eq!(stats.compared, 4 + 4 + 2);
+        assert_eq!(d.pending(), 0);
+    }
+
+    #[test]
+    fn a_joiner_promoted_ahead_of_the_server_emits_what_it_already_delivered() {
+        let mut d = both_serving();
+        d.handle_output(BLUE, Seq(2), &output(1..=2));
+        d.handle_output(GREEN, Seq(2), &output(1..=2));
+        d.instance_lost(GREEN);
+        d.expect(GREEN, Seq(2), Role::Starting);
+        // Green replays faster than blue's output arrives, and is promoted.
+        d.handle_output(GREEN, Seq(5), &output(3..=5));
+        d.set_role(GREEN, Role::Serving);
+        d.handle_output(GREEN, Seq(6), &output(6..=6));
+        d.handle_output(BLUE, Seq(6), &output(3..=6));
+        assert_eq!(by_stream(emitted(&mut d)), by_stream(output(1..=6)));
+        assert_eq!(d.stats().diverged, 0);
+        assert_eq!(d.pending(), 0);
+    }
+
+    #[test]
+    fn a_shadow_promoted_after_the_server_died_emits_what_it_already_delivered() {
+        let mut d = Downstream::new(DownstreamConfig::default(), Tolerances::exact());
+        d.expect(BLUE, Seq::ZERO, Role::Serving);
+        d.expect(GREEN, Seq::ZERO, Role::Shadow);
+        d.handle_output(BLUE, Seq(2), &output(1..=2));
+        d.handle_output(GREEN, Seq(4), &output(1..=4));
+        d.instance_lost(BLUE);
+        d.set_role(GREEN, Role::Serving);
+        d.handle_output(GREEN, Seq(5), &output(5..=5));
+        assert_eq!(by_stream(emitted(&mut d)), by_stream(output(1..=5)));
+        assert_eq!(d.pending(), 0);
+    }
+
+    #[test]
+    fn shadow_output_is_compared_never_emitted() {
+        let tol = Tolerances::exact().with(ChannelId(1), 0.5);
+        let mut d = Downstream::new(DownstreamConfig::default(), tol);
+        d.expect(BLUE, Seq::ZERO, Role::Serving);
+        d.expect(GREEN, Seq::ZERO, Role::Shadow);
+        let mut shadow = output(1..=2);
+        shadow[1].value += 0.25; // channel 1: within tolerance
+        shadow[2].value += 1e-9; // channel 0: exact, so a divergence
+        d.handle_output(GREEN, Seq(2), &shadow);
+        assert!(emitted(&mut d).is_empty());
+        d.handle_output(BLUE, Seq(2), &output(1..=2));
+        assert_eq!(emitted(&mut d), output(1..=2));
+        assert_eq!(d.stats().diverged, 1);
+        let div = d.divergences()[0];
+        assert_eq!((div.stream, div.seq, div.ordinal), (StreamId(0), Seq(2), 0));
+        assert_eq!(div.blue.unwrap().value, 2.0);
+        assert_eq!(div.green.unwrap().value, 2.0 + 1e-9);
+    }
+
+    #[test]
+    fn a_missing_twin_is_a_divergence_once_the_frontier_passes_it() {
+        let mut d = both_serving();
+        d.handle_output(BLUE, Seq(2), &output(1..=2));
+        let mut green = output(1..=2);
+        green.remove(1); // seq 1 stream 1 never made by green
+        d.handle_output(GREEN, Seq(2), &green);
+        assert_eq!(d.stats().diverged, 1);
+        assert_eq!(d.divergences()[0].green, None);
+        assert_eq!(d.pending(), 0);
+    }
+
+    #[test]
+    fn out_of_order_and_unknown_streams_are_refused() {
+        let config = DownstreamConfig {
+            max_streams: 2,
+            ..DownstreamConfig::default()
+        };
+        let mut d = Downstream::new(config, Tolerances::exact());
+        d.expect(BLUE, Seq::ZERO, Role::Serving);
+        d.handle_output(
+            BLUE,
+            Seq(5),
+            &[rec(5, 0, 1.0), rec(4, 0, 1.0), rec(5, 7, 1.0)],
+        );
+        assert_eq!(emitted(&mut d), vec![rec(5, 0, 1.0)]);
+        assert_eq!(d.stats().invalid, 2);
+    }
+
+    #[test]
+    fn pending_copies_are_bounded() {
+        let config = DownstreamConfig {
+            max_pending: 4,
+            ..DownstreamConfig::default()
+        };
+        let mut d = Downstream::new(config, Tolerances::exact());
+        d.expect(BLUE, Seq::ZERO, Role::Serving);
+        d.expect(GREEN, Seq::ZERO, Role::Serving);
+        d.handle_output(BLUE, Seq(10), &output(1..=10));
+        assert_eq!(d.pending(), 8);
+        assert_eq!(d.stats().uncompared, 21 - 8);
+    }
+}

@@ -1,0 +1,847 @@
+//! The supervisor: owns the two instance slots of a unit, their roles, and
+//! the barrier-and-rejoin protocol, on top of the upstream junction, the
+//! downstream junction and heartbeat liveness.
+//!
+//! Rejoin of a new instance while the other one is live (the donor):
+//! 1. `Hello`: a barrier is placed at the live edge `at`, the donor is asked
+//!    for its snapshot there, and the downstream junction starts keeping the
+//!    donor's output above `at` for comparison.
+//! 2. The donor's `SnapshotChunk`s and `SnapshotEnd` are relayed.
+//! 3. `Restored`: if the state hash matches the donor's, input is replayed to
+//!    the new instance from `at + 1` out of the retention ring (or, if the
+//!    ring has moved past `at`, [`Event::RetentionMoved`] and a new barrier).
+//! 4. When its processed seq reaches the ingress frontier within a margin, it
+//!    becomes serving (same version as the donor) or shadow (another version).
+//!
+//! An instance with no live peer starts cold from the oldest retained input.
+//! A lost instance is dropped at once; the other carries on serving alone.
+//!
+//! Driving it (one agent thread, quinn-proto style):
+//! - connection's first frame `Hello`, then every frame:
+//!   [`Supervisor::handle_message`]; connection closed: [`Supervisor::handle_disconnected`];
+//! - each sequenced ingress batch: [`Supervisor::handle_ingress`];
+//! - at [`Supervisor::poll_timeout`]: [`Supervisor::handle_timeout`];
+//! - after any of those: drain [`Supervisor::poll_transmit`] for both colours
+//!   (or [`Supervisor::poll_control`] for both, then [`Supervisor::poll_input`]
+//!   to send frames both instances need once),
+//!   [`Supervisor::poll_emitted`] into the sinks, [`Supervisor::poll_event`]
+//!   for logs and process control ([`Event::Lost`]: close and restart it).
+
+use super::downstream::{Downstream, DownstreamConfig, Tolerances};
+use super::event::{Event, LostReason};
+use super::liveness::{Liveness, LivenessConfig};
+use super::msg::{Color, Nanos, Role, ToAgent, ToInstance};
+use super::upstream::{BarrierMark, Recipients, Upstream, UpstreamConfig, UpstreamEvent};
+use crate::record::{Record, Seq};
+use std::collections::VecDeque;
+
+/// Settings of one unit's HA machinery.
+#[derive(Clone, Debug)]
+pub struct HaConfig {
+    /// Retention ring and batching.
+    pub upstream: UpstreamConfig,
+    /// Merge bounds.
+    pub downstream: DownstreamConfig,
+    /// Per-channel comparison tolerances.
+    pub tolerances: Tolerances,
+    /// Heartbeat interval and timeout.
+    pub liveness: LivenessConfig,
+    /// A catching-up instance is caught up when its processed seq is within
+    /// this many sequence numbers of the ingress frontier.
+    pub catch_up_margin: u64,
+    /// A rejoin whose snapshot has not been restored after this long starts
+    /// over with a new barrier.
+    pub rejoin_timeout: Nanos,
+}
+
+impl Default for HaConfig {
+    fn default() -> Self {
+        HaConfig {
+            upstream: UpstreamConfig::default(),
+            downstream: DownstreamConfig::default(),
+            tolerances: Tolerances::default(),
+            liveness: LivenessConfig::default(),
+            catch_up_margin: 1024,
+            rejoin_timeout: Nanos::from_millis(10_000),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Absent,
+    /// Waiting for the donor's snapshot at `barrier`.
+    Restoring {
+        barrier: u64,
+        at: Seq,
+        donor_hash: Option<u64>,
+        deadline: Nanos,
+    },
+    /// Restored at `at`, replaying toward the live edge.
+    CatchingUp {
+        at: Seq,
+    },
+    /// Serving or shadow.
+    Live,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    phase: Phase,
+    role: Role,
+    version: u32,
+    processed: Seq,
+}
+
+const EMPTY: Slot = Slot {
+    phase: Phase::Absent,
+    role: Role::Starting,
+    version: 0,
+    processed: Seq::ZERO,
+};
+
+const HASHES_KEPT: usize = 16;
+
+/// The HA supervisor of one unit (see the module docs for how to drive it).
+#[derive(Debug)]
+pub struct Supervisor {
+    upstream: Upstream,
+    downstream: Downstream,
+    liveness: Liveness,
+    margin: u64,
+    rejoin_timeout: Nanos,
+    slots: [Slot; 2],
+    control: [VecDeque<ToInstance>; 2],
+    events: VecDeque<Event>,
+    hashes: VecDeque<(u64, [Option<u64>; 2])>,
+}
+
+impl Supervisor {
+    /// No instance connected, nothing ingested.
+    pub fn new(config: HaConfig) -> Supervisor {
+        Supervisor {
+            upstream: Upstream::new(config.upstream),
+            downstream: Downstream::new(config.downstream, config.tolerances),
+            liveness: Liveness::new(config.liveness),
+            margin: config.catch_up_margin,
+            rejoin_timeout: config.rejoin_timeout,
+            slots: [EMPTY; 2],
+            control: [VecDeque::new(), VecDeque::new()],
+            events: VecDeque::new(),
+            hashes: VecDeque::new(),
+        }
+    }
+
+    /// The upstream junction (retention, head).
+    pub fn upstream(&self) -> &Upstream {
+        &self.upstream
+    }
+
+    /// The downstream junction (stats, divergences).
+    pub fn downstream(&self) -> &Downstream {
+        &self.downstream
+    }
+
+    /// The role of `color`: `None` when absent, `Starting` while restoring or catching up.
+    pub fn role(&self, color: Color) -> Option<Role> {
+        let slot = &self.slots[color.index()];
+        (slot.phase != Phase::Absent).then_some(slot.role)
+    }
+
+    /// True when `color` is serving or shadow (not absent, restoring or catching up).
+    pub fn is_live(&self, color: Color) -> bool {
+        self.slots[color.index()].phase == Phase::Live
+    }
+
+    /// Every input at or below this was processed by `color`, as its last heartbeat said.
+    pub fn processed(&self, color: Color) -> Seq {
+        self.slots[color.index()].processed
+    }
+
+    /// A sequenced ingress batch.
+    pub fn handle_ingress(&mut self, frontier: Seq, records: &[Record]) {
+        self.upstream.handle_ingress(frontier, records);
+        while let Some(UpstreamEvent::Overrun { color, .. }) = self.upstream.poll_event() {
+            self.lose(color, LostReason::Overrun);
+        }
+    }
+
+    /// `color`'s connection closed.
+    pub fn handle_disconnected(&mut self, color: Color) {
+        self.lose(color, LostReason::Disconnected);
+    }
+
+    /// Sends due pings, drops instances past their heartbeat deadline, and
+    /// restarts rejoins past theirs.
+    pub fn handle_timeout(&mut self, now: Nanos) {
+        while let Some(color) = self.liveness.poll_timeout(now) {
+            self.lose(color, LostReason::HeartbeatTimeout);
+        }
+        for color in Color::BOTH {
+            if let Phase::Restoring {
+                barrier, deadline, ..
+            } = self.slots[color.index()].phase
+            {
+                if deadline <= now {
+                    self.events
+                        .push_back(Event::RejoinTimedOut { color, barrier });
+                    self.start_rejoin(now, color);
+                }
+            }
+        }
+        while let Some((color, seq)) = self.liveness.poll_ping(now) {
+            self.control[color.index()].push_back(ToInstance::Heartbeat {
+                sent_ns: now.0,
+                seq,
+            });
+        }
+    }
+
+    /// When to call [`Supervisor::handle_timeout`] next.
+    pub fn poll_timeout(&self) -> Option<Nanos> {
+        let rejoins = self.slots.iter().filter_map(|s| match s.phase {
+            Phase::Restoring { deadline, .. } => Some(deadline),
+            _ => None,
+        });
+        self.liveness.next_wakeup().into_iter().chain(rejoins).min()
+    }
+
+    /// Output records of `color`, decoded in place (the hot path).
+    pub fn handle_output(&mut self, color: Color, frontier: Seq, records: &[Record]) {
+        if self.slots[color.index()].phase != Phase::Absent {
+            self.downstream.handle_output(color, frontier, records);
+        }
+    }
+
+    /// A frame from the instance on `color`'s connection. A `Hello` binds the
+    /// connection to the colour it names (the `color` argument is ignored);
+    /// the runtime drops frames of a connection superseded by a newer hello.
+    pub fn handle_message(&mut self, now: Nanos, color: Color, msg: ToAgent) {
+        match msg {
+            ToAgent::Hello { color, version, .. } => self.hello(now, color, version),
+            ToAgent::Output { frontier, records } => self.handle_output(color, frontier, &records),
+            ToAgent::SnapshotChunk {
+                barrier,
+                vertex,
+                offset,
+                total,
+                bytes,
+            } => {
+                if self.restoring_from(color, barrier) {
+                    self.control[color.other().index()].push_back(ToInstance::SnapshotChunk {
+                        barrier,
+                        vertex,
+                        offset,
+                        total,
+                        bytes,
+                    });
+                }
+            }
+            ToAgent::SnapshotEnd {
+                barrier,
+                vertices,
+                state_hash,
+            } => {
+                if self.restoring_from(color, barrier) {
+                    let joiner = &mut self.slots[color.other().index()];
+                    if let Phase::Restoring { donor_hash, .. } = &mut joiner.phase {
+                        *donor_hash = Some(state_hash);
+                    }
+                    self.control[color.other().index()].push_back(ToInstance::SnapshotEnd {
+                        barrier,
+                        vertices,
+                        state_hash,
+                    });
+                }
+            }
+            ToAgent::Restored {
+                barrier,
+                state_hash,
+            } => self.restored(now, color, barrier, state_hash),
+            ToAgent::StateHash { barrier, hash } => self.state_hash(color, barrier, hash),
+            ToAgent::Heartbeat { processed, .. } => {
+                if self.slots[color.index()].phase == Phase::Absent {
+                    return;
+                }
+                self.liveness.handle_heartbeat(now, color);
+                let slot = &mut self.slots[color.index()];
+                slot.processed = slot.processed.max(processed);
+                self.check_caught_up(color);
+            }
+        }
+    }
+
+    /// Places a barrier after everything ingested so far; live instances
+    /// report their state hash there ([`Event::StateHashes`]).
+    pub fn place_barrier(&mut self) -> BarrierMark {
+        let mark = self.upstream.place_barrier();
+        if self.hashes.len() == HASHES_KEPT {
+            self.hashes.pop_front();
+        }
+        self.hashes.push_back((mark.id, [None, None]));
+        mark
+    }
+
+    /// The next frame for `color`: control frames first, then input and barriers.
+    pub fn poll_transmit(&mut self, color: Color) -> Option<ToInstance> {
+        if let Some(msg) = self.control[color.index()].pop_front() {
+            return Some(msg);
+        }
+        self.upstream.poll_transmit(color)
+    }
+
+    /// The next control frame for `color` (roles, snapshot traffic, pings).
+    /// Drain both colours' control frames before [`Supervisor::poll_input`].
+    pub fn poll_control(&mut self, color: Color) -> Option<ToInstance> {
+        self.control[color.index()].pop_front()
+    }
+
+    /// The next input or barrier frame and whom it is for: one frame for both
+    /// instances when they are at the same place (encode once, send twice).
+    pub fn poll_input(&mut self) -> Option<(Recipients, ToInstance)> {
+        self.upstream.poll_input()
+    }
+
+    /// Moves the records to emit toward the sinks onto the end of `out`.
+    pub fn poll_emitted(&mut self, out: &mut Vec<Record>) {
+        self.downstream.poll_emitted(out);
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    fn hello(&mut self, now: Nanos, color: Color, version: u32) {
+        if self.slots[color.index()].phase != Phase::Absent {
+            self.lose(color, LostReason::Replaced);
+        }
+        self.liveness.watch(now, color);
+        self.slots[color.index()] = Slot { version, ..EMPTY };
+        self.events.push_back(Event::Connected { color, version });
+        if self.slots[color.other().index()].phase == Phase::Live {
+            self.start_rejoin(now, color);
+        } else {
+            self.cold_start(color);
+        }
+    }
+
+    fn start_rejoin(&mut self, now: Nanos, color: Color) {
+        let donor = color.other();
+        let mark = self.upstream.place_barrier();
+        self.upstream.detach(color);
+        self.slots[color.index()].phase = Phase::Restoring {
+            barrier: mark.id,
+            at: mark.at,
+            donor_hash: None,
+            deadline: now.add(self.rejoin_timeout),
+        };
+        self.slots[color.index()].role = Role::Starting;
+        self.downstream.expect(color, mark.at, Role::Starting);
+        self.control[donor.index()].push_back(ToInstance::SnapshotRequest { barrier: mark.id });
+        self.events.push_back(Event::RejoinStarted {
+            color,
+            barrier: mark.id,
+            at: mark.at,
+        });
+    }
+
+    fn cold_start(&mut self, color: Color) {
+        let from = self.upstream.oldest();
+        // Cannot fail: `oldest` is by definition still retained.
+        let _ = self.upstream.start_replay(color, from);
+        self.downstream
+            .expect(color, Seq(from.0.saturating_sub(1)), Role::Serving);
+        self.slots[color.index()].phase = Phase::Live;
+        self.events.push_back(Event::ColdStart { color, from });
+        self.set_role(color, Role::Serving);
+    }
+
+    fn set_role(&mut self, color: Color, role: Role) {
+        self.slots[color.index()].role = role;
+        self.downstream.set_role(color, role);
+        self.control[color.index()].push_back(ToInstance::SetRole { role });
+        self.events.push_back(Event::RoleChanged { color, role });
+    }
+
+    /// True when `donor`'s peer is restoring from `donor` at `barrier`.
+    fn restoring_from(&self, donor: Color, barrier: u64) -> bool {
+        self.slots[donor.index()].phase == Phase::Live
+            && matches!(
+                self.slots[donor.other().index()].phase,
+                Phase::Restoring { barrier: b, .. } if b == barrier
+            )
+    }
+
+    fn restored(&mut self, now: Nanos, color: Color, barrier: u64, state_hash: u64) {
+        let Phase::Restoring {
+            barrier: expected,
+            at,
+            donor_hash,
+            ..
+        } = self.slots[color.index()].phase
+        else {
+            return;
+        };
+        if barrier != expected {
+            return;
+        }
+        if let Some(donor) = donor_hash.filter(|h| *h != state_hash) {
+            self.events.push_back(Event::RestoreMismatch {
+                color,
+                barrier,
+                donor,
+                restored: state_hash,
+            });
+            self.start_rejoin(now, color);
+            return;
+        }
+        match self.upstream.start_replay(color, at.next()) {
+            Ok(()) => {
+                self.slots[color.index()].phase = Phase::CatchingUp { at };
+                self.slots[color.index()].processed = at;
+                self.events.push_back(Event::Restored { color, barrier });
+                self.check_caught_up(color);
+            }
+            Err(error) => {
+                self.events.push_back(Event::RetentionMoved {
+                    color,
+                    barrier,
+                    error,
+                });
+                self.start_rejoin(now, color);
+            }
+        }
+    }
+
+    fn check_caught_up(&mut self, color: Color) {
+        let slot = self.slots[color.index()];
+        if !matches!(slot.phase, Phase::CatchingUp { .. }) {
+            return;
+        }
+        if slot.processed.0.saturating_add(self.margin) < self.upstream.head().0 {
+            return;
+        }
+        self.slots[color.index()].phase = Phase::Live;
+        let other = self.slots[color.other().index()];
+        let role = if other.phase == Phase::Live && other.version != slot.version {
+            Role::Shadow
+        } else {
+            Role::Serving
+        };
+        self.set_role(color, role);
+    }
+
+    fn state_hash(&mut self, color: Color, barrier: u64, hash: u64) {
+        let Some(entry) = self.hashes.iter_mut().find(|(id, _)| *id == barrier) else {
+            return;
+        };
+        entry.1[color.index()] = Some(hash);
+        if let [Some(blue), Some(green)] = entry.1 {
+            self.events.push_back(Event::StateHashes {
+                barrier,
+                blue,
+                green,
+            });
+        }
+    }
+
+    fn lose(&mut self, color: Color, reason: LostReason) {
+        let slot = self.slots[color.index()];
+        if slot.phase == Phase::Absent {
+            return;
+        }
+        let frontier = self.downstream.instance_frontier(color);
+        self.slots[color.index()] = EMPTY;
+        self.upstream.detach(color);
+        self.downstream.instance_lost(color);
+        self.liveness.forget(color);
+        self.control[color.index()].clear();
+        self.events.push_back(Event::Lost { color, reason });
+        let other = color.other();
+        let peer = self.slots[other.index()];
+        match peer.phase {
+            Phase::Absent => {}
+            // Its donor is gone before the restore completed. It may hold a
+            // partial or restored state, so feeding it input from the oldest
+            // retained seq could count input twice: restart it instead, and
+            // it starts cold from a clean process.
+            Phase::Restoring { .. } if slot.phase == Phase::Live => {
+                self.lose(other, LostReason::DonorLost);
+            }
+            Phase::Restoring { .. } => {}
+            Phase::CatchingUp { at } => {
+                if slot.phase == Phase::Live && frontier < at {
+                    self.events.push_back(Event::OutputGap {
+                        from: frontier,
+                        to: at,
+                    });
+                }
+                self.slots[other.index()].phase = Phase::Live;
+                self.set_role(other, Role::Serving);
+            }
+            Phase::Live => {
+                if peer.role != Role::Serving {
+                    self.set_role(other, Role::Serving);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::ha::upstream::RetentionError;
+    use crate::record::{ChannelId, EventTime};
+
+    const BLUE: Color = Color::Blue;
+    const GREEN: Color = Color::Green;
+    const NOW: Nanos = Nanos(0);
+
+    fn supervisor(retention: usize) -> Supervisor {
+        Supervisor::new(HaConfig {
+            upstream: UpstreamConfig {
+                retention,
+                ..UpstreamConfig::default()
+            },
+            catch_up_margin: 0,
+            ..HaConfig::default()
+        })
+    }
+
+    fn ingest(s: &mut Supervisor, seqs: core::ops::RangeInclusive<u64>) {
+        let records: Vec<Record> = seqs
+            .clone()
+            .map(|q| Record::new(Seq(q), EventTime(0), ChannelId(0), q as f64))
+            .collect();
+        s.handle_ingress(Seq(*seqs.end()), &records);
+    }
+
+    fn hello(s: &mut Supervisor, color: Color, version: u32) {
+        s.handle_message(
+            NOW,
+            color,
+            ToAgent::Hello {
+                color,
+                version,
+                pid: 1,
+            },
+        );
+    }
+
+    fn drain(s: &mut Supervisor, color: Color) -> Vec<ToInstance> {
+        core::iter::from_fn(|| s.poll_transmit(color)).collect()
+    }
+
+    fn events(s: &mut Supervisor) -> Vec<Event> {
+        core::iter::from_fn(|| s.poll_event()).collect()
+    }
+
+    fn heartbeat(s: &mut Supervisor, color: Color, processed: u64) {
+        let msg = ToAgent::Heartbeat {
+            sent_ns: 0,
+            seq: 0,
+            processed: Seq(processed),
+        };
+        s.handle_message(NOW, color, msg);
+    }
+
+    /// Blue cold-starts and processes 1..=3; green says hello.
+    fn blue_serving_green_joining(retention: usize, green_version: u32) -> Supervisor {
+        let mut s = supervisor(retention);
+        hello(&mut s, BLUE, 1);
+        ingest(&mut s, 1..=3);
+        drain(&mut s, BLUE);
+        hello(&mut s, GREEN, green_version);
+        s
+    }
+
+    #[test]
+    fn first_instance_starts_cold_and_serves() {
+        let mut s = supervisor(16);
+        hello(&mut s, BLUE, 1);
+        assert_eq!(s.role(BLUE), Some(Role::Serving));
+        let ev = events(&mut s);
+        assert!(ev.contains(&Event::ColdStart {
+            color: BLUE,
+            from: Seq(1)
+        }));
+        ingest(&mut s, 1..=2);
+        let msgs = drain(&mut s, BLUE);
+        assert!(msgs.contains(&ToInstance::SetRole {
+            role: Role::Serving
+        }));
+        assert!(msgs
+            .iter()
+            .any(|m| matches!(m, ToInstance::Input { records, .. } if records.len() == 2)));
+    }
+
+    #[test]
+    fn a_new_instance_restores_at_a_barrier_replays_and_serves() {
+        let mut s = blue_serving_green_joining(16, 1);
+        assert_eq!(s.role(GREEN), Some(Role::Starting));
+        ingest(&mut s, 4..=5);
+        let to_blue = drain(&mut s, BLUE);
+        assert_eq!(to_blue[0], ToInstance::SnapshotRequest { barrier: 1 });
+        assert!(to_blue.contains(&ToInstance::Barrier { id: 1, at: Seq(3) }));
+        // Nothing for green before it restored.
+        assert!(drain(&mut s, GREEN).is_empty());
+        let chunk = ToAgent::SnapshotChunk {
+            barrier: 1,
+            vertex: 0,
+            offset: 0,
+            total: 2,
+            bytes: vec![7, 8],
+        };
+        s.handle_message(NOW, BLUE, chunk);
+        let end = ToAgent::SnapshotEnd {
+            barrier: 1,
+            vertices: 1,
+            state_hash: 42,
+        };
+        s.handle_message(NOW, BLUE, end);
+        let relayed = drain(&mut s, GREEN);
+        assert_eq!(relayed.len(), 2);
+        assert!(
+            matches!(relayed[0], ToInstance::SnapshotChunk { ref bytes, .. } if bytes == &[7, 8])
+        );
+        let restored = ToAgent::Restored {
+            barrier: 1,
+            state_hash: 42,
+        };
+        s.handle_message(NOW, GREEN, restored);
+        let replay = drain(&mut s, GREEN);
+        let seqs: Vec<u64> = replay
+            .iter()
+            .flat_map(|m| match m {
+                ToInstance::Input { records, .. } => records.iter().map(|r| r.seq.0).collect(),
+                _ => Vec::new(),
+            })
+            .collect();
+        assert_eq!(seqs, vec![4, 5]);
+        heartbeat(&mut s, GREEN, 4);
+        assert_eq!(s.role(GREEN), Some(Role::Starting));
+        heartbeat(&mut s, GREEN, 5);
+        assert_eq!(s.role(GREEN), Some(Role::Serving));
+        assert_eq!(
+            drain(&mut s, GREEN),
+            vec![ToInstance::SetRole {
+                role: Role::Serving
+            }]
+        );
+    }
+
+    #[test]
+    fn another_version_stays_shadow() {
+        let mut s = blue_serving_green_joining(16, 2);
+        let restored = ToAgent::Restored {
+            barrier: 1,
+            state_hash: 0,
+        };
+        s.handle_message(NOW, GREEN, restored);
+        heartbeat(&mut s, GREEN, 3);
+        assert_eq!(s.role(GREEN), Some(Role::Shadow));
+        // The serving one dies: the shadow takes over.
+        s.handle_disconnected(BLUE);
+        assert_eq!(s.role(GREEN), Some(Role::Serving));
+        assert_eq!(s.role(BLUE), None);
+    }
+
+    #[test]
+    fn a_ring_that_moved_past_the_barrier_gets_a_new_barrier() {
+        let mut s = blue_serving_green_joining(4, 1);
+        for seq in 4..=10 {
+            ingest(&mut s, seq..=seq);
+            drain(&mut s, BLUE);
+        }
+        let restored = ToAgent::Restored {
+            barrier: 1,
+            state_hash: 0,
+        };
+        s.handle_message(NOW, GREEN, restored);
+        let ev = events(&mut s);
+        assert!(ev.contains(&Event::RetentionMoved {
+            color: GREEN,
+            barrier: 1,
+            error: RetentionError::Moved {
+                from: Seq(4),
+                oldest: Seq(7)
+            }
+        }));
+        assert!(ev.contains(&Event::RejoinStarted {
+            color: GREEN,
+            barrier: 2,
+            at: Seq(10)
+        }));
+        assert_eq!(
+            drain(&mut s, BLUE),
+            vec![
+                ToInstance::SnapshotRequest { barrier: 2 },
+                ToInstance::Barrier { id: 2, at: Seq(10) }
+            ]
+        );
+    }
+
+    #[test]
+    fn a_restore_that_does_not_match_the_donor_is_retried() {
+        let mut s = blue_serving_green_joining(16, 1);
+        let end = ToAgent::SnapshotEnd {
+            barrier: 1,
+            vertices: 1,
+            state_hash: 42,
+        };
+        s.handle_message(NOW, BLUE, end);
+        events(&mut s);
+        let restored = ToAgent::Restored {
+            barrier: 1,
+            state_hash: 41,
+        };
+        s.handle_message(NOW, GREEN, restored);
+        assert_eq!(
+            events(&mut s),
+            vec![
+                Event::RestoreMismatch {
+                    color: GREEN,
+                    barrier: 1,
+                    donor: 42,
+                    restored: 41
+                },
+                Event::RejoinStarted {
+                    color: GREEN,
+                    barrier: 2,
+                    at: Seq(3)
+                }
+            ]
+        );
+        // No input for green until a restore matches.
+        assert!(!drain(&mut s, GREEN)
+            .iter()
+            .any(|m| matches!(m, ToInstance::Input { .. })));
+    }
+
+    #[test]
+    fn a_rejoin_whose_snapshot_never_comes_starts_over() {
+        let mut s = Supervisor::new(HaConfig {
+            rejoin_timeout: Nanos::from_millis(100),
+            ..HaConfig::default()
+        });
+        hello(&mut s, BLUE, 1);
+        ingest(&mut s, 1..=3);
+        hello(&mut s, GREEN, 1);
+        events(&mut s);
+        let beat = |s: &mut Supervisor, ms: i64| {
+            for color in [BLUE, GREEN] {
+                let msg = ToAgent::Heartbeat {
+                    sent_ns: 0,
+                    seq: 0,
+                    processed: Seq(3),
+                };
+                s.handle_message(Nanos::from_millis(ms), color, msg);
+            }
+        };
+        beat(&mut s, 90);
+        s.handle_timeout(Nanos::from_millis(99));
+        assert_eq!(events(&mut s), vec![]);
+        s.handle_timeout(Nanos::from_millis(100));
+        assert_eq!(
+            events(&mut s),
+            vec![
+                Event::RejoinTimedOut {
+                    color: GREEN,
+                    barrier: 1
+                },
+                Event::RejoinStarted {
+                    color: GREEN,
+                    barrier: 2,
+                    at: Seq(3)
+                }
+            ]
+        );
+        // The late snapshot of the first barrier is no longer relayed.
+        let late = ToAgent::SnapshotEnd {
+            barrier: 1,
+            vertices: 1,
+            state_hash: 0,
+        };
+        s.handle_message(Nanos::from_millis(101), BLUE, late);
+        assert!(!drain(&mut s, GREEN)
+            .iter()
+            .any(|m| matches!(m, ToInstance::SnapshotEnd { .. })));
+    }
+
+    #[test]
+    fn state_hashes_of_both_instances_are_reported_together() {
+        let mut s = blue_serving_green_joining(16, 1);
+        let mark = s.place_barrier();
+        events(&mut s);
+        s.handle_message(
+            NOW,
+            BLUE,
+            ToAgent::StateHash {
+                barrier: mark.id,
+                hash: 7,
+            },
+        );
+        assert_eq!(events(&mut s), vec![]);
+        s.handle_message(
+            NOW,
+            GREEN,
+            ToAgent::StateHash {
+                barrier: mark.id,
+                hash: 8,
+            },
+        );
+        assert_eq!(
+            events(&mut s),
+            vec![Event::StateHashes {
+                barrier: mark.id,
+                blue: 7,
+                green: 8
+            }]
+        );
+    }
+
+    #[test]
+    fn a_silent_instance_is_lost_and_its_restoring_peer_restarted() {
+        let mut s = blue_serving_green_joining(16, 1);
+        let beat = ToAgent::Heartbeat {
+            sent_ns: 0,
+            seq: 1,
+            processed: Seq::ZERO,
+        };
+        s.handle_message(Nanos::from_millis(990), GREEN, beat);
+        s.handle_timeout(Nanos::from_millis(1000));
+        let ev = events(&mut s);
+        assert!(ev.contains(&Event::Lost {
+            color: BLUE,
+            reason: LostReason::HeartbeatTimeout
+        }));
+        assert!(ev.contains(&Event::Lost {
+            color: GREEN,
+            reason: LostReason::DonorLost
+        }));
+        // Green comes back as a fresh process: it starts cold and serves.
+        hello(&mut s, GREEN, 1);
+        assert_eq!(s.role(GREEN), Some(Role::Serving));
+        assert!(events(&mut s).contains(&Event::ColdStart {
+            color: GREEN,
+            from: Seq(1)
+        }));
+    }
+
+    #[test]
+    fn a_catching_up_instance_serves_alone_when_its_donor_dies() {
+        let mut s = blue_serving_green_joining(16, 1);
+        ingest(&mut s, 4..=9);
+        let restored = ToAgent::Restored {
+            barrier: 1,
+            state_hash: 0,
+        };
+        s.handle_message(NOW, GREEN, restored);
+        assert_eq!(s.role(GREEN), Some(Role::Starting));
+        s.handle_disconnected(BLUE);
+        assert_eq!(s.role(GREEN), Some(Role::Serving));
+    }
+}
