@@ -53,19 +53,31 @@ impl Control {
         )
     }
 
-    /// The pending barrier, if any. Cheap: one load per worker pass.
+    /// The pending barrier, if any. Cheap: three loads per worker pass.
+    ///
+    /// `at` and `generation` are read between two reads of `generation`, so
+    /// a pass never pairs one barrier's position with the next one's number:
+    /// `lift` clears `at` before `place` bumps `generation`, and a reader that
+    /// sees the bump sees the cleared or the new `at`.
     pub fn pending(&self) -> Option<Pending> {
-        // Pairs with the Release store in `place`.
-        let at = self.at.load(Ordering::Acquire);
-        (at != 0).then(|| Pending {
-            at: Seq(at),
-            generation: self.generation.load(Ordering::Relaxed),
-        })
+        loop {
+            // Both Acquire loads pair with the AcqRel bump in `place`/`place_now`.
+            let generation = self.generation.load(Ordering::Acquire);
+            // Pairs with the Release stores in `place`, `resolve` and `lift`.
+            let at = self.at.load(Ordering::Acquire);
+            if self.generation.load(Ordering::Acquire) == generation {
+                return (at != 0).then_some(Pending {
+                    at: Seq(at),
+                    generation,
+                });
+            }
+        }
     }
 
     /// Places a barrier at `at` (which must be at least 1).
     pub fn place(&self, at: Seq) -> u64 {
-        let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        // Pairs with the Acquire loads in `pending`.
+        let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
         // Pairs with the Acquire load in `pending`.
         self.at.store(at.0.max(1), Ordering::Release);
         generation
@@ -74,26 +86,32 @@ impl Control {
     /// Places a barrier wherever the ingress is when it next looks: at the
     /// frontier it has sent so far.
     pub fn place_now(&self) -> u64 {
-        let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        // Pairs with the Acquire loads in `pending`.
+        let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        // Pairs with the Acquire swap in `resolve`.
         self.resolve.store(true, Ordering::Release);
         generation
     }
 
     /// For the ingress: if a barrier waits to be placed, place it at `frontier`.
     pub fn resolve(&self, frontier: Seq) {
+        // Pairs with the Release store in `place_now`.
         if self.resolve.swap(false, Ordering::Acquire) {
+            // Pairs with the Acquire loads in `pending` and `at`.
             self.at.store(frontier.0.max(1), Ordering::Release);
         }
     }
 
     /// Where the pending barrier is (0 when none is placed yet).
     pub fn at(&self) -> Seq {
+        // Pairs with the Release store in `resolve`.
         Seq(self.at.load(Ordering::Acquire))
     }
 
     /// Lifts the barrier: the ingress releases what it held.
     pub fn lift(&self) {
         self.resolve.store(false, Ordering::Relaxed);
+        // Pairs with the Acquire loads in `pending`.
         self.at.store(0, Ordering::Release);
     }
 

@@ -63,6 +63,7 @@ impl Wake for SourceWaker {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
+        // Pairs with the Acquire swap in `Ingress::step`.
         self.woken.store(true, Ordering::Release);
         self.unparker.unpark();
     }
@@ -149,9 +150,19 @@ impl Ingress {
         if self.ended {
             return Step::Ended;
         }
-        if barrier.is_none() && self.held_frontier.is_some() {
-            self.release(nodes);
-            return Step::Polled;
+        // Records held at a barrier that has lifted, or moved past them, go first.
+        if let Some(held) = self.held_frontier {
+            match barrier {
+                None => {
+                    self.release(nodes, None);
+                    return Step::Polled;
+                }
+                Some(at) if at > self.frontier => {
+                    self.release(nodes, Some(at.min(held)));
+                    return Step::Polled;
+                }
+                Some(_) => {}
+            }
         }
         if barrier.is_some_and(|at| self.frontier >= at) && !stop {
             // Everything up to the barrier is out; wait for it to lift.
@@ -159,6 +170,7 @@ impl Ingress {
         }
         // A woken source is due now.
         for slot in &mut self.slots {
+            // Pairs with the Release store in `SourceWaker::wake_by_ref`.
             if slot.due.is_some() && slot.woken.swap(false, Ordering::Acquire) {
                 slot.due = Some(EventTime(i64::MIN));
             }
@@ -250,16 +262,27 @@ impl Ingress {
         Step::Polled
     }
 
-    /// Sends what was held at a barrier, and the frontier it came with.
-    fn release(&mut self, nodes: &mut [NodeRt]) {
+    /// Sends what was held at a barrier: all of it with the frontier it came
+    /// with, or, when a new barrier lies inside the held range, what lies up
+    /// to it.
+    fn release(&mut self, nodes: &mut [NodeRt], up_to: Option<Seq>) {
+        let Some(held) = self.held_frontier else {
+            return;
+        };
+        let frontier = match up_to {
+            Some(at) if at < held => at,
+            _ => held,
+        };
         for slot in &mut self.slots {
-            nodes[slot.node].out.append(&mut slot.held);
+            let keep = slot.held.partition_point(|r| r.seq <= frontier);
+            nodes[slot.node].out.extend(slot.held.drain(..keep));
         }
-        if let Some(frontier) = self.held_frontier.take() {
-            self.frontier = self.frontier.max(frontier);
-            for slot in &self.slots {
-                nodes[slot.node].frontier = self.frontier;
-            }
+        if frontier == held {
+            self.held_frontier = None;
+        }
+        self.frontier = self.frontier.max(frontier);
+        for slot in &self.slots {
+            nodes[slot.node].frontier = self.frontier;
         }
     }
 
@@ -269,8 +292,11 @@ impl Ingress {
     }
 
     fn end(&mut self, nodes: &mut [NodeRt]) -> Step {
-        self.release(nodes);
+        self.release(nodes, None);
         self.ended = true;
+        // A barrier still pending below the end is reported as passed, never
+        // as a snapshot of a state that lacks what lay between.
+        self.frontier = Seq::END;
         for slot in &self.slots {
             nodes[slot.node].frontier = Seq::END;
         }

@@ -2,8 +2,6 @@
 
 use crate::ring::{RingRx, RingTx};
 use crate::stats::NodeStats;
-use crossbeam_utils::sync::Parker;
-use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 use tandem_core::{Record, Seq, Sink, Source, Vertex};
 
@@ -46,6 +44,30 @@ pub(crate) struct OutLink {
     pub to: OutTo,
     /// Per channel id: does this edge carry it? `None` when it carries all the node's outputs.
     pub filter: Option<Vec<bool>>,
+    /// `block` rings: output that did not fit yet, from `unsent_from` on.
+    pub unsent: Vec<Record>,
+    pub unsent_from: usize,
+    /// The frontier to publish once `unsent` is out.
+    pub unsent_frontier: Seq,
+}
+
+impl OutLink {
+    /// A link to `to`.
+    pub fn new(to: OutTo, filter: Option<Vec<bool>>) -> OutLink {
+        OutLink {
+            to,
+            filter,
+            unsent: Vec::new(),
+            unsent_from: 0,
+            unsent_frontier: Seq::ZERO,
+        }
+    }
+
+    /// True while output waits for room in this link's ring.
+    pub fn has_unsent(&self) -> bool {
+        self.unsent_from < self.unsent.len()
+            || matches!(&self.to, OutTo::Ring(tx) if tx.overflow() == tandem_core::Overflow::DropOldest && tx.has_pending())
+    }
 }
 
 /// A node with everything it needs at run time.
@@ -231,30 +253,84 @@ impl NodeRt {
         self.flush();
     }
 
-    /// Sends `out` and the frontier along every ring link; local links are
-    /// delivered by the worker. Returns true if drop_oldest records still wait.
-    pub fn send_rings(&mut self, parker: &Parker, abort: &AtomicBool) -> bool {
-        let mut waiting = false;
+    /// Sends `out` and the frontier along every ring link, never waiting;
+    /// local links are delivered by the worker. A `block` ring that cannot
+    /// take everything keeps the rest on the link, and the node does not run
+    /// again until it is out.
+    pub fn send_rings(&mut self) {
         for link in &mut self.outs {
-            if let OutTo::Ring(tx) = &mut link.to {
-                let records: &[Record] =
-                    match &link.filter {
-                        None => &self.out,
-                        Some(filter) => {
-                            self.scratch.clear();
-                            self.scratch.extend(self.out.iter().filter(|r| {
-                                filter.get(r.channel.index()).copied().unwrap_or(false)
-                            }));
-                            &self.scratch
-                        }
-                    };
-                if !records.is_empty() || self.frontier > tx.published() {
-                    tx.send(records, self.frontier, parker, abort);
+            let OutTo::Ring(tx) = &mut link.to else {
+                continue;
+            };
+            let records: &[Record] = match &link.filter {
+                None => &self.out,
+                Some(filter) => {
+                    self.scratch.clear();
+                    self.scratch.extend(
+                        self.out
+                            .iter()
+                            .filter(|r| filter.get(r.channel.index()).copied().unwrap_or(false)),
+                    );
+                    &self.scratch
                 }
-                waiting |= tx.flush_pending();
+            };
+            if records.is_empty() && self.frontier <= tx.published() {
+                continue;
+            }
+            if tx.overflow() == tandem_core::Overflow::Block {
+                let pushed = tx.push_some(records, self.frontier);
+                if pushed < records.len() {
+                    link.unsent.clear();
+                    link.unsent.extend_from_slice(&records[pushed..]);
+                    link.unsent_from = 0;
+                    link.unsent_frontier = self.frontier;
+                }
+            } else {
+                tx.send_dropping(records, self.frontier);
             }
         }
-        waiting
+    }
+
+    /// Moves output that waited for room into the rings. Returns true if
+    /// anything moved.
+    pub fn flush_links(&mut self) -> bool {
+        let mut moved = false;
+        for link in &mut self.outs {
+            let OutTo::Ring(tx) = &mut link.to else {
+                continue;
+            };
+            if link.unsent_from < link.unsent.len() {
+                let rest = &link.unsent[link.unsent_from..];
+                let pushed = tx.push_some(rest, link.unsent_frontier);
+                link.unsent_from += pushed;
+                moved |= pushed > 0;
+                if link.unsent_from == link.unsent.len() {
+                    link.unsent.clear();
+                    link.unsent_from = 0;
+                }
+            }
+            let before = tx.has_pending();
+            let still = tx.flush_pending();
+            moved |= before && !still;
+        }
+        moved
+    }
+
+    /// True while some output waits for room in a ring.
+    pub fn has_unsent(&self) -> bool {
+        self.outs.iter().any(OutLink::has_unsent)
+    }
+
+    /// Asks the consumers of the rings this node waits on to wake this
+    /// worker. Returns true if they are all still full, so parking is safe.
+    pub fn arm_wakeups(&self) -> bool {
+        self.outs
+            .iter()
+            .filter(|l| l.has_unsent())
+            .all(|l| match &l.to {
+                OutTo::Ring(tx) => tx.arm_wakeup(),
+                OutTo::Local { .. } => true,
+            })
     }
 }
 

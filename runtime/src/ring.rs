@@ -5,15 +5,13 @@
 //! the consumer loads the frontier with `Acquire` before it reads records, so
 //! every record at or below a frontier it has seen is already in the ring.
 
-use crate::sync::Idle;
-use crossbeam_utils::sync::{Parker, Unparker};
+use crossbeam_utils::sync::Unparker;
 use crossbeam_utils::CachePadded;
 use ringbuf::traits::{Consumer, Observer, Producer, Split};
 use ringbuf::{HeapCons, HeapProd, HeapRb};
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 use tandem_core::{Overflow, Record, Seq};
 
 /// Counters of one ring, readable from any thread.
@@ -96,29 +94,63 @@ impl std::fmt::Debug for RingTx {
 }
 
 impl RingTx {
-    /// Sends `records` (sorted by seq) and then `frontier`, following the
-    /// overflow policy. With `block` it waits for room, parking on `parker`;
-    /// it gives up waiting only when `abort` is set.
-    pub fn send(&mut self, records: &[Record], frontier: Seq, parker: &Parker, abort: &AtomicBool) {
+    /// The overflow policy.
+    pub fn overflow(&self) -> Overflow {
+        self.overflow
+    }
+
+    /// `block`: pushes as many of `records` (sorted by seq) as fit, never
+    /// waiting, and publishes `frontier`, or just below the first record that
+    /// did not fit. Returns how many were pushed; the caller keeps the rest
+    /// and tries again later.
+    pub fn push_some(&mut self, records: &[Record], frontier: Seq) -> usize {
+        let pushed = self.prod.push_slice(records);
+        if pushed > 0 {
+            self.note_occupancy();
+        }
+        let published = match records.get(pushed) {
+            None => frontier,
+            // Everything below the first record not yet sent is out.
+            Some(next) => Seq(next.seq.0.saturating_sub(1)).min(frontier),
+        };
+        self.publish(published, pushed > 0);
+        pushed
+    }
+
+    /// `drop_newest` and `drop_oldest`: sends `records` and `frontier`,
+    /// dropping and counting what the policy says, never waiting.
+    pub fn send_dropping(&mut self, records: &[Record], frontier: Seq) {
         match self.overflow {
-            Overflow::Block => self.send_blocking(records, frontier, parker, abort),
-            Overflow::DropNewest => {
+            Overflow::Block | Overflow::DropNewest => {
                 let pushed = self.prod.push_slice(records);
                 self.count_drops(records.len() - pushed);
-                self.note_occupancy();
-                self.publish(frontier);
+                if pushed > 0 {
+                    self.note_occupancy();
+                }
+                self.publish(frontier, pushed > 0);
             }
             Overflow::DropOldest => {
-                self.pending.extend(records.iter().copied());
-                let excess = self.pending.len().saturating_sub(self.capacity);
-                if excess > 0 {
-                    self.pending.drain(..excess);
-                    self.count_drops(excess);
-                }
+                // Keep at most `capacity` of the newest records beside the ring.
+                let keep = records.len().min(self.capacity);
+                let excess = (self.pending.len() + keep).saturating_sub(self.capacity);
+                self.pending.drain(..excess.min(self.pending.len()));
+                self.count_drops(excess + records.len() - keep);
+                self.pending
+                    .extend(records[records.len() - keep..].iter().copied());
                 self.pending_frontier = self.pending_frontier.max(frontier);
                 self.flush_pending();
             }
         }
+    }
+
+    /// Asks the consumer to wake this ring's producer when it frees room.
+    /// Returns true if the ring is still full, so parking is safe.
+    pub fn arm_wakeup(&self) -> bool {
+        self.shared.producer_waiting.store(true, Ordering::SeqCst);
+        // Pairs with the fence in `RingRx::release`: either the consumer sees
+        // the flag, or this load sees the room it made.
+        fence(Ordering::SeqCst);
+        self.prod.is_full()
     }
 
     /// drop_oldest: moves what now fits from the side buffer into the ring.
@@ -127,6 +159,7 @@ impl RingTx {
         if self.overflow != Overflow::DropOldest {
             return false;
         }
+        let mut moved = false;
         while !self.pending.is_empty() {
             let (front, _) = self.pending.as_slices();
             let pushed = self.prod.push_slice(front);
@@ -134,63 +167,32 @@ impl RingTx {
                 break;
             }
             self.pending.drain(..pushed);
+            moved = true;
         }
-        self.note_occupancy();
+        if moved {
+            self.note_occupancy();
+        }
         let frontier = match self.pending.front() {
             Some(first) => Seq(first.seq.0.saturating_sub(1)).min(self.pending_frontier),
             None => self.pending_frontier,
         };
-        self.publish(frontier);
+        self.publish(frontier, moved);
         !self.pending.is_empty()
     }
 
-    fn send_blocking(
-        &mut self,
-        mut records: &[Record],
-        frontier: Seq,
-        parker: &Parker,
-        abort: &AtomicBool,
-    ) {
-        let mut idle = Idle::new();
-        loop {
-            let pushed = self.prod.push_slice(records);
-            records = &records[pushed..];
-            self.note_occupancy();
-            match records.first() {
-                None => {
-                    self.publish(frontier);
-                    return;
-                }
-                Some(next) => {
-                    // Everything below the first record not yet sent is out.
-                    self.publish(Seq(next.seq.0.saturating_sub(1)).min(frontier));
-                }
-            }
-            if pushed > 0 {
-                idle.reset();
-            }
-            if abort.load(Ordering::Relaxed) {
-                self.count_drops(records.len());
-                return;
-            }
-            // Pairs with the consumer's swap in `RingRx::release`: either it
-            // sees the flag and unparks us, or we see the room it made.
-            self.shared.producer_waiting.store(true, Ordering::SeqCst);
-            if self.prod.is_full() {
-                idle.wait(parker, Duration::from_millis(10));
-            }
-            self.shared.producer_waiting.store(false, Ordering::Relaxed);
-        }
-    }
-
-    fn publish(&mut self, frontier: Seq) {
-        if frontier > self.published {
+    /// Publishes `frontier` if it rose, and wakes the consumer when there is
+    /// something new for it.
+    fn publish(&mut self, frontier: Seq, pushed: bool) {
+        let rose = frontier > self.published;
+        if rose {
             self.published = frontier;
             // Pairs with the Acquire load in `RingRx::frontier`: records
             // pushed before this store are visible to a consumer that sees it.
             self.shared.frontier.store(frontier.0, Ordering::Release);
         }
-        self.consumer.unpark();
+        if rose || pushed {
+            self.consumer.unpark();
+        }
     }
 
     fn count_drops(&self, n: usize) {
@@ -213,6 +215,11 @@ impl RingTx {
     /// The ring's counters.
     pub fn counters(&self) -> Arc<RingCounters> {
         self.shared.counters.clone()
+    }
+
+    /// drop_oldest: true while records wait beside the ring.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
     }
 
     /// Frontier published so far.
@@ -256,7 +263,8 @@ impl RingRx {
             return;
         }
         self.cons.skip(n);
-        // Pairs with the SeqCst store in `RingTx::send_blocking`.
+        // Pairs with the fence in `RingTx::arm_wakeup`.
+        fence(Ordering::SeqCst);
         if self.shared.producer_waiting.swap(false, Ordering::SeqCst) {
             self.producer.unpark();
         }
@@ -282,6 +290,7 @@ impl RingRx {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crossbeam_utils::sync::Parker;
     use tandem_core::{ChannelId, EventTime};
 
     fn recs(seqs: std::ops::RangeInclusive<u64>) -> Vec<Record> {
@@ -296,22 +305,20 @@ mod tests {
         out
     }
 
-    fn pair(cap: usize, overflow: Overflow) -> (RingTx, RingRx, Parker) {
+    fn pair(cap: usize, overflow: Overflow) -> (RingTx, RingRx) {
         let parker = Parker::new();
-        let (tx, rx) = ring(
+        ring(
             cap,
             overflow,
             parker.unparker().clone(),
             parker.unparker().clone(),
-        );
-        (tx, rx, parker)
+        )
     }
 
     #[test]
     fn drop_newest_keeps_what_was_queued_and_counts_the_rest() {
-        let (mut tx, mut rx, parker) = pair(4, Overflow::DropNewest);
-        let abort = AtomicBool::new(false);
-        tx.send(&recs(1..=6), Seq(6), &parker, &abort);
+        let (mut tx, mut rx) = pair(4, Overflow::DropNewest);
+        tx.send_dropping(&recs(1..=6), Seq(6));
         assert_eq!(drain(&mut rx), vec![1, 2, 3, 4]);
         assert_eq!(rx.frontier(), Seq(6));
         assert_eq!(rx.counters().drops.load(Ordering::Relaxed), 2);
@@ -320,11 +327,10 @@ mod tests {
 
     #[test]
     fn drop_oldest_delivers_the_newest_once_the_consumer_catches_up() {
-        let (mut tx, mut rx, parker) = pair(4, Overflow::DropOldest);
-        let abort = AtomicBool::new(false);
-        tx.send(&recs(1..=4), Seq(4), &parker, &abort);
-        tx.send(&recs(5..=12), Seq(12), &parker, &abort);
-        // 5..=8 are older than what waits in the side buffer and are dropped.
+        let (mut tx, mut rx) = pair(4, Overflow::DropOldest);
+        tx.send_dropping(&recs(1..=4), Seq(4));
+        tx.send_dropping(&recs(5..=12), Seq(12));
+        // 5..=8 are older than what waits beside the ring and are dropped.
         assert_eq!(rx.counters().drops.load(Ordering::Relaxed), 4);
         assert_eq!(
             rx.frontier(),
@@ -338,8 +344,8 @@ mod tests {
     }
 
     #[test]
-    fn block_waits_for_the_consumer_and_loses_nothing() {
-        let (mut tx, mut rx, _) = pair(8, Overflow::Block);
+    fn block_pushes_what_fits_and_the_rest_later_losing_nothing() {
+        let (mut tx, mut rx) = pair(8, Overflow::Block);
         let consumer = std::thread::spawn(move || {
             let mut seen = Vec::new();
             while rx.frontier() < Seq(1000) || !rx.is_empty() {
@@ -348,21 +354,24 @@ mod tests {
             }
             seen
         });
-        let parker = Parker::new();
-        let abort = AtomicBool::new(false);
         for chunk in recs(1..=1000).chunks(37) {
-            tx.send(chunk, chunk.last().unwrap().seq, &parker, &abort);
+            let mut rest = chunk;
+            while !rest.is_empty() {
+                let pushed = tx.push_some(rest, chunk.last().unwrap().seq);
+                rest = &rest[pushed..];
+                std::hint::spin_loop();
+            }
         }
         let seen = consumer.join().unwrap();
         assert_eq!(seen, (1..=1000).collect::<Vec<_>>());
+        assert_eq!(tx.counters().drops.load(Ordering::Relaxed), 0);
     }
 
     #[test]
-    fn a_partly_sent_batch_publishes_the_frontier_below_what_waits() {
-        let (mut tx, rx, parker) = pair(3, Overflow::Block);
-        let abort = AtomicBool::new(true); // give up instead of waiting
-        tx.send(&recs(1..=5), Seq(5), &parker, &abort);
+    fn a_partly_pushed_batch_publishes_the_frontier_below_what_waits() {
+        let (mut tx, rx) = pair(3, Overflow::Block);
+        assert_eq!(tx.push_some(&recs(1..=5), Seq(5)), 3);
         assert_eq!(rx.frontier(), Seq(3));
-        assert_eq!(rx.counters().drops.load(Ordering::Relaxed), 2);
+        assert!(tx.arm_wakeup(), "still full: safe to park");
     }
 }

@@ -56,6 +56,12 @@ pub enum StartError {
         /// Ids of sources the ingress stamps.
         stamping: Vec<String>,
     },
+    /// More than one source relays sequenced records: the ingress takes its
+    /// frontier from one relay (the instance side of a junction).
+    #[error(
+        "sources {0:?} all relay sequenced records; a graph takes at most one relaying source"
+    )]
+    SeveralRelays(Vec<String>),
     /// The operating system refused a thread.
     #[error("cannot start worker thread `{worker}`: {source}")]
     Spawn {
@@ -235,7 +241,7 @@ impl Topology {
                                 .unwrap_or(0),
                         },
                     };
-                    OutLink { to, filter }
+                    OutLink::new(to, filter)
                 })
                 .collect();
             built.push(Some(NodeRt {
@@ -288,6 +294,9 @@ impl Topology {
         if !relaying.is_empty() && !stamping.is_empty() {
             return Err(StartError::MixedSequencing { relaying, stamping });
         }
+        if relaying.len() > 1 {
+            return Err(StartError::SeveralRelays(relaying));
+        }
 
         let stop = Arc::new(AtomicBool::new(false));
         let abort = Arc::new(AtomicBool::new(false));
@@ -325,6 +334,7 @@ impl Topology {
                 stop: stop.clone(),
                 abort: abort.clone(),
                 barrier: barrier.clone(),
+                stalled: Vec::new(),
             };
             let done_tx: Sender<()> = done_tx.clone();
             let abort_on_panic = abort.clone();

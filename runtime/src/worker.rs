@@ -22,6 +22,9 @@ pub(crate) struct Worker {
     pub abort: Arc<AtomicBool>,
     /// Barriers for aligned snapshots.
     pub barrier: Arc<Control>,
+    /// Per node, this pass: may not run (its output, or a local consumer's,
+    /// waits for room in a ring).
+    pub stalled: Vec<bool>,
 }
 
 impl Worker {
@@ -37,7 +40,13 @@ impl Worker {
             let mut wait = IDLE_PARK;
             let mut sources_only = false;
             let pending = self.barrier.pending();
-            if let Some(ingress) = &mut self.ingress {
+            self.find_stalled();
+            let sources_stalled = self
+                .nodes
+                .iter()
+                .zip(&self.stalled)
+                .any(|(n, &stalled)| stalled && matches!(n.body, Body::Source(_)));
+            if let Some(ingress) = self.ingress.as_mut().filter(|_| !sources_stalled) {
                 let stop = self.stop.load(Ordering::Relaxed);
                 match ingress.step(&mut self.nodes, stop, &self.barrier) {
                     Step::Polled => worked = true,
@@ -51,6 +60,12 @@ impl Worker {
                 }
             }
             for i in 0..self.nodes.len() {
+                if self.nodes[i].has_unsent() {
+                    worked |= self.nodes[i].flush_links();
+                }
+                if self.stalled[i] {
+                    continue;
+                }
                 worked |= self.nodes[i].run();
                 worked |= self.deliver(i);
             }
@@ -69,7 +84,17 @@ impl Worker {
                 for node in &mut self.nodes {
                     node.flush();
                 }
-                if sources_only {
+                let waiting = self.nodes.iter().any(NodeRt::has_unsent);
+                let armed = self
+                    .nodes
+                    .iter()
+                    .filter(|n| n.has_unsent())
+                    .all(NodeRt::arm_wakeups);
+                if !armed {
+                    // Room appeared while arming: go round again at once.
+                    continue;
+                }
+                if sources_only && !waiting {
                     idle.wait_for_due(&self.wake.parker, wait);
                 } else {
                     idle.wait(&self.wake.parker, wait);
@@ -77,6 +102,23 @@ impl Worker {
             }
         }
         self.nodes.into_iter().map(|n| n.stats).collect()
+    }
+
+    /// Marks the nodes that may not run this pass: those whose output waits
+    /// for room in a ring, and, so that no local buffer grows without bound,
+    /// those feeding such a node on this worker. Consumers come later in
+    /// topological order, so one backward sweep settles it.
+    fn find_stalled(&mut self) {
+        self.stalled.clear();
+        self.stalled.resize(self.nodes.len(), false);
+        for i in (0..self.nodes.len()).rev() {
+            let node = &self.nodes[i];
+            self.stalled[i] = node.has_unsent()
+                || node.outs.iter().any(|link| match link.to {
+                    OutTo::Local { node: j, .. } => self.stalled.get(j).copied().unwrap_or(false),
+                    OutTo::Ring(_) => false,
+                });
+        }
     }
 
     /// Snapshots this worker's vertices once everything up to the barrier has
@@ -148,7 +190,8 @@ impl Worker {
                 port.frontier = port.frontier.max(frontier);
             }
         }
-        let waiting = node.send_rings(&self.wake.parker, &self.abort);
+        node.send_rings();
+        let waiting = node.has_unsent();
         node.out.clear();
         let ended = match node.body {
             Body::Source(_) => frontier == tandem_core::Seq::END,

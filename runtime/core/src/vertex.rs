@@ -16,6 +16,10 @@ use thiserror::Error;
 /// must depend only on the sequence of records it has seen, never on how that
 /// sequence was cut into calls: the executor batches differently on different
 /// worker layouts, and all instances must agree bit for bit.
+///
+/// An output record carries the `seq` of the input record that caused it, so
+/// output sequence numbers never fall below the input being processed (the
+/// frontier already sent downstream would otherwise be broken).
 pub trait Vertex: Send {
     /// Consumes `input`, appending output records to `out`.
     fn process(&mut self, input: &[Record], out: &mut Vec<Record>);
@@ -26,6 +30,7 @@ pub trait Vertex: Send {
     }
 
     /// Replaces the state with a snapshot taken by a vertex of the same kind.
+    /// On error the vertex's state is left as it was.
     fn restore(&mut self, snapshot: &Snapshot) -> Result<(), SnapshotError> {
         let _ = snapshot;
         Err(SnapshotError::Stateless)
