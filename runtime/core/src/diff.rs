@@ -248,7 +248,18 @@ impl fmt::Display for NodeDiff {
                     )?;
                 }
                 if let Some((was, is)) = inputs {
-                    write!(f, ", inputs [{}] -> [{}]", was.join(", "), is.join(", "))?;
+                    write!(f, ", inputs")?;
+                    let added = is.iter().filter(|c| !was.contains(c));
+                    let removed = was.iter().filter(|c| !is.contains(c));
+                    let mut any = false;
+                    for (sign, channel) in added.map(|c| ('+', c)).chain(removed.map(|c| ('-', c)))
+                    {
+                        write!(f, " {sign}{channel}")?;
+                        any = true;
+                    }
+                    if !any {
+                        write!(f, " reordered")?;
+                    }
                 }
             }
         }
@@ -592,7 +603,7 @@ mod tests {
             + &node("p", "pass", 1, "").replace("[\"m\"]", "[\"n\"]");
         assert_eq!(
             lines(&old, &new),
-            "~ a: acc v1, gain 1.0 -> 2.5\n~ p: pass v1, inputs [m] -> [n]\n"
+            "~ a: acc v1, gain 1.0 -> 2.5\n~ p: pass v1, inputs +n -m\n"
         );
         assert!(diff(&load(&old), &load(&new)).refusals(false).is_empty());
     }
