@@ -266,9 +266,10 @@ fn home_v2_resumes_the_battery_energy_total_of_home_through_the_migration() {
     // Checkpoints are taken on wall-clock ticks during the run: at least one.
     let at: u64 = log
         .lines()
+        .rev()
         .filter_map(|l| l.strip_prefix("tandem: checkpoint "))
         .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
-        .last()
+        .next()
         .unwrap_or_else(|| panic!("no checkpoint was taken:\n{log}"));
     let totals = printed(&text(&first.stdout), "battery_energy");
     let (_, total, _) = totals.iter().rev().find(|(seq, _, _)| *seq <= at).unwrap();
