@@ -343,7 +343,11 @@ fn every_golden_file_of_a_current_schema_restores_and_continues_as_its_writer_wo
         let snapshot = Snapshot::decode(&bytes).unwrap_or_else(|e| panic!("{what}: {e}"));
         assert_eq!(Some(snapshot.schema), kind.state_schema, "{what}");
         let fresh = build(kind, &case.params).snapshot();
-        assert_ne!(fresh.as_ref(), Some(&snapshot), "{what}: the case leaves no state");
+        assert_ne!(
+            fresh.as_ref(),
+            Some(&snapshot),
+            "{what}: the case leaves no state"
+        );
         let mut restored = build(kind, &case.params);
         restored
             .restore(&snapshot)
