@@ -59,6 +59,18 @@ enum Command {
         #[arg(long, value_parser = checkpoint_interval_arg, default_value = "10s")]
         checkpoint_every: Duration,
     },
+    /// Compare two versions of a graph node by node and say whether an
+    /// upgrade from OLD to NEW keeps every vertex's state. Exit 0 safe (or
+    /// identical), 1 refused (state would be lost), 2 unreadable or invalid files.
+    Diff {
+        /// The graph running now (TOML).
+        old: PathBuf,
+        /// The graph to upgrade to (TOML).
+        new: PathBuf,
+        /// Accept dropping the state of removed vertices.
+        #[arg(long)]
+        allow_drop: bool,
+    },
     /// List the kinds of sources, vertices and sinks, with their parameters.
     Kinds {
         /// Show only this kind.
@@ -160,6 +172,11 @@ fn main() -> ExitCode {
                 durability,
             )
         }
+        Command::Diff {
+            old,
+            new,
+            allow_drop,
+        } => diff(&old, &new, allow_drop),
         Command::Kinds { name } => kinds(name.as_deref()),
     }
 }
@@ -197,6 +214,63 @@ fn check(files: &[PathBuf], layout: Option<Layout>) -> ExitCode {
         }
     }
     ExitCode::from(worst)
+}
+
+/// Exit code of an upgrade `tandem diff` refuses.
+const REFUSED: u8 = 1;
+
+fn diff(old: &Path, new: &Path, allow_drop: bool) -> ExitCode {
+    // Both files are read and checked, so that every error is shown at once.
+    let (old_graph, new_graph) = (load(old, None), load(new, None));
+    let (Ok(old_graph), Ok(new_graph)) = (old_graph, new_graph) else {
+        return ExitCode::from(UNREADABLE);
+    };
+    let changes = tandem_core::diff::diff(&old_graph.plan, &new_graph.plan);
+    print!("{changes}");
+    let mut refusals: Vec<String> = changes
+        .refusals(allow_drop)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let stateful = old_graph
+        .plan
+        .nodes
+        .iter()
+        .any(|n| n.kind.state_schema.is_some());
+    if old_graph.name != new_graph.name && stateful {
+        refusals.push(format!(
+            "the graph is renamed from `{}` to `{}`: checkpoints of `{}` would not be resumed; \
+             keep `name = \"{}\"` under [graph]",
+            old_graph.name, new_graph.name, old_graph.name, old_graph.name
+        ));
+    }
+    if !refusals.is_empty() {
+        for reason in &refusals {
+            eprintln!("error: {reason}");
+        }
+        eprintln!(
+            "tandem: upgrade refused: {} change(s) would lose state",
+            refusals.len()
+        );
+        return ExitCode::from(REFUSED);
+    }
+    let dropped: Vec<&str> = changes
+        .nodes
+        .iter()
+        .filter(|n| matches!(n.state, tandem_core::diff::StateFate::Dropped(_)))
+        .map(|n| n.id.as_str())
+        .collect();
+    if changes.is_empty() && old_graph.name == new_graph.name {
+        println!("no change");
+    } else if dropped.is_empty() {
+        println!("safe: the state of every vertex carries over");
+    } else {
+        println!(
+            "safe with --allow-drop: the state of every vertex carries over but {}",
+            dropped.join(", ")
+        );
+    }
+    ExitCode::SUCCESS
 }
 
 /// Where and how often `tandem run` checkpoints.

@@ -345,7 +345,7 @@ fn refusals_go_back_as_far_as_needed_and_say_when_nothing_is_left() {
 
 fn integrate() -> Box<dyn Vertex> {
     let kind = tandem_nodes::registry()
-        .get("integrate", None)
+        .get("integrate", Some(1))
         .expect("integrate is registered");
     let mut params = Params::new();
     params.insert("per", ParamValue::Text("h".to_owned()));

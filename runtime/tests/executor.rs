@@ -666,7 +666,7 @@ fn a_barrier_snapshot_holds_exactly_the_records_up_to_it() {
     let waker_slot = Arc::new(Mutex::new(None));
     *RELAY_FEED.lock().unwrap() = Some((rx, waker_slot.clone()));
     let registry = tandem_nodes::registry();
-    let integrate = registry.get("integrate", None).unwrap();
+    let integrate = registry.get("integrate", Some(1)).unwrap();
     let mut ch = ChannelTable::new();
     let c = ch.intern("relay", "");
     let e = ch.intern("energy", "");

@@ -36,42 +36,63 @@ pub static INTEGRATE: KindSpec = KindSpec {
     arity: Arity::exactly(1),
     outputs: &[OutputSpec::main("")],
     outputs_from: None,
-    params: &[
-        ParamSpec {
-            name: "per",
-            ty: ParamType::Choice(PER),
-            default: ParamDefault::Text("h"),
-            doc: "time unit of the integral: \"h\" (W to Wh) or \"s\" (W to J)",
-        },
-        ParamSpec {
-            name: "max_gap",
-            ty: ParamType::Duration {
-                min_ns: 1,
-                max_ns: common::MAX_DURATION_NS,
-            },
-            default: ParamDefault::Duration(60_000_000_000),
-            doc: "longest event-time gap between samples that is integrated across; longer gaps add nothing and flag the total uncertain",
-        },
-    ],
+    params: PARAMS,
     state_schema: Some(SCHEMA),
     migrations: &[],
     build: Builder::Vertex(build),
 };
 
+/// The parameters of every version of `integrate`.
+pub(super) const PARAMS: &[ParamSpec] = &[
+    ParamSpec {
+        name: "per",
+        ty: ParamType::Choice(PER),
+        default: ParamDefault::Text("h"),
+        doc: "time unit of the integral: \"h\" (W to Wh) or \"s\" (W to J)",
+    },
+    ParamSpec {
+        name: "max_gap",
+        ty: ParamType::Duration {
+            min_ns: 1,
+            max_ns: common::MAX_DURATION_NS,
+        },
+        default: ParamDefault::Duration(60_000_000_000),
+        doc: "longest event-time gap between samples that is integrated across; longer gaps add nothing and flag the total uncertain",
+    },
+];
+
 fn build(ctx: &BuildContext<'_>) -> Result<Box<dyn Vertex>, BuildError> {
-    let per = common::text(ctx, "per")?;
-    let ns_per_unit = match per {
-        "s" => 1e9,
-        "h" => 3600e9,
-        other => return Err(common::bad_choice(ctx, "per", other, PER)),
-    };
     Ok(Box::new(Integrate {
         input: common::input(ctx, 0)?,
         output: common::output(ctx)?,
-        two_ns_per_unit: 2.0 * ns_per_unit,
-        max_gap: common::duration(ctx, "max_gap")?,
+        rule: Rule::from_params(ctx)?,
         state: IntegrateState::default(),
     }))
+}
+
+/// How samples are integrated: the unit of time and the longest gap bridged.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Rule {
+    /// Twice the nanoseconds per unit of the integral (the trapezoid's 1/2).
+    two_ns_per_unit: f64,
+    /// Longest gap integrated across, ns.
+    max_gap: i64,
+}
+
+impl Rule {
+    /// The rule from the `per` and `max_gap` parameters.
+    pub(super) fn from_params(ctx: &BuildContext<'_>) -> Result<Rule, BuildError> {
+        let per = common::text(ctx, "per")?;
+        let ns_per_unit = match per {
+            "s" => 1e9,
+            "h" => 3600e9,
+            other => return Err(common::bad_choice(ctx, "per", other, PER)),
+        };
+        Ok(Rule {
+            two_ns_per_unit: 2.0 * ns_per_unit,
+            max_gap: common::duration(ctx, "max_gap")?,
+        })
+    }
 }
 
 /// The running total and the sample it ends at.
@@ -102,8 +123,47 @@ impl IntegrateState {
         self.total = t;
     }
 
-    fn value(&self) -> f64 {
+    /// The best estimate of the integral.
+    pub(super) fn value(&self) -> f64 {
         self.total + self.compensation
+    }
+
+    /// Takes one sample of the input channel: adds its area and holds it.
+    /// Returns the quality of the total to emit, or `None` when the sample
+    /// is skipped (not finite, or not after the held one).
+    pub(super) fn accept(&mut self, r: &Record, rule: Rule) -> Option<Quality> {
+        if !r.value.is_finite() {
+            return None;
+        }
+        let mut quality = r.quality;
+        if self.has_previous {
+            let dt = r.time.0.saturating_sub(self.time);
+            if dt <= 0 {
+                return None;
+            }
+            if dt > rule.max_gap {
+                quality |= Quality::UNCERTAIN;
+            } else {
+                self.add((self.value + r.value) * dt as f64 / rule.two_ns_per_unit);
+                quality |= Quality(self.quality);
+            }
+        }
+        self.has_previous = true;
+        self.time = r.time.0;
+        self.value = r.value;
+        self.quality = r.quality.0;
+        Some(common::flag_non_finite(quality, self.value()))
+    }
+
+    /// Refuses a restored state that no run could have written.
+    pub(super) fn check(&self) -> Result<(), SnapshotError> {
+        if self.total.is_finite() && self.compensation.is_finite() && self.value.is_finite() {
+            Ok(())
+        } else {
+            Err(SnapshotError::Invalid(
+                "integrate total or last sample is not finite".to_owned(),
+            ))
+        }
     }
 }
 
@@ -112,8 +172,7 @@ impl IntegrateState {
 pub struct Integrate {
     input: ChannelId,
     output: ChannelId,
-    two_ns_per_unit: f64,
-    max_gap: i64,
+    rule: Rule,
     state: IntegrateState,
 }
 
@@ -121,29 +180,14 @@ impl Vertex for Integrate {
     fn process(&mut self, input: &[Record], out: &mut Vec<Record>) {
         let mut s = self.state;
         for r in input {
-            if r.channel != self.input || !r.value.is_finite() {
+            if r.channel != self.input {
                 continue;
             }
-            let mut quality = r.quality;
-            if s.has_previous {
-                let dt = r.time.0.saturating_sub(s.time);
-                if dt <= 0 {
-                    continue;
-                }
-                if dt > self.max_gap {
-                    quality |= Quality::UNCERTAIN;
-                } else {
-                    s.add((s.value + r.value) * dt as f64 / self.two_ns_per_unit);
-                    quality |= Quality(s.quality);
-                }
-            }
-            s.has_previous = true;
-            s.time = r.time.0;
-            s.value = r.value;
-            s.quality = r.quality.0;
-            let total = s.value();
-            let mut o = r.derive(self.output, total);
-            o.quality = common::flag_non_finite(quality, total);
+            let Some(quality) = s.accept(r, self.rule) else {
+                continue;
+            };
+            let mut o = r.derive(self.output, s.value());
+            o.quality = quality;
             out.push(o);
         }
         self.state = s;
@@ -155,11 +199,7 @@ impl Vertex for Integrate {
 
     fn restore(&mut self, snapshot: &Snapshot) -> Result<(), SnapshotError> {
         let state: IntegrateState = thaw(SCHEMA, snapshot)?;
-        if !(state.total.is_finite() && state.compensation.is_finite() && state.value.is_finite()) {
-            return Err(SnapshotError::Invalid(
-                "integrate total or last sample is not finite".to_owned(),
-            ));
-        }
+        state.check()?;
         self.state = state;
         Ok(())
     }

@@ -6,6 +6,7 @@
 //! are parameters. The Cargo.toml of this crate is the proof.
 
 pub mod channel;
+pub mod diff;
 pub mod graph;
 pub mod ha;
 pub mod param;
