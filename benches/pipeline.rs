@@ -277,6 +277,7 @@ fn run_tandem(
     let options = RunOptions {
         clock,
         span: None,
+        hold_at_span_end: false,
         batch: BATCH,
     };
     let start = Instant::now();

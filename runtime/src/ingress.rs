@@ -88,6 +88,8 @@ pub(crate) struct Ingress {
     last_now: EventTime,
     /// The frontier to send once held records are released.
     held_frontier: Option<Seq>,
+    /// With `hold_at_span_end`: told when the span is over.
+    span_ended: Option<crossbeam_channel::Sender<()>>,
 }
 
 impl Ingress {
@@ -139,6 +141,7 @@ impl Ingress {
             frontier: after,
             last_now: origin_time,
             held_frontier: None,
+            span_ended: None,
         }
     }
 
@@ -182,8 +185,18 @@ impl Ingress {
             (Clock::Virtual { .. }, Some(due)) => due.max(self.last_now),
         };
         self.last_now = now;
-        if stop || self.until.is_some_and(|until| now > until) {
+        if stop {
             return self.end(nodes);
+        }
+        if self.until.is_some_and(|until| now > until) {
+            match &self.span_ended {
+                None => return self.end(nodes),
+                Some(tx) => {
+                    // Hold here until stopped; say so once.
+                    let _ = tx.try_send(());
+                    return Step::Idle(Duration::from_millis(100));
+                }
+            }
         }
         let Some(next_due) = next_due else {
             return self.end(nodes);
@@ -260,6 +273,12 @@ impl Ingress {
             nodes[slot.node].frontier = frontier;
         }
         Step::Polled
+    }
+
+    /// At the end of the span, hold and tell `tx` instead of ending.
+    pub fn hold_at_span_end(mut self, tx: Option<crossbeam_channel::Sender<()>>) -> Ingress {
+        self.span_ended = tx;
+        self
     }
 
     /// Sends what was held at a barrier: all of it with the frontier it came

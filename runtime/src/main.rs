@@ -158,6 +158,8 @@ fn main() -> ExitCode {
                 // On the wall clock `run` enforces --for itself, so it can
                 // checkpoint before the stream drains.
                 span: run_for.filter(|_| matches!(clock, Clock::Virtual { .. })),
+                // So that a virtual run can checkpoint what its span produced.
+                hold_at_span_end: state_dir.is_some(),
                 batch,
             };
             let durability = state_dir.map(|dir| Durability {
@@ -372,6 +374,7 @@ fn run(
         None => crossbeam_channel::never(),
     };
     let finished = topology.finished().clone();
+    let span_ended = topology.span_ended().clone();
     loop {
         crossbeam_channel::select! {
             recv(interrupt) -> _ => {
@@ -383,6 +386,13 @@ fn run(
                 break;
             }
             recv(deadline) -> _ => {
+                if let Some(store) = store.as_mut() {
+                    checkpoint(&mut topology, store, &stamp);
+                }
+                topology.stop();
+                break;
+            }
+            recv(span_ended) -> _ => {
                 if let Some(store) = store.as_mut() {
                     checkpoint(&mut topology, store, &stamp);
                 }

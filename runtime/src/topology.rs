@@ -25,6 +25,10 @@ pub struct RunOptions {
     pub clock: Clock,
     /// Stop polling sources after this much ingress time (then drain and exit).
     pub span: Option<Duration>,
+    /// At the end of `span`, hold instead of ending the stream, and say so on
+    /// [`Topology::span_ended`]; the stream ends on [`Topology::stop`]. Lets
+    /// a caller take a last barrier snapshot of everything the span produced.
+    pub hold_at_span_end: bool,
     /// Most records a node takes from a ring in one pass.
     pub batch: usize,
 }
@@ -34,6 +38,7 @@ impl Default for RunOptions {
         RunOptions {
             clock: Clock::Wall,
             span: None,
+            hold_at_span_end: false,
             batch: 1024,
         }
     }
@@ -135,6 +140,7 @@ pub struct Topology {
     done: Receiver<()>,
     barrier: Arc<Control>,
     reports: Receiver<(u64, BarrierReport)>,
+    span_ended: Receiver<()>,
 }
 
 impl Topology {
@@ -301,6 +307,12 @@ impl Topology {
         let stop = Arc::new(AtomicBool::new(false));
         let abort = Arc::new(AtomicBool::new(false));
         let (control, reports) = Control::new();
+        let (span_tx, span_ended) = if options.hold_at_span_end {
+            let (tx, rx) = crossbeam_channel::bounded::<()>(1);
+            (Some(tx), rx)
+        } else {
+            (None, crossbeam_channel::never())
+        };
         let barrier = Arc::new(control);
         let (done_tx, done) = crossbeam_channel::bounded::<()>(0);
         let unparkers: Vec<Unparker> = wakes.iter().map(|w| w.unparker.clone()).collect();
@@ -326,6 +338,7 @@ impl Topology {
                     options.span,
                     after,
                 )
+                .hold_at_span_end(span_tx.clone())
             });
             let runner = Worker {
                 nodes,
@@ -366,6 +379,7 @@ impl Topology {
             done,
             barrier,
             reports,
+            span_ended,
         };
         Ok((topology, restored))
     }
@@ -466,6 +480,12 @@ impl Topology {
             self.done.recv_timeout(timeout),
             Err(crossbeam_channel::RecvTimeoutError::Disconnected)
         )
+    }
+
+    /// Receives once when the ingress reaches the end of the span and holds
+    /// (with [`RunOptions::hold_at_span_end`]).
+    pub fn span_ended(&self) -> &Receiver<()> {
+        &self.span_ended
     }
 
     /// A receiver that disconnects when every worker has finished (for `select!`).

@@ -248,7 +248,7 @@ fn run_graph(dir: &Path, graph: &str, state: &Path, start: i64, span: &str) -> O
         .arg(start.to_string())
         .arg("--state-dir")
         .arg(state)
-        .args(["--checkpoint-every", "5ms"])
+        .args(["--checkpoint-every", "10s"])
         .output()
         .unwrap()
 }
