@@ -10,6 +10,27 @@ use tandem_core::graph::{self, Loaded};
 use tandem_core::param::{format_duration, parse_duration};
 use tandem_core::{EventTime, Layout, ParamDefault, Role};
 
+/// Writes a line to stdout. When the reader has gone away (`tandem check |
+/// head`), the command ends quietly with 141, as a SIGPIPE would end it.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if writeln!(std::io::stdout().lock(), $($arg)*).is_err() {
+            std::process::exit(141);
+        }
+    }};
+}
+
+/// [`outln!`] without the newline.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if write!(std::io::stdout().lock(), $($arg)*).is_err() {
+            std::process::exit(141);
+        }
+    }};
+}
+
 /// tandem: a stream-processing runtime for home-energy gateways.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about = None)]
@@ -209,8 +230,8 @@ fn check(files: &[PathBuf], layout: Option<Layout>) -> ExitCode {
     for file in files {
         match load(file, layout) {
             Ok(loaded) => {
-                println!("{}: ok", file.display());
-                print!("{}", loaded.plan);
+                outln!("{}: ok", file.display());
+                out!("{}", loaded.plan);
             }
             Err(code) => worst = worst.max(code),
         }
@@ -228,7 +249,7 @@ fn diff(old: &Path, new: &Path, allow_drop: bool) -> ExitCode {
         return ExitCode::from(UNREADABLE);
     };
     let changes = tandem_core::diff::diff(&old_graph.plan, &new_graph.plan);
-    print!("{changes}");
+    out!("{changes}");
     let mut refusals: Vec<String> = changes
         .refusals(allow_drop)
         .iter()
@@ -263,11 +284,11 @@ fn diff(old: &Path, new: &Path, allow_drop: bool) -> ExitCode {
         .map(|n| n.id.as_str())
         .collect();
     if changes.is_empty() && old_graph.name == new_graph.name {
-        println!("no change");
+        outln!("no change");
     } else if dropped.is_empty() {
-        println!("safe: the state of every vertex carries over");
+        outln!("safe: the state of every vertex carries over");
     } else {
-        println!(
+        outln!(
             "safe with --allow-drop: the state of every vertex carries over but {}",
             dropped.join(", ")
         );
@@ -469,7 +490,7 @@ fn kinds(only: Option<&str>) -> ExitCode {
                 continue;
             }
             found = true;
-            println!(
+            outln!(
                 "[{}] {} v{}: {}",
                 role.table(),
                 kind.name,
@@ -477,7 +498,7 @@ fn kinds(only: Option<&str>) -> ExitCode {
                 kind.doc
             );
             if !kind.input_names.is_empty() {
-                println!("    inputs: {}", kind.input_names.join(", "));
+                outln!("    inputs: {}", kind.input_names.join(", "));
             }
             let outs: Vec<String> = kind
                 .outputs
@@ -497,10 +518,10 @@ fn kinds(only: Option<&str>) -> ExitCode {
                 .chain(kind.outputs_from.map(|p| format!("<id>.<each of `{p}`>")))
                 .collect();
             if !outs.is_empty() {
-                println!("    outputs: {}", outs.join(", "));
+                outln!("    outputs: {}", outs.join(", "));
             }
             if let Some(schema) = kind.state_schema {
-                println!("    state schema: {schema}");
+                outln!("    state schema: {schema}");
             }
             for p in kind.params {
                 let default = match p.default {
@@ -513,7 +534,7 @@ fn kinds(only: Option<&str>) -> ExitCode {
                     ParamDefault::Text(v) => format!("default \"{v}\""),
                     ParamDefault::Names(v) => format!("default {v:?}"),
                 };
-                println!(
+                outln!(
                     "    {} = {} ({default}): {}",
                     p.name,
                     p.ty.expected(),

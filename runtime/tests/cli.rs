@@ -350,3 +350,27 @@ fn after_sigkill_state_resumes_from_the_last_good_checkpoint() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_reader_that_stops_early_ends_the_command_quietly() {
+    for args in [&["kinds"][..], &["check", "graphs/home.toml"][..]] {
+        let mut child = tandem()
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Read one line, then hang up, as `| head -1` does.
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        assert!(!first.is_empty());
+        let (code, stderr) = wait_exit(child, Duration::from_secs(30));
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(
+            matches!(code, Some(0) | Some(141)),
+            "{args:?}: exit {code:?}"
+        );
+    }
+}
