@@ -223,8 +223,9 @@ fn registry() -> Registry {
     r
 }
 
-/// The chain as a graph file: source, scale and range check on the ingress
-/// worker; deadband, EWMA and the counting sink on a second worker.
+/// The chain as a graph file: source and scale on the ingress worker (which
+/// also stamps sequence numbers); range check, deadband, EWMA and the
+/// counting sink on a second worker.
 fn graph_text(count: u64, batch: usize, latency: bool, every: &str) -> String {
     format!(
         r#"
@@ -251,6 +252,7 @@ kind = "range_check"
 inputs = ["scale"]
 min = -1e12
 max = 1e12
+worker = "w1"
 
 [vertices.deadband]
 kind = "deadband"
@@ -331,7 +333,7 @@ fn chain() -> (Stage, Stage) {
             first.push(v)
         }
     }
-    assert_eq!((first.len(), second.len()), (2, 2));
+    assert_eq!((first.len(), second.len()), (1, 3));
     (first, second)
 }
 
