@@ -1,11 +1,13 @@
-//! Linux bus backends (feature `linux`): open `/dev/i2c-N` and
-//! `/dev/spidevX.Y` as embedded-hal buses, with errors that name the path.
+//! Linux bus backends (feature `linux`): open `/dev/i2c-N`,
+//! `/dev/spidevX.Y` and GPIO lines of `/dev/gpiochipN` as embedded-hal
+//! buses and pins, with errors that name the path.
 
 use std::fmt;
+use std::format;
 use std::string::{String, ToString};
 
 use linux_embedded_hal::spidev::{SpiModeFlags, Spidev, SpidevOptions};
-pub use linux_embedded_hal::{I2cdev, SpidevDevice};
+pub use linux_embedded_hal::{CdevPin, I2cdev, SpidevDevice};
 
 /// Which kind of bus failed to open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,6 +16,8 @@ pub enum BusKind {
     I2c,
     /// an SPI device (`/dev/spidevX.Y`)
     Spi,
+    /// a GPIO line of a chip (`/dev/gpiochipN`)
+    Gpio,
 }
 
 /// A bus device could not be opened or configured.
@@ -36,10 +40,14 @@ impl fmt::Display for OpenError {
             BusKind::Spi => {
                 "is SPI enabled in the device tree and spidev bound to the chip select?"
             }
+            BusKind::Gpio => {
+                "does the chip exist (`gpiodetect`), and is the line free (`gpioinfo`)?"
+            }
         };
         let kind = match self.kind {
             BusKind::I2c => "i2c bus",
             BusKind::Spi => "spi device",
+            BusKind::Gpio => "gpio line of",
         };
         write!(
             f,
@@ -50,6 +58,23 @@ impl fmt::Display for OpenError {
 }
 
 impl std::error::Error for OpenError {}
+
+/// Requests line `line` of GPIO chip `chip` (e.g. `/dev/gpiochip0`) as an
+/// output, driven low, for `consumer` (shown by `gpioinfo`).
+pub fn open_gpio_output(chip: &str, line: u32, consumer: &str) -> Result<CdevPin, OpenError> {
+    use linux_embedded_hal::gpio_cdev::{Chip, LineRequestFlags};
+    let fail = |e: &dyn fmt::Display| OpenError {
+        path: format!("{chip} line {line}"),
+        kind: BusKind::Gpio,
+        reason: e.to_string(),
+    };
+    let mut gpio = Chip::new(chip).map_err(|e| fail(&e))?;
+    let handle = gpio
+        .get_line(line)
+        .and_then(|l| l.request(LineRequestFlags::OUTPUT, 0, consumer))
+        .map_err(|e| fail(&e))?;
+    CdevPin::new(handle).map_err(|e| fail(&e))
+}
 
 /// Opens an I2C adapter, e.g. `/dev/i2c-1`.
 pub fn open_i2c(path: &str) -> Result<I2cdev, OpenError> {

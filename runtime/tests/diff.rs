@@ -287,7 +287,7 @@ fn home_v2_resumes_the_battery_energy_total_of_home_through_the_migration() {
         "did not resume from the newest checkpoint at {at}:\n{log}"
     );
     assert!(
-        log.contains("tandem: 10 vertices resumed from the checkpoint\n"),
+        log.contains("tandem: 11 vertices resumed from the checkpoint\n"),
         "{log}"
     );
     assert!(!log.contains("refused"), "{log}");

@@ -80,7 +80,15 @@ impl Bus {
 #[cfg(feature = "linux")]
 mod linux {
     use tandem_core::BuildError;
-    use tandem_firmware::linux::{open_i2c, open_spi, SpiMode};
+    use tandem_firmware::linux::{open_gpio_output, open_i2c, open_spi, SpiMode};
+
+    /// A Linux GPIO output line.
+    pub type GpioPin = tandem_firmware::linux::CdevPin;
+
+    /// Requests a GPIO line as an output; the error names chip and line.
+    pub fn gpio(id: &str, chip: &str, line: u32) -> Result<GpioPin, BuildError> {
+        open_gpio_output(chip, line, "tandem").map_err(|e| BuildError::new(format!("`{id}`: {e}")))
+    }
 
     /// A Linux I2C adapter.
     pub type I2cBus = tandem_firmware::linux::I2cdev;
@@ -120,6 +128,26 @@ mod linux {
     /// No SPI bus: this build has no Linux bus support.
     #[derive(Debug)]
     pub enum SpiBus {}
+    /// No GPIO line: this build has no Linux bus support.
+    #[derive(Debug)]
+    pub enum GpioPin {}
+
+    pub fn gpio(id: &str, chip: &str, line: u32) -> Result<GpioPin, BuildError> {
+        Err(unsupported(id, "gpio line", &format!("{chip}:{line}")))
+    }
+
+    impl embedded_hal::digital::ErrorType for GpioPin {
+        type Error = Infallible;
+    }
+
+    impl embedded_hal::digital::OutputPin for GpioPin {
+        fn set_low(&mut self) -> Result<(), Infallible> {
+            match *self {}
+        }
+        fn set_high(&mut self) -> Result<(), Infallible> {
+            match *self {}
+        }
+    }
 
     fn unsupported(id: &str, what: &str, path: &str) -> BuildError {
         BuildError::new(format!(
@@ -173,7 +201,9 @@ mod linux {
     }
 }
 
-pub use linux::{i2c as open_i2c, spi as open_spi, I2cBus, Sleep, SpiBus};
+pub use linux::{
+    gpio as open_gpio, i2c as open_i2c, spi as open_spi, GpioPin, I2cBus, Sleep, SpiBus,
+};
 
 /// The simulated chips convert at once: nothing to wait for.
 #[derive(Debug, Clone, Copy, Default)]

@@ -22,18 +22,28 @@
 //! | `sbs_battery` | SBS 1.1 smart battery (SMBus) | [`sbs_battery`] |
 //! | `max31865` | MAX31865 RTD converter (SPI) | [`max31865`] |
 //! | `ev_charger` | ADS1115 pilot ADC + INA226 current monitor (I2C) | [`ev_charger`] |
+//! | `sg_ready` (a sink) | SG-Ready contacts of a heat pump (GPIO) | [`sg_ready`] |
 
 pub mod bus;
 pub(crate) mod common;
 pub mod ev_charger;
 pub mod max31865;
 pub mod sbs_battery;
+pub mod sg_ready;
 
 use tandem_core::KindSpec;
 
-/// The kinds this module provides.
-pub static KINDS: &[&KindSpec] = &[&sbs_battery::KIND, &max31865::KIND, &ev_charger::KIND];
+/// The device sources.
+pub static SOURCES: &[&KindSpec] = &[&sbs_battery::KIND, &max31865::KIND, &ev_charger::KIND];
 
+/// The kinds this module provides: the sources, and the sink that drives
+/// SG-Ready contacts.
+pub static KINDS: &[&KindSpec] = &[
+    &sbs_battery::KIND,
+    &max31865::KIND,
+    &ev_charger::KIND,
+    &sg_ready::KIND,
+];
 #[cfg(test)]
 pub(crate) mod testing {
     //! Polling device sources by hand in tests.
@@ -63,7 +73,7 @@ pub(crate) mod testing {
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use super::KINDS;
+    use super::SOURCES;
     use crate::io::testing::{drive, source, text, NEW_YEAR_2026};
     use tandem_core::{EventTime, ParamValue, Role};
 
@@ -71,17 +81,17 @@ mod tests {
     fn every_device_kind_is_a_registered_source() {
         let registry = crate::registry();
         let sources = registry.names(Role::Source);
-        for kind in KINDS {
+        for kind in SOURCES {
             assert!(sources.contains(&kind.name), "{}", kind.name);
             assert!(kind.params.iter().any(|p| p.name == "bus"));
             assert!(kind.params.iter().any(|p| p.name == "period"));
         }
-        assert_eq!(KINDS.len(), 3);
+        assert_eq!(SOURCES.len(), 3);
     }
 
     #[test]
     fn the_same_polls_give_the_same_records_faults_included() {
-        for kind in KINDS {
+        for kind in SOURCES {
             let inject = match kind.name {
                 "sbs_battery" => "bad_pec",
                 "max31865" => "open_rtd",
@@ -140,7 +150,7 @@ mod tests {
         let plan = loaded.plan;
         plan.nodes
             .iter()
-            .filter(|n| KINDS.iter().any(|k| k.name == n.kind.name))
+            .filter(|n| SOURCES.iter().any(|k| k.name == n.kind.name))
             .map(|n| {
                 let ctx = tandem_core::BuildContext {
                     id: &n.id,
