@@ -207,6 +207,12 @@ impl Topology {
                 }
             };
             let mut stats = NodeStats::new(&node.id, node.role(), node.worker);
+            let inputs = node.in_edges.len();
+            let merging = inputs > 1;
+            let filtering = node
+                .out_edges
+                .iter()
+                .any(|&e| plan.edges[e].channels.len() < node.outputs.len());
             let ports = node
                 .in_edges
                 .iter()
@@ -255,9 +261,12 @@ impl Topology {
                 ports,
                 outs,
                 out: Vec::with_capacity(batch),
-                merged: Vec::new(),
-                heads: Vec::new(),
-                scratch: Vec::new(),
+                // Room for one batch per input; a merge that falls further
+                // behind (up to four batches per input, see `run_merged`)
+                // grows once and keeps the room.
+                merged: Vec::with_capacity(if merging { batch * inputs } else { 0 }),
+                heads: Vec::with_capacity(inputs),
+                scratch: Vec::with_capacity(if filtering { batch } else { 0 }),
                 frontier: Seq::ZERO,
                 done: false,
                 unflushed: false,
