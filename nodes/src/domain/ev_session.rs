@@ -173,7 +173,7 @@ impl EvSession {
             }
             Some(mark) => {
                 if charging(st.pilot) {
-                    st.charging_ns = st.charging_ns.saturating_add(now - mark);
+                    st.charging_ns = st.charging_ns.saturating_add(now.saturating_sub(mark));
                 }
                 st.mark = Some(now);
             }
@@ -366,6 +366,26 @@ mod tests {
 
     fn fixture() -> Fixture {
         Fixture::new(&KIND, &[])
+    }
+
+    #[test]
+    fn event_times_far_apart_neither_overflow_nor_count_backwards() {
+        let fx = fixture();
+        let input = feed(
+            &fx,
+            &[
+                (-5e9, P, 2.0, G),
+                (-5e9, W, 1000.0, G),
+                (5e9, W, 1000.0, G),
+                (5e9, P, 0.0, G),
+            ],
+        );
+        let out = run_whole(&fx, &input);
+        let [_, energy, _, duration] = outputs(&fx, &out);
+        assert!(
+            energy.iter().chain(&duration).all(|(_, v, _)| *v >= 0.0),
+            "{out:?}"
+        );
     }
 
     /// (time s, value, quality) of each output channel: main, energy, peak, duration.

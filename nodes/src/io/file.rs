@@ -175,14 +175,19 @@ impl FileSink {
     fn rotate(&mut self) -> std::io::Result<()> {
         self.out.flush()?;
         let keep = self.rotation.keep;
-        if keep == 0 {
-            remove_if_present(&self.path)?;
-        } else {
-            remove_if_present(&self.rotated(keep))?;
-            for i in (1..keep).rev() {
-                rename_if_present(&self.rotated(i), &self.rotated(i + 1))?;
+        // A file removed from under the sink (logrotate, an operator), or a
+        // new one that could not be created last time, leaves nothing to
+        // shift: start afresh and leave the history as it is.
+        if self.path.exists() {
+            if keep == 0 {
+                remove_if_present(&self.path)?;
+            } else {
+                remove_if_present(&self.rotated(keep))?;
+                for i in (1..keep).rev() {
+                    rename_if_present(&self.rotated(i), &self.rotated(i + 1))?;
+                }
+                std::fs::rename(&self.path, self.rotated(1))?;
             }
-            std::fs::rename(&self.path, self.rotated(1))?;
         }
         let file = OpenOptions::new()
             .create(true)
@@ -420,6 +425,47 @@ mod tests {
             }
             assert_eq!(concatenated, String::from_utf8(expect).unwrap(), "{format}");
         }
+    }
+
+    #[test]
+    fn a_file_removed_from_under_the_sink_keeps_the_rotated_history() {
+        let dir = temp_dir("file-removed");
+        let path = dir.join("out");
+        let t = table();
+        let mut s = sink(
+            "log",
+            &KIND,
+            &[
+                ("path", text(path.to_str().unwrap())),
+                ("rotate_bytes", ParamValue::Int(200)),
+                ("keep", ParamValue::Int(3)),
+            ],
+            &t,
+            &[ChannelId(0)],
+        )
+        .unwrap();
+        let all = records(60);
+        for chunk in all[..30].chunks(3) {
+            s.write(chunk).unwrap();
+        }
+        s.flush().unwrap();
+        for i in 1..=3 {
+            assert!(dir.join(format!("out.{i}")).exists());
+        }
+        std::fs::remove_file(&path).unwrap();
+        // Every write after the removal succeeds: rotations go on.
+        for chunk in all[30..].chunks(3) {
+            s.write(chunk).unwrap();
+        }
+        s.flush().unwrap();
+        // The first rotation after the removal starts a fresh file and shifts
+        // nothing; later ones shift as usual, keeping `keep` files.
+        let on_disk: Vec<Vec<u8>> = (1..=3)
+            .filter_map(|i| std::fs::read(dir.join(format!("out.{i}"))).ok())
+            .collect();
+        assert_eq!(on_disk.len(), 3, "rotated files were deleted");
+        assert!(std::fs::read(&path).unwrap().ends_with(b"\n"));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

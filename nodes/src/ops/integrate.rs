@@ -144,8 +144,15 @@ impl IntegrateState {
             if dt > rule.max_gap {
                 quality |= Quality::UNCERTAIN;
             } else {
-                self.add((self.value + r.value) * dt as f64 / rule.two_ns_per_unit);
-                quality |= Quality(self.quality);
+                let area = (self.value + r.value) * dt as f64 / rule.two_ns_per_unit;
+                if area.is_finite() && (self.total + area).is_finite() {
+                    self.add(area);
+                    quality |= Quality(self.quality);
+                } else {
+                    // An interval no meter could measure (values near f64::MAX):
+                    // left out, as a gap is, so the total stays a number.
+                    quality |= Quality::UNCERTAIN;
+                }
             }
         }
         self.has_previous = true;
@@ -210,6 +217,22 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::ops::testkit::*;
+
+    #[test]
+    fn intervals_past_f64_max_are_left_out_and_the_total_stays_a_number() {
+        let mut v = vertex(&INTEGRATE, &[("per", t("s"))]);
+        let out = run(
+            v.as_mut(),
+            &[rec(1, 0, 1e308), rec(2, 1000, 1e308), rec(3, 2000, 1.0)],
+        );
+        assert!(out.iter().all(|r| r.value.is_finite()), "{out:?}");
+        assert!(out[1].quality.contains(Quality::UNCERTAIN));
+        let snapshot = v.snapshot().unwrap();
+        let mut fresh = vertex(&INTEGRATE, &[("per", t("s"))]);
+        fresh
+            .restore(&snapshot)
+            .expect("the state a run reached must restore");
+    }
 
     const HOUR: i64 = 3_600_000;
 

@@ -182,7 +182,7 @@ impl Pane {
             self.min = self.min.min(r.value);
             self.max = self.max.max(r.value);
         }
-        self.count += 1;
+        self.count = self.count.saturating_add(1);
         self.sum += r.value;
         self.last = r.value;
     }
@@ -201,16 +201,15 @@ impl Pane {
             self.min = self.min.min(later.min);
             self.max = self.max.max(later.max);
         }
-        self.count += later.count;
+        self.count = self.count.saturating_add(later.count);
         self.sum += later.sum;
         self.last = later.last;
     }
 
+    /// What a run can leave in a pane: a sum of huge finite values may have
+    /// overflowed to an infinity, but nothing is NaN.
     fn is_finite(&self) -> bool {
-        self.sum.is_finite()
-            && self.min.is_finite()
-            && self.max.is_finite()
-            && self.last.is_finite()
+        !self.sum.is_nan() && self.min.is_finite() && self.max.is_finite() && self.last.is_finite()
     }
 }
 
@@ -248,8 +247,9 @@ impl Window {
         let n = self.state.panes.len() as i64;
         let current = self.state.current;
         let last_end = to.min(current.saturating_add(n));
-        let mut end = current.saturating_add(1);
-        while end <= last_end {
+        // Inclusive ranges, so a pane index at i64::MAX ends the loop
+        // instead of overflowing it.
+        for end in current.saturating_add(1)..=last_end {
             // Window ending at pane index `end` covers panes end - n .. end - 1,
             // of which those after `current` are empty.
             let mut window = Pane::default();
@@ -261,15 +261,12 @@ impl Window {
             if window.count > 0 {
                 out.push(self.emit(&window, end, closing));
             }
-            end += 1;
         }
-        let mut j = current.saturating_add(1);
-        while j <= last_end {
+        for j in current.saturating_add(1)..=last_end {
             let slot = self.slot(j);
             if let Some(pane) = self.state.panes.get_mut(slot) {
                 *pane = Pane::default();
             }
-            j += 1;
         }
         self.state.current = to;
     }
@@ -347,6 +344,35 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::ops::testkit::*;
+
+    #[test]
+    fn event_times_at_the_end_of_i64_neither_overflow_nor_hang() {
+        let mut v = vertex(&WINDOW, &[("size", ParamValue::Duration(1))]);
+        let input = [
+            Record::new(tandem_core::Seq(1), EventTime(i64::MAX - 1), IN, 1.0),
+            Record::new(tandem_core::Seq(2), EventTime(i64::MAX), IN, 2.0),
+        ];
+        let out = run(v.as_mut(), &input);
+        assert_eq!(
+            values(&out),
+            [1.0],
+            "the first pane closes; the last stays open"
+        );
+    }
+
+    #[test]
+    fn a_sum_past_f64_max_is_flagged_and_its_state_still_restores() {
+        let mut v = vertex(&WINDOW, &[("size", ms(10_000)), ("agg", t("sum"))]);
+        let out = run(
+            v.as_mut(),
+            &[rec(1, 0, 1e308), rec(2, 1, 1e308), rec(3, 10_000, 1.0)],
+        );
+        assert_eq!(out.len(), 1);
+        assert!(out[0].value.is_infinite());
+        let snapshot = v.snapshot().unwrap();
+        let mut fresh = vertex(&WINDOW, &[("size", ms(10_000)), ("agg", t("sum"))]);
+        fresh.restore(&snapshot).unwrap();
+    }
     use tandem_core::ParamValue;
 
     fn tumbling(agg: &str) -> Vec<(&'static str, ParamValue)> {
