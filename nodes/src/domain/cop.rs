@@ -314,7 +314,17 @@ impl Vertex for Cop {
     }
 
     fn restore(&mut self, snapshot: &Snapshot) -> Result<(), SnapshotError> {
-        self.state = thaw(SCHEMA, snapshot)?;
+        let state: CopState = thaw(SCHEMA, snapshot)?;
+        // Energies a run can leave are finite (non-finite intervals are left out).
+        if let Some(c) = &state.cycle {
+            if !(c.thermal_j.is_finite() && c.electric_j.is_finite()) {
+                return Err(SnapshotError::Invalid(format!(
+                    "cop cycle energies {} J thermal, {} J electric are not finite",
+                    c.thermal_j, c.electric_j
+                )));
+            }
+        }
+        self.state = state;
         Ok(())
     }
 }

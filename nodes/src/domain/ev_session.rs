@@ -346,6 +346,22 @@ impl Vertex for EvSession {
                 state.pilot
             )));
         }
+        if state.charging_ns < 0 {
+            return Err(SnapshotError::Invalid(format!(
+                "ev_session state holds {} ns of charging time, below zero",
+                state.charging_ns
+            )));
+        }
+        if let Some(session) = &state.session {
+            // Energy may be negative (a car feeding back), never infinite or NaN.
+            let peak_ok = session.peak_a.is_none_or(f64::is_finite);
+            if !(session.energy_j.is_finite() && peak_ok) {
+                return Err(SnapshotError::Invalid(format!(
+                    "ev_session session holds energy {} J and peak {:?} A; both must be finite",
+                    session.energy_j, session.peak_a
+                )));
+            }
+        }
         self.state = state;
         Ok(())
     }
