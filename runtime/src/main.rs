@@ -61,17 +61,19 @@ enum Command {
         #[arg(long, value_enum)]
         layout: Option<LayoutArg>,
         /// `wall` polls sources in real time; `virtual` runs simulated time as fast as possible.
-        #[arg(long, value_enum, default_value = "wall")]
-        clock: ClockArg,
+        #[arg(long, value_enum, conflicts_with = "speed")]
+        clock: Option<ClockArg>,
         /// Run simulated time this many times faster than real time (implies --clock virtual).
         #[arg(long, value_parser = speed_arg)]
         speed: Option<f64>,
         /// Start of virtual time, seconds since the Unix epoch.
-        #[arg(long, default_value_t = 1_767_225_600)]
+        #[arg(long, default_value_t = 1_767_225_600,
+              value_parser = clap::value_parser!(i64).range(0..=4_102_444_800))]
         start: i64,
         /// Most records a node takes from a ring in one pass.
-        #[arg(long, default_value_t = 1024)]
-        batch: usize,
+        #[arg(long, default_value_t = 1024,
+              value_parser = clap::value_parser!(u32).range(1..=1 << 20))]
+        batch: u32,
         /// Keep vertex state here: resume from the newest checkpoint that
         /// verifies, checkpoint periodically and on Ctrl-C.
         #[arg(long)]
@@ -140,9 +142,9 @@ fn checkpoint_interval_arg(text: &str) -> Result<Duration, String> {
 
 fn speed_arg(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
-        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        Ok(v) if (1e-6..=1e9).contains(&v) => Ok(v),
         _ => Err(format!(
-            "`{text}` is not a speed; use a positive number such as 60 (a minute per second)"
+            "`{text}` is not a speed; use a number from 0.000001 to 1000000000, such as 60 (a minute per second)"
         )),
     }
 }
@@ -167,7 +169,7 @@ fn main() -> ExitCode {
             state_dir,
             checkpoint_every,
         } => {
-            let clock = match (clock, speed) {
+            let clock = match (clock.unwrap_or(ClockArg::Wall), speed) {
                 (ClockArg::Wall, None) => Clock::Wall,
                 (_, speed) => Clock::Virtual {
                     start: EventTime::from_secs(start),
@@ -181,7 +183,7 @@ fn main() -> ExitCode {
                 span: run_for.filter(|_| matches!(clock, Clock::Virtual { .. })),
                 // So that a virtual run can checkpoint what its span produced.
                 hold_at_span_end: state_dir.is_some(),
-                batch,
+                batch: batch as usize,
             };
             let durability = state_dir.map(|dir| Durability {
                 dir,
@@ -204,10 +206,30 @@ fn main() -> ExitCode {
     }
 }
 
+/// The largest graph file read: far beyond any real graph, far below a
+/// gateway's memory.
+const MAX_GRAPH_BYTES: u64 = 16 << 20;
+
+/// Reads a file of at most `limit` bytes (also from devices that never end).
+fn read_capped(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(limit + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(std::io::Error::other(format!(
+            "it is larger than {} MiB; a graph file is a few KiB of TOML",
+            limit >> 20
+        )));
+    }
+    Ok(bytes)
+}
+
 /// Reads and validates one graph file. Errors are printed; the code says which kind.
 fn load(path: &Path, layout: Option<Layout>) -> Result<Loaded, u8> {
     let shown = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| {
+    let bytes = read_capped(path, MAX_GRAPH_BYTES).map_err(|e| {
         eprintln!("{shown}: error: cannot read graph file: {e}");
         UNREADABLE
     })?;
@@ -323,6 +345,16 @@ fn run(
             return ExitCode::from(UNREADABLE);
         }
     };
+    // One run per state directory: a second would prune and clean up the
+    // first one's checkpoints under its feet.
+    let _lock = match durability.as_ref().map(|d| lock_state_dir(&d.dir)) {
+        Some(Err(message)) => {
+            eprintln!("tandem: {message}");
+            return ExitCode::from(UNREADABLE);
+        }
+        Some(Ok(lock)) => Some(lock),
+        None => None,
+    };
     let resume = match store.as_mut().map(|s| s.load_latest()) {
         None => None,
         Some(Err(e)) => {
@@ -340,17 +372,25 @@ fn run(
                         path.display(),
                         checkpoint.seq
                     );
+                    if matches!(options.clock, Clock::Virtual { .. }) {
+                        eprintln!(
+                            "tandem: warning: virtual time starts again at --start; vertices whose \
+                             state lies later wait until event time passes it: give a --start after \
+                             the run that wrote this checkpoint"
+                        );
+                    }
                     Some(checkpoint)
                 }
                 Some((path, checkpoint)) => {
                     eprintln!(
-                        "tandem: {} belongs to graph `{}`, not `{}`; starting with empty state \
-                         (use another --state-dir, or remove it)",
-                        path.display(),
+                        "tandem: {}: error: holds checkpoints of graph `{}`, not `{}` (newest: {}); \
+                         give each graph a --state-dir of its own",
+                        durability.as_ref().map_or(String::new(), |d| d.dir.display().to_string()),
                         checkpoint.graph.name,
-                        stamp.name
+                        stamp.name,
+                        path.display()
                     );
-                    None
+                    return ExitCode::from(UNREADABLE);
                 }
                 None => None,
             }
@@ -453,6 +493,27 @@ fn run(
         Err(e) => {
             eprintln!("tandem: {e}");
             ExitCode::from(3)
+        }
+    }
+}
+
+/// Takes the state directory's lock for as long as the returned file lives.
+fn lock_state_dir(dir: &Path) -> Result<std::fs::File, String> {
+    let path = dir.join("LOCK");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("{}: error: cannot open the lock file: {e}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
+            "{}: error: another tandem is running on this state directory; stop it or use another --state-dir",
+            dir.display()
+        )),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(format!("{}: error: cannot lock: {e}", path.display()))
         }
     }
 }

@@ -374,3 +374,65 @@ fn a_reader_that_stops_early_ends_the_command_quietly() {
         );
     }
 }
+
+#[test]
+fn a_state_directory_belongs_to_one_graph_and_one_run() {
+    let dir = scratch("statedir");
+    let meter = dir.join("meter.toml");
+    std::fs::write(&meter, METER).unwrap();
+    let other = dir.join("other.toml");
+    std::fs::write(
+        &other,
+        METER.replace("name = \"meter\"", "name = \"other\""),
+    )
+    .unwrap();
+    let state = dir.join("state");
+    let first = run(tandem()
+        .arg("run")
+        .arg(&meter)
+        .arg("--state-dir")
+        .arg(&state)
+        .args(["--for", "300ms"]));
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
+
+    // Another graph is refused before it can prune the first one's checkpoints.
+    let foreign = run(tandem()
+        .arg("run")
+        .arg(&other)
+        .arg("--state-dir")
+        .arg(&state)
+        .args(["--for", "300ms"]));
+    assert_eq!(foreign.status.code(), Some(2));
+    assert!(text(&foreign.stderr).contains("holds checkpoints of graph `meter`, not `other`"));
+
+    // A second run on a directory in use is refused while the first holds it.
+    let mut holder = tandem()
+        .arg("run")
+        .arg(&meter)
+        .arg("--state-dir")
+        .arg(&state)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut started = String::new();
+    let mut err = BufReader::new(holder.stderr.take().unwrap());
+    while !started.contains("Ctrl-C stops") {
+        started.clear();
+        assert!(
+            err.read_line(&mut started).unwrap() > 0,
+            "the first run ended early"
+        );
+    }
+    let second = run(tandem()
+        .arg("run")
+        .arg(&meter)
+        .arg("--state-dir")
+        .arg(&state)
+        .args(["--for", "300ms"]));
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert_eq!(second.status.code(), Some(2));
+    assert!(text(&second.stderr).contains("another tandem is running on this state directory"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

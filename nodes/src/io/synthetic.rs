@@ -105,6 +105,9 @@ pub struct Synthetic {
     next: u64,
 }
 
+/// Most records one poll of a `synthetic` source may emit.
+const MAX_PER_POLL: u64 = 1 << 20;
+
 fn build(ctx: &BuildContext<'_>) -> Result<Box<dyn Source>, BuildError> {
     let names = names_param(ctx, "channels")?;
     let rate = float_param(ctx, "rate")?;
@@ -131,6 +134,17 @@ fn build(ctx: &BuildContext<'_>) -> Result<Box<dyn Source>, BuildError> {
         n if n > 0 => n.unsigned_abs(),
         _ => ((rate * 1e-3).floor() as u64).max(1),
     };
+    // One poll emits `batch` records per channel; keep a poll to a size a
+    // gateway can hold (a million records, 32 MB).
+    let per_poll = batch.saturating_mul(names.len() as u64);
+    if per_poll > MAX_PER_POLL {
+        return Err(BuildError::new(format!(
+            "`{}`: {} channels x batch {batch} is {per_poll} records per poll; at most {MAX_PER_POLL}: \
+             lower `batch` (or `rate`, which sets it when `batch` is 0)",
+            ctx.id,
+            names.len()
+        )));
+    }
     if names.is_empty() || ctx.outputs.len() != names.len() {
         return Err(BuildError::new(format!(
             "`{}`: expected one output channel per entry of `channels` ({}), the plan gave {}",
