@@ -292,7 +292,7 @@ fn run_tandem(
     let options = RunOptions {
         clock,
         span: None,
-        hold_at_span_end: false,
+        hold_at_end: false,
         batch: BATCH,
     };
     let start = Instant::now();

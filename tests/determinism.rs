@@ -96,7 +96,7 @@ fn run(layout: Layout, batch: usize, dir: &Path) -> Vec<u8> {
             speed: None,
         },
         span: None,
-        hold_at_span_end: false,
+        hold_at_end: false,
         batch,
     };
     let topology = Topology::start(&plan, options).unwrap();

@@ -88,8 +88,8 @@ pub(crate) struct Ingress {
     last_now: EventTime,
     /// The frontier to send once held records are released.
     held_frontier: Option<Seq>,
-    /// With `hold_at_span_end`: told when the span is over.
-    span_ended: Option<crossbeam_channel::Sender<()>>,
+    /// With `hold_at_end`: told when the span is over.
+    input_ended: Option<crossbeam_channel::Sender<()>>,
 }
 
 impl Ingress {
@@ -141,7 +141,7 @@ impl Ingress {
             frontier: after,
             last_now: origin_time,
             held_frontier: None,
-            span_ended: None,
+            input_ended: None,
         }
     }
 
@@ -180,7 +180,7 @@ impl Ingress {
         }
         let next_due = self.slots.iter().filter_map(|s| s.due).min();
         let now = match (self.clock, next_due) {
-            (_, None) => return self.end(nodes),
+            (_, None) => return self.hold_or_end(nodes, stop),
             (Clock::Wall, Some(_)) => self.wall_time(),
             (Clock::Virtual { .. }, Some(due)) => due.max(self.last_now),
         };
@@ -189,14 +189,7 @@ impl Ingress {
             return self.end(nodes);
         }
         if self.until.is_some_and(|until| now > until) {
-            match &self.span_ended {
-                None => return self.end(nodes),
-                Some(tx) => {
-                    // Hold here until stopped; say so once.
-                    let _ = tx.try_send(());
-                    return Step::Idle(Duration::from_millis(100));
-                }
-            }
+            return self.hold_or_end(nodes, stop);
         }
         let Some(next_due) = next_due else {
             return self.end(nodes);
@@ -275,9 +268,22 @@ impl Ingress {
         Step::Polled
     }
 
-    /// At the end of the span, hold and tell `tx` instead of ending.
-    pub fn hold_at_span_end(mut self, tx: Option<crossbeam_channel::Sender<()>>) -> Ingress {
-        self.span_ended = tx;
+    /// The input is over (the span has passed, or every source is
+    /// exhausted): end the stream, or, with `hold_at_end`, hold here until
+    /// stopped and say so once.
+    fn hold_or_end(&mut self, nodes: &mut [NodeRt], stop: bool) -> Step {
+        match &self.input_ended {
+            Some(tx) if !stop => {
+                let _ = tx.try_send(());
+                Step::Idle(Duration::from_millis(100))
+            }
+            _ => self.end(nodes),
+        }
+    }
+
+    /// At the end of the input, hold and tell `tx` instead of ending.
+    pub fn hold_at_end(mut self, tx: Option<crossbeam_channel::Sender<()>>) -> Ingress {
+        self.input_ended = tx;
         self
     }
 

@@ -181,8 +181,8 @@ fn main() -> ExitCode {
                 // On the wall clock `run` enforces --for itself, so it can
                 // checkpoint before the stream drains.
                 span: run_for.filter(|_| matches!(clock, Clock::Virtual { .. })),
-                // So that a virtual run can checkpoint what its span produced.
-                hold_at_span_end: state_dir.is_some(),
+                // So that a run can checkpoint everything its input produced.
+                hold_at_end: state_dir.is_some(),
                 batch: batch as usize,
             };
             let durability = state_dir.map(|dir| Durability {
@@ -435,7 +435,7 @@ fn run(
         None => crossbeam_channel::never(),
     };
     let finished = topology.finished().clone();
-    let span_ended = topology.span_ended().clone();
+    let input_ended = topology.input_ended().clone();
     loop {
         crossbeam_channel::select! {
             recv(interrupt) -> _ => {
@@ -453,7 +453,7 @@ fn run(
                 topology.stop();
                 break;
             }
-            recv(span_ended) -> _ => {
+            recv(input_ended) -> _ => {
                 if let Some(store) = store.as_mut() {
                     checkpoint(&mut topology, store, &stamp);
                 }

@@ -25,10 +25,11 @@ pub struct RunOptions {
     pub clock: Clock,
     /// Stop polling sources after this much ingress time (then drain and exit).
     pub span: Option<Duration>,
-    /// At the end of `span`, hold instead of ending the stream, and say so on
-    /// [`Topology::span_ended`]; the stream ends on [`Topology::stop`]. Lets
-    /// a caller take a last barrier snapshot of everything the span produced.
-    pub hold_at_span_end: bool,
+    /// When the input is over (the end of `span`, or every source exhausted),
+    /// hold instead of ending the stream, and say so on
+    /// [`Topology::input_ended`]; the stream ends on [`Topology::stop`]. Lets
+    /// a caller take a last barrier snapshot of everything the input produced.
+    pub hold_at_end: bool,
     /// Most records a node takes from a ring in one pass.
     pub batch: usize,
 }
@@ -38,7 +39,7 @@ impl Default for RunOptions {
         RunOptions {
             clock: Clock::Wall,
             span: None,
-            hold_at_span_end: false,
+            hold_at_end: false,
             batch: 1024,
         }
     }
@@ -140,7 +141,7 @@ pub struct Topology {
     done: Receiver<()>,
     barrier: Arc<Control>,
     reports: Receiver<(u64, BarrierReport)>,
-    span_ended: Receiver<()>,
+    input_ended: Receiver<()>,
 }
 
 impl Topology {
@@ -316,7 +317,7 @@ impl Topology {
         let stop = Arc::new(AtomicBool::new(false));
         let abort = Arc::new(AtomicBool::new(false));
         let (control, reports) = Control::new();
-        let (span_tx, span_ended) = if options.hold_at_span_end {
+        let (span_tx, input_ended) = if options.hold_at_end {
             let (tx, rx) = crossbeam_channel::bounded::<()>(1);
             (Some(tx), rx)
         } else {
@@ -347,7 +348,7 @@ impl Topology {
                     options.span,
                     after,
                 )
-                .hold_at_span_end(span_tx.clone())
+                .hold_at_end(span_tx.clone())
             });
             let runner = Worker {
                 nodes,
@@ -388,7 +389,7 @@ impl Topology {
             done,
             barrier,
             reports,
-            span_ended,
+            input_ended,
         };
         Ok((topology, restored))
     }
@@ -491,10 +492,10 @@ impl Topology {
         )
     }
 
-    /// Receives once when the ingress reaches the end of the span and holds
-    /// (with [`RunOptions::hold_at_span_end`]).
-    pub fn span_ended(&self) -> &Receiver<()> {
-        &self.span_ended
+    /// Receives once when the input is over and the ingress holds (with
+    /// [`RunOptions::hold_at_end`]).
+    pub fn input_ended(&self) -> &Receiver<()> {
+        &self.input_ended
     }
 
     /// A receiver that disconnects when every worker has finished (for `select!`).

@@ -436,3 +436,47 @@ fn a_state_directory_belongs_to_one_graph_and_one_run() {
     assert!(text(&second.stderr).contains("another tandem is running on this state directory"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_replay_that_ends_on_its_own_checkpoints_everything_it_read() {
+    let dir = scratch("replay-state");
+    let graph = dir.join("replay.toml");
+    std::fs::write(
+        &graph,
+        format!(
+            r#"[graph]
+name = "replay"
+
+[sources.home]
+kind = "csv"
+path = "{}"
+channels = ["power", "voltage", "current", "temperature"]
+
+[vertices.energy]
+kind = "integrate"
+inputs = ["home.power"]
+per = "h"
+
+[sinks.out]
+kind = "count"
+inputs = ["energy"]
+"#,
+            repo().join("tests/data/home-replay.csv").display()
+        ),
+    )
+    .unwrap();
+    let child = tandem()
+        .arg("run")
+        .arg(&graph)
+        .args(["--clock", "virtual", "--state-dir"])
+        .arg(dir.join("state"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (code, stderr) = wait_exit(child, Duration::from_secs(60));
+    assert_eq!(code, Some(0), "{stderr}");
+    // The file holds 14300 rows: the last checkpoint covers every one.
+    assert_eq!(checkpoint_seqs(&stderr).last(), Some(&14_300), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

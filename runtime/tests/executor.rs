@@ -157,7 +157,7 @@ fn run_virtual(plan: &Plan, batch: usize) -> tandem::Report {
             speed: None,
         },
         span: None,
-        hold_at_span_end: false,
+        hold_at_end: false,
         batch,
     };
     let topology = Topology::start(plan, options).unwrap();
@@ -506,7 +506,7 @@ fn burst_diamond(
             speed: None,
         },
         span: None,
-        hold_at_span_end: false,
+        hold_at_end: false,
         batch,
     };
     let topology = Topology::start(&plan, options).unwrap();
