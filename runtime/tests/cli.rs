@@ -164,8 +164,7 @@ fn wait_exit(mut child: Child, bound: Duration) -> (Option<i32>, String) {
         let status = child.wait().unwrap();
         let _ = tx.send((status.code(), err));
     });
-    rx.recv_timeout(bound)
-        .expect("tandem did not exit after Ctrl-C")
+    rx.recv_timeout(bound).expect("tandem did not exit in time")
 }
 
 #[test]
