@@ -3,12 +3,11 @@
 
 mod common;
 
-use common::{collected, params, take, COLLECT, DOUBLE};
+use common::{collected, draft, params, take, COLLECT, DOUBLE};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tandem::{RunOptions, Topology};
-use tandem_core::plan::NodeDraft;
 use tandem_core::{
     Arity, BuildContext, Builder, ChannelId, ChannelTable, EdgeSettings, EventTime, KindSpec,
     Layout, OutputSpec, Overflow, ParamValue, Params, Plan, Record, Source,
@@ -87,30 +86,16 @@ fn a_relaying_source_keeps_sequence_numbers_and_is_polled_when_woken() {
     let c = ch.intern("relay", "");
     let d = ch.intern("x", "");
     let drafts = vec![
-        NodeDraft {
-            id: "relay".into(),
-            kind: &RELAY,
-            params: Params::new(),
-            inputs: vec![],
-            outputs: vec![c],
-            worker: None,
-        },
-        NodeDraft {
-            id: "x".into(),
-            kind: &DOUBLE,
-            params: Params::new(),
-            inputs: vec![c],
-            outputs: vec![d],
-            worker: None,
-        },
-        NodeDraft {
-            id: "out".into(),
-            kind: &COLLECT,
-            params: params(&[("tag", ParamValue::Text("relay".into()))]),
-            inputs: vec![d],
-            outputs: vec![],
-            worker: Some("sink".into()),
-        },
+        draft("relay", &RELAY, Params::new(), vec![], vec![c], None),
+        draft("x", &DOUBLE, Params::new(), vec![c], vec![d], None),
+        draft(
+            "out",
+            &COLLECT,
+            params(&[("tag", ParamValue::Text("relay".into()))]),
+            vec![d],
+            vec![],
+            Some("sink".into()),
+        ),
     ];
     let plan = Plan::assemble(
         ch,
@@ -189,27 +174,16 @@ impl EnergyRig {
         let mut p = Params::new();
         p.insert("per", ParamValue::Text("s".into()));
         p.insert("max_gap", ParamValue::Duration(60_000_000_000));
-        let node = |id: &str,
-                    kind: &'static KindSpec,
-                    params: Params,
-                    inputs: Vec<ChannelId>,
-                    outputs: Vec<ChannelId>| NodeDraft {
-            id: id.into(),
-            kind,
-            params,
-            inputs,
-            outputs,
-            worker: None,
-        };
         let drafts = vec![
-            node("relay", &RELAY, Params::new(), vec![], vec![relay]),
-            node("energy", kind, p.clone(), vec![relay], vec![energy]),
-            node(
+            draft("relay", &RELAY, Params::new(), vec![], vec![relay], None),
+            draft("energy", kind, p.clone(), vec![relay], vec![energy], None),
+            draft(
                 "out",
                 &COLLECT,
                 params(&[("tag", ParamValue::Text(tag.into()))]),
                 vec![energy],
                 vec![],
+                None,
             ),
         ];
         let edge = EdgeSettings {

@@ -27,6 +27,37 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
+/// A graph replaying tests/data/home-replay.csv into an energy integrator
+/// and a sink of kind `sink`, written to `dir/replay.toml`.
+fn replay_graph(dir: &Path, sink: &str) -> PathBuf {
+    let file = dir.join("replay.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"[graph]
+name = "replay"
+
+[sources.home]
+kind = "csv"
+path = "{}"
+channels = ["power", "voltage", "current", "temperature"]
+
+[vertices.energy]
+kind = "integrate"
+inputs = ["home.power"]
+per = "h"
+
+[sinks.out]
+kind = "{sink}"
+inputs = ["energy"]
+"#,
+            repo().join("tests/data/home-replay.csv").display()
+        ),
+    )
+    .unwrap();
+    file
+}
+
 fn run(cmd: &mut Command) -> Output {
     cmd.output().unwrap()
 }
@@ -113,29 +144,7 @@ fn check_exits_2_on_an_unreadable_file_and_1_on_binary_garbage() {
 #[test]
 fn run_replays_on_the_virtual_clock_and_prints_stats() {
     let dir = scratch("replay");
-    let file = dir.join("replay.toml");
-    let replay = repo().join("tests/data/home-replay.csv");
-    std::fs::write(
-        &file,
-        format!(
-            r#"[sources.home]
-kind = "csv"
-path = "{}"
-channels = ["power", "voltage", "current", "temperature"]
-
-[vertices.energy]
-kind = "integrate"
-inputs = ["home.power"]
-per = "h"
-
-[sinks.out]
-kind = "stdout"
-inputs = ["energy"]
-"#,
-            replay.display()
-        ),
-    )
-    .unwrap();
+    let file = replay_graph(&dir, "stdout");
     let out = run(tandem().arg("run").arg(&file).args(["--clock", "virtual"]));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
@@ -439,31 +448,7 @@ fn a_state_directory_belongs_to_one_graph_and_one_run() {
 #[test]
 fn a_replay_that_ends_on_its_own_checkpoints_everything_it_read() {
     let dir = scratch("replay-state");
-    let graph = dir.join("replay.toml");
-    std::fs::write(
-        &graph,
-        format!(
-            r#"[graph]
-name = "replay"
-
-[sources.home]
-kind = "csv"
-path = "{}"
-channels = ["power", "voltage", "current", "temperature"]
-
-[vertices.energy]
-kind = "integrate"
-inputs = ["home.power"]
-per = "h"
-
-[sinks.out]
-kind = "count"
-inputs = ["energy"]
-"#,
-            repo().join("tests/data/home-replay.csv").display()
-        ),
-    )
-    .unwrap();
+    let graph = replay_graph(&dir, "count");
     let child = tandem()
         .arg("run")
         .arg(&graph)

@@ -5,13 +5,13 @@
 
 mod common;
 
-use common::{collected, params, take, Collected, COLLECT, DOUBLE, FOLD};
+use common::{collected, draft, params, take, Collected, COLLECT, DOUBLE, FOLD};
 
 use std::collections::BTreeMap;
 
 use std::time::Duration;
 use tandem::{Clock, RunOptions, Topology};
-use tandem_core::plan::{NodeDraft, DEFAULT_CAPACITY};
+use tandem_core::plan::DEFAULT_CAPACITY;
 use tandem_core::{
     Arity, BuildContext, BuildError, Builder, ChannelId, ChannelTable, EdgeSettings, EventTime,
     KindSpec, Layout, OutputSpec, Overflow, ParamDefault, ParamSpec, ParamType, ParamValue, Params,
@@ -96,52 +96,45 @@ fn diamond(tag: &str, layout: Layout, capacity: usize) -> Plan {
     let x = ch.intern("x", "");
     let fold = ch.intern("fold", "");
     let drafts = vec![
-        NodeDraft {
-            id: "s1".into(),
-            kind: &COUNTER,
-            params: params(&[
+        draft(
+            "s1",
+            &COUNTER,
+            params(&[
                 ("count", ParamValue::Int(400)),
                 ("step", ParamValue::Duration(1_000_000)),
             ]),
-            inputs: vec![],
-            outputs: s1.to_vec(),
-            worker: None,
-        },
-        NodeDraft {
-            id: "s2".into(),
-            kind: &COUNTER,
-            params: params(&[
+            vec![],
+            s1.to_vec(),
+            None,
+        ),
+        draft(
+            "s2",
+            &COUNTER,
+            params(&[
                 ("count", ParamValue::Int(150)),
                 ("step", ParamValue::Duration(3_000_000)),
             ]),
-            inputs: vec![],
-            outputs: s2.to_vec(),
-            worker: None,
-        },
-        NodeDraft {
-            id: "x".into(),
-            kind: &DOUBLE,
-            params: Params::new(),
-            inputs: vec![s1[0]],
-            outputs: vec![x],
-            worker: None,
-        },
-        NodeDraft {
-            id: "fold".into(),
-            kind: &FOLD,
-            params: Params::new(),
-            inputs: vec![x, s2[1]],
-            outputs: vec![fold],
-            worker: None,
-        },
-        NodeDraft {
-            id: "out".into(),
-            kind: &COLLECT,
-            params: params(&[("tag", ParamValue::Text(tag.into()))]),
-            inputs: vec![fold, s1[1]],
-            outputs: vec![],
-            worker: None,
-        },
+            vec![],
+            s2.to_vec(),
+            None,
+        ),
+        draft("x", &DOUBLE, Params::new(), vec![s1[0]], vec![x], None),
+        draft(
+            "fold",
+            &FOLD,
+            Params::new(),
+            vec![x, s2[1]],
+            vec![fold],
+            None,
+        ),
+        draft(
+            "out",
+            &COLLECT,
+            params(&[("tag", ParamValue::Text(tag.into()))]),
+            vec![fold, s1[1]],
+            vec![],
+            None,
+        ),
     ];
     let edge = EdgeSettings {
         capacity,
@@ -218,25 +211,25 @@ fn stop_drains_what_is_in_flight_and_ends_every_worker() {
     let mut ch = ChannelTable::new();
     let s = [ch.intern("s.a", ""), ch.intern("s.b", "")];
     let drafts = vec![
-        NodeDraft {
-            id: "s".into(),
-            kind: &COUNTER,
-            params: params(&[
+        draft(
+            "s",
+            &COUNTER,
+            params(&[
                 ("count", ParamValue::Int(0)),
                 ("step", ParamValue::Duration(100_000)),
             ]),
-            inputs: vec![],
-            outputs: s.to_vec(),
-            worker: None,
-        },
-        NodeDraft {
-            id: "out".into(),
-            kind: &COLLECT,
-            params: params(&[("tag", ParamValue::Text("stop".into()))]),
-            inputs: vec![s[0]],
-            outputs: vec![],
-            worker: Some("sinks".into()),
-        },
+            vec![],
+            s.to_vec(),
+            None,
+        ),
+        draft(
+            "out",
+            &COLLECT,
+            params(&[("tag", ParamValue::Text("stop".into()))]),
+            vec![s[0]],
+            vec![],
+            Some("sinks".into()),
+        ),
     ];
     let plan = Plan::assemble(
         ch,
@@ -346,22 +339,15 @@ fn overflow_run(overflow: Overflow) -> (Vec<f64>, u64) {
     let mut ch = ChannelTable::new();
     let c = ch.intern("burst", "");
     let drafts = vec![
-        NodeDraft {
-            id: "burst".into(),
-            kind: &BURST,
-            params: Params::new(),
-            inputs: vec![],
-            outputs: vec![c],
-            worker: None,
-        },
-        NodeDraft {
-            id: "held".into(),
-            kind: &HELD,
-            params: Params::new(),
-            inputs: vec![c],
-            outputs: vec![],
-            worker: Some("slow".into()),
-        },
+        draft("burst", &BURST, Params::new(), vec![], vec![c], None),
+        draft(
+            "held",
+            &HELD,
+            Params::new(),
+            vec![c],
+            vec![],
+            Some("slow".into()),
+        ),
     ];
     let edge = EdgeSettings {
         capacity: 8,
@@ -465,34 +451,31 @@ fn burst_diamond(
     let s = [ch.intern("s.a", ""), ch.intern("s.b", "")];
     let x = ch.intern("x", "");
     let fold = ch.intern("fold", "");
-    let node = |id: &str,
-                kind: &'static KindSpec,
-                p: Params,
-                inputs: Vec<ChannelId>,
-                outputs: Vec<ChannelId>| NodeDraft {
-        id: id.into(),
-        kind,
-        params: p,
-        inputs,
-        outputs,
-        worker: None,
-    };
     let drafts = vec![
-        node(
+        draft(
             "s",
             &PAIRS,
             params(&[("count", ParamValue::Int(count))]),
             vec![],
             s.to_vec(),
+            None,
         ),
-        node("x", &DOUBLE, Params::new(), vec![s[0]], vec![x]),
-        node("fold", &FOLD, Params::new(), vec![x, s[1]], vec![fold]),
-        node(
+        draft("x", &DOUBLE, Params::new(), vec![s[0]], vec![x], None),
+        draft(
+            "fold",
+            &FOLD,
+            Params::new(),
+            vec![x, s[1]],
+            vec![fold],
+            None,
+        ),
+        draft(
             "out",
             &COLLECT,
             params(&[("tag", ParamValue::Text(tag.into()))]),
             vec![fold],
             vec![],
+            None,
         ),
     ];
     let edge = EdgeSettings {

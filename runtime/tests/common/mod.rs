@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use tandem_core::plan::NodeDraft;
 use tandem_core::{
     Arity, Builder, ChannelId, KindSpec, OutputSpec, ParamDefault, ParamSpec, ParamType,
     ParamValue, Params, Record, Sink, SinkError, Vertex,
@@ -121,4 +122,23 @@ pub fn params(pairs: &[(&str, ParamValue)]) -> Params {
         p.insert(k, v.clone());
     }
     p
+}
+
+/// A node for `Plan::assemble`; `worker` pins it.
+pub fn draft(
+    id: &str,
+    kind: &'static KindSpec,
+    params: Params,
+    inputs: Vec<ChannelId>,
+    outputs: Vec<ChannelId>,
+    worker: Option<String>,
+) -> NodeDraft {
+    NodeDraft {
+        id: id.into(),
+        kind,
+        params,
+        inputs,
+        outputs,
+        worker,
+    }
 }
