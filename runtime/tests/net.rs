@@ -13,7 +13,8 @@ use tandem::net::{
     CaError, Client, LinkError, NetStats, Server, SiteCa, SiteTrust, TransportOptions,
     CLOSE_BAD_FRAME,
 };
-use tandem_core::wire::{self, Frame, FrameError, WireColor, WireRole};
+use tandem_core::ha::Color;
+use tandem_core::wire::{self, Frame, FrameError, WireRole};
 use tandem_core::{ChannelId, EventTime, Record, Seq};
 use tokio::sync::mpsc;
 
@@ -121,7 +122,7 @@ async fn site_instance_exchanges_frames_both_ways() {
 
     let frames = vec![
         Frame::Hello {
-            color: WireColor::Blue,
+            color: Color::Blue,
             version: 1,
             pid: 42,
         },
@@ -206,7 +207,7 @@ async fn assert_refused(client: &Client, addr: SocketAddr) {
         let mut link = client.connect(addr, "agent").await?;
         link.writer
             .send(&Frame::Hello {
-                color: WireColor::Green,
+                color: Color::Green,
                 version: 1,
                 pid: 1,
             })

@@ -4,6 +4,7 @@
 //! exactly these; the state machines of this module consume and produce them.
 
 use crate::record::{ChannelId, Record, Seq};
+use bytes::Bytes;
 use core::fmt;
 
 /// Which of the two instances of a unit.
@@ -157,7 +158,7 @@ pub enum ToInstance {
         /// Length of that vertex's whole snapshot.
         total: u64,
         /// The bytes.
-        bytes: Vec<u8>,
+        bytes: Bytes,
     },
     /// The last piece of a snapshot: restore now.
     SnapshotEnd {
@@ -212,7 +213,7 @@ pub enum ToAgent {
         /// Length of that vertex's whole snapshot.
         total: u64,
         /// The bytes.
-        bytes: Vec<u8>,
+        bytes: Bytes,
     },
     /// The last piece of a snapshot.
     SnapshotEnd {

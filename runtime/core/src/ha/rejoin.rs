@@ -593,7 +593,7 @@ mod tests {
             vertex: 0,
             offset: 0,
             total: 2,
-            bytes: vec![7, 8],
+            bytes: bytes::Bytes::from_static(&[7, 8]),
         };
         s.handle_message(NOW, BLUE, chunk);
         let end = ToAgent::SnapshotEnd {
@@ -605,7 +605,7 @@ mod tests {
         let relayed = drain(&mut s, GREEN);
         assert_eq!(relayed.len(), 2);
         assert!(
-            matches!(relayed[0], ToInstance::SnapshotChunk { ref bytes, .. } if bytes == &[7, 8])
+            matches!(relayed[0], ToInstance::SnapshotChunk { ref bytes, .. } if bytes[..] == [7, 8])
         );
         let restored = ToAgent::Restored {
             barrier: 1,

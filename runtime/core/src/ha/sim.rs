@@ -212,7 +212,7 @@ impl Instance {
                 vertex: 0,
                 offset: (i * 16) as u64,
                 total: bytes.len() as u64,
-                bytes: chunk.to_vec(),
+                bytes: bytes::Bytes::copy_from_slice(chunk),
             });
         }
         out.push(ToAgent::SnapshotEnd {

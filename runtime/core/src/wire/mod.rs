@@ -18,13 +18,16 @@
 //! input: an unknown type, version, enum value, a short or long body, or a
 //! length over the cap is a typed [`FrameError`].
 
+use crate::ha::Color;
 use crate::record::{ChannelId, EventTime, Quality, Record, Seq};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
+mod convert;
 mod error;
 #[cfg(test)]
 mod tests;
 
+pub use convert::UnexpectedFrame;
 pub use error::{EncodeError, FrameError};
 
 /// First two bytes of every frame header.
@@ -39,15 +42,6 @@ pub const HEADER_BYTES: usize = 4;
 pub const RECORD_BYTES: usize = 32;
 /// Default cap on the length field (header + body), 16 MiB.
 pub const MAX_FRAME_LEN: usize = 16 << 20;
-
-/// Colour of an instance, as carried in `Hello`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum WireColor {
-    /// Wire value 0.
-    Blue,
-    /// Wire value 1.
-    Green,
-}
 
 /// Role of an instance, as carried in `SetRole`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -129,7 +123,7 @@ pub enum Frame {
     /// First frame of an instance.
     Hello {
         /// Which instance.
-        color: WireColor,
+        color: Color,
         /// Runtime/graph version the instance runs.
         version: u32,
         /// Process id, for logs and supervision.
@@ -372,8 +366,8 @@ pub fn encode_with_limit(frame: &Frame, dst: &mut BytesMut, max: usize) -> Resul
             pid,
         } => {
             dst.put_u8(match color {
-                WireColor::Blue => 0,
-                WireColor::Green => 1,
+                Color::Blue => 0,
+                Color::Green => 1,
             });
             dst.put_u32_le(*version);
             dst.put_u32_le(*pid);
@@ -536,8 +530,8 @@ fn decode_body(ty: FrameType, bytes: Bytes) -> Result<Frame, FrameError> {
     let frame = match ty {
         FrameType::Hello => {
             let color = match b.u8()? {
-                0 => WireColor::Blue,
-                1 => WireColor::Green,
+                0 => Color::Blue,
+                1 => Color::Green,
                 value => {
                     return Err(FrameError::InvalidEnum {
                         field: "hello color",

@@ -28,7 +28,7 @@ fn golden() -> Vec<(Frame, &'static str)> {
     vec![
         (
             Frame::Hello {
-                color: WireColor::Green,
+                color: Color::Green,
                 version: 7,
                 pid: 0x1234,
             },
@@ -321,7 +321,7 @@ fn arb_record() -> impl Strategy<Value = Record> + Clone {
 }
 
 fn arb_frame() -> impl Strategy<Value = Frame> {
-    let color = prop_oneof![Just(WireColor::Blue), Just(WireColor::Green)];
+    let color = prop_oneof![Just(Color::Blue), Just(Color::Green)];
     let role = prop_oneof![Just(WireRole::Serving), Just(WireRole::Shadow)];
     let records = prop::collection::vec(arb_record(), 0..40);
     prop_oneof![
