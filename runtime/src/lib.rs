@@ -16,5 +16,6 @@ mod worker;
 pub use ingress::Clock;
 pub use stats::Report;
 pub use topology::{
-    BarrierError, BarrierSnapshots, PlacedBarrier, RunError, RunOptions, StartError, Topology,
+    Attached, BarrierError, BarrierSnapshots, PlacedBarrier, RunError, RunOptions, StartError,
+    Topology,
 };

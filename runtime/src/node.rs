@@ -100,11 +100,18 @@ impl NodeRt {
         if self.done || matches!(self.body, Body::Source(_)) {
             return false;
         }
-        if self.ports.len() == 1 {
+        let before = self.frontier;
+        let worked = if self.ports.len() == 1 {
             self.run_single()
         } else {
             self.run_merged()
+        };
+        if self.frontier > before {
+            if let Body::Sink(sink) = &mut self.body {
+                sink.advance(self.frontier);
+            }
         }
+        worked
     }
 
     fn run_single(&mut self) -> bool {

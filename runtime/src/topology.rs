@@ -45,6 +45,25 @@ impl Default for RunOptions {
     }
 }
 
+/// Sources and sinks built by the caller, by node id, for
+/// [`Topology::start_with`].
+#[derive(Default)]
+pub struct Attached {
+    /// Sources by node id.
+    pub sources: BTreeMap<String, Box<dyn tandem_core::Source>>,
+    /// Sinks by node id.
+    pub sinks: BTreeMap<String, Box<dyn tandem_core::Sink>>,
+}
+
+impl std::fmt::Debug for Attached {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Attached")
+            .field("sources", &self.sources.keys().collect::<Vec<_>>())
+            .field("sinks", &self.sinks.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
 /// The plan could not be started.
 #[derive(Debug, Error)]
 pub enum StartError {
@@ -158,6 +177,18 @@ impl Topology {
         options: RunOptions,
         checkpoint: Option<&Checkpoint>,
     ) -> Result<(Topology, Option<RestoreReport>), StartError> {
+        Topology::start_with(plan, options, checkpoint, Attached::default())
+    }
+
+    /// [`Topology::start_from`], with some nodes built by the caller instead
+    /// of by their kind: the junction ends of `tandem up`, which carry
+    /// channels to the network.
+    pub fn start_with(
+        plan: &Plan,
+        options: RunOptions,
+        checkpoint: Option<&Checkpoint>,
+        mut attached: Attached,
+    ) -> Result<(Topology, Option<RestoreReport>), StartError> {
         let wakes: Vec<Wake> = plan.workers.iter().map(|_| Wake::new()).collect();
         let mut txs: BTreeMap<usize, RingTx> = BTreeMap::new();
         let mut rxs: BTreeMap<usize, RingRx> = BTreeMap::new();
@@ -194,10 +225,16 @@ impl Topology {
                 outputs: &node.outputs,
                 channels: &plan.channels,
             };
-            let body = match node.kind.build {
-                Builder::Source(build) => build(&ctx).map(Body::Source),
-                Builder::Vertex(build) => build(&ctx).map(Body::Vertex),
-                Builder::Sink(build) => build(&ctx).map(Body::Sink),
+            let body = if let Some(source) = attached.sources.remove(&node.id) {
+                Ok(Body::Source(source))
+            } else if let Some(sink) = attached.sinks.remove(&node.id) {
+                Ok(Body::Sink(sink))
+            } else {
+                match node.kind.build {
+                    Builder::Source(build) => build(&ctx).map(Body::Source),
+                    Builder::Vertex(build) => build(&ctx).map(Body::Vertex),
+                    Builder::Sink(build) => build(&ctx).map(Body::Sink),
+                }
             };
             let body = match body {
                 Ok(body) => body,

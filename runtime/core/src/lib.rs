@@ -12,6 +12,7 @@ pub mod ha;
 pub mod param;
 pub mod plan;
 pub mod record;
+pub mod split;
 pub mod state;
 pub mod vertex;
 pub mod wire;

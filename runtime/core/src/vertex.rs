@@ -75,6 +75,14 @@ pub trait Sink: Send {
 
     /// Makes everything written so far durable or visible.
     fn flush(&mut self) -> Result<(), SinkError>;
+
+    /// Every record at or below `frontier` has been written; none will come.
+    /// Called after writing, whenever the input frontier moves (with
+    /// [`Seq::END`] at the end of the stream). Sinks that forward records
+    /// elsewhere (the instance side of a junction) pass it on.
+    fn advance(&mut self, frontier: Seq) {
+        let _ = frontier;
+    }
 }
 
 /// A sink failed to write.
