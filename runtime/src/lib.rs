@@ -11,6 +11,7 @@ pub mod ring;
 pub mod stats;
 mod sync;
 pub mod topology;
+pub mod up;
 mod worker;
 
 pub use ingress::Clock;

@@ -82,6 +82,62 @@ enum Command {
         #[arg(long, value_parser = checkpoint_interval_arg, default_value = "10s")]
         checkpoint_every: Duration,
     },
+    /// Run the graph as 1+1: this agent owns the sources, junctions and
+    /// sinks, and starts a blue and a green instance process that both run
+    /// the vertices. Losing either instance loses nothing; a lost one is
+    /// restarted and rejoins from the other's state. Ctrl-C stops.
+    Up {
+        /// The graph file (TOML).
+        file: PathBuf,
+        /// Certificates, checkpoints and the control socket live here.
+        #[arg(long, default_value = ".tandem")]
+        state_dir: PathBuf,
+        /// Stop after this long (such as 30s).
+        #[arg(long = "for", value_parser = duration_arg)]
+        run_for: Option<Duration>,
+        /// UDP address the agent listens on for its instances.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
+        /// How often the instances checkpoint (each time at a barrier).
+        #[arg(long, value_parser = checkpoint_interval_arg, default_value = "1s")]
+        checkpoint_every: Duration,
+        /// Most records a node takes from a ring in one pass.
+        #[arg(long, default_value_t = 1024,
+              value_parser = clap::value_parser!(u32).range(1..=1 << 20))]
+        batch: u32,
+        /// The tandem executable instances run (default: this one).
+        #[arg(long)]
+        binary: Option<PathBuf>,
+    },
+    /// Show what a running `tandem up` is doing: each instance's role,
+    /// process, version, lag and rate, and the divergence count.
+    Status {
+        /// The state directory `tandem up` was given.
+        #[arg(long, default_value = ".tandem")]
+        state_dir: PathBuf,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One instance of `tandem up` (started by the agent).
+    #[command(hide = true)]
+    Instance {
+        /// The graph file.
+        file: PathBuf,
+        /// Which instance.
+        #[arg(long)]
+        color: ColorArg,
+        /// The agent's address.
+        #[arg(long)]
+        agent: std::net::SocketAddr,
+        /// The agent's state directory.
+        #[arg(long)]
+        state_dir: PathBuf,
+        /// Most records a node takes from a ring in one pass.
+        #[arg(long, default_value_t = 1024,
+              value_parser = clap::value_parser!(u32).range(1..=1 << 20))]
+        batch: u32,
+    },
     /// Compare two versions of a graph node by node and say whether an
     /// upgrade from OLD to NEW keeps every vertex's state. Exit 0 safe (or
     /// identical), 1 refused (state would be lost), 2 unreadable or invalid files.
@@ -116,6 +172,12 @@ impl From<LayoutArg> for Layout {
             LayoutArg::Spread => Layout::Spread,
         }
     }
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ColorArg {
+    Blue,
+    Green,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -203,6 +265,152 @@ fn main() -> ExitCode {
             allow_drop,
         } => diff(&old, &new, allow_drop),
         Command::Kinds { name } => kinds(name.as_deref()),
+        Command::Up {
+            file,
+            state_dir,
+            run_for,
+            listen,
+            checkpoint_every,
+            batch,
+            binary,
+        } => up(
+            &file,
+            UpOptions {
+                state_dir,
+                run_for,
+                listen,
+                checkpoint_every,
+                batch: batch as usize,
+                binary,
+            },
+        ),
+        Command::Status { state_dir, json } => status(&state_dir, json),
+        Command::Instance {
+            file,
+            color,
+            agent,
+            state_dir,
+            batch,
+        } => instance(&file, color, agent, state_dir, batch as usize),
+    }
+}
+
+struct UpOptions {
+    state_dir: PathBuf,
+    run_for: Option<Duration>,
+    listen: std::net::SocketAddr,
+    checkpoint_every: Duration,
+    batch: usize,
+    binary: Option<PathBuf>,
+}
+
+/// Loads a graph and cuts it for 1+1; errors are printed.
+fn load_split(file: &Path) -> Result<(Loaded, tandem_core::split::Split), u8> {
+    let loaded = load(file, None)?;
+    match tandem_core::split::split(&loaded.plan) {
+        Ok(split) => Ok((loaded, split)),
+        Err(e) => {
+            eprintln!("{}: error: {e}", file.display());
+            Err(INVALID)
+        }
+    }
+}
+
+fn up(file: &Path, options: UpOptions) -> ExitCode {
+    let (loaded, split) = match load_split(file) {
+        Ok(parts) => parts,
+        Err(code) => return ExitCode::from(code),
+    };
+    let program = match options.binary.map_or_else(std::env::current_exe, Ok) {
+        Ok(program) => program,
+        Err(e) => {
+            eprintln!("tandem: cannot find this executable to start instances: {e}");
+            return ExitCode::from(UNREADABLE);
+        }
+    };
+    let config = tandem::up::agent::AgentConfig {
+        file: file.to_path_buf(),
+        stamp: GraphStamp::of_plan(&loaded.name, &loaded.plan),
+        split,
+        ha: tandem::up::agent::HaOptions::default(),
+        state: tandem::up::dirs::StateDir::new(options.state_dir),
+        listen: options.listen,
+        checkpoint_every: options.checkpoint_every,
+        run_for: options.run_for,
+        clock: Clock::Wall,
+        batch: options.batch,
+        instance: tandem::up::agent::InstanceCommand {
+            program,
+            args: Vec::new(),
+        },
+    };
+    match tandem::up::agent::run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tandem: {e}");
+            ExitCode::from(UNREADABLE)
+        }
+    }
+}
+
+fn status(state_dir: &Path, json: bool) -> ExitCode {
+    let state = tandem::up::dirs::StateDir::new(state_dir);
+    let answer = match tandem::up::status::request(&state.socket(), "status") {
+        Ok(answer) => answer,
+        Err(e) => {
+            eprintln!(
+                "tandem: no `tandem up` answers on {} ({e}); is it running with --state-dir {}?",
+                state.socket().display(),
+                state_dir.display()
+            );
+            return ExitCode::from(INVALID);
+        }
+    };
+    if json {
+        outln!("{answer}");
+        return ExitCode::SUCCESS;
+    }
+    match tandem::up::status::render(&answer) {
+        Ok(text) => {
+            out!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("tandem: {e}");
+            ExitCode::from(INVALID)
+        }
+    }
+}
+
+fn instance(
+    file: &Path,
+    color: ColorArg,
+    agent: std::net::SocketAddr,
+    state_dir: PathBuf,
+    batch: usize,
+) -> ExitCode {
+    let color = match color {
+        ColorArg::Blue => tandem_core::ha::Color::Blue,
+        ColorArg::Green => tandem_core::ha::Color::Green,
+    };
+    let (loaded, split) = match load_split(file) {
+        Ok(parts) => parts,
+        Err(code) => return ExitCode::from(code),
+    };
+    let config = tandem::up::instance::InstanceConfig {
+        color,
+        agent,
+        state: tandem::up::dirs::StateDir::new(state_dir),
+        stamp: GraphStamp::of_plan(&loaded.name, &loaded.plan),
+        plan: split.instance,
+        batch,
+    };
+    match tandem::up::instance::run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tandem {color}: {e}");
+            ExitCode::from(UNREADABLE)
+        }
     }
 }
 

@@ -85,6 +85,19 @@ impl GraphStamp {
     }
 }
 
+/// A hash of vertex state: equal for two instances exactly when every
+/// vertex holds the same bytes under the same schema. FNV-1a over the
+/// vertices in id order, as [`GraphStamp`] is.
+pub fn state_hash(vertices: &BTreeMap<String, Snapshot>) -> u64 {
+    let mut h = Fnv::new();
+    for (id, snapshot) in vertices {
+        h.text(id);
+        h.bytes(&snapshot.schema.0.to_le_bytes());
+        h.tagged(0x73, &snapshot.payload);
+    }
+    h.0
+}
+
 /// 64-bit FNV-1a, with length-prefixed fields so that ("ab", "c") and
 /// ("a", "bc") hash differently.
 struct Fnv(u64);

@@ -98,6 +98,26 @@ pub struct Divergence {
     pub green: Option<Record>,
 }
 
+impl core::fmt::Display for Divergence {
+    /// `stream 3 at origin sequence 17 (#0): blue 1.5, green 1.25`; a
+    /// missing copy is `none`.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let copy = |r: &Option<Record>| match r {
+            Some(r) => format!("{} (quality {})", r.value, r.quality.0),
+            None => "none".to_owned(),
+        };
+        write!(
+            f,
+            "stream {} at origin sequence {} (#{}): blue {}, green {}",
+            self.stream,
+            self.seq,
+            self.ordinal,
+            copy(&self.blue),
+            copy(&self.green)
+        )
+    }
+}
+
 /// Counters of the downstream junction.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DownstreamStats {

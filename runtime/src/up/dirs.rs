@@ -1,0 +1,198 @@
+//! The state directory of `tandem up`:
+//!
+//! ```text
+//! DIR/LOCK                     held by the agent while it runs
+//! DIR/agent.sock               the agent's control socket (`tandem status`)
+//! DIR/ca/site-ca.pem, .key     the site CA, made on first start (key 0600)
+//! DIR/certs/NAME.pem, .key     leaf certificates of the agent, blue and green (keys 0600)
+//! DIR/checkpoints/blue/        checkpoints written by the blue instance
+//! DIR/checkpoints/green/       ... and by the green one
+//! ```
+
+use std::fs::{File, OpenOptions};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use tandem_core::ha::Color;
+
+use crate::checkpoint::{Checkpoint, CheckpointStore};
+use crate::net::{CaError, Identity, SiteCa, SiteTrust};
+
+/// Paths inside one state directory.
+#[derive(Clone, Debug)]
+pub struct StateDir {
+    root: PathBuf,
+}
+
+impl StateDir {
+    /// The state directory at `root` (created on demand).
+    pub fn new(root: impl Into<PathBuf>) -> StateDir {
+        StateDir { root: root.into() }
+    }
+
+    /// The directory itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The agent's control socket.
+    pub fn socket(&self) -> PathBuf {
+        self.root.join("agent.sock")
+    }
+
+    /// Where the site CA lives.
+    pub fn ca_dir(&self) -> PathBuf {
+        self.root.join("ca")
+    }
+
+    /// Where `color`'s instance writes its checkpoints.
+    pub fn checkpoints(&self, color: Color) -> PathBuf {
+        self.root.join("checkpoints").join(color.name())
+    }
+
+    fn cert(&self, name: &str) -> (PathBuf, PathBuf) {
+        let dir = self.root.join("certs");
+        (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key")))
+    }
+
+    /// Takes the directory's lock for as long as the returned file lives:
+    /// one agent (or `tandem run`) per state directory.
+    pub fn lock(&self) -> Result<File, String> {
+        std::fs::create_dir_all(&self.root).map_err(|e| {
+            format!(
+                "{}: error: cannot create the state directory: {e}",
+                self.root.display()
+            )
+        })?;
+        let path = self.root.join("LOCK");
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| format!("{}: error: cannot open the lock file: {e}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) => Err(format!(
+                "{}: error: another tandem is running on this state directory; stop it or use another --state-dir",
+                self.root.display()
+            )),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(format!("{}: error: cannot lock: {e}", path.display()))
+            }
+        }
+    }
+
+    /// The site CA, made on first start.
+    pub fn site_ca(&self) -> Result<SiteCa, CaError> {
+        let dir = self.ca_dir();
+        std::fs::create_dir_all(&dir).map_err(|source| CaError::Io {
+            action: "create",
+            path: dir.clone(),
+            source,
+        })?;
+        SiteCa::open_or_create(&dir)
+    }
+
+    /// Issues a fresh leaf certificate for `name` and writes it (key 0600),
+    /// replacing the one before.
+    pub fn issue(&self, ca: &SiteCa, name: &str) -> Result<(), CaError> {
+        let (cert, key) = ca.issue_leaf(name)?;
+        let (cert_path, key_path) = self.cert(name);
+        if let Some(dir) = cert_path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| CaError::Io {
+                action: "create",
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        replace(&key_path, key.as_bytes(), 0o600)?;
+        replace(&cert_path, cert.as_bytes(), 0o644)
+    }
+
+    /// The identity issued to `name`.
+    pub fn identity(&self, name: &str) -> Result<Identity, CaError> {
+        let (cert_path, key_path) = self.cert(name);
+        Identity::from_pem(&read(&cert_path)?, &read(&key_path)?)
+    }
+
+    /// The site's trust root, to verify peers with.
+    pub fn trust(&self) -> Result<SiteTrust, CaError> {
+        SiteTrust::from_pem(&read(&self.ca_dir().join(SiteCa::CERT_FILE))?)
+    }
+
+    /// The newest checkpoint of graph `name` either instance wrote, refusing
+    /// damaged files with a message each (printed) and using the one before.
+    pub fn newest_checkpoint(&self, name: &str) -> Option<(PathBuf, Checkpoint)> {
+        let mut newest: Option<(PathBuf, Checkpoint)> = None;
+        for color in Color::BOTH {
+            let dir = self.checkpoints(color);
+            if !dir.is_dir() {
+                continue;
+            }
+            let mut store = match CheckpointStore::open(&dir) {
+                Ok(store) => store,
+                Err(e) => {
+                    eprintln!("tandem: {e}");
+                    continue;
+                }
+            };
+            let recovery = match store.load_latest() {
+                Ok(recovery) => recovery,
+                Err(e) => {
+                    eprintln!("tandem: {e}");
+                    continue;
+                }
+            };
+            for skipped in &recovery.skipped {
+                eprintln!("tandem: {skipped}");
+            }
+            if let Some((path, checkpoint)) = recovery.latest {
+                if checkpoint.graph.name != name {
+                    eprintln!(
+                        "tandem: {}: holds checkpoints of graph `{}`, not `{name}`; ignored",
+                        path.display(),
+                        checkpoint.graph.name
+                    );
+                    continue;
+                }
+                if newest.as_ref().is_none_or(|(_, n)| n.seq < checkpoint.seq) {
+                    newest = Some((path, checkpoint));
+                }
+            }
+        }
+        newest
+    }
+}
+
+fn read(path: &Path) -> Result<String, CaError> {
+    std::fs::read_to_string(path).map_err(|source| CaError::Io {
+        action: "read",
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Writes `contents` to a temp file with `mode`, syncs it, and renames it over `path`.
+fn replace(path: &Path, contents: &[u8], mode: u32) -> Result<(), CaError> {
+    let temp = path.with_extension("tmp");
+    let io_err = |source| CaError::Io {
+        action: "write",
+        path: path.to_path_buf(),
+        source,
+    };
+    let _ = std::fs::remove_file(&temp);
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(mode);
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    let mut file = options.open(&temp).map_err(io_err)?;
+    file.write_all(contents).map_err(io_err)?;
+    file.sync_all().map_err(io_err)?;
+    std::fs::rename(&temp, path).map_err(io_err)
+}

@@ -1,0 +1,506 @@
+//! An instance process: the vertices of a graph between a relay (input from
+//! the agent) and a forwarding sink (output to the agent), over one QUIC link.
+//!
+//! Three threads share the work:
+//! - the network (a current-thread tokio runtime): reads frames, answers
+//!   heartbeats at once, and writes whatever the others queue;
+//! - control: owns the [`Topology`]; feeds input, takes barrier snapshots,
+//!   checkpoints, streams and restores snapshots, in frame order;
+//! - the topology's workers, whose output sink encodes `Output` frames.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tandem_core::ha::{Color, Role, ToAgent, ToInstance};
+use tandem_core::split::{FROM_AGENT, TO_AGENT};
+use tandem_core::wire::{self, BatchKind, Frame};
+use tandem_core::{Plan, Record, Seq};
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::dirs::StateDir;
+use super::ends::{relay, Batch, Forward, RelayFeed};
+use crate::checkpoint::{self, format, Checkpoint, CheckpointStore, GraphStamp};
+use crate::net::{Client, TransportOptions};
+use crate::topology::{Attached, RunOptions, Topology};
+use crate::Clock;
+
+/// The agent sends heartbeats every few milliseconds: silence this long
+/// means it is gone, and the instance exits.
+const AGENT_SILENCE: Duration = Duration::from_secs(3);
+/// Bytes of snapshot per frame.
+const CHUNK: usize = 1 << 20;
+/// Largest snapshot accepted from the agent.
+const MAX_SNAPSHOT: u64 = 1 << 30;
+/// Records per `Output` frame at most (well under the frame cap).
+const OUTPUT_RECORDS: usize = 1 << 16;
+/// Snapshots kept for a `SnapshotRequest` that arrives after its barrier.
+const KEPT: usize = 2;
+
+/// What an instance needs to run.
+#[derive(Debug)]
+pub struct InstanceConfig {
+    /// Which instance.
+    pub color: Color,
+    /// Where the agent listens.
+    pub agent: SocketAddr,
+    /// The state directory (certificates, checkpoints).
+    pub state: StateDir,
+    /// The instance part of the graph.
+    pub plan: Plan,
+    /// The graph's stamp (name and hash).
+    pub stamp: GraphStamp,
+    /// Most records a node takes from a ring in one pass.
+    pub batch: usize,
+}
+
+/// The version an instance reports: the low bits of its graph hash, so two
+/// instances of the same graph agree and an upgraded graph differs.
+pub fn version_of(stamp: &GraphStamp) -> u32 {
+    (stamp.hash ^ (stamp.hash >> 32)) as u32
+}
+
+/// Runs until the agent closes the link (`Ok`) or the link fails (`Err`,
+/// with the reason).
+pub fn run(config: InstanceConfig) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the network runtime: {e}"))?;
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: InstanceConfig) -> Result<(), String> {
+    let name = config.color.name();
+    let identity = config
+        .state
+        .identity(name)
+        .map_err(|e| format!("no certificate for {name}: {e}"))?;
+    let trust = config.state.trust().map_err(|e| e.to_string())?;
+    let bind: SocketAddr = if config.agent.is_ipv6() {
+        "[::]:0"
+    } else {
+        "0.0.0.0:0"
+    }
+    .parse()
+    .map_err(|e| format!("{e}"))?;
+    let client = Client::new(bind, &identity, &trust, TransportOptions::default())
+        .map_err(|e| e.to_string())?;
+    let link = client
+        .connect(config.agent, "agent")
+        .await
+        .map_err(|e| format!("cannot reach the agent at {}: {e}", config.agent))?;
+    let (mut reader, mut writer) = (link.reader, link.writer);
+    let (out, mut queued) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
+    let hello = ToAgent::Hello {
+        color: config.color,
+        version: version_of(&config.stamp),
+        pid: std::process::id(),
+    };
+    send(&out, hello);
+    let writing = tokio::spawn(async move {
+        while let Some(bytes) = queued.recv().await {
+            if writer.send_bytes(bytes).await.is_err() {
+                break;
+            }
+        }
+    });
+    let processed = Arc::new(AtomicU64::new(0));
+    let (to_control, control_rx) = crossbeam_channel::unbounded::<ToInstance>();
+    let control = Control::new(config, out.clone(), processed.clone());
+    let controlling = std::thread::Builder::new()
+        .name("tandem-control".into())
+        .spawn(move || control.run(&control_rx))
+        .map_err(|e| format!("cannot start the control thread: {e}"))?;
+    let result = loop {
+        let frame = match tokio::time::timeout(AGENT_SILENCE, reader.next()).await {
+            Err(_) => break Err(format!("the agent has been silent for {AGENT_SILENCE:?}")),
+            Ok(Err(e)) => break Err(e.to_string()),
+            Ok(Ok(None)) => break Ok(()),
+            Ok(Ok(Some(frame))) => frame,
+        };
+        match ToInstance::try_from(frame) {
+            Ok(ToInstance::Heartbeat { sent_ns, seq }) => {
+                let processed = Seq(processed.load(Ordering::Relaxed));
+                send(
+                    &out,
+                    ToAgent::Heartbeat {
+                        sent_ns,
+                        seq,
+                        processed,
+                    },
+                );
+            }
+            Ok(msg) => {
+                if to_control.send(msg).is_err() {
+                    break Err("the control thread stopped".into());
+                }
+            }
+            Err(unexpected) => {
+                link.connection.close(
+                    quinn::VarInt::from_u32(crate::net::CLOSE_BAD_FRAME),
+                    b"unexpected frame",
+                );
+                break Err(unexpected.to_string());
+            }
+        }
+    };
+    drop(to_control);
+    let _ = tokio::task::spawn_blocking(move || controlling.join()).await;
+    drop(out);
+    let _ = writing.await;
+    client.close();
+    result
+}
+
+fn send(out: &UnboundedSender<Bytes>, msg: ToAgent) {
+    if let Ok(bytes) = wire::encode_to_bytes(&Frame::from(msg)) {
+        let _ = out.send(bytes);
+    }
+}
+
+/// A snapshot taken at a barrier, encoded as a checkpoint image.
+struct Kept {
+    barrier: u64,
+    image: Bytes,
+    vertices: u32,
+    hash: u64,
+}
+
+enum Phase {
+    /// Not started: a snapshot may be on its way (rejoin), or the first
+    /// input starts it from the local checkpoint (cold start).
+    Waiting { barrier: Option<u64>, image: Vec<u8> },
+    Running {
+        topology: Topology,
+        feed: RelayFeed,
+        /// State restored at this sequence number: input at or below it is
+        /// already in the state.
+        start: Seq,
+    },
+}
+
+struct Control {
+    config: InstanceConfig,
+    out: UnboundedSender<Bytes>,
+    processed: Arc<AtomicU64>,
+    phase: Phase,
+    role: Role,
+    store: Option<CheckpointStore>,
+    kept: VecDeque<Kept>,
+    requested: Option<u64>,
+}
+
+impl Control {
+    fn new(config: InstanceConfig, out: UnboundedSender<Bytes>, processed: Arc<AtomicU64>) -> Self {
+        let store = match CheckpointStore::open(config.state.checkpoints(config.color)) {
+            Ok(store) => Some(store),
+            Err(e) => {
+                eprintln!("tandem {}: {e}; running without checkpoints", config.color);
+                None
+            }
+        };
+        Control {
+            config,
+            out,
+            processed,
+            phase: Phase::Waiting {
+                barrier: None,
+                image: Vec::new(),
+            },
+            role: Role::Starting,
+            store,
+            kept: VecDeque::new(),
+            requested: None,
+        }
+    }
+
+    fn run(mut self, rx: &crossbeam_channel::Receiver<ToInstance>) {
+        while let Ok(msg) = rx.recv() {
+            if let Err(message) = self.handle(msg) {
+                eprintln!("tandem {}: {message}", self.config.color);
+                std::process::exit(1);
+            }
+        }
+        if let Phase::Running { topology, feed, .. } = self.phase {
+            drop(feed);
+            topology.stop();
+            topology.wait_timeout(Duration::from_secs(2));
+        }
+    }
+
+    fn handle(&mut self, msg: ToInstance) -> Result<(), String> {
+        match msg {
+            ToInstance::Input { frontier, records } => {
+                let (feed, start) = self.running()?;
+                let records = if records.first().is_some_and(|r| r.seq <= start) {
+                    records.into_iter().filter(|r| r.seq > start).collect()
+                } else {
+                    records
+                };
+                feed.send(Batch { frontier, records });
+            }
+            ToInstance::Barrier { id, at } => self.barrier(id, at)?,
+            ToInstance::SnapshotRequest { barrier } => {
+                if self.kept.iter().any(|k| k.barrier == barrier) {
+                    self.stream(barrier);
+                } else {
+                    self.requested = Some(barrier);
+                }
+            }
+            ToInstance::SnapshotChunk {
+                barrier,
+                offset,
+                total,
+                bytes,
+                ..
+            } => {
+                let Phase::Waiting {
+                    barrier: current,
+                    image,
+                } = &mut self.phase
+                else {
+                    return Ok(());
+                };
+                if *current != Some(barrier) {
+                    *current = Some(barrier);
+                    image.clear();
+                }
+                let fits = offset == image.len() as u64
+                    && total <= MAX_SNAPSHOT
+                    && offset + bytes.len() as u64 <= total;
+                if !fits {
+                    return Err(format!(
+                        "snapshot chunk at {offset} of {total} bytes does not follow the {} bytes received",
+                        image.len()
+                    ));
+                }
+                image.extend_from_slice(&bytes);
+            }
+            ToInstance::SnapshotEnd {
+                barrier,
+                state_hash,
+                ..
+            } => self.restore(barrier, state_hash)?,
+            ToInstance::SetRole { role } => {
+                if role != self.role {
+                    eprintln!("tandem {}: {role}", self.config.color);
+                }
+                self.role = role;
+            }
+            ToInstance::Heartbeat { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// The running topology's feed, starting it cold first if need be.
+    fn running(&mut self) -> Result<(&RelayFeed, Seq), String> {
+        if matches!(self.phase, Phase::Waiting { .. }) {
+            let local = self
+                .config
+                .state
+                .newest_checkpoint(&self.config.stamp.name);
+            if let Some((path, checkpoint)) = &local {
+                eprintln!(
+                    "tandem {}: starting from {} (origin sequence {})",
+                    self.config.color,
+                    path.display(),
+                    checkpoint.seq
+                );
+            }
+            self.start(local.map(|(_, c)| c))?;
+        }
+        match &self.phase {
+            Phase::Running { feed, start, .. } => Ok((feed, *start)),
+            Phase::Waiting { .. } => Err("the topology did not start".into()),
+        }
+    }
+
+    fn start(&mut self, checkpoint: Option<Checkpoint>) -> Result<(), String> {
+        let (feed, source) = relay();
+        let out = self.out.clone();
+        let processed = self.processed.clone();
+        let sink = Forward::new(move |frontier: Seq, records: &mut Vec<Record>| {
+            // At the end of the stream the instance is stopping; the agent
+            // learns nothing from that.
+            if frontier == Seq::END {
+                return;
+            }
+            let mut buf = BytesMut::new();
+            let mut chunks = records.chunks(OUTPUT_RECORDS).peekable();
+            if chunks.peek().is_none() {
+                let _ = wire::encode_batch(BatchKind::Output, frontier, &[], &mut buf);
+            }
+            for chunk in chunks {
+                let _ = wire::encode_batch(BatchKind::Output, frontier, chunk, &mut buf);
+            }
+            let _ = out.send(buf.freeze());
+            processed.store(frontier.0, Ordering::Relaxed);
+        });
+        let mut attached = Attached::default();
+        attached
+            .sources
+            .insert(FROM_AGENT.to_owned(), Box::new(source));
+        attached.sinks.insert(TO_AGENT.to_owned(), Box::new(sink));
+        let options = RunOptions {
+            clock: Clock::Wall,
+            span: None,
+            hold_at_end: false,
+            batch: self.config.batch,
+        };
+        let (topology, report) = Topology::start_with(
+            &self.config.plan,
+            options,
+            checkpoint.as_ref(),
+            attached,
+        )
+        .map_err(|e| format!("cannot start the graph: {e}"))?;
+        if let Some(report) = report {
+            if !report.is_complete() {
+                eprintln!("tandem {}: {report}", self.config.color);
+            }
+        }
+        let start = checkpoint.map_or(Seq::ZERO, |c| c.seq);
+        self.processed.store(start.0, Ordering::Relaxed);
+        self.phase = Phase::Running {
+            topology,
+            feed,
+            start,
+        };
+        Ok(())
+    }
+
+    fn barrier(&mut self, id: u64, at: Seq) -> Result<(), String> {
+        self.running()?;
+        let Phase::Running {
+            topology, start, ..
+        } = &mut self.phase
+        else {
+            return Ok(());
+        };
+        if at < *start {
+            // Placed before this instance's restore point (a cold start from
+            // a newer checkpoint): it has no state there to report.
+            return Ok(());
+        }
+        let placed = topology.place_barrier(at);
+        let taken = topology
+            .barrier_snapshots(placed, Duration::from_secs(30))
+            .map_err(|e| format!("barrier {id}: {e}"))?;
+        let checkpoint = Checkpoint {
+            graph: self.config.stamp.clone(),
+            seq: taken.at,
+            vertices: taken.vertices,
+        };
+        let hash = checkpoint::state_hash(&checkpoint.vertices);
+        send(&self.out, ToAgent::StateHash { barrier: id, hash });
+        if self.role == Role::Serving {
+            if let Some(store) = self.store.as_mut() {
+                if let Err(e) = store.save(&checkpoint) {
+                    eprintln!("tandem {}: checkpoint not saved: {e}", self.config.color);
+                }
+            }
+        }
+        if self.kept.len() == KEPT {
+            self.kept.pop_front();
+        }
+        self.kept.push_back(Kept {
+            barrier: id,
+            image: Bytes::from(format::encode(&checkpoint)),
+            vertices: u32::try_from(checkpoint.vertices.len()).unwrap_or(u32::MAX),
+            hash,
+        });
+        if self.requested == Some(id) {
+            self.requested = None;
+            self.stream(id);
+        }
+        Ok(())
+    }
+
+    /// Sends the snapshot kept for `barrier` to the agent, to relay.
+    fn stream(&self, barrier: u64) {
+        let Some(kept) = self.kept.iter().find(|k| k.barrier == barrier) else {
+            return;
+        };
+        let total = kept.image.len() as u64;
+        let mut offset = 0;
+        while offset < kept.image.len() {
+            let end = (offset + CHUNK).min(kept.image.len());
+            send(
+                &self.out,
+                ToAgent::SnapshotChunk {
+                    barrier,
+                    vertex: 0,
+                    offset: offset as u64,
+                    total,
+                    bytes: kept.image.slice(offset..end),
+                },
+            );
+            offset = end;
+        }
+        send(
+            &self.out,
+            ToAgent::SnapshotEnd {
+                barrier,
+                vertices: kept.vertices,
+                state_hash: kept.hash,
+            },
+        );
+    }
+
+    /// The donor's snapshot is complete: check it, start from it, and say so.
+    fn restore(&mut self, barrier: u64, donor_hash: u64) -> Result<(), String> {
+        let Phase::Waiting {
+            barrier: current,
+            image,
+        } = &mut self.phase
+        else {
+            return Ok(());
+        };
+        if *current != Some(barrier) {
+            return Ok(());
+        }
+        let image = std::mem::take(image);
+        *current = None;
+        let checkpoint = match format::decode(&image) {
+            Ok(checkpoint) => checkpoint,
+            Err(e) => {
+                eprintln!(
+                    "tandem {}: the snapshot of barrier {barrier} was refused: {e}",
+                    self.config.color
+                );
+                send(
+                    &self.out,
+                    ToAgent::Restored {
+                        barrier,
+                        state_hash: !donor_hash,
+                    },
+                );
+                return Ok(());
+            }
+        };
+        let hash = checkpoint::state_hash(&checkpoint.vertices);
+        if hash != donor_hash {
+            send(
+                &self.out,
+                ToAgent::Restored {
+                    barrier,
+                    state_hash: hash,
+                },
+            );
+            return Ok(());
+        }
+        self.start(Some(checkpoint))?;
+        send(
+            &self.out,
+            ToAgent::Restored {
+                barrier,
+                state_hash: hash,
+            },
+        );
+        Ok(())
+    }
+}

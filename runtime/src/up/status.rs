@@ -1,0 +1,203 @@
+//! What `tandem status` shows, and the agent's control socket that serves it.
+//!
+//! The socket (`DIR/agent.sock`) takes one request line and answers one line:
+//! `status` answers the status as JSON.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tandem_core::ha::{Color, Role};
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+
+/// One instance, as `tandem status` shows it.
+#[derive(Clone, Debug)]
+pub struct InstanceStatus {
+    /// Which.
+    pub color: Color,
+    /// Serving, shadow, or starting (also while it is being restarted).
+    pub role: Role,
+    /// Connected and said hello.
+    pub connected: bool,
+    /// Its process id.
+    pub pid: Option<u32>,
+    /// The version it reported.
+    pub version: Option<u32>,
+    /// Input records it has yet to process, when connected.
+    pub lag: Option<u64>,
+    /// Output records per second it delivered lately.
+    pub records_per_sec: f64,
+    /// Times it was restarted.
+    pub restarts: u64,
+}
+
+/// The agent's state, as `tandem status` shows it.
+#[derive(Clone, Debug)]
+pub struct Status {
+    /// Graph name.
+    pub graph: String,
+    /// The agent's process id.
+    pub agent_pid: u32,
+    /// Highest origin sequence number ingested.
+    pub head: u64,
+    /// Output records emitted toward the sinks.
+    pub emitted: u64,
+    /// Output pairs compared.
+    pub compared: u64,
+    /// Outputs that differed between the instances (or had no twin).
+    pub divergence: u64,
+    /// Blue, then green.
+    pub instances: Vec<InstanceStatus>,
+    /// The last barrier both instances reported: id, blue's hash, green's.
+    pub last_barrier: Option<(u64, u64, u64)>,
+    /// Frames refused as malformed.
+    pub bad_frames: u64,
+    /// Connections refused during the handshake.
+    pub refused: u64,
+}
+
+impl Status {
+    /// The JSON object `tandem status --json` prints.
+    pub fn json(&self) -> String {
+        let instances: Vec<Value> = self
+            .instances
+            .iter()
+            .map(|i| {
+                json!({
+                    "color": i.color.name(),
+                    "role": i.role.name(),
+                    "connected": i.connected,
+                    "pid": i.pid,
+                    "version": i.version.map(|v| format!("{v:08x}")),
+                    "lag": i.lag,
+                    "records_per_sec": (i.records_per_sec * 10.0).round() / 10.0,
+                    "restarts": i.restarts,
+                })
+            })
+            .collect();
+        let barrier = self.last_barrier.map(|(id, blue, green)| {
+            json!({
+                "id": id,
+                "blue": format!("{blue:016x}"),
+                "green": format!("{green:016x}"),
+                "equal": blue == green,
+            })
+        });
+        json!({
+            "graph": self.graph,
+            "agent_pid": self.agent_pid,
+            "head": self.head,
+            "emitted": self.emitted,
+            "compared": self.compared,
+            "divergence": self.divergence,
+            "instances": instances,
+            "last_barrier": barrier,
+            "bad_frames": self.bad_frames,
+            "refused_connections": self.refused,
+            "upgrade": { "phase": "idle" },
+        })
+        .to_string()
+    }
+
+    /// One line for a terminal.
+    pub fn line(&self) -> String {
+        let parts: Vec<String> = self.instances.iter().map(instance_line).collect();
+        format!(
+            "{} | {} | divergence {} | emitted {}",
+            self.graph,
+            parts.join(" | "),
+            self.divergence,
+            self.emitted
+        )
+    }
+}
+
+fn instance_line(i: &InstanceStatus) -> String {
+    match i.lag {
+        Some(lag) => format!(
+            "{} {} lag {} {:.0} rec/s",
+            i.color, i.role, lag, i.records_per_sec
+        ),
+        None => format!("{} starting", i.color),
+    }
+}
+
+/// Renders the JSON status as `tandem status` prints it for people.
+pub fn render(json: &str) -> Result<String, String> {
+    let v: Value = serde_json::from_str(json).map_err(|e| format!("unreadable status: {e}"))?;
+    let mut out = format!(
+        "graph {}  agent pid {}  head {}  emitted {}  compared {}  divergence {}\n",
+        v["graph"].as_str().unwrap_or("?"),
+        v["agent_pid"],
+        v["head"],
+        v["emitted"],
+        v["compared"],
+        v["divergence"]
+    );
+    out.push_str("instance  role      pid      version   lag       rec/s     restarts\n");
+    for i in v["instances"].as_array().into_iter().flatten() {
+        let show = |key: &str| match &i[key] {
+            Value::Null => "-".to_owned(),
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        out.push_str(&format!(
+            "{:<9} {:<9} {:<8} {:<9} {:<9} {:<9} {}\n",
+            show("color"),
+            show("role"),
+            show("pid"),
+            show("version"),
+            show("lag"),
+            show("records_per_sec"),
+            show("restarts")
+        ));
+    }
+    if let Some(b) = v["last_barrier"].as_object() {
+        let equal = b.get("equal").and_then(Value::as_bool).unwrap_or(false);
+        out.push_str(&format!(
+            "last barrier {}: state hashes {}\n",
+            b.get("id").map_or("?".into(), ToString::to_string),
+            if equal { "equal" } else { "DIFFER" }
+        ));
+    }
+    out.push_str(&format!(
+        "upgrade: {}\n",
+        v["upgrade"]["phase"].as_str().unwrap_or("?")
+    ));
+    Ok(out)
+}
+
+/// Answers requests on the control socket until the runtime stops.
+pub async fn serve(listener: tokio::net::UnixListener, status: Arc<Mutex<String>>) {
+    while let Ok((stream, _)) = listener.accept().await {
+        let status = status.clone();
+        tokio::spawn(async move {
+            let (read, mut write) = stream.into_split();
+            let mut line = String::new();
+            let mut reader = BufReader::new(read.take(4096));
+            if reader.read_line(&mut line).await.is_err() {
+                return;
+            }
+            let answer = match line.trim() {
+                "status" => status.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+                other => json!({ "error": format!("unknown request `{other}`; try `status`") })
+                    .to_string(),
+            };
+            let _ = write.write_all(answer.as_bytes()).await;
+            let _ = write.write_all(b"\n").await;
+        });
+    }
+}
+
+/// Sends one request to the agent of `socket` and returns its answer.
+pub fn request(socket: &Path, line: &str) -> std::io::Result<String> {
+    use std::io::{BufRead as _, Write as _};
+    let mut stream = std::os::unix::net::UnixStream::connect(socket)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    stream.write_all(line.as_bytes())?;
+    stream.write_all(b"\n")?;
+    let mut answer = String::new();
+    std::io::BufReader::new(stream).read_line(&mut answer)?;
+    Ok(answer.trim_end().to_owned())
+}
