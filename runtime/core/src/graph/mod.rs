@@ -19,6 +19,7 @@ pub use diag::{Diagnostic, Diagnostics};
 use crate::plan::{EdgeSettings, Layout, Plan};
 use crate::vertex::Registry;
 use diag::Report;
+use std::time::Duration;
 use toml::de::DeTable;
 
 /// Graph-level settings from `[graph]`, defaults filled in.
@@ -40,6 +41,46 @@ impl Default for GraphSettings {
     }
 }
 
+/// The `[ha]` settings of `tandem up`, defaults filled in.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HaSettings {
+    /// `retention`: input records the upstream junction keeps for replay to a
+    /// rejoining instance. Default 65536; 1024 ..= 16 Mi.
+    pub retention: usize,
+    /// `heartbeat`: interval of application heartbeats. Default "5ms";
+    /// 1 ms ..= 1 s.
+    pub heartbeat: Duration,
+    /// `timeout`: an instance silent this long is lost and restarted. Default
+    /// "100ms"; at least 3 heartbeats, at most 60 s.
+    pub timeout: Duration,
+    /// `[ha.tolerance]`: absolute tolerance per output channel when the two
+    /// instances' outputs are compared (default exact), in file order. Keys
+    /// are channel names (`"cop" = 1e-9`, `"battery.soc" = 0.001`), each a
+    /// channel of the graph, given once; values are finite floats >= 0.
+    pub tolerances: Vec<(crate::ChannelId, f64)>,
+    /// `supervise`: how long a new vertex version runs as a shadow before it
+    /// is promoted, and again before the old version is replaced, during a live
+    /// upgrade. Event time, default "10s"; 0 s ..= 1 day.
+    pub supervise: Duration,
+    /// `max_mismatch`: highest fraction of compared output records that may
+    /// differ during supervision before an upgrade is rolled back. Default 0.0;
+    /// 0.0 ..= 1.0.
+    pub max_mismatch: f64,
+}
+
+impl Default for HaSettings {
+    fn default() -> Self {
+        HaSettings {
+            retention: 65536,
+            heartbeat: Duration::from_millis(5),
+            timeout: Duration::from_millis(100),
+            tolerances: Vec::new(),
+            supervise: Duration::from_secs(10),
+            max_mismatch: 0.0,
+        }
+    }
+}
+
 /// A graph file loaded and validated.
 #[derive(Clone, Debug)]
 pub struct Loaded {
@@ -49,6 +90,8 @@ pub struct Loaded {
     pub name: String,
     /// The `[graph]` settings.
     pub settings: GraphSettings,
+    /// The `[ha]` settings.
+    pub ha: HaSettings,
 }
 
 /// Parses and validates the graph file `bytes`, named `file` in diagnostics.

@@ -100,11 +100,24 @@ fn integer(value: &DeValue<'_>) -> Option<Result<i64, ()>> {
     }
 }
 
-fn number(value: &DeValue<'_>) -> Option<f64> {
+/// A finite number: a float, or an integer read as one.
+pub(crate) fn number(value: &DeValue<'_>) -> Option<f64> {
     match value {
         DeValue::Integer(_) => integer(value)?.ok().map(|v| v as f64),
         DeValue::Float(f) => f.as_str().parse::<f64>().ok().filter(|v| v.is_finite()),
         _ => None,
+    }
+}
+
+/// A duration in nanoseconds: a string with a unit (`"500ms"`, see
+/// [`parse_duration`]) or a number of seconds.
+pub(crate) fn duration_ns(value: &DeValue<'_>) -> Option<i64> {
+    match value {
+        DeValue::String(s) => parse_duration(s),
+        _ => number(value)
+            .map(|secs| secs * 1e9)
+            .filter(|ns| *ns >= 0.0 && *ns <= i64::MAX as f64)
+            .map(|ns| ns as i64),
     }
 }
 
@@ -128,17 +141,9 @@ fn check_value(
             DeValue::Boolean(b) => Some(ParamValue::Bool(*b)),
             _ => None,
         },
-        ParamType::Duration { min_ns, max_ns } => {
-            let ns = match v {
-                DeValue::String(s) => parse_duration(s),
-                _ => number(v)
-                    .map(|secs| secs * 1e9)
-                    .filter(|ns| *ns >= 0.0 && *ns <= i64::MAX as f64)
-                    .map(|ns| ns as i64),
-            };
-            ns.filter(|ns| *ns >= min_ns && *ns <= max_ns)
-                .map(ParamValue::Duration)
-        }
+        ParamType::Duration { min_ns, max_ns } => duration_ns(v)
+            .filter(|ns| *ns >= min_ns && *ns <= max_ns)
+            .map(ParamValue::Duration),
         ParamType::Choice(options) => match v {
             DeValue::String(s) if options.contains(&s.as_ref()) => {
                 Some(ParamValue::Text(s.to_string()))

@@ -3,10 +3,12 @@
 //! parameters and inputs are checked by `validate`.
 
 use super::diag::Report;
+use super::params::{duration_ns, number};
 use super::suggest::{did_you_mean, hint, list};
 use crate::plan::{Layout, Overflow};
 use crate::vertex::Role;
 use std::ops::Range;
+use std::time::Duration;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
@@ -25,8 +27,62 @@ pub(crate) const MIN_CAPACITY: i64 = 2;
 /// Largest ring capacity, in records.
 pub(crate) const MAX_CAPACITY: i64 = 1 << 24;
 
-const TABLES: [&str; 5] = ["[graph]", "[sources]", "[vertices]", "[sinks]", "[[edges]]"];
+/// Smallest `[ha] retention`, in input records.
+const MIN_RETENTION: i64 = 1 << 10;
+/// Largest `[ha] retention`, in input records.
+const MAX_RETENTION: i64 = 1 << 24;
+
+/// A duration key of `[ha]`: its valid range and, for messages, an example.
+struct DurationKey {
+    name: &'static str,
+    min: Duration,
+    max: Duration,
+    example: &'static str,
+    /// What else bounds it, for the message.
+    also: &'static str,
+}
+
+const HEARTBEAT: DurationKey = DurationKey {
+    name: "heartbeat",
+    min: Duration::from_millis(1),
+    max: Duration::from_secs(1),
+    example: "5ms",
+    also: "",
+};
+/// The shortest timeout is 3 of the shortest heartbeats; `validate` checks
+/// that it is 3 of the file's heartbeats.
+const TIMEOUT: DurationKey = DurationKey {
+    name: "timeout",
+    min: Duration::from_millis(3),
+    max: Duration::from_secs(60),
+    example: "100ms",
+    also: " and at least 3 heartbeats",
+};
+const SUPERVISE: DurationKey = DurationKey {
+    name: "supervise",
+    min: Duration::ZERO,
+    max: Duration::from_secs(24 * 3600),
+    example: "10s",
+    also: "",
+};
+
+const TABLES: [&str; 6] = [
+    "[graph]",
+    "[ha]",
+    "[sources]",
+    "[vertices]",
+    "[sinks]",
+    "[[edges]]",
+];
 const GRAPH_KEYS: [&str; 4] = ["name", "layout", "capacity", "overflow"];
+const HA_KEYS: [&str; 6] = [
+    "retention",
+    "heartbeat",
+    "timeout",
+    "supervise",
+    "max_mismatch",
+    "tolerance",
+];
 const EDGE_KEYS: [&str; 4] = ["from", "to", "capacity", "overflow"];
 
 /// A whole graph file.
@@ -36,6 +92,8 @@ pub(crate) struct Spec<'a, 'i> {
     pub layout: Option<Layout>,
     pub capacity: Option<usize>,
     pub overflow: Option<Overflow>,
+    /// The `[ha]` table.
+    pub ha: HaSpec,
     /// Nodes in file order.
     pub nodes: Vec<NodeSpec<'a, 'i>>,
     /// `[[edges]]` in file order.
@@ -43,6 +101,22 @@ pub(crate) struct Spec<'a, 'i> {
     /// Ids of would-be nodes already reported (in an unknown table, or not
     /// a table): inputs naming them are not reported again.
     pub stray_ids: std::collections::BTreeSet<String>,
+}
+
+/// The `[ha]` table: each value present and in its own range, or absent.
+/// What depends on the rest of the file (timeout against heartbeat, channel
+/// names) is checked by `validate`.
+#[derive(Debug, Default)]
+pub(crate) struct HaSpec {
+    pub retention: Option<usize>,
+    pub heartbeat: Option<Sp<Duration>>,
+    /// True when a `heartbeat` key is present (even with a bad value).
+    pub has_heartbeat: bool,
+    pub timeout: Option<Sp<Duration>>,
+    pub supervise: Option<Duration>,
+    pub max_mismatch: Option<f64>,
+    /// `[ha.tolerance]` in file order: channel name (at its key) and tolerance.
+    pub tolerances: Vec<(Sp<String>, f64)>,
 }
 
 /// One `[sources.x]`, `[vertices.x]` or `[sinks.x]`.
@@ -125,6 +199,7 @@ pub(crate) fn read<'a, 'i>(
     for (key, value) in entries(doc.get_ref()) {
         match key.get_ref().as_ref() {
             "graph" => read_graph(text, value, report, &mut spec),
+            "ha" => read_ha(text, value, report, &mut spec.ha),
             "sources" => read_nodes(text, Role::Source, key, value, report, &mut spec),
             "vertices" => read_nodes(text, Role::Vertex, key, value, report, &mut spec),
             "sinks" => read_nodes(text, Role::Sink, key, value, report, &mut spec),
@@ -141,7 +216,7 @@ pub(crate) fn read<'a, 'i>(
                         hint(
                             &format!("[{other}]"),
                             TABLES,
-                            "valid tables: [graph], [sources], [vertices], [sinks], [[edges]]"
+                            &format!("valid tables: {}", list(TABLES))
                         )
                     ),
                 )
@@ -191,6 +266,143 @@ fn read_graph(
                     )
                 ),
             ),
+        }
+    }
+}
+
+fn read_ha(text: &str, value: &Spanned<DeValue<'_>>, report: &mut Report, ha: &mut HaSpec) {
+    let DeValue::Table(table) = value.get_ref() else {
+        report.at(
+            &value.span(),
+            "`ha` must be a table: write [ha] and its keys below it",
+        );
+        return;
+    };
+    for (key, value) in entries(table) {
+        let span = value.span();
+        match key.get_ref().as_ref() {
+            "retention" => {
+                ha.retention = match value.get_ref() {
+                    DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix())
+                        .ok()
+                        .filter(|n| (MIN_RETENTION..=MAX_RETENTION).contains(n))
+                        .and_then(|n| usize::try_from(n).ok()),
+                    _ => None,
+                };
+                if ha.retention.is_none() {
+                    report.at(
+                        &span,
+                        format!(
+                            "`retention` must be an integer from {MIN_RETENTION} to {MAX_RETENTION} (input records), got {}",
+                            got(text, &span)
+                        ),
+                    );
+                }
+            }
+            "heartbeat" => {
+                ha.has_heartbeat = true;
+                ha.heartbeat =
+                    read_duration(text, &HEARTBEAT, value, report).map(|d| Sp { value: d, span });
+            }
+            "timeout" => {
+                ha.timeout =
+                    read_duration(text, &TIMEOUT, value, report).map(|d| Sp { value: d, span });
+            }
+            "supervise" => {
+                ha.supervise = read_duration(text, &SUPERVISE, value, report);
+            }
+            "max_mismatch" => {
+                ha.max_mismatch = number(value.get_ref()).filter(|x| (0.0..=1.0).contains(x));
+                if ha.max_mismatch.is_none() {
+                    report.at(
+                        &span,
+                        format!(
+                            "`max_mismatch` must be a number from 0 to 1 (a fraction of compared records) such as 0.01, got {}",
+                            got(text, &span)
+                        ),
+                    );
+                }
+            }
+            "tolerance" => match value.get_ref() {
+                DeValue::Table(t) => read_tolerances(text, None, t, report, &mut ha.tolerances),
+                _ => report.at(
+                    &span,
+                    "`tolerance` must be a table of channels and their tolerances: write [ha.tolerance] and below it lines such as \"cop\" = 1e-9",
+                ),
+            },
+            other => report.at(
+                &key.span(),
+                format!(
+                    "unknown key `{other}` in [ha]{}",
+                    hint(other, HA_KEYS, &format!("valid keys: {}", list(HA_KEYS)))
+                ),
+            ),
+        }
+    }
+}
+
+/// A duration in the key's range.
+fn read_duration(
+    text: &str,
+    key: &DurationKey,
+    value: &Spanned<DeValue<'_>>,
+    report: &mut Report,
+) -> Option<Duration> {
+    let parsed = duration_ns(value.get_ref())
+        .and_then(|ns| u64::try_from(ns).ok())
+        .map(Duration::from_nanos)
+        .filter(|d| (key.min..=key.max).contains(d));
+    if parsed.is_none() {
+        report.at(
+            &value.span(),
+            format!(
+                "`{}` must be a duration from {} to {}{}, such as \"{}\", got {}",
+                key.name,
+                show_duration(key.min),
+                show_duration(key.max),
+                key.also,
+                key.example,
+                got(text, &value.span())
+            ),
+        );
+    }
+    parsed
+}
+
+/// A duration as a graph file writes it (`"100ms"`, `"24h"`).
+pub(crate) fn show_duration(d: Duration) -> String {
+    crate::param::format_duration(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+/// `[ha.tolerance]` entries. A dotted key (`battery.soc = 0.1`, which TOML
+/// reads as a table `battery`) names the channel `battery.soc`, as the
+/// quoted key `"battery.soc"` does; `outer` is the span of its first part.
+fn read_tolerances(
+    text: &str,
+    outer: Option<(&str, &Span)>,
+    table: &DeTable<'_>,
+    report: &mut Report,
+    out: &mut Vec<(Sp<String>, f64)>,
+) {
+    for (key, value) in entries(table) {
+        let (name, span) = match outer {
+            Some((prefix, span)) => (format!("{prefix}.{}", key.get_ref()), span.clone()),
+            None => (key.get_ref().to_string(), key.span()),
+        };
+        match value.get_ref() {
+            DeValue::Table(inner) => {
+                read_tolerances(text, Some((&name, &span)), inner, report, out)
+            }
+            v => match number(v).filter(|x| *x >= 0.0) {
+                Some(tolerance) => out.push((Sp { value: name, span }, tolerance)),
+                None => report.at(
+                    &value.span(),
+                    format!(
+                        "the tolerance of `{name}` must be a number of at least 0 (the largest absolute difference), such as 0.001, got {}",
+                        got(text, &value.span())
+                    ),
+                ),
+            },
         }
     }
 }

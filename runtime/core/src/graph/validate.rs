@@ -5,9 +5,9 @@
 
 use super::diag::{line_col, Report};
 use super::params;
-use super::spec::{noun, NodeSpec, Sp, Span, Spec};
+use super::spec::{got, noun, show_duration, NodeSpec, Sp, Span, Spec};
 use super::suggest::{hint, list};
-use super::{GraphSettings, Loaded};
+use super::{GraphSettings, HaSettings, Loaded};
 use crate::channel::ChannelTable;
 use crate::param::Params;
 use crate::plan::{find_cycle, AssembleError, EdgeSettings, Layout, NodeDraft, Plan};
@@ -79,14 +79,21 @@ pub(crate) fn validate(
     }
     let cyclic = report_cycles(&nodes, report);
     let edge_settings = edge_settings(text, spec, &nodes, &by_id, settings.edge, report);
+    let mut ha = ha_settings(text, spec, report);
+    let tolerances = tolerances(text, spec, &nodes, &by_id, report);
     if !report.is_empty() || cyclic {
         return None;
     }
     let plan = assemble(nodes, settings, &edge_settings, report)?;
+    ha.tolerances = tolerances
+        .into_iter()
+        .filter_map(|(name, tolerance)| Some((plan.channels.get(name)?, tolerance)))
+        .collect();
     Some(Loaded {
         plan,
         name: spec.name.clone().unwrap_or_else(|| "graph".to_owned()),
         settings,
+        ha,
     })
 }
 
@@ -575,6 +582,102 @@ fn edge_settings(
                 overflow: edge.overflow.unwrap_or(default.overflow),
             },
         );
+    }
+    out
+}
+
+/// `[ha]` with defaults filled in, the timeout checked against the heartbeat;
+/// tolerances are left to [`tolerances`].
+fn ha_settings(text: &str, spec: &Spec<'_, '_>, report: &mut Report) -> HaSettings {
+    let ha = &spec.ha;
+    let default = HaSettings::default();
+    let heartbeat = ha.heartbeat.as_ref().map_or(default.heartbeat, |h| h.value);
+    let timeout = ha.timeout.as_ref().map_or(default.timeout, |t| t.value);
+    // A bad heartbeat is reported already; no timeout is checked against it.
+    let heartbeat_known = ha.heartbeat.is_some() || !ha.has_heartbeat;
+    let least = heartbeat.saturating_mul(3);
+    if heartbeat_known && timeout < least {
+        match (&ha.timeout, &ha.heartbeat) {
+            (Some(t), _) => report.at(
+                &t.span,
+                format!(
+                    "`timeout` must be at least 3 heartbeats, {} with `heartbeat` {}, got {}",
+                    show_duration(least),
+                    show_duration(heartbeat),
+                    got(text, &t.span)
+                ),
+            ),
+            (None, Some(h)) => report.at(
+                &h.span,
+                format!(
+                    "`heartbeat` {} needs a `timeout` of at least 3 heartbeats ({}), longer than the default {}; set `timeout` in [ha] or shorten `heartbeat`",
+                    show_duration(heartbeat),
+                    show_duration(least),
+                    show_duration(timeout)
+                ),
+            ),
+            (None, None) => {}
+        }
+    }
+    HaSettings {
+        retention: ha.retention.unwrap_or(default.retention),
+        heartbeat,
+        timeout,
+        tolerances: Vec::new(),
+        supervise: ha.supervise.unwrap_or(default.supervise),
+        max_mismatch: ha.max_mismatch.unwrap_or(default.max_mismatch),
+    }
+}
+
+/// `[ha.tolerance]` entries whose names are channels of the graph, each once.
+/// A name whose node has unknown outputs is left out silently: that node's
+/// own error is reported already.
+fn tolerances<'s>(
+    text: &str,
+    spec: &'s Spec<'_, '_>,
+    nodes: &[Node<'_, '_, '_>],
+    by_id: &BTreeMap<&str, usize>,
+    report: &mut Report,
+) -> Vec<(&'s str, f64)> {
+    let channels: Vec<&str> = nodes
+        .iter()
+        .flat_map(|n| n.outputs.iter().map(|(c, _)| c.as_str()))
+        .collect();
+    let mut first_at: BTreeMap<&str, &Span> = BTreeMap::new();
+    let mut out = Vec::new();
+    for (name, tolerance) in &spec.ha.tolerances {
+        let channel = name.value.as_str();
+        if let Some(first) = first_at.get(channel) {
+            let (line, _) = line_col(text, first.start);
+            report.at(
+                &name.span,
+                format!("the tolerance of `{channel}` is given twice; the first is on line {line}"),
+            );
+            continue;
+        }
+        first_at.insert(channel, &name.span);
+        if channels.contains(&channel) {
+            out.push((channel, *tolerance));
+            continue;
+        }
+        let producer = channel.split('.').next().unwrap_or(channel);
+        let unknown = match by_id.get(producer).and_then(|&i| nodes.get(i)) {
+            Some(node) => !node.outputs_known,
+            None => spec.stray_ids.contains(producer),
+        };
+        if !unknown {
+            report.at(
+                &name.span,
+                format!(
+                    "[ha.tolerance] names `{channel}`, which is not a channel of the graph{}",
+                    hint(
+                        channel,
+                        channels.iter().copied(),
+                        &format!("channels: {}", list(channels.iter().copied()))
+                    )
+                ),
+            );
+        }
     }
     out
 }

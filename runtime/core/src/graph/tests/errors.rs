@@ -38,7 +38,7 @@ fn unknown_tables_and_graph_keys_name_the_valid_ones() {
         &home_with("capacity = 1024", "layot = \"single\"\n[sourcs]"),
         &[
             "3:1: error: unknown key `layot` in [graph]; did you mean `layout`? valid keys: name, layout, capacity, overflow",
-            "4:2: error: unknown table `[sourcs]`; did you mean `[sources]`? valid tables: [graph], [sources], [vertices], [sinks], [[edges]]",
+            "4:2: error: unknown table `[sourcs]`; did you mean `[sources]`? valid tables: [graph], [ha], [sources], [vertices], [sinks], [[edges]]",
         ],
     );
 }
@@ -47,7 +47,7 @@ fn unknown_tables_and_graph_keys_name_the_valid_ones() {
 fn nodes_in_an_unknown_table_are_reported_once() {
     check(
         &home_with("[vertices.smooth]", "[vertexes.smooth]"),
-        &["17:2: error: unknown table `[vertexes]`; did you mean `[vertices]`? valid tables: [graph], [sources], [vertices], [sinks], [[edges]]"],
+        &["17:2: error: unknown table `[vertexes]`; did you mean `[vertices]`? valid tables: [graph], [ha], [sources], [vertices], [sinks], [[edges]]"],
     );
 }
 

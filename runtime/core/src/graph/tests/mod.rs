@@ -3,6 +3,7 @@
 
 mod errors;
 mod fuzz;
+mod ha;
 mod plans;
 
 use super::*;
