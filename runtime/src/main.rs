@@ -332,7 +332,7 @@ fn up(file: &Path, options: UpOptions) -> ExitCode {
         file: file.to_path_buf(),
         stamp: GraphStamp::of_plan(&loaded.name, &loaded.plan),
         split,
-        ha: tandem::up::agent::HaOptions::default(),
+        ha: loaded.ha.clone(),
         state: tandem::up::dirs::StateDir::new(options.state_dir),
         listen: options.listen,
         checkpoint_every: options.checkpoint_every,
@@ -343,6 +343,7 @@ fn up(file: &Path, options: UpOptions) -> ExitCode {
             program,
             args: Vec::new(),
         },
+        egress: Default::default(),
     };
     match tandem::up::agent::run(config) {
         Ok(()) => ExitCode::SUCCESS,

@@ -19,13 +19,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use tandem_core::graph::HaSettings;
 use tandem_core::ha::{
     Color, Event, HaConfig, LivenessConfig, Nanos, Role, Supervisor, ToAgent, Tolerances,
     UpstreamConfig,
 };
 use tandem_core::split::{Split, FROM_INSTANCES, TO_INSTANCES};
 use tandem_core::wire::{self, Frame};
-use tandem_core::{ChannelId, Record, Seq};
+use tandem_core::{Record, Seq};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 use super::dirs::StateDir;
@@ -35,30 +36,6 @@ use crate::checkpoint::{Checkpoint, GraphStamp};
 use crate::net::{Link, Server, TransportOptions};
 use crate::topology::{Attached, RunOptions, Topology};
 use crate::Clock;
-
-/// HA settings of one graph (the `[ha]` table).
-#[derive(Clone, Debug)]
-pub struct HaOptions {
-    /// Input records kept for replay.
-    pub retention: usize,
-    /// Heartbeat interval.
-    pub heartbeat: Duration,
-    /// Silence after which an instance is lost.
-    pub timeout: Duration,
-    /// Per-channel comparison tolerances.
-    pub tolerances: Vec<(ChannelId, f64)>,
-}
-
-impl Default for HaOptions {
-    fn default() -> Self {
-        HaOptions {
-            retention: 1 << 16,
-            heartbeat: Duration::from_millis(5),
-            timeout: Duration::from_millis(100),
-            tolerances: Vec::new(),
-        }
-    }
-}
 
 /// How to start an instance process: `program [args..] instance --color ...`.
 #[derive(Clone, Debug)]
@@ -78,8 +55,8 @@ pub struct AgentConfig {
     pub stamp: GraphStamp,
     /// The graph cut in three.
     pub split: Split,
-    /// HA settings.
-    pub ha: HaOptions,
+    /// HA settings (the `[ha]` table).
+    pub ha: HaSettings,
     /// The state directory.
     pub state: StateDir,
     /// Where to listen for instances.
@@ -94,10 +71,13 @@ pub struct AgentConfig {
     pub batch: usize,
     /// How to start instances.
     pub instance: InstanceCommand,
+    /// Sinks built by the caller instead of by their kind, by node id
+    /// (benches and tests that observe the merged output).
+    pub egress: Attached,
 }
 
 /// Runs the agent until Ctrl-C, `--for`, or the end of the input.
-pub fn run(config: AgentConfig) -> Result<(), String> {
+pub fn run(mut config: AgentConfig) -> Result<(), String> {
     let _lock = config.state.lock()?;
     let ca = config
         .state
@@ -127,7 +107,8 @@ pub fn run(config: AgentConfig) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the network runtime: {e}"))?;
-    runtime.block_on(serve(config, after))
+    let egress = std::mem::take(&mut config.egress);
+    runtime.block_on(serve(config, after, egress))
 }
 
 enum Ingress {
@@ -153,16 +134,20 @@ enum Conn {
     },
 }
 
-async fn serve(config: AgentConfig, after: Seq) -> Result<(), String> {
+async fn serve(config: AgentConfig, after: Seq, mut attached: Attached) -> Result<(), String> {
     let identity = config.state.identity("agent").map_err(|e| e.to_string())?;
     let trust = config.state.trust().map_err(|e| e.to_string())?;
-    let server = Server::bind(config.listen, &identity, &trust, TransportOptions::default())
-        .map_err(|e| e.to_string())?;
+    let server = Server::bind(
+        config.listen,
+        &identity,
+        &trust,
+        TransportOptions::default(),
+    )
+    .map_err(|e| e.to_string())?;
     let addr = server.local_addr().map_err(|e| e.to_string())?;
 
     // Egress: merged output -> sinks.
     let (to_sinks, from_hub) = relay();
-    let mut attached = Attached::default();
     attached
         .sources
         .insert(FROM_INSTANCES.to_owned(), Box::new(from_hub));
@@ -243,8 +228,8 @@ async fn serve(config: AgentConfig, after: Seq) -> Result<(), String> {
 
     // Orderly end: instances are told by their link closing.
     hub.close_links();
+    tokio::task::block_in_place(|| hub.reap(Duration::from_secs(2)));
     server.close();
-    hub.reap(Duration::from_secs(2));
     let _ = std::fs::remove_file(&socket);
     ingress.stop();
     drop(to_sinks);
@@ -466,15 +451,14 @@ impl Hub {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_checkpoint = Instant::now();
         let mut last_status = Instant::now();
-        let deadline = self
-            .run_for
-            .map(|d| tokio::time::Instant::now() + d);
+        let deadline = self.run_for.map(|d| tokio::time::Instant::now() + d);
         let mut stopping: Option<Instant> = None;
         let mut input_ended = false;
         let mut final_barrier: Option<u64> = None;
         loop {
             let timeout = self.sup.poll_timeout().map(|n| {
-                let d = Duration::from_nanos(u64::try_from((n.0 - self.now().0).max(0)).unwrap_or(0));
+                let d =
+                    Duration::from_nanos(u64::try_from((n.0 - self.now().0).max(0)).unwrap_or(0));
                 tokio::time::Instant::now() + d
             });
             tokio::select! {
@@ -585,9 +569,12 @@ impl Hub {
     }
 
     fn color_of(&self, conn: u64) -> Option<Color> {
-        Color::BOTH
-            .into_iter()
-            .find(|c| self.slots[c.index()].conn.as_ref().is_some_and(|(id, _)| *id == conn))
+        Color::BOTH.into_iter().find(|c| {
+            self.slots[c.index()]
+                .conn
+                .as_ref()
+                .is_some_and(|(id, _)| *id == conn)
+        })
     }
 
     fn send(&self, color: Color, bytes: Bytes) {
@@ -820,6 +807,7 @@ impl Hub {
         let status = Status {
             graph: self.name.clone(),
             agent_pid: std::process::id(),
+            listen: self.addr,
             head: head.0,
             emitted: down.emitted,
             compared: down.compared,

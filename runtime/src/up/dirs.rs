@@ -52,7 +52,10 @@ impl StateDir {
 
     fn cert(&self, name: &str) -> (PathBuf, PathBuf) {
         let dir = self.root.join("certs");
-        (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key")))
+        (
+            dir.join(format!("{name}.pem")),
+            dir.join(format!("{name}.key")),
+        )
     }
 
     /// Takes the directory's lock for as long as the returned file lives:

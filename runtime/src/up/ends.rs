@@ -28,10 +28,26 @@ impl RelayFeed {
     /// Queues a batch and wakes the ingress. False once the topology is gone.
     pub fn send(&self, batch: Batch) -> bool {
         let sent = self.tx.send(batch).is_ok();
-        if let Some(waker) = self.waker.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        self.wake();
+        sent
+    }
+
+    fn wake(&self) {
+        if let Some(waker) = self
+            .waker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
             waker.wake_by_ref();
         }
-        sent
+    }
+}
+
+impl Drop for RelayFeed {
+    /// The relay ends once every feed is gone; it must be polled to see that.
+    fn drop(&mut self) {
+        self.wake();
     }
 }
 

@@ -150,8 +150,8 @@ async fn serve(config: InstanceConfig) -> Result<(), String> {
     };
     drop(to_control);
     let _ = tokio::task::spawn_blocking(move || controlling.join()).await;
-    drop(out);
-    let _ = writing.await;
+    // The topology's output sink may still hold a sender: do not wait for it.
+    writing.abort();
     client.close();
     result
 }
@@ -173,7 +173,10 @@ struct Kept {
 enum Phase {
     /// Not started: a snapshot may be on its way (rejoin), or the first
     /// input starts it from the local checkpoint (cold start).
-    Waiting { barrier: Option<u64>, image: Vec<u8> },
+    Waiting {
+        barrier: Option<u64>,
+        image: Vec<u8>,
+    },
     Running {
         topology: Topology,
         feed: RelayFeed,
@@ -299,10 +302,7 @@ impl Control {
     /// The running topology's feed, starting it cold first if need be.
     fn running(&mut self) -> Result<(&RelayFeed, Seq), String> {
         if matches!(self.phase, Phase::Waiting { .. }) {
-            let local = self
-                .config
-                .state
-                .newest_checkpoint(&self.config.stamp.name);
+            let local = self.config.state.newest_checkpoint(&self.config.stamp.name);
             if let Some((path, checkpoint)) = &local {
                 eprintln!(
                     "tandem {}: starting from {} (origin sequence {})",
@@ -351,13 +351,9 @@ impl Control {
             hold_at_end: false,
             batch: self.config.batch,
         };
-        let (topology, report) = Topology::start_with(
-            &self.config.plan,
-            options,
-            checkpoint.as_ref(),
-            attached,
-        )
-        .map_err(|e| format!("cannot start the graph: {e}"))?;
+        let (topology, report) =
+            Topology::start_with(&self.config.plan, options, checkpoint.as_ref(), attached)
+                .map_err(|e| format!("cannot start the graph: {e}"))?;
         if let Some(report) = report {
             if !report.is_complete() {
                 eprintln!("tandem {}: {report}", self.config.color);

@@ -39,6 +39,8 @@ pub struct Status {
     pub graph: String,
     /// The agent's process id.
     pub agent_pid: u32,
+    /// Where the agent listens for instances.
+    pub listen: std::net::SocketAddr,
     /// Highest origin sequence number ingested.
     pub head: u64,
     /// Output records emitted toward the sinks.
@@ -87,6 +89,7 @@ impl Status {
         json!({
             "graph": self.graph,
             "agent_pid": self.agent_pid,
+            "listen": self.listen.to_string(),
             "head": self.head,
             "emitted": self.emitted,
             "compared": self.compared,
