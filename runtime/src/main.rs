@@ -119,6 +119,32 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Upgrade the vertices of a running `tandem up` to NEW: the green
+    /// instance restarts on it from blue's state (migrating state whose
+    /// schema changed), runs as a shadow compared with the old version, and
+    /// is promoted after the supervision period if its output matches; then
+    /// blue is replaced by a second copy. Divergence past the policy, a
+    /// crash or missed heartbeats roll it back.
+    Upgrade {
+        /// The new graph file (same name, sources, sinks and channels).
+        new: PathBuf,
+        /// The state directory `tandem up` was given.
+        #[arg(long, default_value = ".tandem")]
+        state_dir: PathBuf,
+        /// The tandem executable the new version runs (default: the running one).
+        #[arg(long)]
+        binary: Option<PathBuf>,
+        /// Length of each supervision period (default: `[ha] supervise` of NEW).
+        #[arg(long, value_parser = duration_arg)]
+        supervise: Option<Duration>,
+    },
+    /// Abandon a running upgrade: the old version serves again (it never
+    /// stopped, so its state is current) and the new one is replaced by it.
+    Rollback {
+        /// The state directory `tandem up` was given.
+        #[arg(long, default_value = ".tandem")]
+        state_dir: PathBuf,
+    },
     /// One instance of `tandem up` (started by the agent).
     #[command(hide = true)]
     Instance {
@@ -137,6 +163,9 @@ enum Command {
         #[arg(long, default_value_t = 1024,
               value_parser = clap::value_parser!(u32).range(1..=1 << 20))]
         batch: u32,
+        /// The agent's graph, when it differs (channel ids follow its table).
+        #[arg(long)]
+        channels_of: Option<PathBuf>,
     },
     /// Compare two versions of a graph node by node and say whether an
     /// upgrade from OLD to NEW keeps every vertex's state. Exit 0 safe (or
@@ -285,13 +314,39 @@ fn main() -> ExitCode {
             },
         ),
         Command::Status { state_dir, json } => status(&state_dir, json),
+        Command::Upgrade {
+            new,
+            state_dir,
+            binary,
+            supervise,
+        } => {
+            let absolute = |p: PathBuf| std::fs::canonicalize(&p).unwrap_or(p);
+            let line = format!(
+                "upgrade\t{}\t{}\t{}",
+                absolute(new).display(),
+                binary
+                    .map(absolute)
+                    .map_or(String::new(), |b| b.display().to_string()),
+                supervise.map_or(String::new(), |d| d.as_millis().to_string())
+            );
+            ask_agent(&state_dir, &line)
+        }
+        Command::Rollback { state_dir } => ask_agent(&state_dir, "rollback"),
         Command::Instance {
             file,
             color,
             agent,
             state_dir,
             batch,
-        } => instance(&file, color, agent, state_dir, batch as usize),
+            channels_of,
+        } => instance(
+            &file,
+            color,
+            agent,
+            state_dir,
+            batch as usize,
+            channels_of.as_deref(),
+        ),
     }
 }
 
@@ -354,6 +409,34 @@ fn up(file: &Path, options: UpOptions) -> ExitCode {
     }
 }
 
+/// Sends one request to the agent and prints its answer; exit 1 when it refuses.
+fn ask_agent(state_dir: &Path, line: &str) -> ExitCode {
+    let socket = tandem::up::dirs::StateDir::new(state_dir).socket();
+    match tandem::up::status::request(&socket, line) {
+        Ok(answer) => match answer.strip_prefix("ok: ") {
+            Some(text) => {
+                outln!("{text}");
+                ExitCode::SUCCESS
+            }
+            None => {
+                eprintln!(
+                    "tandem: {}",
+                    answer.strip_prefix("error: ").unwrap_or(&answer)
+                );
+                ExitCode::from(INVALID)
+            }
+        },
+        Err(e) => {
+            eprintln!(
+                "tandem: no `tandem up` answers on {} ({e}); is it running with --state-dir {}?",
+                socket.display(),
+                state_dir.display()
+            );
+            ExitCode::from(INVALID)
+        }
+    }
+}
+
 fn status(state_dir: &Path, json: bool) -> ExitCode {
     let state = tandem::up::dirs::StateDir::new(state_dir);
     let answer = match tandem::up::status::request(&state.socket(), "status") {
@@ -389,6 +472,7 @@ fn instance(
     agent: std::net::SocketAddr,
     state_dir: PathBuf,
     batch: usize,
+    channels_of: Option<&Path>,
 ) -> ExitCode {
     let color = match color {
         ColorArg::Blue => tandem_core::ha::Color::Blue,
@@ -398,7 +482,16 @@ fn instance(
         Ok(parts) => parts,
         Err(code) => return ExitCode::from(code),
     };
+    let channels = match channels_of.map(|f| load(f, None)) {
+        None => None,
+        Some(Ok(agent)) => tandem::up::instance::ChannelMap::between(
+            &agent.plan.channels,
+            &split.instance.channels,
+        ),
+        Some(Err(code)) => return ExitCode::from(code),
+    };
     let config = tandem::up::instance::InstanceConfig {
+        channels,
         color,
         agent,
         state: tandem::up::dirs::StateDir::new(state_dir),

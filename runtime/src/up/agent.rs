@@ -31,7 +31,8 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 use super::dirs::StateDir;
 use super::ends::{relay, Batch, Forward};
-use super::status::{self, InstanceStatus, Status};
+use super::status::{self, InstanceStatus, Request, Status};
+use super::upgrade::{self, Phase, Release, Upgrade};
 use crate::checkpoint::{Checkpoint, GraphStamp};
 use crate::net::{Link, Server, TransportOptions};
 use crate::topology::{Attached, RunOptions, Topology};
@@ -197,11 +198,12 @@ async fn serve(config: AgentConfig, after: Seq, mut attached: Attached) -> Resul
     tokio::spawn(accept(server.clone(), conn_tx));
 
     let status = Arc::new(Mutex::new(String::from("{}")));
+    let (request_tx, request_rx) = unbounded_channel::<Request>();
     let socket = config.state.socket();
     let _ = std::fs::remove_file(&socket);
     match tokio::net::UnixListener::bind(&socket) {
         Ok(listener) => {
-            tokio::spawn(status::serve(listener, status.clone()));
+            tokio::spawn(status::serve(listener, status.clone(), request_tx));
         }
         Err(e) => eprintln!(
             "tandem: {}: cannot open the control socket ({e}); `tandem status` will not answer",
@@ -223,8 +225,10 @@ async fn serve(config: AgentConfig, after: Seq, mut attached: Attached) -> Resul
     );
     hub.spawn(Color::Blue);
     hub.spawn(Color::Green);
-    hub.run(ingress_rx, conn_rx, stop_rx, &ingress, &to_sinks)
-        .await;
+    hub.run(
+        ingress_rx, conn_rx, stop_rx, request_rx, &ingress, &to_sinks,
+    )
+    .await;
 
     // Orderly end: instances are told by their link closing.
     hub.close_links();
@@ -359,10 +363,20 @@ struct Hub {
     sup: Supervisor,
     origin: Instant,
     slots: [Slot; 2],
-    file: PathBuf,
+    /// What each colour runs (they differ during an upgrade).
+    releases: [Release; 2],
+    /// What the graph is, outside an upgrade.
+    current: Release,
+    upgrade: Option<Upgrade>,
+    last_upgrade: serde_json::Value,
+    /// Losses the agent caused itself (restarts onto another release).
+    expect_loss: [bool; 2],
     name: String,
     state: StateDir,
-    instance: InstanceCommand,
+    args: Vec<OsString>,
+    /// The graph the agent's sources and sinks come from: instances on
+    /// another graph translate channel ids to its table.
+    base_file: PathBuf,
     batch: usize,
     addr: SocketAddr,
     checkpoint_every: Duration,
@@ -405,14 +419,25 @@ impl Hub {
             // Numbering resumes after the checkpoint: the retention ring starts there.
             sup.handle_ingress(after, &[]);
         }
+        let current = Release {
+            file: config.file.clone(),
+            program: config.instance.program.clone(),
+            version: super::instance::version_of(&config.stamp),
+            split: config.split.clone(),
+        };
         Hub {
             sup,
             origin: Instant::now(),
             slots: Default::default(),
-            file: config.file.clone(),
+            releases: [current.clone(), current.clone()],
+            current,
+            upgrade: None,
+            last_upgrade: serde_json::Value::Null,
+            expect_loss: [false; 2],
             name: config.stamp.name.clone(),
             state: config.state.clone(),
-            instance: config.instance.clone(),
+            args: config.instance.args.clone(),
+            base_file: config.file.clone(),
             batch: config.batch,
             addr,
             checkpoint_every: config.checkpoint_every,
@@ -444,6 +469,7 @@ impl Hub {
         mut ingress: UnboundedReceiver<Ingress>,
         mut conns: UnboundedReceiver<Conn>,
         mut stop: UnboundedReceiver<()>,
+        mut requests: UnboundedReceiver<Request>,
         ingress_topology: &Topology,
         to_sinks: &super::ends::RelayFeed,
     ) {
@@ -486,12 +512,20 @@ impl Hub {
                     }
                 },
                 Some(event) = conns.recv() => self.connection_event(event),
+                Some((line, reply)) = requests.recv() => {
+                    let answer = match self.request(&line) {
+                        Ok(text) => format!("ok: {text}"),
+                        Err(text) => format!("error: {text}"),
+                    };
+                    let _ = reply.send(answer);
+                }
                 _ = sleep_until(timeout) => {
                     let now = self.now();
                     self.sup.handle_timeout(now);
                 }
                 _ = tick.tick() => {
                     self.poll_children();
+                    self.upgrade_tick();
                     if last_checkpoint.elapsed() >= self.checkpoint_every && stopping.is_none() {
                         last_checkpoint = Instant::now();
                         if Color::BOTH.iter().any(|&c| self.sup.is_live(c)) {
@@ -552,9 +586,6 @@ impl Hub {
             }
             Conn::Frame { conn, msg } => {
                 if let Some(color) = self.color_of(conn) {
-                    if let ToAgent::Output { records, .. } = &msg {
-                        self.slots[color.index()].received += records.len() as u64;
-                    }
                     self.sup.handle_message(now, color, msg);
                 }
             }
@@ -624,7 +655,13 @@ impl Hub {
     fn event(&mut self, event: Event) {
         match event {
             Event::Lost { color, reason } => {
-                self.log(&format!("{color}: lost ({reason:?}); restarting it"));
+                if std::mem::take(&mut self.expect_loss[color.index()]) {
+                    let file = self.releases[color.index()].file.display().to_string();
+                    self.log(&format!("{color}: restarting on {file}"));
+                } else {
+                    self.log(&format!("{color}: lost ({reason:?}); restarting it"));
+                    self.upgrade_lost(color);
+                }
                 self.slots[color.index()].conn = None;
                 self.stop_child(color);
             }
@@ -633,7 +670,8 @@ impl Hub {
                 blue,
                 green,
             } => {
-                if blue != green {
+                let same_version = self.sup.version(Color::Blue) == self.sup.version(Color::Green);
+                if blue != green && same_version {
                     self.log(&format!(
                         "state hashes differ at barrier {barrier}: blue {blue:016x}, green {green:016x}"
                     ));
@@ -642,6 +680,7 @@ impl Hub {
             }
             Event::RoleChanged { color, role } => {
                 self.log(&format!("{color}: {role}"));
+                self.upgrade_role(color, role);
             }
             Event::ColdStart { color, from } => {
                 self.log(&format!("{color}: starting from origin sequence {from}"));
@@ -657,9 +696,10 @@ impl Hub {
     }
 
     fn spawn(&mut self, color: Color) {
-        let mut command = Command::new(&self.instance.program);
+        let release = &self.releases[color.index()];
+        let mut command = Command::new(&release.program);
         command
-            .args(&self.instance.args)
+            .args(&self.args)
             .arg("instance")
             .arg("--color")
             .arg(color.name())
@@ -669,7 +709,18 @@ impl Hub {
             .arg(self.state.root())
             .arg("--batch")
             .arg(self.batch.to_string())
-            .arg(&self.file)
+            .args(
+                (release.file != self.base_file)
+                    .then(|| {
+                        [
+                            OsString::from("--channels-of"),
+                            self.base_file.clone().into(),
+                        ]
+                    })
+                    .into_iter()
+                    .flatten(),
+            )
+            .arg(&release.file)
             .stdin(Stdio::null())
             .stdout(Stdio::null());
         #[cfg(target_os = "linux")]
@@ -694,7 +745,7 @@ impl Hub {
                 slot.spawned = Some(Instant::now());
             }
             Err(e) => {
-                let program = self.instance.program.display().to_string();
+                let program = self.releases[color.index()].program.display().to_string();
                 self.log(&format!("{color}: cannot start `{program}`: {e}"));
                 self.schedule_respawn(color);
             }
@@ -789,7 +840,9 @@ impl Hub {
         for color in Color::BOTH {
             let slot = &mut self.slots[color.index()];
             let received = self.sup.downstream().stats().received[color.index()];
-            slot.rate = received.saturating_sub(slot.received) as f64 / dt.max(1e-3);
+            // Smoothed over a few refreshes: outputs come in bursts.
+            let now_rate = received.saturating_sub(slot.received) as f64 / dt.max(1e-3);
+            slot.rate = 0.75 * slot.rate + 0.25 * now_rate;
             slot.received = received;
             let role = self.sup.role(color);
             instances.push(InstanceStatus {
@@ -816,6 +869,10 @@ impl Hub {
             last_barrier: self.hashes,
             bad_frames: self.net.bad_frames(),
             refused: self.net.refused(),
+            upgrade: match &self.upgrade {
+                Some(upgrade) => upgrade.json(),
+                None => serde_json::json!({ "phase": "idle", "last": self.last_upgrade }),
+            },
         };
         if self.tty {
             eprint!("\r\x1b[K{}", status.line());
@@ -832,5 +889,250 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+/// Requests from the control socket, and the upgrade they drive.
+impl Hub {
+    /// `upgrade FILE [PROGRAM [SUPERVISE_MS]]`, tab-separated, or `rollback`.
+    fn request(&mut self, line: &str) -> Result<String, String> {
+        let mut words = line.split('\t');
+        match words.next() {
+            Some("upgrade") => {
+                let file = words
+                    .next()
+                    .filter(|f| !f.is_empty())
+                    .ok_or("upgrade needs a graph file")?;
+                let program = words
+                    .next()
+                    .filter(|p| !p.is_empty())
+                    .map_or_else(|| self.current.program.clone(), PathBuf::from);
+                let supervise = match words.next().filter(|s| !s.is_empty()) {
+                    Some(ms) => {
+                        Some(Duration::from_millis(ms.parse().map_err(|_| {
+                            format!("`{ms}` is not a number of milliseconds")
+                        })?))
+                    }
+                    None => None,
+                };
+                self.start_upgrade(PathBuf::from(file), program, supervise)
+            }
+            Some("rollback") => self.rollback("asked for by `tandem rollback`"),
+            _ => Err(format!(
+                "unknown request `{line}`; the agent takes `status`, `upgrade` and `rollback`"
+            )),
+        }
+    }
+
+    fn start_upgrade(
+        &mut self,
+        file: PathBuf,
+        program: PathBuf,
+        supervise: Option<Duration>,
+    ) -> Result<String, String> {
+        if let Some(running) = &self.upgrade {
+            return Err(format!(
+                "an upgrade is running (phase {}); wait for it or `tandem rollback`",
+                running.phase.name()
+            ));
+        }
+        let serving = |c: Color| self.sup.is_live(c) && self.sup.role(c) == Some(Role::Serving);
+        if !Color::BOTH.into_iter().all(serving) {
+            return Err(
+                "both instances must be serving before an upgrade starts; see `tandem status`"
+                    .into(),
+            );
+        }
+        let shown = file.display().to_string();
+        let bytes = std::fs::read(&file).map_err(|e| format!("{shown}: cannot read: {e}"))?;
+        let loaded = tandem_core::graph::load(&shown, &bytes, &tandem_nodes::registry())
+            .map_err(|d| d.to_string())?;
+        let split = tandem_core::split::split(&loaded.plan).map_err(|e| format!("{shown}: {e}"))?;
+        let stamp = GraphStamp::of_plan(&loaded.name, &loaded.plan);
+        if loaded.name != self.name {
+            return Err(format!(
+                "{shown} is graph `{}`, not `{}`; keep `name = \"{}\"` under [graph]",
+                loaded.name, self.name, self.name
+            ));
+        }
+        let version = super::instance::version_of(&stamp);
+        if version == self.current.version {
+            return Err(format!("{shown} is the graph running now"));
+        }
+        if let Some(reason) = upgrade::refuse(&self.current.split, &split) {
+            return Err(format!("{shown}: {reason}"));
+        }
+        let stats = self.sup.downstream().stats();
+        let noise_floor = if stats.compared == 0 {
+            0.0
+        } else {
+            stats.diverged as f64 / stats.compared as f64
+        };
+        let new = Release {
+            file: std::fs::canonicalize(&file).unwrap_or(file),
+            program,
+            version,
+            split,
+        };
+        let new_color = Color::Green;
+        let now = Instant::now();
+        self.upgrade = Some(Upgrade {
+            phase: Phase::Transfer,
+            since: now,
+            started: now,
+            new_color,
+            old: self.current.clone(),
+            new: new.clone(),
+            supervise: supervise.unwrap_or(loaded.ha.supervise),
+            max_mismatch: loaded.ha.max_mismatch,
+            noise_floor,
+            baseline: (stats.compared, stats.diverged),
+            current: (stats.compared, stats.diverged),
+            to_shadow_ms: None,
+            to_promoted_ms: None,
+        });
+        self.restart_on(new_color, new);
+        Ok(format!(
+            "upgrading to {shown} ({version:08x}): {new_color} restarts on it from {}'s state and runs as a shadow; `tandem status` shows the phase",
+            new_color.other()
+        ))
+    }
+
+    /// Restarts `color` on `release` (its instance is dropped at once).
+    fn restart_on(&mut self, color: Color, release: Release) {
+        self.releases[color.index()] = release;
+        if self.sup.role(color).is_some() {
+            self.expect_loss[color.index()] = true;
+            self.sup.handle_disconnected(color);
+        } else {
+            self.stop_child(color);
+        }
+    }
+
+    fn rollback(&mut self, reason: &str) -> Result<String, String> {
+        let Some(upgrade) = &self.upgrade else {
+            return Err("no upgrade is running".into());
+        };
+        if upgrade.phase == Phase::Replacing {
+            return Err(
+                "too late: the old version is being replaced by a second copy of the new one; \
+                 upgrade again to the old graph instead"
+                    .into(),
+            );
+        }
+        let new_color = upgrade.new_color;
+        let old = upgrade.old.clone();
+        let phase = upgrade.phase;
+        self.sup.promote(new_color.other());
+        self.restart_on(new_color, old);
+        self.log(&format!(
+            "upgrade rolled back in phase {}: {reason}",
+            phase.name()
+        ));
+        self.last_upgrade = serde_json::json!({
+            "result": "rolled back",
+            "phase": phase.name(),
+            "reason": reason,
+        });
+        self.upgrade = None;
+        Ok(format!(
+            "rolled back: {} serves the old version, {new_color} restarts on it",
+            new_color.other()
+        ))
+    }
+
+    fn upgrade_tick(&mut self) {
+        let stats = self.sup.downstream().stats();
+        let Some(upgrade) = self.upgrade.as_mut() else {
+            return;
+        };
+        upgrade.current = (stats.compared, stats.diverged);
+        if !matches!(upgrade.phase, Phase::Shadow | Phase::Promoted) {
+            return;
+        }
+        if upgrade.past_policy() {
+            let (compared, mismatched) = upgrade.window();
+            let reason = format!(
+                "{mismatched} of {compared} compared records differ (rate {:.4}), above the {} allowed over a noise floor of {:.4}",
+                upgrade.mismatch_rate(),
+                upgrade.max_mismatch,
+                upgrade.noise_floor
+            );
+            let _ = self.rollback(&reason);
+            return;
+        }
+        if upgrade.since.elapsed() < upgrade.supervise {
+            return;
+        }
+        let new_color = upgrade.new_color;
+        match upgrade.phase {
+            Phase::Shadow => {
+                if self.sup.promote(new_color) {
+                    upgrade.to_promoted_ms = Some(upgrade.started.elapsed().as_secs_f64() * 1e3);
+                    upgrade.enter(Phase::Promoted);
+                    self.log(&format!(
+                        "upgrade: {new_color} promoted; the old version shadows it"
+                    ));
+                }
+            }
+            Phase::Promoted => {
+                let new = upgrade.new.clone();
+                upgrade.enter(Phase::Replacing);
+                self.log(
+                    "upgrade: replacing the old instance with a second copy of the new version",
+                );
+                self.restart_on(new_color.other(), new);
+            }
+            Phase::Transfer | Phase::Replacing => {}
+        }
+    }
+
+    /// An instance was lost on its own during an upgrade.
+    fn upgrade_lost(&mut self, color: Color) {
+        let Some(upgrade) = &self.upgrade else {
+            return;
+        };
+        if color == upgrade.new_color && upgrade.phase != Phase::Replacing {
+            let _ = self.rollback("the new version's instance was lost");
+        } else if color != upgrade.new_color && upgrade.phase != Phase::Replacing {
+            // The old one is gone: the new one is all there is. It serves,
+            // and the old colour comes back as a second copy of it.
+            let new = upgrade.new.clone();
+            self.releases[color.index()] = new;
+            if let Some(upgrade) = self.upgrade.as_mut() {
+                upgrade.enter(Phase::Replacing);
+            }
+            self.log("upgrade: the old instance was lost; the new version serves and is copied");
+        }
+    }
+
+    fn upgrade_role(&mut self, color: Color, role: Role) {
+        let Some(upgrade) = self.upgrade.as_mut() else {
+            return;
+        };
+        match (upgrade.phase, role) {
+            (Phase::Transfer, Role::Shadow) if color == upgrade.new_color => {
+                upgrade.to_shadow_ms = Some(upgrade.started.elapsed().as_secs_f64() * 1e3);
+                upgrade.enter(Phase::Shadow);
+            }
+            (Phase::Replacing, Role::Serving) if color != upgrade.new_color => {
+                let done = upgrade.new.clone();
+                self.last_upgrade = serde_json::json!({
+                    "result": "promoted",
+                    "to": format!("{:08x}", done.version),
+                    "to_graph": done.file.display().to_string(),
+                    "to_shadow_ms": upgrade.to_shadow_ms,
+                    "to_promoted_ms": upgrade.to_promoted_ms,
+                    "done_ms": upgrade.started.elapsed().as_secs_f64() * 1e3,
+                });
+                self.log(&format!(
+                    "upgrade done: both instances run {}",
+                    done.file.display()
+                ));
+                self.current = done;
+                self.upgrade = None;
+            }
+            _ => {}
+        }
     }
 }

@@ -18,7 +18,7 @@ use bytes::{Bytes, BytesMut};
 use tandem_core::ha::{Color, Role, ToAgent, ToInstance};
 use tandem_core::split::{FROM_AGENT, TO_AGENT};
 use tandem_core::wire::{self, BatchKind, Frame};
-use tandem_core::{Plan, Record, Seq};
+use tandem_core::{ChannelId, ChannelTable, Plan, Record, Seq};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::dirs::StateDir;
@@ -55,6 +55,52 @@ pub struct InstanceConfig {
     pub stamp: GraphStamp,
     /// Most records a node takes from a ring in one pass.
     pub batch: usize,
+    /// When this instance runs another graph than the agent (during an
+    /// upgrade), how channel ids translate between the two.
+    pub channels: Option<ChannelMap>,
+}
+
+/// Channel ids of the agent's graph and of this instance's graph, matched
+/// by name. The new version of an upgrade may add channels; those the agent
+/// does not know are not sent to it (its sinks never read them).
+#[derive(Clone, Debug)]
+pub struct ChannelMap {
+    to_local: Vec<Option<ChannelId>>,
+    to_agent: Vec<Option<ChannelId>>,
+}
+
+impl ChannelMap {
+    /// The map between the agent's channels and this instance's; `None`
+    /// when they are the same table.
+    pub fn between(agent: &ChannelTable, local: &ChannelTable) -> Option<ChannelMap> {
+        if agent == local {
+            return None;
+        }
+        // Indexed by id in `from`: the id of the same name in `to`.
+        let map = |from: &ChannelTable, to: &ChannelTable| {
+            (0..from.len())
+                .map(|i| {
+                    let id = ChannelId(u32::try_from(i).unwrap_or(u32::MAX));
+                    to.get(from.name(id))
+                })
+                .collect()
+        };
+        Some(ChannelMap {
+            to_local: map(agent, local),
+            to_agent: map(local, agent),
+        })
+    }
+
+    /// Rewrites channel ids through `map`, dropping records of channels it lacks.
+    fn translate(map: &[Option<ChannelId>], records: &mut Vec<Record>) {
+        records.retain_mut(|r| match map.get(r.channel.index()).copied().flatten() {
+            Some(c) => {
+                r.channel = c;
+                true
+            }
+            None => false,
+        });
+    }
 }
 
 /// The version an instance reports: the low bits of its graph hash, so two
@@ -238,12 +284,16 @@ impl Control {
     fn handle(&mut self, msg: ToInstance) -> Result<(), String> {
         match msg {
             ToInstance::Input { frontier, records } => {
+                let map = self.config.channels.clone();
                 let (feed, start) = self.running()?;
-                let records = if records.first().is_some_and(|r| r.seq <= start) {
+                let mut records = if records.first().is_some_and(|r| r.seq <= start) {
                     records.into_iter().filter(|r| r.seq > start).collect()
                 } else {
                     records
                 };
+                if let Some(map) = &map {
+                    ChannelMap::translate(&map.to_local, &mut records);
+                }
                 feed.send(Batch { frontier, records });
             }
             ToInstance::Barrier { id, at } => self.barrier(id, at)?,
@@ -323,11 +373,15 @@ impl Control {
         let (feed, source) = relay();
         let out = self.out.clone();
         let processed = self.processed.clone();
+        let map = self.config.channels.clone();
         let sink = Forward::new(move |frontier: Seq, records: &mut Vec<Record>| {
             // At the end of the stream the instance is stopping; the agent
             // learns nothing from that.
             if frontier == Seq::END {
                 return;
+            }
+            if let Some(map) = &map {
+                ChannelMap::translate(&map.to_agent, records);
             }
             let mut buf = BytesMut::new();
             let mut chunks = records.chunks(OUTPUT_RECORDS).peekable();
@@ -498,5 +552,35 @@ impl Control {
             },
         );
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tandem_core::EventTime;
+
+    #[test]
+    fn channels_are_matched_by_name_and_unknown_ones_are_not_sent() {
+        let mut agent = ChannelTable::new();
+        let (a, b) = (agent.intern("a", ""), agent.intern("b", ""));
+        let mut local = ChannelTable::new();
+        let (la, new, lb) = (
+            local.intern("a", ""),
+            local.intern("a.peak", ""),
+            local.intern("b", ""),
+        );
+        let map = ChannelMap::between(&agent, &local).expect("tables differ");
+        let record = |c| Record::new(Seq(1), EventTime(0), c, 1.0);
+        let mut input = vec![record(a), record(b)];
+        ChannelMap::translate(&map.to_local, &mut input);
+        assert_eq!(
+            input.iter().map(|r| r.channel).collect::<Vec<_>>(),
+            [la, lb]
+        );
+        let mut output = vec![record(la), record(new), record(lb)];
+        ChannelMap::translate(&map.to_agent, &mut output);
+        assert_eq!(output.iter().map(|r| r.channel).collect::<Vec<_>>(), [a, b]);
+        assert!(ChannelMap::between(&agent, &agent).is_none());
     }
 }

@@ -11,3 +11,4 @@ pub mod dirs;
 pub mod ends;
 pub mod instance;
 pub mod status;
+pub mod upgrade;

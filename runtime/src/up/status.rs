@@ -57,6 +57,8 @@ pub struct Status {
     pub bad_frames: u64,
     /// Connections refused during the handshake.
     pub refused: u64,
+    /// The running upgrade, or `{"phase": "idle"}` with the last outcome.
+    pub upgrade: Value,
 }
 
 impl Status {
@@ -98,7 +100,7 @@ impl Status {
             "last_barrier": barrier,
             "bad_frames": self.bad_frames,
             "refused_connections": self.refused,
-            "upgrade": { "phase": "idle" },
+            "upgrade": self.upgrade,
         })
         .to_string()
     }
@@ -106,8 +108,12 @@ impl Status {
     /// One line for a terminal.
     pub fn line(&self) -> String {
         let parts: Vec<String> = self.instances.iter().map(instance_line).collect();
+        let upgrade = match self.upgrade["phase"].as_str() {
+            Some("idle") | None => String::new(),
+            Some(phase) => format!(" | upgrade: {phase}"),
+        };
         format!(
-            "{} | {} | divergence {} | emitted {}",
+            "{} | {} | divergence {} | emitted {}{upgrade}",
             self.graph,
             parts.join(" | "),
             self.divergence,
@@ -164,17 +170,38 @@ pub fn render(json: &str) -> Result<String, String> {
             if equal { "equal" } else { "DIFFER" }
         ));
     }
+    let upgrade = &v["upgrade"];
     out.push_str(&format!(
-        "upgrade: {}\n",
-        v["upgrade"]["phase"].as_str().unwrap_or("?")
+        "upgrade: {}",
+        upgrade["phase"].as_str().unwrap_or("?")
     ));
+    if upgrade["phase"] != "idle" {
+        out.push_str(&format!(
+            " ({} -> {}, new version on {}): compared {}, mismatched {} (rate {}, noise floor {}, allowed {})",
+            upgrade["from"], upgrade["to"], upgrade["new_color"], upgrade["compared"],
+            upgrade["mismatched"], upgrade["mismatch_rate"], upgrade["noise_floor"],
+            upgrade["max_mismatch"]
+        ));
+    } else if let Some(last) = upgrade.get("last").filter(|l| !l.is_null()) {
+        out.push_str(&format!("; last: {last}"));
+    }
+    out.push('\n');
     Ok(out)
 }
 
-/// Answers requests on the control socket until the runtime stops.
-pub async fn serve(listener: tokio::net::UnixListener, status: Arc<Mutex<String>>) {
+/// A request for the agent's hub, and where its answer goes.
+pub type Request = (String, tokio::sync::oneshot::Sender<String>);
+
+/// Answers requests on the control socket until the runtime stops: `status`
+/// here, everything else by the hub through `requests`.
+pub async fn serve(
+    listener: tokio::net::UnixListener,
+    status: Arc<Mutex<String>>,
+    requests: tokio::sync::mpsc::UnboundedSender<Request>,
+) {
     while let Ok((stream, _)) = listener.accept().await {
         let status = status.clone();
+        let requests = requests.clone();
         tokio::spawn(async move {
             let (read, mut write) = stream.into_split();
             let mut line = String::new();
@@ -184,8 +211,14 @@ pub async fn serve(listener: tokio::net::UnixListener, status: Arc<Mutex<String>
             }
             let answer = match line.trim() {
                 "status" => status.lock().unwrap_or_else(|e| e.into_inner()).clone(),
-                other => json!({ "error": format!("unknown request `{other}`; try `status`") })
-                    .to_string(),
+                other => {
+                    let (tx, rx) = tokio::sync::oneshot::channel();
+                    if requests.send((other.to_owned(), tx)).is_err() {
+                        return;
+                    }
+                    rx.await
+                        .unwrap_or_else(|_| "error: the agent is stopping".into())
+                }
             };
             let _ = write.write_all(answer.as_bytes()).await;
             let _ = write.write_all(b"\n").await;
@@ -195,12 +228,12 @@ pub async fn serve(listener: tokio::net::UnixListener, status: Arc<Mutex<String>
 
 /// Sends one request to the agent of `socket` and returns its answer.
 pub fn request(socket: &Path, line: &str) -> std::io::Result<String> {
-    use std::io::{BufRead as _, Write as _};
+    use std::io::{Read as _, Write as _};
     let mut stream = std::os::unix::net::UnixStream::connect(socket)?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     stream.write_all(line.as_bytes())?;
     stream.write_all(b"\n")?;
     let mut answer = String::new();
-    std::io::BufReader::new(stream).read_line(&mut answer)?;
+    std::io::Read::read_to_string(&mut stream.take(1 << 20), &mut answer)?;
     Ok(answer.trim_end().to_owned())
 }

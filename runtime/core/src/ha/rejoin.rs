@@ -158,6 +158,30 @@ impl Supervisor {
         self.slots[color.index()].processed
     }
 
+    /// The version `color` said it runs, when present.
+    pub fn version(&self, color: Color) -> Option<u32> {
+        let slot = &self.slots[color.index()];
+        (slot.phase != Phase::Absent).then_some(slot.version)
+    }
+
+    /// Makes `color` serving and the other instance, if live, its shadow:
+    /// the promotion of a new version during an upgrade, or a rollback to
+    /// the old one. Output already emitted is never emitted again. Returns
+    /// false (and changes nothing) unless `color` is live.
+    pub fn promote(&mut self, color: Color) -> bool {
+        if !self.is_live(color) {
+            return false;
+        }
+        if self.slots[color.index()].role != Role::Serving {
+            self.set_role(color, Role::Serving);
+        }
+        let other = color.other();
+        if self.is_live(other) && self.slots[other.index()].role != Role::Shadow {
+            self.set_role(other, Role::Shadow);
+        }
+        true
+    }
+
     /// A sequenced ingress batch.
     pub fn handle_ingress(&mut self, frontier: Seq, records: &[Record]) {
         self.upstream.handle_ingress(frontier, records);
@@ -647,6 +671,36 @@ mod tests {
         s.handle_disconnected(BLUE);
         assert_eq!(s.role(GREEN), Some(Role::Serving));
         assert_eq!(s.role(BLUE), None);
+    }
+
+    #[test]
+    fn promotion_swaps_serving_and_shadow_and_never_emits_twice() {
+        let mut s = blue_serving_green_joining(16, 2);
+        assert!(!s.promote(GREEN), "green is still restoring");
+        let restored = ToAgent::Restored {
+            barrier: 1,
+            state_hash: 0,
+        };
+        s.handle_message(NOW, GREEN, restored);
+        heartbeat(&mut s, GREEN, 3);
+        assert_eq!(s.role(GREEN), Some(Role::Shadow));
+        let out = |seq: u64| vec![Record::new(Seq(seq), EventTime(0), ChannelId(0), 1.0)];
+        s.handle_output(BLUE, Seq(4), &out(4));
+        assert!(s.promote(GREEN));
+        assert_eq!(s.role(GREEN), Some(Role::Serving));
+        assert_eq!(s.role(BLUE), Some(Role::Shadow));
+        // Green's copy of 4 was already emitted from blue; 5 comes from green only.
+        s.handle_output(GREEN, Seq(4), &out(4));
+        s.handle_output(GREEN, Seq(5), &out(5));
+        s.handle_output(BLUE, Seq(5), &out(5));
+        let mut emitted = Vec::new();
+        s.poll_emitted(&mut emitted);
+        let seqs: Vec<u64> = emitted.iter().map(|r| r.seq.0).collect();
+        assert_eq!(seqs, [4, 5]);
+        // And back: a rollback is a promotion of the old version.
+        assert!(s.promote(BLUE));
+        assert_eq!(s.role(BLUE), Some(Role::Serving));
+        assert_eq!(s.role(GREEN), Some(Role::Shadow));
     }
 
     #[test]
