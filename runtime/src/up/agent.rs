@@ -15,7 +15,7 @@ use std::io::IsTerminal as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -197,13 +197,12 @@ async fn serve(config: AgentConfig, after: Seq, mut attached: Attached) -> Resul
     let stats = server.stats().clone();
     tokio::spawn(accept(server.clone(), conn_tx));
 
-    let status = Arc::new(Mutex::new(String::from("{}")));
     let (request_tx, request_rx) = unbounded_channel::<Request>();
     let socket = config.state.socket();
     let _ = std::fs::remove_file(&socket);
     match tokio::net::UnixListener::bind(&socket) {
         Ok(listener) => {
-            tokio::spawn(status::serve(listener, status.clone(), request_tx));
+            tokio::spawn(status::serve(listener, request_tx));
         }
         Err(e) => eprintln!(
             "tandem: {}: cannot open the control socket ({e}); `tandem status` will not answer",
@@ -218,7 +217,7 @@ async fn serve(config: AgentConfig, after: Seq, mut attached: Attached) -> Resul
         eprintln!("tandem: cannot install the Ctrl-C handler: {e}");
     }
 
-    let mut hub = Hub::new(&config, addr, after, status, stats);
+    let mut hub = Hub::new(&config, addr, after, stats);
     eprintln!(
         "tandem: up `{}`: agent on {addr}, blue and green instances starting; Ctrl-C stops",
         config.stamp.name
@@ -348,7 +347,8 @@ async fn connection(conn: u64, link: Link, events: UnboundedSender<Conn>) {
 #[derive(Default)]
 struct Slot {
     child: Option<Child>,
-    spawned: Option<Instant>,
+    /// It has served or shadowed since it was started.
+    live: bool,
     respawn_at: Option<Instant>,
     failures: u32,
     restarts: u64,
@@ -381,7 +381,6 @@ struct Hub {
     addr: SocketAddr,
     checkpoint_every: Duration,
     run_for: Option<Duration>,
-    status: Arc<Mutex<String>>,
     net: Arc<crate::net::NetStats>,
     emitted: Vec<Record>,
     sent_frontier: Seq,
@@ -395,7 +394,6 @@ impl Hub {
         config: &AgentConfig,
         addr: SocketAddr,
         after: Seq,
-        status: Arc<Mutex<String>>,
         net: Arc<crate::net::NetStats>,
     ) -> Hub {
         let mut tolerances = Tolerances::exact();
@@ -442,7 +440,6 @@ impl Hub {
             addr,
             checkpoint_every: config.checkpoint_every,
             run_for: config.run_for,
-            status,
             net,
             emitted: Vec::new(),
             sent_frontier: Seq::ZERO,
@@ -514,6 +511,7 @@ impl Hub {
                 Some(event) = conns.recv() => self.connection_event(event),
                 Some((line, reply)) = requests.recv() => {
                     let answer = match self.request(&line) {
+                        Ok(json) if line == "status" => json,
                         Ok(text) => format!("ok: {text}"),
                         Err(text) => format!("error: {text}"),
                     };
@@ -655,7 +653,8 @@ impl Hub {
     fn event(&mut self, event: Event) {
         match event {
             Event::Lost { color, reason } => {
-                if std::mem::take(&mut self.expect_loss[color.index()]) {
+                let expected = std::mem::take(&mut self.expect_loss[color.index()]);
+                if expected {
                     let file = self.releases[color.index()].file.display().to_string();
                     self.log(&format!("{color}: restarting on {file}"));
                 } else {
@@ -663,7 +662,7 @@ impl Hub {
                     self.upgrade_lost(color);
                 }
                 self.slots[color.index()].conn = None;
-                self.stop_child(color);
+                self.stop_child(color, expected);
             }
             Event::StateHashes {
                 barrier,
@@ -680,6 +679,7 @@ impl Hub {
             }
             Event::RoleChanged { color, role } => {
                 self.log(&format!("{color}: {role}"));
+                self.slots[color.index()].live = true;
                 self.upgrade_role(color, role);
             }
             Event::ColdStart { color, from } => {
@@ -742,33 +742,40 @@ impl Hub {
                 slot.pid = Some(child.id());
                 slot.version = None;
                 slot.child = Some(child);
-                slot.spawned = Some(Instant::now());
             }
             Err(e) => {
                 let program = self.releases[color.index()].program.display().to_string();
                 self.log(&format!("{color}: cannot start `{program}`: {e}"));
-                self.schedule_respawn(color);
+                self.schedule_respawn(color, true);
             }
         }
     }
 
-    fn stop_child(&mut self, color: Color) {
+    /// Kills `color`'s process and schedules a new one; `expected` when the
+    /// agent asked for it (an upgrade), so it is not counted as a failure.
+    fn stop_child(&mut self, color: Color, expected: bool) {
         let slot = &mut self.slots[color.index()];
         if let Some(mut child) = slot.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
-        self.schedule_respawn(color);
+        slot.pid = None;
+        slot.version = None;
+        self.schedule_respawn(color, !expected);
     }
 
-    /// A quick death backs off (up to 5 s); a long life restarts at once.
-    fn schedule_respawn(&mut self, color: Color) {
+    /// An instance that dies before it ever served or shadowed backs off
+    /// (up to 5 s: it cannot start, and restarting it at once would spin);
+    /// one that was live restarts at once.
+    fn schedule_respawn(&mut self, color: Color, failed: bool) {
         let slot = &mut self.slots[color.index()];
         slot.restarts += 1;
-        let short_lived = slot
-            .spawned
-            .is_none_or(|t| t.elapsed() < Duration::from_secs(1));
-        slot.failures = if short_lived { slot.failures + 1 } else { 0 };
+        slot.failures = if failed && !slot.live {
+            slot.failures + 1
+        } else {
+            0
+        };
+        slot.live = false;
         let delay = if slot.failures <= 1 {
             Duration::ZERO
         } else {
@@ -791,7 +798,11 @@ impl Hub {
                 if self.sup.role(color).is_some() {
                     self.sup.handle_disconnected(color);
                 } else {
-                    self.schedule_respawn(color);
+                    // It died before its hello: no Lost event will come.
+                    self.upgrade_lost(color);
+                    if self.slots[color.index()].respawn_at.is_none() {
+                        self.schedule_respawn(color, true);
+                    }
                 }
             }
             let slot = &self.slots[color.index()];
@@ -834,9 +845,8 @@ impl Hub {
         }
     }
 
+    /// Updates each instance's output rate and the terminal's status line.
     fn refresh_status(&mut self, dt: f64) {
-        let head = self.sup.upstream().head();
-        let mut instances = Vec::new();
         for color in Color::BOTH {
             let slot = &mut self.slots[color.index()];
             let received = self.sup.downstream().stats().received[color.index()];
@@ -844,6 +854,18 @@ impl Hub {
             let now_rate = received.saturating_sub(slot.received) as f64 / dt.max(1e-3);
             slot.rate = 0.75 * slot.rate + 0.25 * now_rate;
             slot.received = received;
+        }
+        if self.tty {
+            eprint!("\r\x1b[K{}", self.status().line());
+        }
+    }
+
+    /// What `tandem status` shows, as of now.
+    fn status(&self) -> Status {
+        let head = self.sup.upstream().head();
+        let mut instances = Vec::new();
+        for color in Color::BOTH {
+            let slot = &self.slots[color.index()];
             let role = self.sup.role(color);
             instances.push(InstanceStatus {
                 color,
@@ -857,7 +879,7 @@ impl Hub {
             });
         }
         let down = self.sup.downstream().stats();
-        let status = Status {
+        Status {
             graph: self.name.clone(),
             agent_pid: std::process::id(),
             listen: self.addr,
@@ -873,11 +895,7 @@ impl Hub {
                 Some(upgrade) => upgrade.json(),
                 None => serde_json::json!({ "phase": "idle", "last": self.last_upgrade }),
             },
-        };
-        if self.tty {
-            eprint!("\r\x1b[K{}", status.line());
         }
-        *self.status.lock().unwrap_or_else(|e| e.into_inner()) = status.json();
     }
 }
 
@@ -898,6 +916,7 @@ impl Hub {
     fn request(&mut self, line: &str) -> Result<String, String> {
         let mut words = line.split('\t');
         match words.next() {
+            Some("status") => Ok(self.status().json()),
             Some("upgrade") => {
                 let file = words
                     .next()
@@ -1005,7 +1024,7 @@ impl Hub {
             self.expect_loss[color.index()] = true;
             self.sup.handle_disconnected(color);
         } else {
-            self.stop_child(color);
+            self.stop_child(color, true);
         }
     }
 
@@ -1094,6 +1113,10 @@ impl Hub {
         };
         if color == upgrade.new_color && upgrade.phase != Phase::Replacing {
             let _ = self.rollback("the new version's instance was lost");
+        } else if upgrade.phase == Phase::Transfer {
+            // The old one is gone before the new one restored: neither has
+            // state to give. Both restart on the old graph.
+            let _ = self.rollback("the old version's instance was lost during the transfer");
         } else if color != upgrade.new_color && upgrade.phase != Phase::Replacing {
             // The old one is gone: the new one is all there is. It serves,
             // and the old colour comes back as a second copy of it.

@@ -4,7 +4,6 @@
 //! `status` answers the status as JSON.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -192,15 +191,13 @@ pub fn render(json: &str) -> Result<String, String> {
 /// A request for the agent's hub, and where its answer goes.
 pub type Request = (String, tokio::sync::oneshot::Sender<String>);
 
-/// Answers requests on the control socket until the runtime stops: `status`
-/// here, everything else by the hub through `requests`.
+/// Answers requests on the control socket until the runtime stops; the
+/// agent's hub answers each through `requests`.
 pub async fn serve(
     listener: tokio::net::UnixListener,
-    status: Arc<Mutex<String>>,
     requests: tokio::sync::mpsc::UnboundedSender<Request>,
 ) {
     while let Ok((stream, _)) = listener.accept().await {
-        let status = status.clone();
         let requests = requests.clone();
         tokio::spawn(async move {
             let (read, mut write) = stream.into_split();
@@ -209,17 +206,13 @@ pub async fn serve(
             if reader.read_line(&mut line).await.is_err() {
                 return;
             }
-            let answer = match line.trim() {
-                "status" => status.lock().unwrap_or_else(|e| e.into_inner()).clone(),
-                other => {
-                    let (tx, rx) = tokio::sync::oneshot::channel();
-                    if requests.send((other.to_owned(), tx)).is_err() {
-                        return;
-                    }
-                    rx.await
-                        .unwrap_or_else(|_| "error: the agent is stopping".into())
-                }
-            };
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            if requests.send((line.trim().to_owned(), tx)).is_err() {
+                return;
+            }
+            let answer = rx
+                .await
+                .unwrap_or_else(|_| "error: the agent is stopping".into());
             let _ = write.write_all(answer.as_bytes()).await;
             let _ = write.write_all(b"\n").await;
         });

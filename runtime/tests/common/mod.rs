@@ -142,3 +142,4 @@ pub fn draft(
         worker,
     }
 }
+pub mod up;

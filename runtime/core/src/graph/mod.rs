@@ -51,7 +51,7 @@ pub struct HaSettings {
     /// 1 ms ..= 1 s.
     pub heartbeat: Duration,
     /// `timeout`: an instance silent this long is lost and restarted. Default
-    /// "100ms"; at least 3 heartbeats, at most 60 s.
+    /// "500ms"; at least 3 heartbeats, at most 60 s.
     pub timeout: Duration,
     /// `[ha.tolerance]`: absolute tolerance per output channel when the two
     /// instances' outputs are compared (default exact), in file order. Keys
@@ -73,7 +73,7 @@ impl Default for HaSettings {
         HaSettings {
             retention: 65536,
             heartbeat: Duration::from_millis(5),
-            timeout: Duration::from_millis(100),
+            timeout: Duration::from_millis(500),
             tolerances: Vec::new(),
             supervise: Duration::from_secs(10),
             max_mismatch: 0.0,

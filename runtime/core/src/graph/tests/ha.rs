@@ -77,7 +77,7 @@ fn an_absent_or_empty_ha_table_gives_the_defaults() {
     let defaults = HaSettings {
         retention: 65536,
         heartbeat: Duration::from_millis(5),
-        timeout: Duration::from_millis(100),
+        timeout: Duration::from_millis(500),
         tolerances: Vec::new(),
         supervise: Duration::from_secs(10),
         max_mismatch: 0.0,
@@ -151,10 +151,10 @@ fn the_timeout_is_at_least_three_heartbeats() {
         &home_ha("timeout = \"10ms\"\n"),
         &["33:11: error: `timeout` must be at least 3 heartbeats, 15ms with `heartbeat` 5ms, got \"10ms\""],
     );
-    // The default timeout, 100ms, is too short for this heartbeat.
+    // The default timeout, 500ms, is too short for this heartbeat.
     check(
-        &home_ha("heartbeat = \"40ms\"\n"),
-        &["33:13: error: `heartbeat` 40ms needs a `timeout` of at least 3 heartbeats (120ms), longer than the default 100ms; set `timeout` in [ha] or shorten `heartbeat`"],
+        &home_ha("heartbeat = \"200ms\"\n"),
+        &["33:13: error: `heartbeat` 200ms needs a `timeout` of at least 3 heartbeats (600ms), longer than the default 500ms; set `timeout` in [ha] or shorten `heartbeat`"],
     );
     // Exactly three heartbeats is enough; a bad heartbeat is reported once.
     let ok = load_str(&home_ha("heartbeat = \"40ms\"\ntimeout = \"120ms\"\n")).unwrap();
