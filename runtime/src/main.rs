@@ -108,6 +108,11 @@ enum Command {
         /// The tandem executable instances run (default: this one).
         #[arg(long)]
         binary: Option<PathBuf>,
+        /// Append the output of shadow instances (a new version under
+        /// comparison) to this file as JSON lines tagged "shadow": true.
+        /// Sinks, and so devices, never receive shadow output.
+        #[arg(long)]
+        shadow_log: Option<PathBuf>,
     },
     /// Show what a running `tandem up` is doing: each instance's role,
     /// process, version, lag and rate, and the divergence count.
@@ -302,6 +307,7 @@ fn main() -> ExitCode {
             checkpoint_every,
             batch,
             binary,
+            shadow_log,
         } => up(
             &file,
             UpOptions {
@@ -311,6 +317,7 @@ fn main() -> ExitCode {
                 checkpoint_every,
                 batch: batch as usize,
                 binary,
+                shadow_log,
             },
         ),
         Command::Status { state_dir, json } => status(&state_dir, json),
@@ -357,6 +364,7 @@ struct UpOptions {
     checkpoint_every: Duration,
     batch: usize,
     binary: Option<PathBuf>,
+    shadow_log: Option<PathBuf>,
 }
 
 /// Loads a graph and cuts it for 1+1; errors are printed.
@@ -399,6 +407,7 @@ fn up(file: &Path, options: UpOptions) -> ExitCode {
             args: Vec::new(),
         },
         egress: Default::default(),
+        shadow_log: options.shadow_log,
     };
     match tandem::up::agent::run(config) {
         Ok(()) => ExitCode::SUCCESS,

@@ -46,6 +46,19 @@ fn an_upgrade_with_a_migration_takes_over_with_the_state_and_loses_nothing() {
         .collect();
     assert_eq!(versions[0], versions[1], "both run the new version: {done}");
     up.wait_equal_hashes();
+    // The shadow's output was kept aside, tagged, from each side in turn:
+    // the new version's while it was compared, the old one's after promotion.
+    let shadow = up.shadow_lines();
+    assert!(shadow
+        .iter()
+        .all(|l| l["shadow"] == true && l["channel"] == "energy"));
+    for color in ["green", "blue"] {
+        assert!(
+            shadow.iter().any(|l| l["color"] == color),
+            "no shadow output from {color} in {} lines",
+            shadow.len()
+        );
+    }
     let records = up.stop_and_check();
     assert!(records > 500, "only {records} records reached the sink");
 }

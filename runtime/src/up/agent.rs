@@ -72,6 +72,9 @@ pub struct AgentConfig {
     pub batch: usize,
     /// How to start instances.
     pub instance: InstanceCommand,
+    /// Where to write the outputs of shadow instances (JSON lines tagged
+    /// `"shadow": true`), for people to study a new version's output.
+    pub shadow_log: Option<PathBuf>,
     /// Sinks built by the caller instead of by their kind, by node id
     /// (benches and tests that observe the merged output).
     pub egress: Attached,
@@ -372,6 +375,9 @@ struct Hub {
     /// Losses the agent caused itself (restarts onto another release).
     expect_loss: [bool; 2],
     name: String,
+    /// Shadow outputs go here, with the channel names of `channels`.
+    shadow_log: Option<std::io::BufWriter<std::fs::File>>,
+    channels: Arc<tandem_core::ChannelTable>,
     state: StateDir,
     args: Vec<OsString>,
     /// The graph the agent's sources and sinks come from: instances on
@@ -417,6 +423,22 @@ impl Hub {
             // Numbering resumes after the checkpoint: the retention ring starts there.
             sup.handle_ingress(after, &[]);
         }
+        let shadow_log = config.shadow_log.as_ref().and_then(|path| {
+            let opened = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path);
+            match opened {
+                Ok(file) => Some(std::io::BufWriter::new(file)),
+                Err(e) => {
+                    eprintln!(
+                        "tandem: {}: cannot open the shadow log: {e}; shadow output is not kept",
+                        path.display()
+                    );
+                    None
+                }
+            }
+        });
         let current = Release {
             file: config.file.clone(),
             program: config.instance.program.clone(),
@@ -433,6 +455,8 @@ impl Hub {
             last_upgrade: serde_json::Value::Null,
             expect_loss: [false; 2],
             name: config.stamp.name.clone(),
+            shadow_log,
+            channels: config.split.egress.channels.clone(),
             state: config.state.clone(),
             args: config.instance.args.clone(),
             base_file: config.file.clone(),
@@ -522,6 +546,9 @@ impl Hub {
                     self.sup.handle_timeout(now);
                 }
                 _ = tick.tick() => {
+                    if let Some(log) = self.shadow_log.as_mut() {
+                        let _ = std::io::Write::flush(log);
+                    }
                     self.poll_children();
                     self.upgrade_tick();
                     if last_checkpoint.elapsed() >= self.checkpoint_every && stopping.is_none() {
@@ -584,6 +611,11 @@ impl Hub {
             }
             Conn::Frame { conn, msg } => {
                 if let Some(color) = self.color_of(conn) {
+                    if let ToAgent::Output { records, .. } = &msg {
+                        if self.sup.role(color) == Some(Role::Shadow) {
+                            self.log_shadow(color, records);
+                        }
+                    }
                     self.sup.handle_message(now, color, msg);
                 }
             }
@@ -593,6 +625,38 @@ impl Hub {
                     self.slots[color.index()].conn = None;
                     self.sup.handle_disconnected(color);
                 }
+            }
+        }
+    }
+
+    /// Appends a shadow instance's output records to the shadow log.
+    fn log_shadow(&mut self, color: Color, records: &[Record]) {
+        let Some(log) = self.shadow_log.as_mut() else {
+            return;
+        };
+        let version = self.slots[color.index()]
+            .version
+            .map(|v| format!("{v:08x}"));
+        for r in records {
+            let quality: Vec<&str> = tandem_core::Quality::NAMES
+                .iter()
+                .filter(|(q, _)| r.quality.contains(*q))
+                .map(|(_, name)| *name)
+                .collect();
+            let line = serde_json::json!({
+                "shadow": true,
+                "color": color.name(),
+                "version": version,
+                "seq": r.seq.0,
+                "time_ns": r.time.0,
+                "channel": self.channels.name(r.channel),
+                "value": r.value,
+                "quality": if quality.is_empty() { "good".to_owned() } else { quality.join("|") },
+            });
+            if std::io::Write::write_all(log, format!("{line}\n").as_bytes()).is_err() {
+                eprintln!("tandem: cannot write the shadow log; shadow output is not kept");
+                self.shadow_log = None;
+                return;
             }
         }
     }

@@ -42,6 +42,8 @@ impl Up {
             .arg(&up.state)
             .arg("--checkpoint-every")
             .arg("200ms")
+            .arg("--shadow-log")
+            .arg(dir_of(&up.out).join("shadow.jsonl"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(
@@ -89,6 +91,15 @@ inputs = ["energy"]
     /// Writes a graph file named `name`.toml.
     pub fn graph_file(&self, name: &str, version: &str, gain: f64) -> PathBuf {
         self.write(&format!("{name}.toml"), &self.graph_text(version, gain))
+    }
+
+    /// The shadow log's lines, as JSON.
+    pub fn shadow_lines(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.dir.join("shadow.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
     }
 
     /// Writes a file in the test directory.
@@ -218,6 +229,10 @@ impl Drop for Up {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+fn dir_of(path: &Path) -> PathBuf {
+    path.parent().unwrap().to_path_buf()
 }
 
 /// Checks the CSV the sink wrote (`seq,time_ns,channel,value,quality`).
