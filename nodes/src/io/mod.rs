@@ -26,6 +26,7 @@ pub mod sim_ev;
 pub mod sim_heatpump;
 pub mod stdout;
 pub mod synthetic;
+pub mod toggles;
 
 use tandem_core::{BuildContext, BuildError, ChannelId, KindSpec};
 
@@ -39,6 +40,7 @@ pub static KINDS: &[&KindSpec] = &[
     &stdout::KIND,
     &file::KIND,
     &count::KIND,
+    &toggles::KIND,
 ];
 
 /// A parameter the plan should have filled in was missing or of another type.

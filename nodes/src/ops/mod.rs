@@ -33,6 +33,7 @@ pub mod join;
 pub mod range_check;
 pub mod rate;
 pub mod scale;
+pub mod select;
 pub mod stale;
 pub mod threshold;
 pub mod window;
@@ -50,6 +51,7 @@ pub static KINDS: &[&KindSpec] = &[
     &range_check::RANGE_CHECK,
     &rate::RATE,
     &scale::SCALE,
+    &select::SELECT,
     &stale::STALE,
     &threshold::THRESHOLD,
     &window::WINDOW,
