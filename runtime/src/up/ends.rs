@@ -46,7 +46,11 @@ impl RelayFeed {
 
 impl Drop for RelayFeed {
     /// The relay ends once every feed is gone; it must be polled to see that.
+    /// The sender goes first: a relay woken while it still lived would find
+    /// the channel empty, not disconnected, and sleep for an hour.
     fn drop(&mut self) {
+        let (closed, _) = crossbeam_channel::bounded(0);
+        drop(std::mem::replace(&mut self.tx, closed));
         self.wake();
     }
 }
