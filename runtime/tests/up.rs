@@ -381,13 +381,25 @@ fn killing_serving_instances_loses_and_repeats_nothing() {
     let up = Up::start(&dir.graph(PATIENT), &dir.state(), &[]);
     let mut dice = Dice::new();
     let mut killed = Vec::new();
-    for kill in 0..20 {
+    let mut seen: Vec<(i32, Instant)> = Vec::new();
+    while killed.len() < 20 {
         let pids = up.both_serving(&killed);
-        // A random point in the steady state, up to 150 ms in.
-        std::thread::sleep(Duration::from_millis(dice.below(150)));
-        let victim = pids[kill % 2];
-        signal(victim, libc::SIGKILL);
-        killed.push(victim);
+        for pid in pids {
+            if !seen.iter().any(|&(p, _)| p == pid) {
+                seen.push((pid, Instant::now()));
+            }
+        }
+        let victim = pids[killed.len() % 2];
+        let (_, since) = seen.iter().find(|&&(p, _)| p == victim).unwrap();
+        // An instance that dies within a second of its start is restarted
+        // after a growing delay, as in a crash loop: each victim has served
+        // for over a second, then dies at a random point in the next 300 ms.
+        let at = *since + Duration::from_millis(1000 + dice.below(300));
+        std::thread::sleep(at.saturating_duration_since(Instant::now()));
+        // SAFETY: kill(2) only sends a signal, to an instance of this test's agent.
+        if unsafe { libc::kill(victim, libc::SIGKILL) } == 0 {
+            killed.push(victim);
+        }
     }
     // Back to two, then a barrier both instances reached after the last
     // kill: the restarted one's state is the survivor's.
