@@ -552,9 +552,6 @@ impl Hub {
             }
             Conn::Frame { conn, msg } => {
                 if let Some(color) = self.color_of(conn) {
-                    if let ToAgent::Output { records, .. } = &msg {
-                        self.slots[color.index()].received += records.len() as u64;
-                    }
                     self.sup.handle_message(now, color, msg);
                 }
             }
