@@ -526,6 +526,10 @@ fn a_client_without_a_certificate_is_refused_and_the_agent_runs_on() {
     assert_eq!(shown.status.code(), Some(0));
     let shown: Value = serde_json::from_slice(&shown.stdout).unwrap();
     assert!(shown["refused_connections"].as_u64().unwrap() > refused);
+    // Both deliver the 2000 records/s of the source.
+    for i in shown["instances"].as_array().unwrap() {
+        assert!(i["records_per_sec"].as_f64().unwrap() > 0.0, "{shown}");
+    }
     let (exit, log) = up.interrupt();
     assert!(exit.success(), "{exit}\n{log}");
     assert_eq!(tandem_status(&dir.state()).status.code(), Some(1));
