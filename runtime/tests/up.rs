@@ -27,8 +27,8 @@ const LIMIT: Duration = Duration::from_secs(20);
 const POLL: Duration = Duration::from_millis(10);
 
 /// The `[ha]` table of tests that are not about liveness: a generous
-/// heartbeat timeout, as two busy cores running debug builds miss 100 ms
-/// now and then and restart instances nobody killed.
+/// heartbeat timeout, so that what they assert does not hang on how busy
+/// two cores running debug builds are. The stopped-instance test keeps 100 ms.
 const PATIENT: &str = r#"timeout = "1s""#;
 
 /// A directory of its own, removed at the end unless the test failed.
