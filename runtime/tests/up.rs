@@ -426,6 +426,35 @@ fn killing_serving_instances_loses_and_repeats_nothing() {
 }
 
 #[test]
+fn killing_both_instances_at_once_loses_and_repeats_nothing() {
+    let dir = TempDir::new("both");
+    let up = Up::start(
+        &dir.graph(PATIENT),
+        &dir.state(),
+        &["--checkpoint-every", "200ms"],
+    );
+    let mut dice = Dice::new();
+    let mut killed = Vec::new();
+    for _ in 0..5 {
+        let pids = up.both_serving(&killed);
+        // Both restart from the newest checkpoint either wrote, which may
+        // lie before or past what the agent has emitted.
+        std::thread::sleep(Duration::from_millis(300 + dice.below(300)));
+        for pid in pids {
+            signal(pid, libc::SIGKILL);
+            killed.push(pid);
+        }
+    }
+    up.both_serving(&killed);
+    up.wait_emitting(2000);
+    let (exit, log) = up.interrupt();
+    assert!(exit.success(), "{exit}\n{log}");
+    let rows = read_rows(&dir.output());
+    assert_eq!(rows[0].seq, 1, "{log}");
+    assert_each_seq_once_in_order(&rows, &log);
+}
+
+#[test]
 fn an_instance_stopped_past_the_timeout_is_replaced_and_never_heard_from() {
     let dir = TempDir::new("sigstop");
     let up = Up::start(&dir.graph(r#"timeout = "100ms""#), &dir.state(), &[]);
