@@ -72,7 +72,12 @@ impl Switches {
             return false;
         };
         let sent = self.tx.send((channel, if on { 1.0 } else { 0.0 })).is_ok();
-        if let Some(waker) = self.waker.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        if let Some(waker) = self
+            .waker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
             waker.wake_by_ref();
         }
         sent

@@ -503,6 +503,13 @@ impl Hub {
         let mut input_ended = false;
         let mut final_barrier: Option<u64> = None;
         loop {
+            // Pings and deadlines first: with a burst of frames always ready
+            // (an instance catching up), the biased select below would
+            // never reach the timeout branch.
+            let now = self.now();
+            if self.sup.poll_timeout().is_some_and(|t| t <= now) {
+                self.sup.handle_timeout(now);
+            }
             let timeout = self.sup.poll_timeout().map(|n| {
                 let d =
                     Duration::from_nanos(u64::try_from((n.0 - self.now().0).max(0)).unwrap_or(0));

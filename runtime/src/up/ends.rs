@@ -46,9 +46,9 @@ impl RelayFeed {
 
 impl Drop for RelayFeed {
     /// The relay ends once every feed is gone; it must be polled to see that.
+    /// The sender goes first: a relay woken while it still lived would find
+    /// the channel empty, not disconnected, and sleep for an hour.
     fn drop(&mut self) {
-        // Let go of the sender first, so that the poll this wake causes can
-        // see the channel disconnected.
         let (closed, _) = crossbeam_channel::bounded(0);
         drop(std::mem::replace(&mut self.tx, closed));
         self.wake();
