@@ -648,6 +648,46 @@ fn bad_frames_from_a_site_peer_are_counted_and_output_flows_on() {
     assert_each_seq_once_in_order(&read_rows(&dir.output()), &log);
 }
 
+#[test]
+fn a_site_peer_claiming_an_instance_colour_is_closed_and_the_instance_untouched() {
+    let dir = TempDir::new("impostor");
+    let mut up = Up::start(&dir.graph(PATIENT), &dir.state(), &[]);
+    let pids = up.both_serving(&[]);
+    let status = up.status().unwrap();
+    let runtime = runtime();
+    let _inside = runtime.enter();
+    let state = StateDir::new(dir.state());
+    // A certificate from the site CA, but issued to another name.
+    let identity = state.site_ca().unwrap().issue_identity("mallory").unwrap();
+    let peer = Client::new(
+        local(),
+        &identity,
+        &state.trust().unwrap(),
+        TransportOptions::default(),
+    )
+    .unwrap();
+    let hello = wire::encode_to_bytes(&Frame::Hello {
+        color: Color::Blue,
+        version: 1,
+        pid: u32::try_from(pids[0]).unwrap(),
+    })
+    .unwrap();
+    send_bad_bytes(&runtime, &peer, listen(&status), hello, false);
+    assert!(
+        up.log()
+            .contains("claimed to be blue without blue's certificate"),
+        "{}",
+        up.log()
+    );
+    up.wait_emitting(1000);
+    let after = up.status().unwrap();
+    assert_eq!(serving_pids(&after), Some(pids), "{}", up.log());
+    assert_eq!(after["instances"][0]["restarts"], 0);
+    let (exit, log) = up.interrupt();
+    assert!(exit.success(), "{exit}\n{log}");
+    assert_each_seq_once_in_order(&read_rows(&dir.output()), &log);
+}
+
 /// Runs until each colour has written `count` checkpoints, then kills the
 /// agent and waits for its instances to die with it. The output file's
 /// length at that point.

@@ -61,6 +61,27 @@ impl NetStats {
     }
 }
 
+/// True when the peer of `connection` presented a certificate issued for
+/// `name` (the agent names each instance's certificate after its colour).
+/// The handshake already checked that it chains to the site CA.
+pub fn peer_is(connection: &quinn::Connection, name: &str) -> bool {
+    let Some(identity) = connection.peer_identity() else {
+        return false;
+    };
+    let Ok(certs) = identity.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>() else {
+        return false;
+    };
+    let Some(leaf) = certs.first() else {
+        return false;
+    };
+    let Ok(name) = rustls::pki_types::ServerName::try_from(name) else {
+        return false;
+    };
+    webpki::EndEntityCert::try_from(leaf)
+        .and_then(|cert| cert.verify_is_valid_for_subject_name(&name))
+        .is_ok()
+}
+
 fn crypto_provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }

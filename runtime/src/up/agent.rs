@@ -278,7 +278,15 @@ async fn connection(conn: u64, link: Link, events: UnboundedSender<Conn>) {
             color,
             version,
             pid,
-        }))) => (color, version, pid),
+        }))) if crate::net::peer_is(&connection, color.name()) => (color, version, pid),
+        Ok(Ok(Some(Frame::Hello { color, .. }))) => {
+            eprintln!("tandem: a peer claimed to be {color} without {color}'s certificate; closed");
+            connection.close(
+                quinn::VarInt::from_u32(crate::net::CLOSE_BAD_FRAME),
+                b"certificate is not for that colour",
+            );
+            return;
+        }
         Ok(Ok(Some(other))) => {
             connection.close(
                 quinn::VarInt::from_u32(crate::net::CLOSE_BAD_FRAME),
