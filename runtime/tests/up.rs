@@ -651,7 +651,7 @@ fn bad_frames_from_a_site_peer_are_counted_and_output_flows_on() {
 #[test]
 fn a_site_peer_claiming_an_instance_colour_is_closed_and_the_instance_untouched() {
     let dir = TempDir::new("impostor");
-    let mut up = Up::start(&dir.graph(PATIENT), &dir.state(), &[]);
+    let up = Up::start(&dir.graph(PATIENT), &dir.state(), &[]);
     let pids = up.both_serving(&[]);
     let status = up.status().unwrap();
     let runtime = runtime();
