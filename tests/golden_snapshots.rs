@@ -126,6 +126,26 @@ fn cases() -> Vec<Case> {
         integrate(1),
         integrate(2),
         Case {
+            kind: "select",
+            version: 1,
+            params: vec![],
+            // Inputs: off, on, toggle.
+            history: vec![
+                (0.0, 0, 10.0),
+                (0.0, 1, 20.0),
+                (1.0, 2, 1.0),
+                (2.0, 0, 11.0),
+                (2.0, 1, 21.0),
+            ],
+            more: vec![
+                (3.0, 0, 12.0),
+                (3.0, 1, 22.0),
+                (4.0, 2, 0.0),
+                (5.0, 0, 13.0),
+                (5.0, 1, 23.0),
+            ],
+        },
+        Case {
             kind: "join",
             version: 1,
             params: vec![

@@ -150,6 +150,19 @@ enum Command {
         #[arg(long, default_value = ".tandem")]
         state_dir: PathBuf,
     },
+    /// Switch a feature toggle of a running `tandem up` (a `toggles` source
+    /// of its graph): the switch is a record in the input stream, so both
+    /// instances switch at the same origin sequence number.
+    Toggle {
+        /// The toggle: NAME, or SOURCE.NAME when several sources have NAME.
+        name: String,
+        /// on or off.
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+        /// The state directory `tandem up` was given.
+        #[arg(long, default_value = ".tandem")]
+        state_dir: PathBuf,
+    },
     /// One instance of `tandem up` (started by the agent).
     #[command(hide = true)]
     Instance {
@@ -339,6 +352,11 @@ fn main() -> ExitCode {
             ask_agent(&state_dir, &line)
         }
         Command::Rollback { state_dir } => ask_agent(&state_dir, "rollback"),
+        Command::Toggle {
+            name,
+            state,
+            state_dir,
+        } => ask_agent(&state_dir, &format!("toggle\t{name}\t{state}")),
         Command::Instance {
             file,
             color,

@@ -157,3 +157,90 @@ fn upgrades_that_would_lose_state_or_change_devices_are_refused_before_anything_
     }
     up.stop_and_check();
 }
+
+#[test]
+fn a_toggle_switches_both_instances_at_the_same_record() {
+    let up = Up::launch("toggle", |up| {
+        format!(
+            r#"[graph]
+name = "toggled"
+
+[sources.gen]
+kind = "synthetic"
+channels = ["power"]
+rate = 400
+shape = "constant"
+amplitude = 1000.0
+
+[sources.features]
+kind = "toggles"
+names = ["double"]
+
+[vertices.once]
+kind = "scale"
+inputs = ["gen.power"]
+
+[vertices.twice]
+kind = "scale"
+inputs = ["gen.power"]
+factor = 2.0
+
+[vertices.power]
+kind = "select"
+inputs = ["once", "twice", "features.double"]
+
+[sinks.out]
+kind = "file"
+path = "{}"
+format = "csv"
+inputs = ["power"]
+"#,
+            up.out.display()
+        )
+    });
+    up.wait_both_serving();
+    let err = up.cli(&["toggle", "triple", "on"]).unwrap_err();
+    assert!(
+        err.contains("no toggle `triple`; the graph's toggles are features.double"),
+        "{err}"
+    );
+    let answer = up.cli_ok(&["toggle", "double", "on"]);
+    assert!(answer.contains("features.double on"), "{answer}");
+    let switched = up.wait_equal_hashes();
+    assert_eq!(
+        switched["divergence"], 0,
+        "the instances switched at different records"
+    );
+    // Kill one: the survivor's state (the toggle's position) goes to the new one.
+    let blue = switched["instances"][0]["pid"].as_u64().unwrap();
+    up.kill(blue as i32, libc::SIGKILL);
+    up.wait_for("blue replaced", |v| {
+        v["instances"][0]["pid"].as_u64().is_some_and(|p| p != blue)
+            && v["instances"][0]["role"] == "serving"
+    });
+    let after = up.wait_equal_hashes();
+    assert_eq!(after["divergence"], 0, "{after}");
+    let text = up.stop_and_read();
+    let values: Vec<(u64, f64)> = text
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f[0].parse().unwrap(), f[3].parse().unwrap())
+        })
+        .collect();
+    let switch = values
+        .iter()
+        .position(|&(_, v)| v == 2000.0)
+        .expect("never doubled");
+    assert!(switch > 0, "doubled from the start");
+    assert!(values[..switch].iter().all(|&(_, v)| v == 1000.0));
+    assert!(
+        values[switch..].iter().all(|&(_, v)| v == 2000.0),
+        "switched back"
+    );
+    assert!(
+        values.windows(2).all(|w| w[0].0 < w[1].0),
+        "out of order or repeated"
+    );
+}

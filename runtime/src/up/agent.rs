@@ -37,6 +37,7 @@ use crate::checkpoint::{Checkpoint, GraphStamp};
 use crate::net::{Link, Server, TransportOptions};
 use crate::topology::{Attached, RunOptions, Topology};
 use crate::Clock;
+use tandem_nodes::io::toggles::{Switches, Toggles};
 
 /// How to start an instance process: `program [args..] instance --color ...`.
 #[derive(Clone, Debug)]
@@ -178,6 +179,7 @@ async fn serve(config: AgentConfig, after: Seq, mut attached: Attached) -> Resul
     attached
         .sinks
         .insert(TO_INSTANCES.to_owned(), Box::new(sink));
+    let toggles = attach_toggles(&config.split.ingress, &mut attached)?;
     let options = RunOptions {
         clock: config.clock,
         span: config
@@ -221,6 +223,7 @@ async fn serve(config: AgentConfig, after: Seq, mut attached: Attached) -> Resul
     }
 
     let mut hub = Hub::new(&config, addr, after, stats);
+    hub.toggles = toggles;
     eprintln!(
         "tandem: up `{}`: agent on {addr}, blue and green instances starting; Ctrl-C stops",
         config.stamp.name
@@ -245,6 +248,28 @@ async fn serve(config: AgentConfig, after: Seq, mut attached: Attached) -> Resul
         Err(e) => return Err(e.to_string()),
     }
     Ok(())
+}
+
+/// Builds the graph's `toggles` sources so that `tandem toggle` can switch
+/// them, and attaches them to the ingress. Returns them by node id.
+fn attach_toggles(
+    ingress: &tandem_core::Plan,
+    attached: &mut Attached,
+) -> Result<Vec<(String, Switches)>, String> {
+    let mut toggles = Vec::new();
+    for node in ingress.nodes.iter().filter(|n| n.kind.name == "toggles") {
+        let ctx = tandem_core::BuildContext {
+            id: &node.id,
+            params: &node.params,
+            inputs: &node.inputs,
+            outputs: &node.outputs,
+            channels: &ingress.channels,
+        };
+        let (source, switches) = Toggles::switchable(&ctx).map_err(|e| e.message)?;
+        attached.sources.insert(node.id.clone(), Box::new(source));
+        toggles.push((node.id.clone(), switches));
+    }
+    Ok(toggles)
 }
 
 /// Accepts instance connections; each runs in its own task.
@@ -380,6 +405,8 @@ struct Hub {
     current: Release,
     upgrade: Option<Upgrade>,
     last_upgrade: serde_json::Value,
+    /// The graph's `toggles` sources, by node id.
+    toggles: Vec<(String, Switches)>,
     /// Losses the agent caused itself (restarts onto another release).
     expect_loss: [bool; 2],
     name: String,
@@ -461,6 +488,7 @@ impl Hub {
             current,
             upgrade: None,
             last_upgrade: serde_json::Value::Null,
+            toggles: Vec::new(),
             expect_loss: [false; 2],
             name: config.stamp.name.clone(),
             shadow_log,
@@ -1016,8 +1044,66 @@ impl Hub {
                 self.start_upgrade(PathBuf::from(file), program, supervise)
             }
             Some("rollback") => self.rollback("asked for by `tandem rollback`"),
+            Some("toggle") => {
+                let name = words.next().unwrap_or("");
+                let on = match words.next() {
+                    Some("on") => true,
+                    Some("off") => false,
+                    other => {
+                        return Err(format!(
+                            "a toggle is switched `on` or `off`, not `{}`",
+                            other.unwrap_or("")
+                        ))
+                    }
+                };
+                self.toggle(name, on)
+            }
             _ => Err(format!(
                 "unknown request `{line}`; the agent takes `status`, `upgrade` and `rollback`"
+            )),
+        }
+    }
+
+    /// Switches toggle `name` (`NAME` or `SOURCE.NAME`) through its source.
+    fn toggle(&mut self, name: &str, on: bool) -> Result<String, String> {
+        let all: Vec<(String, &Switches, &str)> = self
+            .toggles
+            .iter()
+            .flat_map(|(id, sw)| sw.names().map(move |n| (format!("{id}.{n}"), sw, n)))
+            .collect();
+        if all.is_empty() {
+            return Err(
+                "the graph has no toggles; declare them with a source such as \
+                 [sources.features] kind = \"toggles\", names = [\"new_cop\"]"
+                    .into(),
+            );
+        }
+        let matching: Vec<&(String, &Switches, &str)> = all
+            .iter()
+            .filter(|(full, _, short)| full == name || *short == name)
+            .collect();
+        let listed = || {
+            all.iter()
+                .map(|(full, _, _)| full.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match matching.as_slice() {
+            [(full, switches, short)] => {
+                switches.switch(short, on);
+                let state = if on { "on" } else { "off" };
+                self.log(&format!("toggle {full} {state}"));
+                Ok(format!(
+                    "{full} {state}: both instances switch at the same origin sequence number"
+                ))
+            }
+            [] => Err(format!(
+                "no toggle `{name}`; the graph's toggles are {}",
+                listed()
+            )),
+            _ => Err(format!(
+                "`{name}` names several toggles; give one of {}",
+                listed()
             )),
         }
     }

@@ -25,6 +25,11 @@ impl Up {
     /// Starts `tandem up` on the test graph with integrate `version` ("v1" or
     /// "v2") and the power scaled by `gain`.
     pub fn start(name: &str, version: &str, gain: f64) -> Up {
+        Up::launch(name, |up| up.graph_text(version, gain))
+    }
+
+    /// Starts `tandem up` on the graph `text` makes (its sink writes [`Up::out`]).
+    pub fn launch(name: &str, text: impl FnOnce(&Up) -> String) -> Up {
         let dir = std::env::temp_dir().join(format!("tandem-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -34,7 +39,7 @@ impl Up {
             state: dir.join("state"),
             dir,
         };
-        let graph = up.graph_file("graph", version, gain);
+        let graph = up.write("graph.toml", &text(&up));
         up.child = Command::new(env!("CARGO_BIN_EXE_tandem"))
             .arg("up")
             .arg(&graph)
@@ -199,16 +204,19 @@ inputs = ["energy"]
         assert_eq!(rc, 0, "kill({pid}, {signal})");
     }
 
-    /// Stops the agent with SIGINT, waits for it, and checks the sink's
-    /// file: every origin sequence number once, in order, with no gap, and
-    /// every energy value what the input says. Returns the record count.
-    pub fn stop_and_check(mut self) -> usize {
+    /// Stops the agent with SIGINT and returns the sink's file.
+    pub fn stop_and_read(mut self) -> String {
+        self.stop();
+        std::fs::read_to_string(&self.out).unwrap()
+    }
+
+    fn stop(&mut self) {
         self.kill(self.child.id() as i32, libc::SIGINT);
         let deadline = Instant::now() + BOUND;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 assert!(status.success(), "agent exit {status}\n{}", self.log());
-                break;
+                return;
             }
             assert!(
                 Instant::now() < deadline,
@@ -217,6 +225,13 @@ inputs = ["energy"]
             );
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// Stops the agent with SIGINT, waits for it, and checks the sink's
+    /// file: every origin sequence number once, in order, with no gap, and
+    /// every energy value what the input says. Returns the record count.
+    pub fn stop_and_check(mut self) -> usize {
+        self.stop();
         check_energy(&self.out, &self.log())
     }
 }
