@@ -103,13 +103,20 @@ mod tests {
         let registry = crate::registry();
         let sources = registry.names(tandem_core::Role::Source);
         let sinks = registry.names(tandem_core::Role::Sink);
-        for name in ["synthetic", "csv", "sim.battery", "sim.heatpump", "sim.ev"] {
+        for name in [
+            "synthetic",
+            "csv",
+            "sim.battery",
+            "sim.heatpump",
+            "sim.ev",
+            "toggles",
+        ] {
             assert!(sources.contains(&name), "source {name}");
         }
         for name in ["stdout", "file", "count"] {
             assert!(sinks.contains(&name), "sink {name}");
         }
-        assert_eq!(KINDS.len(), 8);
+        assert_eq!(KINDS.len(), 9);
     }
 
     #[test]

@@ -89,6 +89,6 @@ mod tests {
         schemas.sort_unstable();
         schemas.dedup();
         assert_eq!(schemas.len(), stateful);
-        assert_eq!(stateful, 9);
+        assert_eq!(stateful, 10);
     }
 }
