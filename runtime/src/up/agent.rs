@@ -132,6 +132,9 @@ enum Conn {
     Frame {
         conn: u64,
         msg: ToAgent,
+        /// When it arrived (nanoseconds since the agent started): liveness
+        /// is judged by arrival, however long the hub took to get to it.
+        at: Nanos,
     },
     Closed {
         conn: u64,
@@ -200,7 +203,8 @@ async fn serve(config: AgentConfig, after: Seq, mut attached: Attached) -> Resul
     let (conn_tx, conn_rx) = unbounded_channel::<Conn>();
     let server = Arc::new(server);
     let stats = server.stats().clone();
-    tokio::spawn(accept(server.clone(), conn_tx));
+    let origin = Instant::now();
+    tokio::spawn(accept(server.clone(), conn_tx, origin));
 
     let (request_tx, request_rx) = unbounded_channel::<Request>();
     let socket = config.state.socket();
@@ -223,6 +227,7 @@ async fn serve(config: AgentConfig, after: Seq, mut attached: Attached) -> Resul
     }
 
     let mut hub = Hub::new(&config, addr, after, stats);
+    hub.origin = origin;
     hub.toggles = toggles;
     eprintln!(
         "tandem: up `{}`: agent on {addr}, blue and green instances starting; Ctrl-C stops",
@@ -273,7 +278,7 @@ fn attach_toggles(
 }
 
 /// Accepts instance connections; each runs in its own task.
-async fn accept(server: Arc<Server>, events: UnboundedSender<Conn>) {
+async fn accept(server: Arc<Server>, events: UnboundedSender<Conn>, origin: Instant) {
     let mut next = 0u64;
     while let Some(pending) = server.accept().await {
         next += 1;
@@ -281,7 +286,7 @@ async fn accept(server: Arc<Server>, events: UnboundedSender<Conn>) {
         let events = events.clone();
         tokio::spawn(async move {
             match pending.establish().await {
-                Ok(link) => connection(conn, link, events).await,
+                Ok(link) => connection(conn, link, events, origin).await,
                 Err(e) => eprintln!("tandem: refused a connection: {e}"),
             }
         });
@@ -290,7 +295,7 @@ async fn accept(server: Arc<Server>, events: UnboundedSender<Conn>) {
 
 /// One instance link: the first frame must be `Hello`; then frames go to
 /// the hub, and what the hub queues goes out.
-async fn connection(conn: u64, link: Link, events: UnboundedSender<Conn>) {
+async fn connection(conn: u64, link: Link, events: UnboundedSender<Conn>, origin: Instant) {
     let Link {
         connection,
         mut reader,
@@ -354,7 +359,8 @@ async fn connection(conn: u64, link: Link, events: UnboundedSender<Conn>) {
         match reader.next().await {
             Ok(Some(frame)) => match ToAgent::try_from(frame) {
                 Ok(msg) => {
-                    if events.send(Conn::Frame { conn, msg }).is_err() {
+                    let at = Nanos(i64::try_from(origin.elapsed().as_nanos()).unwrap_or(i64::MAX));
+                    if events.send(Conn::Frame { conn, msg, at }).is_err() {
                         return;
                     }
                 }
@@ -544,7 +550,15 @@ impl Hub {
             // never reach the timeout branch.
             let now = self.now();
             if self.sup.poll_timeout().is_some_and(|t| t <= now) {
-                self.sup.handle_timeout(now);
+                // Frames that arrived before now may prove an instance alive:
+                // take them first (they carry their arrival time).
+                for _ in 0..4096 {
+                    match conns.try_recv() {
+                        Ok(event) => self.connection_event(event),
+                        Err(_) => break,
+                    }
+                }
+                self.sup.handle_timeout(self.now());
             }
             let timeout = self.sup.poll_timeout().map(|n| {
                 let d =
@@ -652,14 +666,14 @@ impl Hub {
                     },
                 );
             }
-            Conn::Frame { conn, msg } => {
+            Conn::Frame { conn, msg, at } => {
                 if let Some(color) = self.color_of(conn) {
                     if let ToAgent::Output { records, .. } = &msg {
                         if self.sup.role(color) == Some(Role::Shadow) {
                             self.log_shadow(color, records);
                         }
                     }
-                    self.sup.handle_message(now, color, msg);
+                    self.sup.handle_message(at, color, msg);
                 }
             }
             Conn::Closed { conn, reason } => {
@@ -790,15 +804,41 @@ impl Hub {
                 self.upgrade_role(color, role);
             }
             Event::ColdStart { color, from } => {
-                self.log(&format!("{color}: starting from origin sequence {from}"));
+                self.log(&format!(
+                    "{color}: no live peer to restore from: it starts from its newest checkpoint, \
+                     replayed from origin sequence {from} on"
+                ));
             }
+            Event::Connected { color, version } => {
+                let pid = self.slots[color.index()].pid.unwrap_or(0);
+                self.log(&format!(
+                    "{color}: connected (pid {pid}, version {version:08x})"
+                ));
+            }
+            Event::OutputGap { from, to } => self.log(&format!(
+                "warning: output between origin sequences {from} and {to} was never delivered: \
+                 the instance that made it was lost before its peer had restored past it"
+            )),
+            Event::RetentionMoved {
+                color,
+                barrier,
+                error,
+            } => self.log(&format!(
+                "{color}: the retention ring moved past barrier {barrier} ({error}); \
+                 retrying with a new barrier (a larger [ha] retention avoids this)"
+            )),
+            Event::RejoinTimedOut { color, barrier } => self.log(&format!(
+                "{color}: no snapshot restored for barrier {barrier} in time; retrying"
+            )),
+            Event::RestoreMismatch { color, barrier, .. } => self.log(&format!(
+                "{color}: restored state of barrier {barrier} differs from the donor's; retrying"
+            )),
             Event::RejoinStarted { color, barrier, at } => self.log(&format!(
                 "{color}: rejoining from a snapshot at barrier {barrier} (origin sequence {at})"
             )),
             Event::Restored { color, barrier } => {
                 self.log(&format!("{color}: restored barrier {barrier}, catching up"));
             }
-            other => self.log(&format!("{other:?}")),
         }
     }
 

@@ -241,6 +241,12 @@ impl Supervisor {
     /// connection to the colour it names (the `color` argument is ignored);
     /// the runtime drops frames of a connection superseded by a newer hello.
     pub fn handle_message(&mut self, now: Nanos, color: Color, msg: ToAgent) {
+        // Any frame proves the instance alive: a heartbeat answer can wait
+        // behind a burst of input or output on the same stream.
+        if !matches!(msg, ToAgent::Hello { .. }) && self.slots[color.index()].phase != Phase::Absent
+        {
+            self.liveness.handle_heartbeat(now, color);
+        }
         match msg {
             ToAgent::Hello { color, version, .. } => self.hello(now, color, version),
             ToAgent::Output { frontier, records } => self.handle_output(color, frontier, &records),
@@ -855,6 +861,25 @@ mod tests {
                 green: 8
             }]
         );
+    }
+
+    #[test]
+    fn output_proves_an_instance_alive_while_its_heartbeat_answers_wait() {
+        let mut s = supervisor(16);
+        hello(&mut s, BLUE, 1);
+        // Output keeps coming, every 40 ms, but no heartbeat answer for 200 ms.
+        for ms in (40..=200).step_by(40) {
+            let output = ToAgent::Output {
+                frontier: Seq(ms as u64),
+                records: Vec::new(),
+            };
+            s.handle_message(Nanos::from_millis(ms), BLUE, output);
+            s.handle_timeout(Nanos::from_millis(ms));
+        }
+        assert!(s.is_live(BLUE));
+        // Silence is what loses it.
+        s.handle_timeout(Nanos::from_millis(200 + 60));
+        assert_eq!(s.role(BLUE), None);
     }
 
     #[test]
