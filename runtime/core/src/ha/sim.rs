@@ -785,7 +785,7 @@ fn a_rejoin_is_exercised_and_the_ring_sometimes_moves() {
     let mut moved = 0;
     let mut timeouts = 0;
     let mut timed_out = 0;
-    for seed in 1..=40 {
+    for seed in 1..=120 {
         let sim = simulate(seed, HONEST, false).unwrap();
         for (_, e) in &sim.events {
             match e {
