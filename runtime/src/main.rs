@@ -505,28 +505,15 @@ fn instance(
         ColorArg::Blue => tandem_core::ha::Color::Blue,
         ColorArg::Green => tandem_core::ha::Color::Green,
     };
-    let (loaded, split) = match load_split(file) {
-        Ok(parts) => parts,
-        Err(code) => return ExitCode::from(code),
-    };
-    let channels = match channels_of.map(|f| load(f, None)) {
-        None => None,
-        Some(Ok(agent)) => tandem::up::instance::ChannelMap::between(
-            &agent.plan.channels,
-            &split.instance.channels,
-        ),
-        Some(Err(code)) => return ExitCode::from(code),
-    };
-    let config = tandem::up::instance::InstanceConfig {
-        channels,
+    let launch = tandem::up::instance::Launch {
+        file: file.to_path_buf(),
         color,
         agent,
-        state: tandem::up::dirs::StateDir::new(state_dir),
-        stamp: GraphStamp::of_plan(&loaded.name, &loaded.plan),
-        plan: split.instance,
+        state_dir,
         batch,
+        channels_of: channels_of.map(Path::to_path_buf),
     };
-    match tandem::up::instance::run(config) {
+    match launch.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tandem {color}: {e}");

@@ -1168,9 +1168,7 @@ impl Hub {
             );
         }
         let shown = file.display().to_string();
-        let bytes = std::fs::read(&file).map_err(|e| format!("{shown}: cannot read: {e}"))?;
-        let loaded = tandem_core::graph::load(&shown, &bytes, &tandem_nodes::registry())
-            .map_err(|d| d.to_string())?;
+        let loaded = super::load_graph(&file)?;
         let split = tandem_core::split::split(&loaded.plan).map_err(|e| format!("{shown}: {e}"))?;
         let stamp = GraphStamp::of_plan(&loaded.name, &loaded.plan);
         if loaded.name != self.name {

@@ -103,6 +103,87 @@ impl ChannelMap {
     }
 }
 
+/// What the agent puts on an instance's command line:
+/// `instance --color C --agent ADDR --state-dir DIR --batch N [--channels-of F] FILE`.
+#[derive(Clone, Debug)]
+pub struct Launch {
+    /// The graph file.
+    pub file: std::path::PathBuf,
+    /// Which instance.
+    pub color: Color,
+    /// The agent's address.
+    pub agent: SocketAddr,
+    /// The agent's state directory.
+    pub state_dir: std::path::PathBuf,
+    /// Records per node pass.
+    pub batch: usize,
+    /// The agent's graph, when this instance runs another one (an upgrade).
+    pub channels_of: Option<std::path::PathBuf>,
+}
+
+impl Launch {
+    /// Parses the arguments after the program name (`instance ...`): for a
+    /// bench or test executable that is its own instance. The `tandem`
+    /// command parses the same arguments with its own parser.
+    pub fn parse(args: &[String]) -> Result<Launch, String> {
+        let mut words = args.iter().map(String::as_str);
+        if words.next() != Some("instance") {
+            return Err("expected `instance ...`".into());
+        }
+        let (mut color, mut agent, mut state_dir, mut batch) = (None, None, None, 1024);
+        let (mut channels_of, mut file) = (None, None);
+        while let Some(word) = words.next() {
+            let mut value = || words.next().ok_or(format!("`{word}` needs a value"));
+            match word {
+                "--color" => {
+                    color = Some(match value()? {
+                        "blue" => Color::Blue,
+                        "green" => Color::Green,
+                        other => return Err(format!("no colour `{other}`; blue or green")),
+                    })
+                }
+                "--agent" => agent = Some(value()?.parse().map_err(|e| format!("--agent: {e}"))?),
+                "--state-dir" => state_dir = Some(value()?.into()),
+                "--batch" => batch = value()?.parse().map_err(|e| format!("--batch: {e}"))?,
+                "--channels-of" => channels_of = Some(value()?.into()),
+                path => file = Some(path.into()),
+            }
+        }
+        Ok(Launch {
+            file: file.ok_or("no graph file")?,
+            color: color.ok_or("no --color")?,
+            agent: agent.ok_or("no --agent")?,
+            state_dir: state_dir.ok_or("no --state-dir")?,
+            batch,
+            channels_of,
+        })
+    }
+
+    /// Loads the graph (and the agent's, for channel ids) and runs the
+    /// instance until the agent closes its link.
+    pub fn run(self) -> Result<(), String> {
+        let loaded = super::load_graph(&self.file)?;
+        let split = tandem_core::split::split(&loaded.plan)
+            .map_err(|e| format!("{}: error: {e}", self.file.display()))?;
+        let channels = match &self.channels_of {
+            None => None,
+            Some(file) => {
+                let agent = super::load_graph(file)?;
+                ChannelMap::between(&agent.plan.channels, &split.instance.channels)
+            }
+        };
+        run(InstanceConfig {
+            color: self.color,
+            agent: self.agent,
+            state: StateDir::new(self.state_dir),
+            stamp: GraphStamp::of_plan(&loaded.name, &loaded.plan),
+            plan: split.instance,
+            batch: self.batch,
+            channels,
+        })
+    }
+}
+
 /// The version an instance reports: the low bits of its graph hash, so two
 /// instances of the same graph agree and an upgraded graph differs.
 pub fn version_of(stamp: &GraphStamp) -> u32 {
@@ -559,6 +640,24 @@ impl Control {
 mod tests {
     use super::*;
     use tandem_core::EventTime;
+
+    #[test]
+    fn the_agents_command_line_parses_and_a_bad_one_says_what_is_missing() {
+        let args: Vec<String> = "instance --color green --agent 127.0.0.1:4000 --state-dir /s \
+                                 --batch 64 --channels-of /old.toml /new.toml"
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        let launch = Launch::parse(&args).unwrap();
+        assert_eq!(launch.color, Color::Green);
+        assert_eq!(launch.batch, 64);
+        assert_eq!(launch.file, std::path::PathBuf::from("/new.toml"));
+        assert_eq!(launch.channels_of, Some("/old.toml".into()));
+        let err = Launch::parse(&args[..3]).unwrap_err();
+        assert_eq!(err, "`--agent` needs a value");
+        let err = Launch::parse(&["instance".to_owned(), "/g.toml".to_owned()]).unwrap_err();
+        assert_eq!(err, "no --color");
+    }
 
     #[test]
     fn channels_are_matched_by_name_and_unknown_ones_are_not_sent() {
