@@ -638,6 +638,7 @@ impl Control {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
     use tandem_core::EventTime;
 
@@ -653,7 +654,7 @@ mod tests {
         assert_eq!(launch.batch, 64);
         assert_eq!(launch.file, std::path::PathBuf::from("/new.toml"));
         assert_eq!(launch.channels_of, Some("/old.toml".into()));
-        let err = Launch::parse(&args[..3]).unwrap_err();
+        let err = Launch::parse(&args[..4]).unwrap_err();
         assert_eq!(err, "`--agent` needs a value");
         let err = Launch::parse(&["instance".to_owned(), "/g.toml".to_owned()]).unwrap_err();
         assert_eq!(err, "no --color");
