@@ -44,6 +44,8 @@ use tandem_core::{
 
 /// Records per source poll and per node pass in the throughput run.
 const BATCH: usize = 4096;
+/// How long after its run an agent may take to drain and return.
+const GRACE: Duration = Duration::from_secs(12);
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -239,6 +241,8 @@ struct Up {
     state: StateDir,
     agent: std::thread::JoinHandle<Result<(), String>>,
     probe: Arc<Probe>,
+    /// When its `run_for` ends.
+    ends_at: Instant,
 }
 
 fn start_up(label: &str, rate: f64, batch: usize, run_for: Duration) -> Up {
@@ -272,17 +276,19 @@ fn start_up(label: &str, rate: f64, batch: usize, run_for: Duration) -> Up {
         egress,
     };
     let _ = loaded.ha;
+    let ends_at = Instant::now() + run_for;
     let agent = std::thread::spawn(move || tandem::up::agent::run(config));
     Up {
         state,
         agent,
         probe,
+        ends_at,
     }
 }
 
 impl Up {
-    /// Roles and pids of blue and green, from the control socket.
-    fn instances(&self) -> Option<Vec<(String, Option<u32>)>> {
+    /// Role, pid and restarts of blue and green, from the control socket.
+    fn instances(&self) -> Option<Vec<(String, Option<u32>, u64)>> {
         let answer = tandem::up::status::request(&self.state.socket(), "status").ok()?;
         let v: serde_json::Value = serde_json::from_str(&answer).ok()?;
         let list = v.get("instances")?.as_array()?;
@@ -292,10 +298,17 @@ impl Up {
                     (
                         i["role"].as_str().unwrap_or("").to_owned(),
                         i["pid"].as_u64().map(|p| p as u32),
+                        i["restarts"].as_u64().unwrap_or(0),
                     )
                 })
                 .collect(),
         )
+    }
+
+    /// Restarts of both instances so far.
+    fn restarts(&self) -> u64 {
+        self.instances()
+            .map_or(0, |list| list.iter().map(|i| i.2).sum())
     }
 
     /// Waits until both instances serve; their pids (blue, green).
@@ -303,7 +316,7 @@ impl Up {
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
             if let Some(list) = self.instances() {
-                if let [(b, Some(bp)), (g, Some(gp))] = list.as_slice() {
+                if let [(b, Some(bp), _), (g, Some(gp), _)] = list.as_slice() {
                     if b == "serving" && g == "serving" {
                         return Some([*bp, *gp]);
                     }
@@ -314,7 +327,22 @@ impl Up {
         None
     }
 
-    fn finish(self) {
+    /// Waits for the agent to end its `run_for`. An agent that has not ended
+    /// `grace` later is left behind (its instances are already reaped by
+    /// then), so that one stuck shutdown does not stall the whole bench.
+    fn finish(self, grace: Duration) {
+        let deadline = self.ends_at + grace;
+        while !self.agent.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if !self.agent.is_finished() {
+            eprintln!(
+                "ha bench: the agent did not return {:.0} s after its run ended; left behind",
+                grace.as_secs_f64()
+            );
+            println!("  (agent shutdown hung: left behind, see stderr)");
+            return;
+        }
         match self.agent.join() {
             Ok(Ok(())) => {}
             Ok(Err(e)) => eprintln!("ha bench: agent ended with an error: {e}"),
@@ -328,8 +356,9 @@ impl Up {
 
 // ---------------------------------------------------------------- runs
 
-/// Records per second at the probe, measured for `measure` after `warm`.
-fn throughput(rate: f64, warm: Duration, measure: Duration) -> f64 {
+/// Records per second at the probe, measured for `measure` after `warm`,
+/// and how many instance restarts happened in that window.
+fn throughput(rate: f64, warm: Duration, measure: Duration) -> (f64, u64) {
     let up = start_up(
         "throughput",
         rate,
@@ -345,11 +374,13 @@ fn throughput(rate: f64, warm: Duration, measure: Duration) -> f64 {
         started.elapsed().as_secs_f64() * 1e3
     );
     std::thread::sleep(warm);
+    let r0 = up.restarts();
     let (n0, t0) = (up.probe.records.load(Ordering::Relaxed), Instant::now());
     std::thread::sleep(measure);
     let (n1, t1) = (up.probe.records.load(Ordering::Relaxed), Instant::now());
-    up.finish();
-    (n1 - n0) as f64 / (t1 - t0).as_secs_f64()
+    let restarts = up.restarts().saturating_sub(r0);
+    up.finish(GRACE);
+    ((n1 - n0) as f64 / (t1 - t0).as_secs_f64(), restarts)
 }
 
 /// Latency histogram (ns) at `rate` records/s, one record per poll.
@@ -366,7 +397,7 @@ fn latency(rate: f64, warm: Duration, measure: Duration) -> Histogram<u64> {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .clone();
-    up.finish();
+    up.finish(GRACE);
     h
 }
 
@@ -378,6 +409,8 @@ struct Failover {
     quiet: Vec<u64>,
     /// Time (ms) from each kill until both instances served again.
     recovered_ms: Vec<f64>,
+    /// Instance restarts over the run, the bench's kills included.
+    restarts: u64,
 }
 
 fn failover(kills: usize, budget: Duration) -> Failover {
@@ -389,6 +422,7 @@ fn failover(kills: usize, budget: Duration) -> Failover {
         gaps: Vec::new(),
         quiet: Vec::new(),
         recovered_ms: Vec::new(),
+        restarts: 0,
     };
     for k in 0..kills {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -402,13 +436,18 @@ fn failover(kills: usize, budget: Duration) -> Failover {
         up.probe.take_max_gap_ns();
         std::thread::sleep(window);
         result.quiet.push(up.probe.take_max_gap_ns());
+        // Status is refreshed every 250 ms: read the pids again, as one
+        // may have been restarted since.
+        let Some(pids) = up.both_serving(Duration::from_millis(500)).or(Some(pids)) else {
+            break;
+        };
         let victim = pids[k % 2];
         // SAFETY: kill(2) with a pid the agent reported for its own child.
         let killed = unsafe { libc::kill(victim as libc::pid_t, libc::SIGKILL) };
         let at = Instant::now();
         if killed != 0 {
-            eprintln!("ha bench: cannot kill pid {victim}");
-            break;
+            eprintln!("ha bench: cannot kill pid {victim} (restarted meanwhile?); skipped");
+            continue;
         }
         std::thread::sleep(window);
         result.gaps.push(up.probe.take_max_gap_ns());
@@ -417,7 +456,8 @@ fn failover(kills: usize, budget: Duration) -> Failover {
             result.recovered_ms.push(at.elapsed().as_secs_f64() * 1e3);
         }
     }
-    up.finish();
+    result.restarts = up.restarts();
+    up.finish(GRACE);
     result
 }
 
@@ -642,9 +682,9 @@ fn main() {
     });
 
     let tput = runs("throughput").then(|| {
-        let tput = throughput(rate, Duration::from_secs(2), Duration::from_secs(4));
+        let (tput, restarts) = throughput(rate, Duration::from_secs(2), Duration::from_secs(4));
         println!(
-            "end to end, source at {:.1} M/s:        {:>8.2} M records/s",
+            "end to end, source at {:.1} M/s:        {:>8.2} M records/s, {restarts} instance restarts while measuring",
             rate / 1e6,
             tput / 1e6,
         );
@@ -669,7 +709,7 @@ fn main() {
     });
 
     let gap = runs("failover").then(|| {
-        let f = failover(kills, Duration::from_secs(40));
+        let f = failover(kills, Duration::from_secs(env_or("TANDEM_HA_FAILOVER_SECS", 35)));
         println!(
             "failover, {} SIGKILLs of a serving instance: sink silence p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
             f.gaps.len(),
@@ -678,9 +718,11 @@ fn main() {
             quantile_ms(&f.gaps, 1.0)
         );
         println!(
-            "  same window without a kill: silence max {:.1} ms; back to both serving: median {:.0} ms",
+            "  same window without a kill: silence max {:.1} ms; back to both serving: median {:.0} ms; {} restarts for {} kills",
             quantile_ms(&f.quiet, 1.0),
-            median(f.recovered_ms.clone())
+            median(f.recovered_ms.clone()),
+            f.restarts,
+            f.gaps.len()
         );
         println!(
             "  gaps (ms): {:?}",
