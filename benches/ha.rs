@@ -1,0 +1,887 @@
+//! `tandem up` end to end: an agent in this process, a blue and a green
+//! instance process (this same executable, run as `<exe> instance ...`), and
+//! a probe sink that timestamps what the agent's downstream junction emits.
+//!
+//! `cargo bench --bench ha -- --json` prints human-readable figures and, as
+//! its last line, one JSON object:
+//!
+//! - `records_per_sec`: agent -> both instances -> agent sink, through a
+//!   5-vertex chain (scale, range_check, deadband, ewma, integrate), counted
+//!   at the probe once both instances serve; the run says if they stopped;
+//! - `p50_us`, `p99_us`: source-to-sink latency at a moderate rate (a record's
+//!   event time is its ingress wall time);
+//! - `failover_gap_p99_ms`: the sink's longest silence around a SIGKILL of a
+//!   serving instance, over repeated kills;
+//! - `snapshot_10mb_ms`: 10 MB of vertex state snapshotted, encoded as a
+//!   checkpoint image, sent in 1 MB chunks over a loopback quinn link,
+//!   decoded and restored into a fresh vertex (median of a few runs);
+//! - `baselines.raw_quinn`: one raw quinn stream with the same frames.
+//!
+//! Environment: `TANDEM_HA_RATE` (source rate of the throughput run, default
+//! 2e6 records/s: at 3e6 on a 2-core machine the instances miss heartbeats
+//! and restart in a loop), `TANDEM_HA_KILLS` (default 10),
+//! `TANDEM_HA_FAILOVER_SECS` (default 35), `TANDEM_HA_ONLY` (a comma list of
+//! raw, throughput, latency, failover, snapshot).
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use tandem::checkpoint::{self, format, Checkpoint, GraphStamp};
+use tandem::net::{Client, Server, SiteCa, TransportOptions};
+use tandem::up::agent::{AgentConfig, InstanceCommand};
+use tandem::up::dirs::StateDir;
+use tandem::up::instance::InstanceConfig;
+use tandem::{Attached, Clock};
+use tandem_core::graph::{self, Loaded};
+use tandem_core::ha::Color;
+use tandem_core::wire::Frame;
+use tandem_core::{
+    freeze, thaw, Record, SchemaId, Seq, Sink, SinkError, Snapshot, SnapshotError, Vertex,
+};
+
+/// Records per source poll and per node pass in the throughput run.
+const BATCH: usize = 4096;
+/// How long after its run an agent may take to drain and return.
+const GRACE: Duration = Duration::from_secs(12);
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// One clock for the probe's silences.
+fn origin() -> Instant {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    *ORIGIN.get_or_init(Instant::now)
+}
+
+fn since_origin_ns() -> u64 {
+    origin().elapsed().as_nanos() as u64
+}
+
+// ---------------------------------------------------------------- instance
+
+/// `<exe> instance --color C --agent ADDR --state-dir DIR --batch N FILE`:
+/// what the agent starts. Runs the instance and exits.
+fn instance_main(args: &[String]) -> ! {
+    let mut color = None;
+    let mut agent = None;
+    let mut state = None;
+    let mut batch = BATCH;
+    let mut file = None;
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--color" => {
+                color = match it.next().map(String::as_str) {
+                    Some("blue") => Some(Color::Blue),
+                    Some("green") => Some(Color::Green),
+                    _ => None,
+                }
+            }
+            "--agent" => agent = it.next().and_then(|a| a.parse::<SocketAddr>().ok()),
+            "--state-dir" => state = it.next().map(PathBuf::from),
+            "--batch" => batch = it.next().and_then(|b| b.parse().ok()).unwrap_or(BATCH),
+            other => file = Some(PathBuf::from(other)),
+        }
+    }
+    let (Some(color), Some(agent), Some(state), Some(file)) = (color, agent, state, file) else {
+        eprintln!("ha bench instance: usage: instance --color blue|green --agent ADDR --state-dir DIR --batch N FILE");
+        std::process::exit(2);
+    };
+    let (loaded, split) = load(&file);
+    let config = InstanceConfig {
+        color,
+        agent,
+        state: StateDir::new(state),
+        stamp: GraphStamp::of_plan(&loaded.name, &loaded.plan),
+        plan: split.instance,
+        batch,
+    };
+    match tandem::up::instance::run(config) {
+        Ok(()) => std::process::exit(0),
+        Err(e) => {
+            eprintln!("ha bench instance {color}: {e}");
+            std::process::exit(1)
+        }
+    }
+}
+
+fn load(file: &Path) -> (Loaded, tandem_core::split::Split) {
+    let bytes = std::fs::read(file).expect("bench graph file is readable");
+    let name = file.display().to_string();
+    let loaded = match graph::load(&name, &bytes, &tandem_nodes::registry()) {
+        Ok(l) => l,
+        Err(d) => panic!("bench graph is invalid:\n{d}"),
+    };
+    let split = tandem_core::split::split(&loaded.plan).expect("bench graph splits");
+    (loaded, split)
+}
+
+// ---------------------------------------------------------------- graph
+
+/// Source on the agent; five vertices on each instance; the probe on the agent.
+fn graph_text(rate: f64, batch: usize) -> String {
+    let retention = ((rate * 2.0) as u64).clamp(65_536, 16_777_216);
+    format!(
+        r#"
+[graph]
+name = "ha-bench"
+
+# A rejoining instance replays from this ring: at millions of records per
+# second the default (65536, tens of milliseconds) is gone before a snapshot
+# is restored, and the instance never rejoins.
+[ha]
+retention = {retention}
+
+[sources.gen]
+kind = "synthetic"
+rate = {rate:?}
+batch = {batch}
+shape = "counter"
+
+[vertices.scale]
+kind = "scale"
+inputs = ["gen.value"]
+factor = 1.5
+offset = 2.0
+
+[vertices.range]
+kind = "range_check"
+inputs = ["scale"]
+min = -1e18
+max = 1e18
+
+[vertices.deadband]
+kind = "deadband"
+inputs = ["range"]
+band = 0.0
+
+[vertices.ewma]
+kind = "ewma"
+inputs = ["deadband"]
+alpha = 0.125
+
+[vertices.integrate]
+kind = "integrate"
+inputs = ["ewma"]
+
+[sinks.probe]
+kind = "count"
+inputs = ["integrate"]
+"#
+    )
+}
+
+// ---------------------------------------------------------------- probe
+
+/// What the probe sink saw, shared with the bench's main thread.
+#[derive(Debug)]
+struct Probe {
+    records: AtomicU64,
+    /// `since_origin_ns` of the last write with records.
+    last_ns: AtomicU64,
+    /// Longest time between two writes with records since last reset.
+    max_gap_ns: AtomicU64,
+    /// Latency is recorded only while this is set.
+    measuring: AtomicBool,
+    latency: Mutex<Histogram<u64>>,
+}
+
+impl Probe {
+    fn new() -> Arc<Probe> {
+        Arc::new(Probe {
+            records: AtomicU64::new(0),
+            last_ns: AtomicU64::new(since_origin_ns()),
+            max_gap_ns: AtomicU64::new(0),
+            measuring: AtomicBool::new(false),
+            latency: Mutex::new(
+                Histogram::new_with_bounds(1, 600_000_000, 3).expect("constant bounds are valid"),
+            ),
+        })
+    }
+
+    /// The longest silence since the last call, including the one going on now.
+    fn take_max_gap_ns(&self) -> u64 {
+        let now = since_origin_ns();
+        let ongoing = now.saturating_sub(self.last_ns.load(Ordering::Relaxed));
+        self.max_gap_ns.swap(0, Ordering::Relaxed).max(ongoing)
+    }
+}
+
+struct ProbeSink(Arc<Probe>);
+
+impl Sink for ProbeSink {
+    fn write(&mut self, records: &[Record]) -> Result<(), SinkError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let p = &self.0;
+        let now = since_origin_ns();
+        let gap = now.saturating_sub(p.last_ns.swap(now, Ordering::Relaxed));
+        p.max_gap_ns.fetch_max(gap, Ordering::Relaxed);
+        p.records.fetch_add(records.len() as u64, Ordering::Relaxed);
+        if p.measuring.load(Ordering::Relaxed) {
+            let wall = tandem::ingress::wall_now().0;
+            let mut h = p.latency.lock().unwrap_or_else(|e| e.into_inner());
+            for r in records {
+                h.saturating_record(wall.saturating_sub(r.time.0).max(1) as u64);
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------- agent
+
+/// A running `tandem up` of [`graph_text`], ended by its `run_for`.
+struct Up {
+    state: StateDir,
+    agent: std::thread::JoinHandle<Result<(), String>>,
+    probe: Arc<Probe>,
+    /// When its `run_for` ends.
+    ends_at: Instant,
+}
+
+fn start_up(label: &str, rate: f64, batch: usize, run_for: Duration) -> Up {
+    let root = std::env::temp_dir().join(format!("tandem-ha-bench-{}-{label}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).expect("state directory");
+    let file = root.join("ha-bench.toml");
+    std::fs::write(&file, graph_text(rate, batch)).expect("graph file written");
+    let (loaded, split) = load(&file);
+    let probe = Probe::new();
+    let mut egress = Attached::default();
+    egress
+        .sinks
+        .insert("probe".to_owned(), Box::new(ProbeSink(probe.clone())));
+    let state = StateDir::new(root.join("state"));
+    let config = AgentConfig {
+        file,
+        stamp: GraphStamp::of_plan(&loaded.name, &loaded.plan),
+        split,
+        ha: loaded.ha.clone(),
+        state: state.clone(),
+        listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+        checkpoint_every: Duration::from_secs(1),
+        run_for: Some(run_for),
+        clock: Clock::Wall,
+        batch,
+        instance: InstanceCommand {
+            program: std::env::current_exe().expect("bench executable path"),
+            args: Vec::new(),
+        },
+        egress,
+    };
+    let ends_at = Instant::now() + run_for;
+    let agent = std::thread::spawn(move || tandem::up::agent::run(config));
+    Up {
+        state,
+        agent,
+        probe,
+        ends_at,
+    }
+}
+
+impl Up {
+    /// Role, pid and restarts of blue and green, from the control socket.
+    fn instances(&self) -> Option<Vec<(String, Option<u32>, u64)>> {
+        let answer = tandem::up::status::request(&self.state.socket(), "status").ok()?;
+        let v: serde_json::Value = serde_json::from_str(&answer).ok()?;
+        let list = v.get("instances")?.as_array()?;
+        Some(
+            list.iter()
+                .map(|i| {
+                    (
+                        i["role"].as_str().unwrap_or("").to_owned(),
+                        i["pid"].as_u64().map(|p| p as u32),
+                        i["restarts"].as_u64().unwrap_or(0),
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    /// Restarts of both instances so far.
+    fn restarts(&self) -> u64 {
+        self.instances()
+            .map_or(0, |list| list.iter().map(|i| i.2).sum())
+    }
+
+    /// Waits until both instances serve; their pids (blue, green).
+    fn both_serving(&self, within: Duration) -> Option<[u32; 2]> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(list) = self.instances() {
+                if let [(b, Some(bp), _), (g, Some(gp), _)] = list.as_slice() {
+                    if b == "serving" && g == "serving" {
+                        return Some([*bp, *gp]);
+                    }
+                }
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits for the agent to end its `run_for`. An agent that has not ended
+    /// `grace` later is left behind (its instances are already reaped by
+    /// then), so that one stuck shutdown does not stall the whole bench.
+    fn finish(self, grace: Duration) {
+        let deadline = self.ends_at + grace;
+        while !self.agent.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if !self.agent.is_finished() {
+            eprintln!(
+                "ha bench: the agent did not return {:.0} s after its run ended; left behind",
+                grace.as_secs_f64()
+            );
+            println!("  (agent shutdown hung: left behind, see stderr)");
+            return;
+        }
+        match self.agent.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("ha bench: agent ended with an error: {e}"),
+            Err(_) => eprintln!("ha bench: agent panicked"),
+        }
+        if let Some(root) = self.state.root().parent() {
+            let _ = std::fs::remove_dir_all(root);
+        }
+    }
+}
+
+// ---------------------------------------------------------------- cpu
+
+/// CPU seconds (user + system) per thread name of process `pid`, from
+/// /proc: where the time of a run goes, without a profiler.
+fn cpu_by_thread(pid: u32) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ...`: comm may hold spaces, so split at the last ')'.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = stat[open + 1..close].to_owned();
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        // After the comm: state is field 0, utime 11, stime 12.
+        *out.entry(name).or_insert(0.0) += (ticks(11) + ticks(12)) / 100.0;
+    }
+    out
+}
+
+/// CPU of this process's threads and of each instance over a window.
+struct CpuWindow {
+    before: Vec<(String, BTreeMap<String, f64>)>,
+    pids: Vec<(String, u32)>,
+    at: Instant,
+}
+
+impl CpuWindow {
+    fn start(pids: Vec<(String, u32)>) -> CpuWindow {
+        let before = pids
+            .iter()
+            .map(|(name, pid)| (name.clone(), cpu_by_thread(*pid)))
+            .collect();
+        CpuWindow {
+            before,
+            pids,
+            at: Instant::now(),
+        }
+    }
+
+    /// Prints each process's share of a core over the window, by thread name.
+    fn report(self) {
+        let secs = self.at.elapsed().as_secs_f64();
+        for ((name, pid), (_, before)) in self.pids.iter().zip(&self.before) {
+            let after = cpu_by_thread(*pid);
+            let mut used: Vec<(String, f64)> = after
+                .iter()
+                .map(|(t, a)| (t.clone(), (a - before.get(t).unwrap_or(&0.0)) / secs))
+                .filter(|(_, u)| *u >= 0.01)
+                .collect();
+            used.sort_by(|a, b| b.1.total_cmp(&a.1));
+            let total: f64 = used.iter().map(|u| u.1).sum();
+            let threads: Vec<String> = used
+                .iter()
+                .map(|(t, u)| format!("{t} {:.0}%", u * 100.0))
+                .collect();
+            println!(
+                "  cpu {name}: {:.0}% of a core ({})",
+                total * 100.0,
+                threads.join(", ")
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------- runs
+
+/// Records per second at the probe, measured for `measure` after `warm`,
+/// and how many instance restarts happened in that window.
+fn throughput(rate: f64, warm: Duration, measure: Duration) -> (f64, u64) {
+    let up = start_up(
+        "throughput",
+        rate,
+        BATCH,
+        warm + measure + Duration::from_secs(4),
+    );
+    let started = Instant::now();
+    match up.both_serving(Duration::from_secs(8)) {
+        Some(_) => println!(
+            "  both instances serving after {:.0} ms",
+            started.elapsed().as_secs_f64() * 1e3
+        ),
+        None => println!("  NOT both serving after 8 s: the figure below is one instance's"),
+    }
+    std::thread::sleep(warm);
+    let r0 = up.restarts();
+    let mut pids = vec![("agent (this process)".to_owned(), std::process::id())];
+    if let Some(list) = up.instances() {
+        for ((_, pid, _), color) in list.iter().zip(["blue", "green"]) {
+            if let Some(pid) = pid {
+                pids.push((format!("{color} instance"), *pid));
+            }
+        }
+    }
+    let cpu = CpuWindow::start(pids);
+    let (n0, t0) = (up.probe.records.load(Ordering::Relaxed), Instant::now());
+    std::thread::sleep(measure);
+    let (n1, t1) = (up.probe.records.load(Ordering::Relaxed), Instant::now());
+    cpu.report();
+    if up.both_serving(Duration::ZERO).is_none() {
+        println!("  NOT both serving at the end of the window");
+    }
+    let restarts = up.restarts().saturating_sub(r0);
+    up.finish(GRACE);
+    ((n1 - n0) as f64 / (t1 - t0).as_secs_f64(), restarts)
+}
+
+/// Latency histogram (ns) at `rate` records/s, one record per poll.
+fn latency(rate: f64, warm: Duration, measure: Duration) -> Histogram<u64> {
+    let up = start_up("latency", rate, 1, warm + measure + Duration::from_secs(4));
+    let _ = up.both_serving(Duration::from_secs(5));
+    std::thread::sleep(warm);
+    up.probe.measuring.store(true, Ordering::Relaxed);
+    std::thread::sleep(measure);
+    up.probe.measuring.store(false, Ordering::Relaxed);
+    let h = up
+        .probe
+        .latency
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    up.finish(GRACE);
+    h
+}
+
+/// What repeated SIGKILLs of a serving instance did to the sink.
+struct Failover {
+    /// Longest silence (ns) around each kill.
+    gaps: Vec<u64>,
+    /// Longest silence (ns) in a quiet window of the same length before each kill.
+    quiet: Vec<u64>,
+    /// Time (ms) from each kill until both instances served again.
+    recovered_ms: Vec<f64>,
+    /// Instance restarts over the run, the bench's kills included.
+    restarts: u64,
+}
+
+fn failover(kills: usize, budget: Duration) -> Failover {
+    // 200 k records/s, 100 per poll: the probe hears something every 0.5 ms.
+    let up = start_up("failover", 200_000.0, 100, budget);
+    let deadline = Instant::now() + budget - Duration::from_secs(3);
+    let window = Duration::from_millis(500);
+    let mut result = Failover {
+        gaps: Vec::new(),
+        quiet: Vec::new(),
+        recovered_ms: Vec::new(),
+        restarts: 0,
+    };
+    for k in 0..kills {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Some(pids) = up.both_serving(left) else {
+            eprintln!(
+                "ha bench: stopped after {k} kills: the instances were not both serving in time"
+            );
+            break;
+        };
+        std::thread::sleep(Duration::from_millis(200));
+        up.probe.take_max_gap_ns();
+        std::thread::sleep(window);
+        result.quiet.push(up.probe.take_max_gap_ns());
+        // Status is refreshed every 250 ms: read the pids again, as one
+        // may have been restarted since.
+        let Some(pids) = up.both_serving(Duration::from_millis(500)).or(Some(pids)) else {
+            break;
+        };
+        let victim = pids[k % 2];
+        // SAFETY: kill(2) with a pid the agent reported for its own child.
+        let killed = unsafe { libc::kill(victim as libc::pid_t, libc::SIGKILL) };
+        let at = Instant::now();
+        if killed != 0 {
+            eprintln!("ha bench: cannot kill pid {victim} (restarted meanwhile?); skipped");
+            continue;
+        }
+        std::thread::sleep(window);
+        result.gaps.push(up.probe.take_max_gap_ns());
+        let left = deadline.saturating_duration_since(Instant::now());
+        if up.both_serving(left).is_some() {
+            result.recovered_ms.push(at.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    result.restarts = up.restarts();
+    up.finish(GRACE);
+    result
+}
+
+// ---------------------------------------------------------------- snapshot
+
+/// A vertex whose whole state is a block of words, frozen with rkyv like
+/// every product vertex.
+struct Blob {
+    words: Vec<u64>,
+}
+
+const BLOB_SCHEMA: SchemaId = SchemaId(990_001);
+
+impl Vertex for Blob {
+    fn process(&mut self, input: &[Record], out: &mut Vec<Record>) {
+        out.extend_from_slice(input);
+    }
+
+    fn snapshot(&self) -> Option<Snapshot> {
+        Some(freeze(BLOB_SCHEMA, &self.words))
+    }
+
+    fn restore(&mut self, snapshot: &Snapshot) -> Result<(), SnapshotError> {
+        self.words = thaw(BLOB_SCHEMA, snapshot)?;
+        Ok(())
+    }
+}
+
+/// Milliseconds of each phase of one snapshot move.
+#[derive(Clone, Copy, Debug, Default)]
+struct SnapshotRun {
+    freeze: f64,
+    encode: f64,
+    transfer: f64,
+    decode: f64,
+    restore: f64,
+    total: f64,
+}
+
+const SNAPSHOT_BYTES: usize = 10 << 20;
+const CHUNK: usize = 1 << 20;
+
+/// Moves a 10 MB vertex state between two vertices through a quinn link, `runs` times.
+fn snapshot_runs(runs: usize) -> Vec<SnapshotRun> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(async move {
+        let ca = SiteCa::generate().expect("in-memory CA");
+        let trust = ca.trust().expect("trust");
+        let local = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        let server = Server::bind(
+            local,
+            &ca.issue_identity("agent").expect("identity"),
+            &trust,
+            TransportOptions::default(),
+        )
+        .expect("server");
+        let addr = server.local_addr().expect("bound");
+        let client = Client::new(
+            local,
+            &ca.issue_identity("blue").expect("identity"),
+            &trust,
+            TransportOptions::default(),
+        )
+        .expect("client");
+        let accepting = tokio::spawn(async move {
+            let link = server.accept().await.expect("a connection");
+            (link.establish().await.expect("established"), server)
+        });
+        let mut sender = client.connect(addr, "agent").await.expect("connected");
+        // The server sees the stream once something is sent on it.
+        sender
+            .writer
+            .send(&Frame::Heartbeat {
+                sent_ns: 0,
+                seq: 0,
+                processed: Seq::ZERO,
+            })
+            .await
+            .expect("sent");
+        let (mut receiver, _server) = accepting.await.expect("accept task");
+        let _ = receiver.reader.next().await;
+
+        let donor = Blob {
+            words: (0..SNAPSHOT_BYTES as u64 / 8)
+                .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+                .collect(),
+        };
+        let stamp = GraphStamp {
+            name: "ha-bench".into(),
+            hash: 1,
+        };
+        let mut out = Vec::new();
+        for run in 0..runs {
+            let start = Instant::now();
+            let snap = donor.snapshot().expect("stateful");
+            let frozen = Instant::now();
+            let mut vertices = BTreeMap::new();
+            vertices.insert("blob".to_owned(), snap);
+            let image = Bytes::from(format::encode(&Checkpoint {
+                graph: stamp.clone(),
+                seq: Seq(run as u64 + 1),
+                vertices,
+            }));
+            let encoded = Instant::now();
+            let total = image.len() as u64;
+            let send = async {
+                for offset in (0..image.len()).step_by(CHUNK) {
+                    let end = (offset + CHUNK).min(image.len());
+                    sender
+                        .writer
+                        .send(&Frame::SnapshotChunk {
+                            barrier: run as u64,
+                            vertex: 0,
+                            offset: offset as u64,
+                            total,
+                            bytes: image.slice(offset..end),
+                        })
+                        .await
+                        .expect("chunk sent");
+                }
+                sender
+                    .writer
+                    .send(&Frame::SnapshotEnd {
+                        barrier: run as u64,
+                        vertices: 1,
+                        state_hash: 0,
+                    })
+                    .await
+                    .expect("end sent");
+            };
+            let receive = async {
+                let mut got = Vec::with_capacity(total as usize);
+                loop {
+                    match receiver.reader.next().await.expect("frame") {
+                        Some(Frame::SnapshotChunk { bytes, .. }) => got.extend_from_slice(&bytes),
+                        Some(Frame::SnapshotEnd { .. }) => return got,
+                        Some(_) => {}
+                        None => panic!("the link ended inside a snapshot"),
+                    }
+                }
+            };
+            let ((), got) = tokio::join!(send, receive);
+            let transferred = Instant::now();
+            let checkpoint = format::decode(&got).expect("image decodes");
+            let decoded = Instant::now();
+            let mut fresh = Blob { words: Vec::new() };
+            let report =
+                checkpoint::restore(&checkpoint, [("blob", &mut fresh as &mut dyn Vertex)]);
+            let restored = Instant::now();
+            assert!(report.is_complete(), "restore: {report}");
+            assert_eq!(fresh.words, donor.words, "restored state differs");
+            let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1e3;
+            out.push(SnapshotRun {
+                freeze: ms(start, frozen),
+                encode: ms(frozen, encoded),
+                transfer: ms(encoded, transferred),
+                decode: ms(transferred, decoded),
+                restore: ms(decoded, restored),
+                total: ms(start, restored),
+            });
+        }
+        out
+    })
+}
+
+// ---------------------------------------------------------------- main
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+fn quantile_ms(v: &[u64], q: f64) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_unstable();
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((v.len() as f64 * q).ceil() as usize).clamp(1, v.len()) - 1;
+    v[i] as f64 / 1e6
+}
+
+/// A figure for the JSON line: `null` when the part did not run or failed.
+fn num(v: Option<f64>, digits: usize) -> String {
+    match v {
+        Some(v) if v.is_finite() => format!("{v:.digits$}"),
+        _ => "null".to_owned(),
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("instance") {
+        instance_main(&args[2..]);
+    }
+    let json = args.iter().any(|a| a == "--json");
+    let _ = origin();
+    let rate: f64 = env_or("TANDEM_HA_RATE", 2e6);
+    let kills: usize = env_or("TANDEM_HA_KILLS", 10);
+    // `TANDEM_HA_ONLY=throughput,failover` runs only those parts.
+    let only: String = env_or("TANDEM_HA_ONLY", String::new());
+    let runs = |part: &str| only.is_empty() || only.split(',').any(|p| p == part);
+
+    println!("tandem up, agent + blue + green on loopback quinn, 5 vertices per instance");
+    let raw = runs("raw").then(|| {
+        let raw = (0..3)
+            .map(|_| {
+                tandem::net::raw_quinn_records_per_sec(1000, BATCH)
+                    .expect("raw quinn run")
+                    .records_per_sec()
+            })
+            .fold(0.0, f64::max);
+        println!(
+            "raw quinn stream, {BATCH}-record frames:  {:>8.2} M records/s",
+            raw / 1e6
+        );
+        raw
+    });
+
+    let tput = runs("throughput").then(|| {
+        let (tput, restarts) = throughput(rate, Duration::from_secs(2), Duration::from_secs(4));
+        println!(
+            "end to end, source at {:.1} M/s:        {:>8.2} M records/s, {restarts} instance restarts while measuring",
+            rate / 1e6,
+            tput / 1e6,
+        );
+        tput
+    });
+    let ratio = tput.zip(raw).map(|(t, r)| t / r);
+
+    let lat = runs("latency").then(|| {
+        let lat_rate = 10_000.0;
+        let h = latency(lat_rate, Duration::from_secs(2), Duration::from_secs(3));
+        let us = |p: f64| h.value_at_quantile(p) as f64 / 1e3;
+        println!(
+            "latency source->sink at {:.0}k records/s: p50 {:.0} us, p99 {:.0} us, p999 {:.0} us, max {:.0} us ({} records)",
+            lat_rate / 1e3,
+            us(0.5),
+            us(0.99),
+            us(0.999),
+            h.max() as f64 / 1e3,
+            h.len()
+        );
+        (us(0.5), us(0.99))
+    });
+
+    let gap = runs("failover").then(|| {
+        let f = failover(kills, Duration::from_secs(env_or("TANDEM_HA_FAILOVER_SECS", 35)));
+        println!(
+            "failover, {} SIGKILLs of a serving instance: sink silence p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            f.gaps.len(),
+            quantile_ms(&f.gaps, 0.5),
+            quantile_ms(&f.gaps, 0.99),
+            quantile_ms(&f.gaps, 1.0)
+        );
+        println!(
+            "  same window without a kill: silence max {:.1} ms; back to both serving: median {:.0} ms; {} restarts for {} kills",
+            quantile_ms(&f.quiet, 1.0),
+            median(f.recovered_ms.clone()),
+            f.restarts,
+            f.gaps.len()
+        );
+        println!(
+            "  gaps (ms): {:?}",
+            f.gaps
+                .iter()
+                .map(|g| (*g as f64 / 1e5).round() / 10.0)
+                .collect::<Vec<_>>()
+        );
+        quantile_ms(&f.gaps, 0.99)
+    });
+
+    let snap = runs("snapshot").then(|| {
+        let runs = snapshot_runs(6);
+        let runs = &runs[1..]; // the first run also faults in fresh pages
+        let pick = |f: fn(&SnapshotRun) -> f64| median(runs.iter().map(f).collect());
+        let snap = pick(|r| r.total);
+        println!(
+            "10 MB snapshot -> encode -> quinn -> decode -> restore: median {snap:.1} ms \
+             (freeze {:.1}, encode {:.1}, transfer {:.1}, decode {:.1}, restore {:.1})",
+            pick(|r| r.freeze),
+            pick(|r| r.encode),
+            pick(|r| r.transfer),
+            pick(|r| r.decode),
+            pick(|r| r.restore),
+        );
+        // Counters for where those milliseconds go: the image is checksummed
+        // twice on each side (envelope and file) and copied several times.
+        let image = vec![0x5au8; SNAPSHOT_BYTES];
+        let t = Instant::now();
+        let crc = (0..5).fold(0u32, |a, _| a ^ crc32fast::hash(std::hint::black_box(&image)));
+        let crc_ms = t.elapsed().as_secs_f64() * 1e3 / 5.0;
+        let t = Instant::now();
+        let copies = (0..5).map(|_| std::hint::black_box(image.clone()).len()).sum::<usize>();
+        let copy_ms = t.elapsed().as_secs_f64() * 1e3 / 5.0;
+        std::hint::black_box((crc, copies));
+        println!(
+            "  per 10 MB on this machine: crc32fast {crc_ms:.1} ms (built without its `std` feature: \
+             no runtime SIMD detection), a fresh copy {copy_ms:.1} ms"
+        );
+        snap
+    });
+
+    if let Some(ratio) = ratio {
+        println!("ratio: end to end is {ratio:.2} of raw quinn (target >= 0.33)");
+    }
+    println!("targets: >= 2 M records/s, failover gap p99 <= 10 ms, 10 MB snapshot <= 25 ms");
+    let line = format!(
+        r#"{{"records_per_sec": {}, "p50_us": {}, "p99_us": {}, "failover_gap_p99_ms": {}, "snapshot_10mb_ms": {}, "ratio_raw_quinn": {}, "baselines": {{"raw_quinn": {}}}}}"#,
+        num(tput, 0),
+        num(lat.map(|l| l.0), 1),
+        num(lat.map(|l| l.1), 1),
+        num(gap, 2),
+        num(snap, 2),
+        num(ratio, 3),
+        num(raw, 0),
+    );
+    if json {
+        println!("{line}");
+    } else {
+        println!("(run with -- --json for one JSON line)\n{line}");
+    }
+}
