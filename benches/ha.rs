@@ -25,7 +25,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -36,10 +36,9 @@ use tandem::checkpoint::{self, format, Checkpoint, GraphStamp};
 use tandem::net::{Client, Server, SiteCa, TransportOptions};
 use tandem::up::agent::{AgentConfig, InstanceCommand};
 use tandem::up::dirs::StateDir;
-use tandem::up::instance::InstanceConfig;
+use tandem::up::instance::Launch;
 use tandem::{Attached, Clock};
 use tandem_core::graph::{self, Loaded};
-use tandem_core::ha::Color;
 use tandem_core::wire::Frame;
 use tandem_core::{
     freeze, thaw, Record, SchemaId, Seq, Sink, SinkError, Snapshot, SnapshotError, Vertex,
@@ -69,47 +68,12 @@ fn since_origin_ns() -> u64 {
 
 // ---------------------------------------------------------------- instance
 
-/// `<exe> instance --color C --agent ADDR --state-dir DIR --batch N FILE`:
-/// what the agent starts. Runs the instance and exits.
+/// `<exe> instance ...`: what the agent starts. Runs the instance and exits.
 fn instance_main(args: &[String]) -> ! {
-    let mut color = None;
-    let mut agent = None;
-    let mut state = None;
-    let mut batch = BATCH;
-    let mut file = None;
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--color" => {
-                color = match it.next().map(String::as_str) {
-                    Some("blue") => Some(Color::Blue),
-                    Some("green") => Some(Color::Green),
-                    _ => None,
-                }
-            }
-            "--agent" => agent = it.next().and_then(|a| a.parse::<SocketAddr>().ok()),
-            "--state-dir" => state = it.next().map(PathBuf::from),
-            "--batch" => batch = it.next().and_then(|b| b.parse().ok()).unwrap_or(BATCH),
-            other => file = Some(PathBuf::from(other)),
-        }
-    }
-    let (Some(color), Some(agent), Some(state), Some(file)) = (color, agent, state, file) else {
-        eprintln!("ha bench instance: usage: instance --color blue|green --agent ADDR --state-dir DIR --batch N FILE");
-        std::process::exit(2);
-    };
-    let (loaded, split) = load(&file);
-    let config = InstanceConfig {
-        color,
-        agent,
-        state: StateDir::new(state),
-        stamp: GraphStamp::of_plan(&loaded.name, &loaded.plan),
-        plan: split.instance,
-        batch,
-    };
-    match tandem::up::instance::run(config) {
+    match Launch::parse(args).and_then(Launch::run) {
         Ok(()) => std::process::exit(0),
         Err(e) => {
-            eprintln!("ha bench instance {color}: {e}");
+            eprintln!("ha bench instance: {e}");
             std::process::exit(1)
         }
     }
@@ -269,6 +233,7 @@ fn start_up(label: &str, rate: f64, batch: usize, run_for: Duration) -> Up {
         .insert("probe".to_owned(), Box::new(ProbeSink(probe.clone())));
     let state = StateDir::new(root.join("state"));
     let config = AgentConfig {
+        shadow_log: None,
         file,
         stamp: GraphStamp::of_plan(&loaded.name, &loaded.plan),
         split,
@@ -755,7 +720,7 @@ fn num(v: Option<f64>, digits: usize) -> String {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("instance") {
-        instance_main(&args[2..]);
+        instance_main(&args[1..]);
     }
     let json = args.iter().any(|a| a == "--json");
     let _ = origin();

@@ -186,11 +186,7 @@ fn main() {
     let steady_to = Instant::now();
 
     let asked = Instant::now();
-    let line = format!(
-        "upgrade\t{}\t\t{}",
-        new.display(),
-        SUPERVISE.as_millis()
-    );
+    let line = format!("upgrade\t{}\t\t{}", new.display(), SUPERVISE.as_millis());
     let answer = tandem::up::status::request(&state.socket(), &line).expect("the agent answers");
     assert!(answer.starts_with("ok: "), "upgrade refused: {answer}");
     let done = wait_for(&state, "the upgrade to finish", |v| {
@@ -198,7 +194,10 @@ fn main() {
     });
     let finished = Instant::now();
     let last = &done["upgrade"]["last"];
-    assert_eq!(last["result"], "promoted", "the upgrade did not go through: {done}");
+    assert_eq!(
+        last["result"], "promoted",
+        "the upgrade did not go through: {done}"
+    );
     wait_for(&state, "both instances serving again", both_serving);
     std::thread::sleep(Duration::from_secs(1));
     // Stop the agent: its run ends at `run_for`; the rest of the run only
@@ -226,8 +225,14 @@ fn main() {
     println!("  to shadow:           {to_shadow:8.1} ms");
     println!("  to promoted:         {to_promoted:8.1} ms");
     println!("  done (old replaced): {:8.1} ms", ms(finished - asked));
-    println!("  sink's longest silence during the upgrade: {:6.2} ms", ms(cutover));
-    println!("  sink's longest silence in a steady window:  {:6.2} ms (baseline)", ms(steady));
+    println!(
+        "  sink's longest silence during the upgrade: {:6.2} ms",
+        ms(cutover)
+    );
+    println!(
+        "  sink's longest silence in a steady window:  {:6.2} ms (baseline)",
+        ms(steady)
+    );
     println!("  records at the sink: {total}; lost {lost}, duplicates {duplicates}");
     let _ = std::fs::remove_dir_all(&dir);
     if json {
