@@ -156,6 +156,9 @@ struct Stream {
     /// Copies from `owner` waiting for the other instance's twin, in key order.
     queue: VecDeque<Pending>,
     owner: Color,
+    /// The highest key dropped from a full queue: its twin, when it comes,
+    /// has nothing to be compared with, and is no divergence.
+    overflowed: Option<(Seq, u32)>,
 }
 
 impl Stream {
@@ -165,6 +168,7 @@ impl Stream {
             last: [None, None],
             queue: VecDeque::new(),
             owner: Color::Blue,
+            overflowed: None,
         }
     }
 }
@@ -346,6 +350,10 @@ impl Downstream {
         if !partner.present || record.seq <= partner.start {
             return;
         }
+        if stream.overflowed.is_some_and(|dropped| key <= dropped) {
+            // Its twin was dropped from a full queue (and counted then).
+            return;
+        }
         if stream.owner != color {
             while let Some(front) = stream.queue.front().copied() {
                 if front.key() > key {
@@ -403,7 +411,9 @@ impl Downstream {
             return;
         }
         if stream.queue.len() >= self.config.max_pending {
-            stream.queue.pop_front();
+            if let Some(dropped) = stream.queue.pop_front() {
+                stream.overflowed = stream.overflowed.max(Some(dropped.key()));
+            }
             self.stats.uncompared += 1;
         }
         stream.owner = color;
@@ -677,6 +687,29 @@ mod tests {
         );
         assert_eq!(emitted(&mut d), vec![rec(5, 0, 1.0)]);
         assert_eq!(d.stats().invalid, 2);
+    }
+
+    #[test]
+    fn a_twin_dropped_from_a_full_queue_is_uncompared_not_a_divergence() {
+        let config = DownstreamConfig {
+            max_pending: 4,
+            ..DownstreamConfig::default()
+        };
+        let mut d = Downstream::new(config, Tolerances::exact());
+        d.expect(BLUE, Seq::ZERO, Role::Serving);
+        d.expect(GREEN, Seq::ZERO, Role::Serving);
+        let stream: Vec<Record> = (1..=10).map(|q| rec(q, 0, q as f64)).collect();
+        d.handle_output(BLUE, Seq(10), &stream);
+        d.handle_output(GREEN, Seq(10), &stream);
+        let stats = d.stats();
+        assert_eq!(
+            (stats.compared, stats.diverged, stats.uncompared),
+            (4, 0, 6)
+        );
+        // A real difference after the dropped ones still counts.
+        d.handle_output(BLUE, Seq(11), &[rec(11, 0, 1.0)]);
+        d.handle_output(GREEN, Seq(11), &[rec(11, 0, 2.0)]);
+        assert_eq!(d.stats().diverged, 1);
     }
 
     #[test]
