@@ -289,6 +289,24 @@ fn send(out: &UnboundedSender<Bytes>, msg: ToAgent) {
     }
 }
 
+/// `records` and `frontier` as `Output` frames of at most [`OUTPUT_RECORDS`]
+/// records. A frame's frontier promises that nothing at or below it follows,
+/// so each frame but the last carries the frontier its own records allow
+/// (below the first record of the next frame, which may share a seq).
+fn encode_output(frontier: Seq, records: &[Record], buf: &mut BytesMut) {
+    let mut chunks = records.chunks(OUTPUT_RECORDS).peekable();
+    if chunks.peek().is_none() {
+        let _ = wire::encode_batch(BatchKind::Output, frontier, &[], buf);
+    }
+    while let Some(chunk) = chunks.next() {
+        let promise = match chunks.peek().and_then(|next| next.first()) {
+            Some(next) => Seq(next.seq.0.saturating_sub(1)).min(frontier),
+            None => frontier,
+        };
+        let _ = wire::encode_batch(BatchKind::Output, promise, chunk, buf);
+    }
+}
+
 /// A snapshot taken at a barrier, encoded as a checkpoint image.
 struct Kept {
     barrier: u64,
@@ -465,13 +483,7 @@ impl Control {
                 ChannelMap::translate(&map.to_agent, records);
             }
             let mut buf = BytesMut::new();
-            let mut chunks = records.chunks(OUTPUT_RECORDS).peekable();
-            if chunks.peek().is_none() {
-                let _ = wire::encode_batch(BatchKind::Output, frontier, &[], &mut buf);
-            }
-            for chunk in chunks {
-                let _ = wire::encode_batch(BatchKind::Output, frontier, chunk, &mut buf);
-            }
+            encode_output(frontier, records, &mut buf);
             let _ = out.send(buf.freeze());
             processed.store(frontier.0, Ordering::Relaxed);
         });
@@ -641,6 +653,39 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use tandem_core::EventTime;
+
+    #[test]
+    fn a_long_output_is_split_into_frames_that_never_promise_too_much() {
+        let records: Vec<Record> = (0..OUTPUT_RECORDS as u64 * 2 + 10)
+            .map(|i| Record::new(Seq(100 + i / 2), EventTime(0), ChannelId(0), 0.0))
+            .collect();
+        let mut buf = BytesMut::new();
+        let end = Seq(1_000_000);
+        encode_output(end, &records, &mut buf);
+        let mut frames = Vec::new();
+        while let Some(frame) = wire::decode(&mut buf).unwrap() {
+            frames.push(frame);
+        }
+        assert_eq!(frames.len(), 3);
+        let mut sent = 0;
+        for (i, frame) in frames.iter().enumerate() {
+            let Frame::Output {
+                frontier,
+                records: part,
+            } = frame
+            else {
+                panic!("not an output frame");
+            };
+            sent += part.len();
+            // Nothing in a later frame is at or below this frame's frontier.
+            if let Some(next) = records.get(sent) {
+                assert!(*frontier < next.seq, "frame {i} promised {frontier}");
+            } else {
+                assert_eq!(*frontier, end);
+            }
+        }
+        assert_eq!(sent, records.len());
+    }
 
     #[test]
     fn the_agents_command_line_parses_and_a_bad_one_says_what_is_missing() {
