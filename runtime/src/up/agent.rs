@@ -15,6 +15,7 @@ use std::io::IsTerminal as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -81,6 +82,12 @@ pub struct AgentConfig {
     pub egress: Attached,
 }
 
+/// Ingress batches waiting for the hub at most.
+const INGRESS_BATCHES: usize = 256;
+/// Bytes queued toward an instance beyond which the hub stops taking input
+/// until it has caught up.
+const BACKLOG_BYTES: usize = 32 << 20;
+
 /// Runs the agent until Ctrl-C, `--for`, or the end of the input.
 pub fn run(mut config: AgentConfig) -> Result<(), String> {
     let _lock = config.state.lock()?;
@@ -128,6 +135,8 @@ enum Conn {
         version: u32,
         pid: u32,
         tx: UnboundedSender<Bytes>,
+        /// Bytes queued to `tx` and not yet written.
+        queued: Arc<AtomicUsize>,
     },
     Frame {
         conn: u64,
@@ -169,14 +178,18 @@ async fn serve(config: AgentConfig, after: Seq, mut attached: Attached) -> Resul
         .map_err(|e| e.to_string())?;
 
     // Ingress: sources -> sequenced batches for the hub.
-    let (ingress_tx, ingress_rx) = unbounded_channel::<Ingress>();
+    // Bounded: when the hub stops taking batches (both instances behind),
+    // the ingress worker waits here, and the sources are polled later.
+    let (ingress_tx, ingress_rx) = tokio::sync::mpsc::channel::<Ingress>(INGRESS_BATCHES);
     let sink = Forward::new(move |frontier: Seq, records: &mut Vec<Record>| {
         let msg = if frontier == Seq::END {
             Ingress::Ended
         } else {
             Ingress::Batch(frontier, std::mem::take(records))
         };
-        let _ = ingress_tx.send(msg);
+        // A plain worker thread, outside the runtime: it may block. It fails
+        // only once the hub is gone.
+        let _ = ingress_tx.blocking_send(msg);
     });
     let mut attached = Attached::default();
     attached
@@ -335,6 +348,7 @@ async fn connection(conn: u64, link: Link, events: UnboundedSender<Conn>, origin
         }
     };
     let (tx, mut rx) = unbounded_channel::<Bytes>();
+    let queued = Arc::new(AtomicUsize::new(0));
     if events
         .send(Conn::Hello {
             conn,
@@ -342,6 +356,7 @@ async fn connection(conn: u64, link: Link, events: UnboundedSender<Conn>, origin
             version,
             pid,
             tx,
+            queued: queued.clone(),
         })
         .is_err()
     {
@@ -349,9 +364,11 @@ async fn connection(conn: u64, link: Link, events: UnboundedSender<Conn>, origin
     }
     tokio::spawn(async move {
         while let Some(bytes) = rx.recv().await {
+            let len = bytes.len();
             if writer.send_bytes(bytes).await.is_err() {
                 return;
             }
+            queued.fetch_sub(len, Ordering::Relaxed);
         }
         let _ = writer.finish();
     });
@@ -394,7 +411,7 @@ struct Slot {
     respawn_at: Option<Instant>,
     failures: u32,
     restarts: u64,
-    conn: Option<(u64, UnboundedSender<Bytes>)>,
+    conn: Option<(u64, UnboundedSender<Bytes>, Arc<AtomicUsize>)>,
     version: Option<u32>,
     pid: Option<u32>,
     received: u64,
@@ -529,7 +546,7 @@ impl Hub {
 
     async fn run(
         &mut self,
-        mut ingress: UnboundedReceiver<Ingress>,
+        mut ingress: tokio::sync::mpsc::Receiver<Ingress>,
         mut conns: UnboundedReceiver<Conn>,
         mut stop: UnboundedReceiver<()>,
         mut requests: UnboundedReceiver<Request>,
@@ -581,7 +598,7 @@ impl Hub {
                     stopping = Some(Instant::now());
                     ingress_topology.stop();
                 }
-                Some(msg) = ingress.recv(), if !input_ended => match msg {
+                Some(msg) = ingress.recv(), if !input_ended && !self.backlogged() => match msg {
                     Ingress::Batch(frontier, records) => self.sup.handle_ingress(frontier, &records),
                     Ingress::Ended => {
                         input_ended = true;
@@ -603,6 +620,7 @@ impl Hub {
                     self.sup.handle_timeout(now);
                 }
                 _ = tick.tick() => {
+                    self.drop_laggards();
                     if let Some(log) = self.shadow_log.as_mut() {
                         let _ = std::io::Write::flush(log);
                     }
@@ -645,6 +663,7 @@ impl Hub {
                 version,
                 pid,
                 tx,
+                queued,
             } => {
                 let slot = &mut self.slots[color.index()];
                 if slot.child.as_ref().is_some_and(|c| c.id() != pid) {
@@ -653,7 +672,7 @@ impl Hub {
                     ));
                     return;
                 }
-                slot.conn = Some((conn, tx));
+                slot.conn = Some((conn, tx, queued));
                 slot.version = Some(version);
                 slot.pid = Some(pid);
                 self.sup.handle_message(
@@ -723,14 +742,47 @@ impl Hub {
             self.slots[c.index()]
                 .conn
                 .as_ref()
-                .is_some_and(|(id, _)| *id == conn)
+                .is_some_and(|(id, _, _)| *id == conn)
         })
     }
 
     fn send(&self, color: Color, bytes: Bytes) {
-        if let Some((_, tx)) = &self.slots[color.index()].conn {
+        if let Some((_, tx, queued)) = &self.slots[color.index()].conn {
+            queued.fetch_add(bytes.len(), Ordering::Relaxed);
             let _ = tx.send(bytes);
         }
+    }
+
+    /// An instance with four times [`BACKLOG_BYTES`] waiting for it (one
+    /// catching up that cannot) is lost and restarted: queues are bounded.
+    fn drop_laggards(&mut self) {
+        for color in Color::BOTH {
+            let behind = self.slots[color.index()]
+                .conn
+                .as_ref()
+                .is_some_and(|(_, _, queued)| queued.load(Ordering::Relaxed) > 4 * BACKLOG_BYTES);
+            if behind && self.sup.role(color).is_some() {
+                self.log(&format!(
+                    "{color}: more than {} MiB waiting for it; it cannot keep up",
+                    4 * BACKLOG_BYTES >> 20
+                ));
+                self.sup.handle_disconnected(color);
+            }
+        }
+    }
+
+    /// True when an instance has more than [`BACKLOG_BYTES`] waiting to be
+    /// written to it: input waits, so that nothing is dropped, memory stays
+    /// bounded, and an instance catching up does catch up. A hung instance
+    /// holds input back until its heartbeat timeout.
+    fn backlogged(&self) -> bool {
+        Color::BOTH.into_iter().any(|c| {
+            self.sup.role(c).is_some()
+                && self.slots[c.index()]
+                    .conn
+                    .as_ref()
+                    .is_some_and(|(_, _, queued)| queued.load(Ordering::Relaxed) > BACKLOG_BYTES)
+        })
     }
 
     /// Sends what the supervisor queued, emits what it merged, handles its events.

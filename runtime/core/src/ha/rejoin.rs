@@ -449,7 +449,15 @@ impl Supervisor {
         if !matches!(slot.phase, Phase::CatchingUp { .. }) {
             return;
         }
-        if slot.processed.0.saturating_add(self.margin) < self.upstream.head().0 {
+        // Caught up with the live peer, or with the input if there is none:
+        // under load the serving instance is behind the head too.
+        let peer = self.slots[color.other().index()];
+        let target = if peer.phase == Phase::Live && peer.processed > Seq::ZERO {
+            peer.processed.min(self.upstream.head())
+        } else {
+            self.upstream.head()
+        };
+        if slot.processed.0.saturating_add(self.margin) < target.0 {
             return;
         }
         self.slots[color.index()].phase = Phase::Live;
@@ -908,6 +916,26 @@ mod tests {
             color: GREEN,
             from: Seq(1)
         }));
+    }
+
+    #[test]
+    fn under_load_catching_up_means_reaching_the_serving_peer_not_the_head() {
+        let mut s = blue_serving_green_joining(64, 1);
+        ingest(&mut s, 4..=40);
+        // Blue, serving, is itself 30 records behind the input.
+        heartbeat(&mut s, BLUE, 10);
+        s.handle_message(
+            NOW,
+            GREEN,
+            ToAgent::Restored {
+                barrier: 1,
+                state_hash: 0,
+            },
+        );
+        heartbeat(&mut s, GREEN, 9);
+        assert_eq!(s.role(GREEN), Some(Role::Starting));
+        heartbeat(&mut s, GREEN, 10);
+        assert_eq!(s.role(GREEN), Some(Role::Serving));
     }
 
     #[test]
