@@ -28,7 +28,7 @@ use tandem_core::ha::{
 use tandem_core::split::{Split, FROM_INSTANCES, TO_INSTANCES};
 use tandem_core::wire::{self, Frame};
 use tandem_core::{Record, Seq};
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tokio::sync::mpsc::{unbounded_channel, Sender, UnboundedReceiver, UnboundedSender};
 
 use super::dirs::StateDir;
 use super::ends::{relay, Batch, Forward};
@@ -87,6 +87,10 @@ const INGRESS_BATCHES: usize = 256;
 /// Bytes queued toward an instance beyond which the hub stops taking input
 /// until it has caught up.
 const BACKLOG_BYTES: usize = 32 << 20;
+/// Link events waiting for the hub at most.
+const CONN_EVENTS: usize = 1024;
+/// Merged batches waiting for the sinks beyond which input waits.
+const EGRESS_BATCHES: usize = 1024;
 
 /// Runs the agent until Ctrl-C, `--for`, or the end of the input.
 pub fn run(mut config: AgentConfig) -> Result<(), String> {
@@ -164,7 +168,9 @@ async fn serve(config: AgentConfig, after: Seq, mut attached: Attached) -> Resul
     let addr = server.local_addr().map_err(|e| e.to_string())?;
 
     // Egress: merged output -> sinks.
-    let (to_sinks, from_hub) = relay();
+    // Unbounded, so the hub never waits on it; the hub holds input back
+    // while more than EGRESS_BATCHES wait for the sinks.
+    let (to_sinks, from_hub) = relay(None);
     attached
         .sources
         .insert(FROM_INSTANCES.to_owned(), Box::new(from_hub));
@@ -213,7 +219,9 @@ async fn serve(config: AgentConfig, after: Seq, mut attached: Attached) -> Resul
         Topology::start_with(&config.split.ingress, options, Some(&numbering), attached)
             .map_err(|e| e.to_string())?;
 
-    let (conn_tx, conn_rx) = unbounded_channel::<Conn>();
+    // Bounded: when the hub is behind, links stop being read, and the
+    // instances' output waits in QUIC's flow control and then in them.
+    let (conn_tx, conn_rx) = tokio::sync::mpsc::channel::<Conn>(CONN_EVENTS);
     let server = Arc::new(server);
     let stats = server.stats().clone();
     let origin = Instant::now();
@@ -291,7 +299,7 @@ fn attach_toggles(
 }
 
 /// Accepts instance connections; each runs in its own task.
-async fn accept(server: Arc<Server>, events: UnboundedSender<Conn>, origin: Instant) {
+async fn accept(server: Arc<Server>, events: Sender<Conn>, origin: Instant) {
     let mut next = 0u64;
     while let Some(pending) = server.accept().await {
         next += 1;
@@ -308,7 +316,7 @@ async fn accept(server: Arc<Server>, events: UnboundedSender<Conn>, origin: Inst
 
 /// One instance link: the first frame must be `Hello`; then frames go to
 /// the hub, and what the hub queues goes out.
-async fn connection(conn: u64, link: Link, events: UnboundedSender<Conn>, origin: Instant) {
+async fn connection(conn: u64, link: Link, events: Sender<Conn>, origin: Instant) {
     let Link {
         connection,
         mut reader,
@@ -358,6 +366,7 @@ async fn connection(conn: u64, link: Link, events: UnboundedSender<Conn>, origin
             tx,
             queued: queued.clone(),
         })
+        .await
         .is_err()
     {
         return;
@@ -377,7 +386,7 @@ async fn connection(conn: u64, link: Link, events: UnboundedSender<Conn>, origin
             Ok(Some(frame)) => match ToAgent::try_from(frame) {
                 Ok(msg) => {
                     let at = Nanos(i64::try_from(origin.elapsed().as_nanos()).unwrap_or(i64::MAX));
-                    if events.send(Conn::Frame { conn, msg, at }).is_err() {
+                    if events.send(Conn::Frame { conn, msg, at }).await.is_err() {
                         return;
                     }
                 }
@@ -386,16 +395,18 @@ async fn connection(conn: u64, link: Link, events: UnboundedSender<Conn>, origin
                         quinn::VarInt::from_u32(crate::net::CLOSE_BAD_FRAME),
                         b"unexpected frame",
                     );
-                    let _ = events.send(closed(unexpected.to_string()));
+                    let _ = events.send(closed(unexpected.to_string())).await;
                     return;
                 }
             },
             Ok(None) => {
-                let _ = events.send(closed("the instance closed its link".into()));
+                let _ = events
+                    .send(closed("the instance closed its link".into()))
+                    .await;
                 return;
             }
             Err(e) => {
-                let _ = events.send(closed(e.to_string()));
+                let _ = events.send(closed(e.to_string())).await;
                 return;
             }
         }
@@ -547,7 +558,7 @@ impl Hub {
     async fn run(
         &mut self,
         mut ingress: tokio::sync::mpsc::Receiver<Ingress>,
-        mut conns: UnboundedReceiver<Conn>,
+        mut conns: tokio::sync::mpsc::Receiver<Conn>,
         mut stop: UnboundedReceiver<()>,
         mut requests: UnboundedReceiver<Request>,
         ingress_topology: &Topology,
@@ -598,7 +609,7 @@ impl Hub {
                     stopping = Some(Instant::now());
                     ingress_topology.stop();
                 }
-                Some(msg) = ingress.recv(), if !input_ended && !self.backlogged() => match msg {
+                Some(msg) = ingress.recv(), if !input_ended && !self.backlogged() && to_sinks.len() < EGRESS_BATCHES => match msg {
                     Ingress::Batch(frontier, records) => self.sup.handle_ingress(frontier, &records),
                     Ingress::Ended => {
                         input_ended = true;
@@ -764,7 +775,7 @@ impl Hub {
             if behind && self.sup.role(color).is_some() {
                 self.log(&format!(
                     "{color}: more than {} MiB waiting for it; it cannot keep up",
-                    4 * BACKLOG_BYTES >> 20
+                    (4 * BACKLOG_BYTES) >> 20
                 ));
                 self.sup.handle_disconnected(color);
             }

@@ -25,7 +25,18 @@ pub struct RelayFeed {
 }
 
 impl RelayFeed {
-    /// Queues a batch and wakes the ingress. False once the topology is gone.
+    /// Batches queued and not yet taken by the relay.
+    pub fn len(&self) -> usize {
+        self.tx.len()
+    }
+
+    /// True when no batch waits.
+    pub fn is_empty(&self) -> bool {
+        self.tx.is_empty()
+    }
+
+    /// Queues a batch (waiting for room in a bounded relay) and wakes the
+    /// ingress. False once the topology is gone.
     pub fn send(&self, batch: Batch) -> bool {
         let sent = self.tx.send(batch).is_ok();
         self.wake();
@@ -66,9 +77,14 @@ pub struct Relay {
 /// An hour: a relay is polled when woken, not on a timer.
 const IDLE_NS: i64 = 3_600_000_000_000;
 
-/// A relay and the feed that fills it. Dropping every feed ends the relay.
-pub fn relay() -> (RelayFeed, Relay) {
-    let (tx, rx) = crossbeam_channel::unbounded();
+/// A relay and the feed that fills it, holding at most `capacity` batches
+/// (`None`: any number); a full relay makes [`RelayFeed::send`] wait.
+/// Dropping every feed ends the relay.
+pub fn relay(capacity: Option<usize>) -> (RelayFeed, Relay) {
+    let (tx, rx) = match capacity {
+        Some(n) => crossbeam_channel::bounded(n),
+        None => crossbeam_channel::unbounded(),
+    };
     let waker = Arc::new(Mutex::new(None));
     (
         RelayFeed {

@@ -37,6 +37,12 @@ const CHUNK: usize = 1 << 20;
 const MAX_SNAPSHOT: u64 = 1 << 30;
 /// Records per `Output` frame at most (well under the frame cap).
 const OUTPUT_RECORDS: usize = 1 << 16;
+/// Output bytes waiting for the link beyond which the topology waits.
+const OUTPUT_BYTES: usize = 16 << 20;
+/// Frames read from the link and not yet handled, at most.
+const CONTROL_FRAMES: usize = 64;
+/// Input batches handed to the topology and not yet taken, at most.
+const RELAY_BATCHES: usize = 64;
 /// Snapshots kept for a `SnapshotRequest` that arrives after its barrier.
 const KEPT: usize = 2;
 
@@ -221,26 +227,37 @@ async fn serve(config: InstanceConfig) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot reach the agent at {}: {e}", config.agent))?;
     let (mut reader, mut writer) = (link.reader, link.writer);
-    let (out, mut queued) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
+    let (tx, mut queued) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
+    let out = Outbox {
+        tx,
+        budget: Arc::new(Budget::default()),
+    };
     let hello = ToAgent::Hello {
         color: config.color,
         version: version_of(&config.stamp),
         pid: std::process::id(),
     };
     send(&out, hello);
+    let budget = out.budget.clone();
     let writing = tokio::spawn(async move {
         while let Some(bytes) = queued.recv().await {
+            let len = bytes.len();
             if writer.send_bytes(bytes).await.is_err() {
                 break;
             }
+            budget.release(len);
         }
+        budget.close();
     });
     let processed = Arc::new(AtomicU64::new(0));
-    let (to_control, control_rx) = crossbeam_channel::unbounded::<ToInstance>();
+    // Bounded, and so is the relay after it: an instance behind stops
+    // reading its link, QUIC's flow control holds the agent's writer, and
+    // the agent holds its input back.
+    let (to_control, mut control_rx) = tokio::sync::mpsc::channel::<ToInstance>(CONTROL_FRAMES);
     let control = Control::new(config, out.clone(), processed.clone());
     let controlling = std::thread::Builder::new()
         .name("tandem-control".into())
-        .spawn(move || control.run(&control_rx))
+        .spawn(move || control.run(&mut control_rx))
         .map_err(|e| format!("cannot start the control thread: {e}"))?;
     let result = loop {
         let frame = match tokio::time::timeout(AGENT_SILENCE, reader.next()).await {
@@ -262,7 +279,7 @@ async fn serve(config: InstanceConfig) -> Result<(), String> {
                 );
             }
             Ok(msg) => {
-                if to_control.send(msg).is_err() {
+                if to_control.send(msg).await.is_err() {
                     break Err("the control thread stopped".into());
                 }
             }
@@ -279,13 +296,69 @@ async fn serve(config: InstanceConfig) -> Result<(), String> {
     let _ = tokio::task::spawn_blocking(move || controlling.join()).await;
     // The topology's output sink may still hold a sender: do not wait for it.
     writing.abort();
+    out.budget.close();
     client.close();
     result
 }
 
-fn send(out: &UnboundedSender<Bytes>, msg: ToAgent) {
+fn send(out: &Outbox, msg: ToAgent) {
     if let Ok(bytes) = wire::encode_to_bytes(&Frame::from(msg)) {
-        let _ = out.send(bytes);
+        out.push(bytes);
+    }
+}
+
+/// Bytes on their way to the agent.
+#[derive(Clone, Debug)]
+struct Outbox {
+    tx: UnboundedSender<Bytes>,
+    budget: Arc<Budget>,
+}
+
+impl Outbox {
+    /// Queues bytes at once (control frames: never held back).
+    fn push(&self, bytes: Bytes) {
+        self.budget.take(bytes.len());
+        let _ = self.tx.send(bytes);
+    }
+
+    /// Queues output, first waiting while more than [`OUTPUT_BYTES`] wait
+    /// for the link: the topology then stops, its input backs up to the
+    /// link, and the agent holds its input back.
+    fn push_output(&self, bytes: Bytes) {
+        self.budget.wait_below(OUTPUT_BYTES);
+        self.push(bytes);
+    }
+}
+
+/// Bytes queued to the link and not yet written.
+#[derive(Debug, Default)]
+struct Budget {
+    queued: std::sync::Mutex<(usize, bool)>,
+    room: std::sync::Condvar,
+}
+
+impl Budget {
+    fn take(&self, len: usize) {
+        self.queued.lock().unwrap_or_else(|e| e.into_inner()).0 += len;
+    }
+
+    fn release(&self, len: usize) {
+        let mut q = self.queued.lock().unwrap_or_else(|e| e.into_inner());
+        q.0 = q.0.saturating_sub(len);
+        self.room.notify_all();
+    }
+
+    /// The link is gone: nobody waits any more.
+    fn close(&self) {
+        self.queued.lock().unwrap_or_else(|e| e.into_inner()).1 = true;
+        self.room.notify_all();
+    }
+
+    fn wait_below(&self, limit: usize) {
+        let mut q = self.queued.lock().unwrap_or_else(|e| e.into_inner());
+        while q.0 > limit && !q.1 {
+            q = self.room.wait(q).unwrap_or_else(|e| e.into_inner());
+        }
     }
 }
 
@@ -333,7 +406,7 @@ enum Phase {
 
 struct Control {
     config: InstanceConfig,
-    out: UnboundedSender<Bytes>,
+    out: Outbox,
     processed: Arc<AtomicU64>,
     phase: Phase,
     role: Role,
@@ -343,7 +416,7 @@ struct Control {
 }
 
 impl Control {
-    fn new(config: InstanceConfig, out: UnboundedSender<Bytes>, processed: Arc<AtomicU64>) -> Self {
+    fn new(config: InstanceConfig, out: Outbox, processed: Arc<AtomicU64>) -> Self {
         let store = match CheckpointStore::open(config.state.checkpoints(config.color)) {
             Ok(store) => Some(store),
             Err(e) => {
@@ -366,8 +439,8 @@ impl Control {
         }
     }
 
-    fn run(mut self, rx: &crossbeam_channel::Receiver<ToInstance>) {
-        while let Ok(msg) = rx.recv() {
+    fn run(mut self, rx: &mut tokio::sync::mpsc::Receiver<ToInstance>) {
+        while let Some(msg) = rx.blocking_recv() {
             if let Err(message) = self.handle(msg) {
                 eprintln!("tandem {}: {message}", self.config.color);
                 std::process::exit(1);
@@ -469,7 +542,7 @@ impl Control {
     }
 
     fn start(&mut self, checkpoint: Option<Checkpoint>) -> Result<(), String> {
-        let (feed, source) = relay();
+        let (feed, source) = relay(Some(RELAY_BATCHES));
         let out = self.out.clone();
         let processed = self.processed.clone();
         let map = self.config.channels.clone();
@@ -484,7 +557,7 @@ impl Control {
             }
             let mut buf = BytesMut::new();
             encode_output(frontier, records, &mut buf);
-            let _ = out.send(buf.freeze());
+            out.push_output(buf.freeze());
             processed.store(frontier.0, Ordering::Relaxed);
         });
         let mut attached = Attached::default();
