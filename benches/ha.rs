@@ -582,7 +582,7 @@ fn snapshot_runs(runs: usize) -> Vec<SnapshotRun> {
             local,
             &ca.issue_identity("agent").expect("identity"),
             &trust,
-            TransportOptions::default(),
+            TransportOptions::for_peer(local),
         )
         .expect("server");
         let addr = server.local_addr().expect("bound");
@@ -590,7 +590,7 @@ fn snapshot_runs(runs: usize) -> Vec<SnapshotRun> {
             local,
             &ca.issue_identity("blue").expect("identity"),
             &trust,
-            TransportOptions::default(),
+            TransportOptions::for_peer(local),
         )
         .expect("client");
         let accepting = tokio::spawn(async move {

@@ -673,12 +673,12 @@ fn a_site_peer_claiming_an_instance_colour_is_closed_and_the_instance_untouched(
     })
     .unwrap();
     send_bad_bytes(&runtime, &peer, listen(&status), hello, false);
-    assert!(
+    // The agent's stderr reaches the log through a reader thread.
+    wait_for("the impostor logged", up.context(), || {
         up.log()
-            .contains("claimed to be blue without blue's certificate"),
-        "{}",
-        up.log()
-    );
+            .contains("claimed to be blue without blue's certificate")
+            .then_some(())
+    });
     up.wait_emitting(1000);
     let after = up.status().unwrap();
     assert_eq!(serving_pids(&after), Some(pids), "{}", up.log());

@@ -70,7 +70,7 @@ async fn run(batches: usize, batch: usize) -> Result<RawQuinnRun, BenchError> {
         local,
         &ca.issue_identity("agent")?,
         &trust,
-        TransportOptions::default(),
+        TransportOptions::for_peer(local),
     )?;
     let addr = server.local_addr().map_err(|source| EndpointError::Bind {
         addr: local,
@@ -80,7 +80,7 @@ async fn run(batches: usize, batch: usize) -> Result<RawQuinnRun, BenchError> {
         local,
         &ca.issue_identity("instance")?,
         &trust,
-        TransportOptions::default(),
+        TransportOptions::for_peer(local),
     )?;
     let want = (batches * batch) as u64;
 

@@ -162,7 +162,7 @@ async fn serve(config: AgentConfig, after: Seq, mut attached: Attached) -> Resul
         config.listen,
         &identity,
         &trust,
-        TransportOptions::default(),
+        TransportOptions::for_peer(config.listen),
     )
     .map_err(|e| e.to_string())?;
     let addr = server.local_addr().map_err(|e| e.to_string())?;

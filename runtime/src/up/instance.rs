@@ -220,8 +220,13 @@ async fn serve(config: InstanceConfig) -> Result<(), String> {
     }
     .parse()
     .map_err(|e| format!("{e}"))?;
-    let client = Client::new(bind, &identity, &trust, TransportOptions::default())
-        .map_err(|e| e.to_string())?;
+    let client = Client::new(
+        bind,
+        &identity,
+        &trust,
+        TransportOptions::for_peer(config.agent),
+    )
+    .map_err(|e| e.to_string())?;
     let link = client
         .connect(config.agent, "agent")
         .await
