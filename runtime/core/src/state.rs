@@ -99,17 +99,30 @@ pub enum SnapshotError {
 impl Snapshot {
     /// The envelope bytes: header, checksum and payload.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(HEADER_LEN + self.payload.len());
+        let mut out = Vec::with_capacity(self.encoded_len());
+        self.encode_into(&mut out);
+        out
+    }
+
+    /// Bytes [`Snapshot::encode`] produces.
+    pub fn encoded_len(&self) -> usize {
+        HEADER_LEN + self.payload.len()
+    }
+
+    /// Appends the envelope to `out` (one copy of the payload: for
+    /// checkpoint images that hold many snapshots).
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.reserve(self.encoded_len());
         out.extend_from_slice(&MAGIC);
         out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
         out.extend_from_slice(&0u16.to_le_bytes());
         out.extend_from_slice(&self.schema.0.to_le_bytes());
         let len = u32::try_from(self.payload.len()).unwrap_or(u32::MAX);
         out.extend_from_slice(&len.to_le_bytes());
-        let crc = checksum(&out, &self.payload);
+        let crc = checksum(&out[start..], &self.payload);
         out.extend_from_slice(&crc.to_le_bytes());
         out.extend_from_slice(&self.payload);
-        out
     }
 
     /// Reads an envelope, checking magic, format, length and checksum.
@@ -187,9 +200,15 @@ where
             found: snapshot.schema,
         });
     }
-    // rkyv needs its archive aligned; a Vec<u8> is not guaranteed to be.
-    let mut aligned = AlignedVec::<16>::with_capacity(snapshot.payload.len());
-    aligned.extend_from_slice(&snapshot.payload);
+    // rkyv needs its archive aligned; a Vec<u8> is not guaranteed to be,
+    // though a large one from the allocator usually is: copy only if not.
+    let payload = &snapshot.payload;
+    if (payload.as_ptr() as usize) % 16 == 0 {
+        return rkyv::from_bytes::<T, rancor::Error>(payload)
+            .map_err(|e| SnapshotError::Invalid(e.to_string()));
+    }
+    let mut aligned = AlignedVec::<16>::with_capacity(payload.len());
+    aligned.extend_from_slice(payload);
     rkyv::from_bytes::<T, rancor::Error>(&aligned)
         .map_err(|e| SnapshotError::Invalid(e.to_string()))
 }

@@ -109,13 +109,14 @@ pub enum FormatError {
 
 /// The file bytes of `checkpoint`.
 pub fn encode(checkpoint: &Checkpoint) -> Vec<u8> {
-    let mut body = Vec::new();
-    for (id, snapshot) in &checkpoint.vertices {
-        put_bytes(&mut body, id.as_bytes());
-        put_bytes(&mut body, &snapshot.encode());
-    }
     let name = checkpoint.graph.name.as_bytes();
-    let len = HEADER_LEN + name.len() + body.len() + TRAILER_LEN;
+    let body: usize = checkpoint
+        .vertices
+        .iter()
+        .map(|(id, snapshot)| 8 + id.len() + snapshot.encoded_len())
+        .sum();
+    let len = HEADER_LEN + name.len() + body + TRAILER_LEN;
+    // One buffer of the final size: each snapshot's payload is copied once.
     let mut out = Vec::with_capacity(len);
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
@@ -126,7 +127,11 @@ pub fn encode(checkpoint: &Checkpoint) -> Vec<u8> {
     out.extend_from_slice(&len_u32(checkpoint.vertices.len()).to_le_bytes());
     out.extend_from_slice(&len_u32(name.len()).to_le_bytes());
     out.extend_from_slice(name);
-    out.extend_from_slice(&body);
+    for (id, snapshot) in &checkpoint.vertices {
+        put_bytes(&mut out, id.as_bytes());
+        out.extend_from_slice(&len_u32(snapshot.encoded_len()).to_le_bytes());
+        snapshot.encode_into(&mut out);
+    }
     let crc = crc32fast::hash(&out);
     out.extend_from_slice(&crc.to_le_bytes());
     out
