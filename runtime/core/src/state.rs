@@ -203,7 +203,7 @@ where
     // rkyv needs its archive aligned; a Vec<u8> is not guaranteed to be,
     // though a large one from the allocator usually is: copy only if not.
     let payload = &snapshot.payload;
-    if (payload.as_ptr() as usize) % 16 == 0 {
+    if (payload.as_ptr() as usize).is_multiple_of(16) {
         return rkyv::from_bytes::<T, rancor::Error>(payload)
             .map_err(|e| SnapshotError::Invalid(e.to_string()));
     }
