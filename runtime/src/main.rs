@@ -663,7 +663,10 @@ fn run(
     };
     // One run per state directory: a second would prune and clean up the
     // first one's checkpoints under its feet.
-    let _lock = match durability.as_ref().map(|d| lock_state_dir(&d.dir)) {
+    let _lock = match durability
+        .as_ref()
+        .map(|d| tandem::up::dirs::StateDir::new(&d.dir).lock())
+    {
         Some(Err(message)) => {
             eprintln!("tandem: {message}");
             return ExitCode::from(UNREADABLE);
@@ -809,27 +812,6 @@ fn run(
         Err(e) => {
             eprintln!("tandem: {e}");
             ExitCode::from(3)
-        }
-    }
-}
-
-/// Takes the state directory's lock for as long as the returned file lives.
-fn lock_state_dir(dir: &Path) -> Result<std::fs::File, String> {
-    let path = dir.join("LOCK");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| format!("{}: error: cannot open the lock file: {e}", path.display()))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
-            "{}: error: another tandem is running on this state directory; stop it or use another --state-dir",
-            dir.display()
-        )),
-        Err(std::fs::TryLockError::Error(e)) => {
-            Err(format!("{}: error: cannot lock: {e}", path.display()))
         }
     }
 }

@@ -591,6 +591,20 @@ fn send_bad_bytes(
     });
 }
 
+/// A client with a certificate from the site's CA, issued to `name`.
+/// Call inside the runtime.
+fn site_peer(dir: &TempDir, name: &str) -> Client {
+    let state = StateDir::new(dir.state());
+    let identity = state.site_ca().unwrap().issue_identity(name).unwrap();
+    Client::new(
+        local(),
+        &identity,
+        &state.trust().unwrap(),
+        TransportOptions::default(),
+    )
+    .unwrap()
+}
+
 #[test]
 fn bad_frames_from_a_site_peer_are_counted_and_output_flows_on() {
     let dir = TempDir::new("garbage");
@@ -602,15 +616,7 @@ fn bad_frames_from_a_site_peer_are_counted_and_output_flows_on() {
 
     let runtime = runtime();
     let _inside = runtime.enter();
-    let state = StateDir::new(dir.state());
-    let identity = state.site_ca().unwrap().issue_identity("mallory").unwrap();
-    let peer = Client::new(
-        local(),
-        &identity,
-        &state.trust().unwrap(),
-        TransportOptions::default(),
-    )
-    .unwrap();
+    let peer = site_peer(&dir, "mallory");
     // Not our magic.
     send_bad_bytes(
         &runtime,
@@ -656,16 +662,8 @@ fn a_site_peer_claiming_an_instance_colour_is_closed_and_the_instance_untouched(
     let status = up.status().unwrap();
     let runtime = runtime();
     let _inside = runtime.enter();
-    let state = StateDir::new(dir.state());
     // A certificate from the site CA, but issued to another name.
-    let identity = state.site_ca().unwrap().issue_identity("mallory").unwrap();
-    let peer = Client::new(
-        local(),
-        &identity,
-        &state.trust().unwrap(),
-        TransportOptions::default(),
-    )
-    .unwrap();
+    let peer = site_peer(&dir, "mallory");
     let hello = wire::encode_to_bytes(&Frame::Hello {
         color: Color::Blue,
         version: 1,
