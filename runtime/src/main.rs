@@ -140,8 +140,12 @@ enum Command {
         #[arg(long)]
         binary: Option<PathBuf>,
         /// Length of each supervision period (default: `[ha] supervise` of NEW).
-        #[arg(long, value_parser = duration_arg)]
+        #[arg(long, value_parser = duration_arg, conflicts_with = "supervise_records")]
         supervise: Option<Duration>,
+        /// Instead, end each supervision period once this many output
+        /// records have been compared.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        supervise_records: Option<u64>,
     },
     /// Abandon a running upgrade: the old version serves again (it never
     /// stopped, so its state is current) and the new one is replaced by it.
@@ -339,15 +343,17 @@ fn main() -> ExitCode {
             state_dir,
             binary,
             supervise,
+            supervise_records,
         } => {
             let absolute = |p: PathBuf| std::fs::canonicalize(&p).unwrap_or(p);
             let line = format!(
-                "upgrade\t{}\t{}\t{}",
+                "upgrade\t{}\t{}\t{}\t{}",
                 absolute(new).display(),
                 binary
                     .map(absolute)
                     .map_or(String::new(), |b| b.display().to_string()),
-                supervise.map_or(String::new(), |d| d.as_millis().to_string())
+                supervise.map_or(String::new(), |d| d.as_millis().to_string()),
+                supervise_records.map_or(String::new(), |n| n.to_string())
             );
             ask_agent(&state_dir, &line)
         }

@@ -32,10 +32,22 @@ fn an_upgrade_with_a_migration_takes_over_with_the_state_and_loses_nothing() {
     let up = Up::start("upgrade-migrates", OLD, 1.0);
     up.wait_both_serving();
     let new = up.graph_file("new", NEW, 1.0);
-    let answer = up.cli_ok(&["upgrade", new.to_str().unwrap(), "--supervise", "600ms"]);
+    // Each supervision period ends after 300 compared records.
+    let answer = up.cli_ok(&[
+        "upgrade",
+        new.to_str().unwrap(),
+        "--supervise-records",
+        "300",
+    ]);
     assert!(answer.contains("upgrading to"), "{answer}");
     let seen = up.wait_for("the shadow phase", |v| phase(v) == "shadow");
     assert_eq!(seen["upgrade"]["new_color"], "green");
+    assert_eq!(seen["upgrade"]["supervise_records"], 300);
+    let promoted = up.wait_for("the promotion", |v| phase(v) != "shadow");
+    assert!(
+        ["promoted", "replacing", "idle"].contains(&phase(&promoted)),
+        "{promoted}"
+    );
     let done = up.wait_for("the upgrade to finish", |v| phase(v) == "idle");
     assert_eq!(last_result(&done), "promoted", "{done}");
     let versions: Vec<&Value> = done["instances"]

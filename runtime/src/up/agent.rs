@@ -1122,7 +1122,8 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
 
 /// Requests from the control socket, and the upgrade they drive.
 impl Hub {
-    /// `upgrade FILE [PROGRAM [SUPERVISE_MS]]`, tab-separated, or `rollback`.
+    /// `upgrade FILE [PROGRAM [SUPERVISE_MS [RECORDS]]]`, tab-separated;
+    /// `rollback`; `toggle NAME on|off`; `status`.
     fn request(&mut self, line: &str) -> Result<String, String> {
         let mut words = line.split('\t');
         match words.next() {
@@ -1144,7 +1145,14 @@ impl Hub {
                     }
                     None => None,
                 };
-                self.start_upgrade(PathBuf::from(file), program, supervise)
+                let records = match words.next().filter(|s| !s.is_empty()) {
+                    Some(n) => Some(
+                        n.parse()
+                            .map_err(|_| format!("`{n}` is not a number of records"))?,
+                    ),
+                    None => None,
+                };
+                self.start_upgrade(PathBuf::from(file), program, supervise, records)
             }
             Some("rollback") => self.rollback("asked for by `tandem rollback`"),
             Some("toggle") => {
@@ -1216,6 +1224,7 @@ impl Hub {
         file: PathBuf,
         program: PathBuf,
         supervise: Option<Duration>,
+        records: Option<u64>,
     ) -> Result<String, String> {
         if let Some(running) = &self.upgrade {
             return Err(format!(
@@ -1269,6 +1278,7 @@ impl Hub {
             old: self.current.clone(),
             new: new.clone(),
             supervise: supervise.unwrap_or(loaded.ha.supervise),
+            supervise_records: records,
             max_mismatch: loaded.ha.max_mismatch,
             noise_floor,
             baseline: (stats.compared, stats.diverged),
@@ -1346,7 +1356,7 @@ impl Hub {
             let _ = self.rollback(&reason);
             return;
         }
-        if upgrade.since.elapsed() < upgrade.supervise {
+        if !upgrade.period_over() {
             return;
         }
         let new_color = upgrade.new_color;

@@ -77,8 +77,10 @@ pub struct Upgrade {
     pub old: Release,
     /// What runs after.
     pub new: Release,
-    /// How long each supervision period lasts.
+    /// How long each supervision period lasts (wall time)...
     pub supervise: Duration,
+    /// ... or, when set, how many output records it compares.
+    pub supervise_records: Option<u64>,
     /// Mismatch rate allowed above the noise floor.
     pub max_mismatch: f64,
     /// Mismatch rate between the two old instances before the upgrade.
@@ -119,6 +121,15 @@ impl Upgrade {
         mismatched > 0 && self.mismatch_rate() > self.max_mismatch + self.noise_floor
     }
 
+    /// True once the current period has lasted its time, or compared its
+    /// records.
+    pub fn period_over(&self) -> bool {
+        match self.supervise_records {
+            Some(records) => self.window().0 >= records,
+            None => self.since.elapsed() >= self.supervise,
+        }
+    }
+
     /// Starts a new period in `phase`.
     pub fn enter(&mut self, phase: Phase) {
         self.phase = phase;
@@ -142,6 +153,7 @@ impl Upgrade {
             "noise_floor": self.noise_floor,
             "max_mismatch": self.max_mismatch,
             "supervise_ms": self.supervise.as_millis() as u64,
+            "supervise_records": self.supervise_records,
             "phase_elapsed_ms": self.since.elapsed().as_millis() as u64,
             "to_shadow_ms": self.to_shadow_ms,
             "to_promoted_ms": self.to_promoted_ms,
