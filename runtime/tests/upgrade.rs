@@ -86,6 +86,8 @@ fn a_new_version_off_by_one_percent_is_rolled_back_and_the_old_state_goes_on() {
     });
     let reason = after["upgrade"]["last"]["reason"].as_str().unwrap();
     assert!(reason.contains("differ"), "{reason}");
+    // The first differing pair, as each version made it: 1% apart.
+    assert!(reason.contains("the first: stream"), "{reason}");
     up.wait_both_serving();
     up.wait_equal_hashes();
     // The old version never stopped: its energy total runs on unbroken.

@@ -1102,7 +1102,19 @@ impl Hub {
             bad_frames: self.net.bad_frames(),
             refused: self.net.refused(),
             upgrade: match &self.upgrade {
-                Some(upgrade) => upgrade.json(),
+                Some(upgrade) => {
+                    let mut json = upgrade.json();
+                    let first: Vec<String> = self
+                        .sup
+                        .downstream()
+                        .divergences()
+                        .iter()
+                        .take(5)
+                        .map(ToString::to_string)
+                        .collect();
+                    json["first_differences"] = serde_json::json!(first);
+                    json
+                }
                 None => serde_json::json!({ "phase": "idle", "last": self.last_upgrade }),
             },
         }
@@ -1270,6 +1282,9 @@ impl Hub {
         };
         let new_color = Color::Green;
         let now = Instant::now();
+        // Keep the first differences of this comparison.
+        self.sup.clear_divergences();
+        self.divergence_logged = 0;
         self.upgrade = Some(Upgrade {
             phase: Phase::Transfer,
             since: now,
@@ -1347,12 +1362,15 @@ impl Hub {
         }
         if upgrade.past_policy() {
             let (compared, mismatched) = upgrade.window();
-            let reason = format!(
+            let mut reason = format!(
                 "{mismatched} of {compared} compared records differ (rate {:.4}), above the {} allowed over a noise floor of {:.4}",
                 upgrade.mismatch_rate(),
                 upgrade.max_mismatch,
                 upgrade.noise_floor
             );
+            if let Some(first) = self.sup.downstream().divergences().first() {
+                reason.push_str(&format!("; the first: {first}"));
+            }
             let _ = self.rollback(&reason);
             return;
         }

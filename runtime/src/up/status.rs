@@ -181,6 +181,16 @@ pub fn render(json: &str) -> Result<String, String> {
             upgrade["mismatched"], upgrade["mismatch_rate"], upgrade["noise_floor"],
             upgrade["max_mismatch"]
         ));
+        for difference in upgrade["first_differences"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            out.push_str(&format!(
+                "\n  differs: {}",
+                difference.as_str().unwrap_or("?")
+            ));
+        }
     } else if let Some(last) = upgrade.get("last").filter(|l| !l.is_null()) {
         out.push_str(&format!("; last: {last}"));
     }

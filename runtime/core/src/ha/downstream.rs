@@ -480,6 +480,12 @@ impl Downstream {
         &self.divergences
     }
 
+    /// Forgets the divergences kept so far, so that the first ones of what
+    /// comes next (an upgrade's comparison) are kept. Counters stay.
+    pub fn clear_divergences(&mut self) {
+        self.divergences.clear();
+    }
+
     /// Copies waiting for their twin, over all streams.
     pub fn pending(&self) -> usize {
         self.streams.iter().map(|s| s.queue.len()).sum()

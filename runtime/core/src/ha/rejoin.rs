@@ -142,6 +142,11 @@ impl Supervisor {
         &self.downstream
     }
 
+    /// Forgets the divergences kept so far (see [`Downstream::clear_divergences`]).
+    pub fn clear_divergences(&mut self) {
+        self.downstream.clear_divergences();
+    }
+
     /// The role of `color`: `None` when absent, `Starting` while restoring or catching up.
     pub fn role(&self, color: Color) -> Option<Role> {
         let slot = &self.slots[color.index()];
