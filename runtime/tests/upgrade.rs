@@ -218,8 +218,10 @@ inputs = ["power"]
         err.contains("no toggle `triple`; the graph's toggles are features.double"),
         "{err}"
     );
+    assert_eq!(up.status()["toggles"]["features.double"], "off");
     let answer = up.cli_ok(&["toggle", "double", "on"]);
     assert!(answer.contains("features.double on"), "{answer}");
+    assert_eq!(up.status()["toggles"]["features.double"], "on");
     let switched = up.wait_equal_hashes();
     assert_eq!(
         switched["divergence"], 0,

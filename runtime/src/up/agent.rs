@@ -249,7 +249,15 @@ async fn serve(config: AgentConfig, after: Seq, mut attached: Attached) -> Resul
 
     let mut hub = Hub::new(&config, addr, after, stats);
     hub.origin = origin;
-    hub.toggles = toggles;
+    hub.toggle_positions = toggles
+        .iter()
+        .flat_map(|(id, sw, on)| {
+            sw.names()
+                .map(|n| (format!("{id}.{n}"), on.iter().any(|o| o == n)))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    hub.toggles = toggles.into_iter().map(|(id, sw, _)| (id, sw)).collect();
     eprintln!(
         "tandem: up `{}`: agent on {addr}, blue and green instances starting; Ctrl-C stops",
         config.stamp.name
@@ -281,7 +289,7 @@ async fn serve(config: AgentConfig, after: Seq, mut attached: Attached) -> Resul
 fn attach_toggles(
     ingress: &tandem_core::Plan,
     attached: &mut Attached,
-) -> Result<Vec<(String, Switches)>, String> {
+) -> Result<Vec<(String, Switches, Vec<String>)>, String> {
     let mut toggles = Vec::new();
     for node in ingress.nodes.iter().filter(|n| n.kind.name == "toggles") {
         let ctx = tandem_core::BuildContext {
@@ -293,7 +301,12 @@ fn attach_toggles(
         };
         let (source, switches) = Toggles::switchable(&ctx).map_err(|e| e.message)?;
         attached.sources.insert(node.id.clone(), Box::new(source));
-        toggles.push((node.id.clone(), switches));
+        let on = node
+            .params
+            .names("on")
+            .map(<[String]>::to_vec)
+            .unwrap_or_default();
+        toggles.push((node.id.clone(), switches, on));
     }
     Ok(toggles)
 }
@@ -441,6 +454,8 @@ struct Hub {
     last_upgrade: serde_json::Value,
     /// The graph's `toggles` sources, by node id.
     toggles: Vec<(String, Switches)>,
+    /// Each toggle's position as last asked (the graph's `on` list at start).
+    toggle_positions: std::collections::BTreeMap<String, bool>,
     /// Losses the agent caused itself (restarts onto another release).
     expect_loss: [bool; 2],
     name: String,
@@ -523,6 +538,7 @@ impl Hub {
             upgrade: None,
             last_upgrade: serde_json::Value::Null,
             toggles: Vec::new(),
+            toggle_positions: Default::default(),
             expect_loss: [false; 2],
             name: config.stamp.name.clone(),
             shadow_log,
@@ -1101,6 +1117,11 @@ impl Hub {
             last_barrier: self.hashes,
             bad_frames: self.net.bad_frames(),
             refused: self.net.refused(),
+            toggles: self
+                .toggle_positions
+                .iter()
+                .map(|(name, &on)| (name.clone(), on))
+                .collect(),
             upgrade: match &self.upgrade {
                 Some(upgrade) => {
                     let mut json = upgrade.json();
@@ -1214,6 +1235,7 @@ impl Hub {
         match matching.as_slice() {
             [(full, switches, short)] => {
                 switches.switch(short, on);
+                self.toggle_positions.insert(full.clone(), on);
                 let state = if on { "on" } else { "off" };
                 self.log(&format!("toggle {full} {state}"));
                 Ok(format!(

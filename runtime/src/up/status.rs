@@ -58,6 +58,8 @@ pub struct Status {
     pub refused: u64,
     /// The running upgrade, or `{"phase": "idle"}` with the last outcome.
     pub upgrade: Value,
+    /// Each feature toggle and whether it was last switched on.
+    pub toggles: Vec<(String, bool)>,
 }
 
 impl Status {
@@ -100,6 +102,11 @@ impl Status {
             "bad_frames": self.bad_frames,
             "refused_connections": self.refused,
             "upgrade": self.upgrade,
+            "toggles": self
+                .toggles
+                .iter()
+                .map(|(name, on)| (name.clone(), Value::from(if *on { "on" } else { "off" })))
+                .collect::<serde_json::Map<String, Value>>(),
         })
         .to_string()
     }
@@ -168,6 +175,13 @@ pub fn render(json: &str) -> Result<String, String> {
             b.get("id").map_or("?".into(), ToString::to_string),
             if equal { "equal" } else { "DIFFER" }
         ));
+    }
+    if let Some(toggles) = v["toggles"].as_object().filter(|t| !t.is_empty()) {
+        let shown: Vec<String> = toggles
+            .iter()
+            .map(|(name, state)| format!("{name} {}", state.as_str().unwrap_or("?")))
+            .collect();
+        out.push_str(&format!("toggles: {}\n", shown.join(", ")));
     }
     let upgrade = &v["upgrade"];
     out.push_str(&format!(
