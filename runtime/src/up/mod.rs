@@ -1,15 +1,20 @@
 //! `tandem up`: the graph as 1+1, an agent process and two instance processes.
 //!
 //! - [`agent`]: sources, junctions and sinks; supervises the instances.
+//!   Its hub (`hub.rs`) owns the HA supervisor and the instance processes;
+//!   `links.rs` moves frames between each instance link and the hub.
 //! - [`instance`]: the vertices between a relay and a forwarding sink.
 //! - [`ends`]: those junction ends inside a topology.
 //! - [`dirs`]: the state directory's layout.
 //! - [`status`]: what `tandem status` shows, and the control socket.
+//! - [`upgrade`]: live upgrades, and the requests of the control socket.
 
 pub mod agent;
 pub mod dirs;
 pub mod ends;
+mod hub;
 pub mod instance;
+mod links;
 pub mod status;
 pub mod upgrade;
 

@@ -21,8 +21,12 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use tandem_core::ha::Color;
+use tandem_core::ha::{Color, Role};
 use tandem_core::split::Split;
+use tandem_nodes::io::toggles::Switches;
+
+use super::hub::Hub;
+use crate::checkpoint::GraphStamp;
 
 /// Where an upgrade is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -208,4 +212,327 @@ pub fn refuse(old: &Split, new: &Split) -> Option<String> {
         ));
     }
     None
+}
+
+/// Requests from the control socket, and the upgrade they drive.
+impl Hub {
+    /// `upgrade FILE [PROGRAM [SUPERVISE_MS [RECORDS]]]`, tab-separated;
+    /// `rollback`; `toggle NAME on|off`; `status`.
+    pub(super) fn request(&mut self, line: &str) -> Result<String, String> {
+        let mut words = line.split('\t');
+        match words.next() {
+            Some("status") => Ok(self.status().json()),
+            Some("upgrade") => {
+                let file = words
+                    .next()
+                    .filter(|f| !f.is_empty())
+                    .ok_or("upgrade needs a graph file")?;
+                let program = words
+                    .next()
+                    .filter(|p| !p.is_empty())
+                    .map_or_else(|| self.current.program.clone(), PathBuf::from);
+                let supervise = match words.next().filter(|s| !s.is_empty()) {
+                    Some(ms) => {
+                        Some(Duration::from_millis(ms.parse().map_err(|_| {
+                            format!("`{ms}` is not a number of milliseconds")
+                        })?))
+                    }
+                    None => None,
+                };
+                let records = match words.next().filter(|s| !s.is_empty()) {
+                    Some(n) => Some(
+                        n.parse()
+                            .map_err(|_| format!("`{n}` is not a number of records"))?,
+                    ),
+                    None => None,
+                };
+                self.start_upgrade(PathBuf::from(file), program, supervise, records)
+            }
+            Some("rollback") => self.rollback("asked for by `tandem rollback`"),
+            Some("toggle") => {
+                let name = words.next().unwrap_or("");
+                let on = match words.next() {
+                    Some("on") => true,
+                    Some("off") => false,
+                    other => {
+                        return Err(format!(
+                            "a toggle is switched `on` or `off`, not `{}`",
+                            other.unwrap_or("")
+                        ))
+                    }
+                };
+                self.toggle(name, on)
+            }
+            _ => Err(format!(
+                "unknown request `{line}`; the agent takes `status`, `upgrade` and `rollback`"
+            )),
+        }
+    }
+
+    /// Switches toggle `name` (`NAME` or `SOURCE.NAME`) through its source.
+    pub(super) fn toggle(&mut self, name: &str, on: bool) -> Result<String, String> {
+        let all: Vec<(String, &Switches, &str)> = self
+            .toggles
+            .iter()
+            .flat_map(|(id, sw)| sw.names().map(move |n| (format!("{id}.{n}"), sw, n)))
+            .collect();
+        if all.is_empty() {
+            return Err(
+                "the graph has no toggles; declare them with a source such as \
+                 [sources.features] kind = \"toggles\", names = [\"new_cop\"]"
+                    .into(),
+            );
+        }
+        let matching: Vec<&(String, &Switches, &str)> = all
+            .iter()
+            .filter(|(full, _, short)| full == name || *short == name)
+            .collect();
+        let listed = || {
+            all.iter()
+                .map(|(full, _, _)| full.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match matching.as_slice() {
+            [(full, switches, short)] => {
+                switches.switch(short, on);
+                self.toggle_positions.insert(full.clone(), on);
+                let state = if on { "on" } else { "off" };
+                self.log(&format!("toggle {full} {state}"));
+                Ok(format!(
+                    "{full} {state}: both instances switch at the same origin sequence number"
+                ))
+            }
+            [] => Err(format!(
+                "no toggle `{name}`; the graph's toggles are {}",
+                listed()
+            )),
+            _ => Err(format!(
+                "`{name}` names several toggles; give one of {}",
+                listed()
+            )),
+        }
+    }
+
+    pub(super) fn start_upgrade(
+        &mut self,
+        file: PathBuf,
+        program: PathBuf,
+        supervise: Option<Duration>,
+        records: Option<u64>,
+    ) -> Result<String, String> {
+        if let Some(running) = &self.upgrade {
+            return Err(format!(
+                "an upgrade is running (phase {}); wait for it or `tandem rollback`",
+                running.phase.name()
+            ));
+        }
+        let serving = |c: Color| self.sup.is_live(c) && self.sup.role(c) == Some(Role::Serving);
+        if !Color::BOTH.into_iter().all(serving) {
+            return Err(
+                "both instances must be serving before an upgrade starts; see `tandem status`"
+                    .into(),
+            );
+        }
+        let shown = file.display().to_string();
+        let loaded = super::load_graph(&file)?;
+        let split = tandem_core::split::split(&loaded.plan).map_err(|e| format!("{shown}: {e}"))?;
+        let stamp = GraphStamp::of_plan(&loaded.name, &loaded.plan);
+        if loaded.name != self.name {
+            return Err(format!(
+                "{shown} is graph `{}`, not `{}`; keep `name = \"{}\"` under [graph]",
+                loaded.name, self.name, self.name
+            ));
+        }
+        let version = super::instance::version_of(&stamp);
+        if version == self.current.version {
+            return Err(format!("{shown} is the graph running now"));
+        }
+        if let Some(reason) = refuse(&self.current.split, &split) {
+            return Err(format!("{shown}: {reason}"));
+        }
+        let stats = self.sup.downstream().stats();
+        let noise_floor = if stats.compared == 0 {
+            0.0
+        } else {
+            stats.diverged as f64 / stats.compared as f64
+        };
+        let new = Release {
+            file: std::fs::canonicalize(&file).unwrap_or(file),
+            program,
+            version,
+            split,
+        };
+        let new_color = Color::Green;
+        let now = Instant::now();
+        // Keep the first differences of this comparison.
+        self.sup.clear_divergences();
+        self.divergence_logged = 0;
+        self.upgrade = Some(Upgrade {
+            phase: Phase::Transfer,
+            since: now,
+            started: now,
+            new_color,
+            old: self.current.clone(),
+            new: new.clone(),
+            supervise: supervise.unwrap_or(loaded.ha.supervise),
+            supervise_records: records,
+            max_mismatch: loaded.ha.max_mismatch,
+            noise_floor,
+            baseline: (stats.compared, stats.diverged),
+            current: (stats.compared, stats.diverged),
+            to_shadow_ms: None,
+            to_promoted_ms: None,
+        });
+        self.restart_on(new_color, new);
+        Ok(format!(
+            "upgrading to {shown} ({version:08x}): {new_color} restarts on it from {}'s state and runs as a shadow; `tandem status` shows the phase",
+            new_color.other()
+        ))
+    }
+
+    /// Restarts `color` on `release` (its instance is dropped at once).
+    pub(super) fn restart_on(&mut self, color: Color, release: Release) {
+        self.releases[color.index()] = release;
+        if self.sup.role(color).is_some() {
+            self.expect_loss[color.index()] = true;
+            self.sup.handle_disconnected(color);
+        } else {
+            self.stop_child(color, true);
+        }
+    }
+
+    pub(super) fn rollback(&mut self, reason: &str) -> Result<String, String> {
+        let Some(upgrade) = &self.upgrade else {
+            return Err("no upgrade is running".into());
+        };
+        if upgrade.phase == Phase::Replacing {
+            return Err(
+                "too late: the old version is being replaced by a second copy of the new one; \
+                 upgrade again to the old graph instead"
+                    .into(),
+            );
+        }
+        let new_color = upgrade.new_color;
+        let old = upgrade.old.clone();
+        let phase = upgrade.phase;
+        self.sup.promote(new_color.other());
+        self.restart_on(new_color, old);
+        self.log(&format!(
+            "upgrade rolled back in phase {}: {reason}",
+            phase.name()
+        ));
+        self.last_upgrade = serde_json::json!({
+            "result": "rolled back",
+            "phase": phase.name(),
+            "reason": reason,
+        });
+        self.upgrade = None;
+        Ok(format!(
+            "rolled back: {} serves the old version, {new_color} restarts on it",
+            new_color.other()
+        ))
+    }
+
+    pub(super) fn upgrade_tick(&mut self) {
+        let stats = self.sup.downstream().stats();
+        let Some(upgrade) = self.upgrade.as_mut() else {
+            return;
+        };
+        upgrade.current = (stats.compared, stats.diverged);
+        if !matches!(upgrade.phase, Phase::Shadow | Phase::Promoted) {
+            return;
+        }
+        if upgrade.past_policy() {
+            let (compared, mismatched) = upgrade.window();
+            let mut reason = format!(
+                "{mismatched} of {compared} compared records differ (rate {:.4}), above the {} allowed over a noise floor of {:.4}",
+                upgrade.mismatch_rate(),
+                upgrade.max_mismatch,
+                upgrade.noise_floor
+            );
+            if let Some(first) = self.sup.downstream().divergences().first() {
+                reason.push_str(&format!("; the first: {first}"));
+            }
+            let _ = self.rollback(&reason);
+            return;
+        }
+        if !upgrade.period_over() {
+            return;
+        }
+        let new_color = upgrade.new_color;
+        match upgrade.phase {
+            Phase::Shadow => {
+                if self.sup.promote(new_color) {
+                    upgrade.to_promoted_ms = Some(upgrade.started.elapsed().as_secs_f64() * 1e3);
+                    upgrade.enter(Phase::Promoted);
+                    self.log(&format!(
+                        "upgrade: {new_color} promoted; the old version shadows it"
+                    ));
+                }
+            }
+            Phase::Promoted => {
+                let new = upgrade.new.clone();
+                upgrade.enter(Phase::Replacing);
+                self.log(
+                    "upgrade: replacing the old instance with a second copy of the new version",
+                );
+                self.restart_on(new_color.other(), new);
+            }
+            Phase::Transfer | Phase::Replacing => {}
+        }
+    }
+
+    /// An instance was lost on its own during an upgrade.
+    pub(super) fn upgrade_lost(&mut self, color: Color) {
+        let Some(upgrade) = &self.upgrade else {
+            return;
+        };
+        if color == upgrade.new_color && upgrade.phase != Phase::Replacing {
+            let _ = self.rollback("the new version's instance was lost");
+        } else if upgrade.phase == Phase::Transfer {
+            // The old one is gone before the new one restored: neither has
+            // state to give. Both restart on the old graph.
+            let _ = self.rollback("the old version's instance was lost during the transfer");
+        } else if color != upgrade.new_color && upgrade.phase != Phase::Replacing {
+            // The old one is gone: the new one is all there is. It serves,
+            // and the old colour comes back as a second copy of it.
+            let new = upgrade.new.clone();
+            self.releases[color.index()] = new;
+            if let Some(upgrade) = self.upgrade.as_mut() {
+                upgrade.enter(Phase::Replacing);
+            }
+            self.log("upgrade: the old instance was lost; the new version serves and is copied");
+        }
+    }
+
+    pub(super) fn upgrade_role(&mut self, color: Color, role: Role) {
+        let Some(upgrade) = self.upgrade.as_mut() else {
+            return;
+        };
+        match (upgrade.phase, role) {
+            (Phase::Transfer, Role::Shadow) if color == upgrade.new_color => {
+                upgrade.to_shadow_ms = Some(upgrade.started.elapsed().as_secs_f64() * 1e3);
+                upgrade.enter(Phase::Shadow);
+            }
+            (Phase::Replacing, Role::Serving) if color != upgrade.new_color => {
+                let done = upgrade.new.clone();
+                self.last_upgrade = serde_json::json!({
+                    "result": "promoted",
+                    "to": format!("{:08x}", done.version),
+                    "to_graph": done.file.display().to_string(),
+                    "to_shadow_ms": upgrade.to_shadow_ms,
+                    "to_promoted_ms": upgrade.to_promoted_ms,
+                    "done_ms": upgrade.started.elapsed().as_secs_f64() * 1e3,
+                });
+                self.log(&format!(
+                    "upgrade done: both instances run {}",
+                    done.file.display()
+                ));
+                self.current = done;
+                self.upgrade = None;
+            }
+            _ => {}
+        }
+    }
 }

@@ -1,0 +1,151 @@
+//! The agent's instance links: accepting them, the hello, and moving frames
+//! between each link and the hub.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tandem_core::ha::{Color, Nanos, ToAgent};
+use tandem_core::wire::Frame;
+use tokio::sync::mpsc::{unbounded_channel, Sender, UnboundedSender};
+
+use crate::net::{Link, Server};
+
+pub(super) enum Conn {
+    Hello {
+        conn: u64,
+        color: Color,
+        version: u32,
+        pid: u32,
+        tx: UnboundedSender<Bytes>,
+        /// Bytes queued to `tx` and not yet written.
+        queued: Arc<AtomicUsize>,
+    },
+    Frame {
+        conn: u64,
+        msg: ToAgent,
+        /// When it arrived (nanoseconds since the agent started): liveness
+        /// is judged by arrival, however long the hub took to get to it.
+        at: Nanos,
+    },
+    Closed {
+        conn: u64,
+        reason: String,
+    },
+}
+
+/// Accepts instance connections; each runs in its own task.
+pub(super) async fn accept(server: Arc<Server>, events: Sender<Conn>, origin: Instant) {
+    let mut next = 0u64;
+    while let Some(pending) = server.accept().await {
+        next += 1;
+        let conn = next;
+        let events = events.clone();
+        tokio::spawn(async move {
+            match pending.establish().await {
+                Ok(link) => connection(conn, link, events, origin).await,
+                Err(e) => eprintln!("tandem: refused a connection: {e}"),
+            }
+        });
+    }
+}
+
+/// One instance link: the first frame must be `Hello`; then frames go to
+/// the hub, and what the hub queues goes out.
+async fn connection(conn: u64, link: Link, events: Sender<Conn>, origin: Instant) {
+    let Link {
+        connection,
+        mut reader,
+        mut writer,
+    } = link;
+    let closed = |reason: String| Conn::Closed { conn, reason };
+    let first = tokio::time::timeout(Duration::from_secs(5), reader.next()).await;
+    let (color, version, pid) = match first {
+        Ok(Ok(Some(Frame::Hello {
+            color,
+            version,
+            pid,
+        }))) if crate::net::peer_is(&connection, color.name()) => (color, version, pid),
+        Ok(Ok(Some(Frame::Hello { color, .. }))) => {
+            eprintln!("tandem: a peer claimed to be {color} without {color}'s certificate; closed");
+            connection.close(
+                quinn::VarInt::from_u32(crate::net::CLOSE_BAD_FRAME),
+                b"certificate is not for that colour",
+            );
+            return;
+        }
+        Ok(Ok(Some(other))) => {
+            connection.close(
+                quinn::VarInt::from_u32(crate::net::CLOSE_BAD_FRAME),
+                b"hello expected",
+            );
+            eprintln!(
+                "tandem: a peer sent a {} frame before its hello; closed",
+                other.frame_type().name()
+            );
+            return;
+        }
+        Ok(Ok(None)) | Err(_) => return,
+        Ok(Err(e)) => {
+            eprintln!("tandem: {e}");
+            return;
+        }
+    };
+    let (tx, mut rx) = unbounded_channel::<Bytes>();
+    let queued = Arc::new(AtomicUsize::new(0));
+    if events
+        .send(Conn::Hello {
+            conn,
+            color,
+            version,
+            pid,
+            tx,
+            queued: queued.clone(),
+        })
+        .await
+        .is_err()
+    {
+        return;
+    }
+    tokio::spawn(async move {
+        while let Some(bytes) = rx.recv().await {
+            let len = bytes.len();
+            if writer.send_bytes(bytes).await.is_err() {
+                return;
+            }
+            queued.fetch_sub(len, Ordering::Relaxed);
+        }
+        let _ = writer.finish();
+    });
+    loop {
+        match reader.next().await {
+            Ok(Some(frame)) => match ToAgent::try_from(frame) {
+                Ok(msg) => {
+                    let at = Nanos(i64::try_from(origin.elapsed().as_nanos()).unwrap_or(i64::MAX));
+                    if events.send(Conn::Frame { conn, msg, at }).await.is_err() {
+                        return;
+                    }
+                }
+                Err(unexpected) => {
+                    connection.close(
+                        quinn::VarInt::from_u32(crate::net::CLOSE_BAD_FRAME),
+                        b"unexpected frame",
+                    );
+                    let _ = events.send(closed(unexpected.to_string())).await;
+                    return;
+                }
+            },
+            Ok(None) => {
+                let _ = events
+                    .send(closed("the instance closed its link".into()))
+                    .await;
+                return;
+            }
+            Err(e) => {
+                let _ = events.send(closed(e.to_string())).await;
+                return;
+            }
+        }
+    }
+}
