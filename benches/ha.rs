@@ -39,7 +39,7 @@ use tandem::up::agent::{AgentConfig, InstanceCommand};
 use tandem::up::dirs::StateDir;
 use tandem::up::instance::Launch;
 use tandem::{Attached, Clock};
-use tandem_core::graph::{self, Loaded};
+use tandem_core::graph::Loaded;
 use tandem_core::wire::Frame;
 use tandem_core::{
     freeze, thaw, Record, SchemaId, Seq, Sink, SinkError, Snapshot, SnapshotError, Vertex,
@@ -81,11 +81,9 @@ fn instance_main(args: &[String]) -> ! {
 }
 
 fn load(file: &Path) -> (Loaded, tandem_core::split::Split) {
-    let bytes = std::fs::read(file).expect("bench graph file is readable");
-    let name = file.display().to_string();
-    let loaded = match graph::load(&name, &bytes, &tandem_nodes::registry()) {
+    let loaded = match tandem::graph_file::load(file) {
         Ok(l) => l,
-        Err(d) => panic!("bench graph is invalid:\n{d}"),
+        Err(e) => panic!("bench graph: {e}"),
     };
     let split = tandem_core::split::split(&loaded.plan).expect("bench graph splits");
     (loaded, split)

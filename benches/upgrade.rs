@@ -149,7 +149,7 @@ fn main() {
     std::fs::create_dir_all(&dir).expect("temp dir");
     let old = write(&dir, "old.toml", &graph(1));
     let new = write(&dir, "new.toml", &graph(2));
-    let loaded = tandem::up::load_graph(&old).expect("the bench graph loads");
+    let loaded = tandem::graph_file::load(&old).expect("the bench graph loads");
     let split = tandem_core::split::split(&loaded.plan).expect("the bench graph splits");
     let state = StateDir::new(dir.join("state"));
     let seen = Arc::new(Mutex::new(Seen::default()));

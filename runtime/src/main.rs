@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 use tandem::checkpoint::{Checkpoint, CheckpointStore, GraphStamp};
 use tandem::{Clock, RunOptions, Topology};
-use tandem_core::graph::{self, Loaded};
+use tandem_core::graph::Loaded;
 use tandem_core::param::{format_duration, parse_duration};
 use tandem_core::{EventTime, Layout, ParamDefault, Role};
 
@@ -528,37 +528,15 @@ fn instance(
     }
 }
 
-/// The largest graph file read: far beyond any real graph, far below a
-/// gateway's memory.
-const MAX_GRAPH_BYTES: u64 = 16 << 20;
-
-/// Reads a file of at most `limit` bytes (also from devices that never end).
-fn read_capped(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
-    use std::io::Read as _;
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)?
-        .take(limit + 1)
-        .read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > limit {
-        return Err(std::io::Error::other(format!(
-            "it is larger than {} MiB; a graph file is a few KiB of TOML",
-            limit >> 20
-        )));
-    }
-    Ok(bytes)
-}
-
 /// Reads and validates one graph file. Errors are printed; the code says which kind.
 fn load(path: &Path, layout: Option<Layout>) -> Result<Loaded, u8> {
     let shown = path.display().to_string();
-    let bytes = read_capped(path, MAX_GRAPH_BYTES).map_err(|e| {
-        eprintln!("{shown}: error: cannot read graph file: {e}");
-        UNREADABLE
-    })?;
-    let registry = tandem_nodes::registry();
-    let mut loaded = graph::load(&shown, &bytes, &registry).map_err(|diagnostics| {
-        eprintln!("{diagnostics}");
-        INVALID
+    let mut loaded = tandem::graph_file::load(path).map_err(|e| {
+        eprintln!("{e}");
+        match e {
+            tandem::graph_file::GraphFileError::Unreadable { .. } => UNREADABLE,
+            tandem::graph_file::GraphFileError::Invalid(_) => INVALID,
+        }
     })?;
     if let Some(layout) = layout {
         loaded.plan = loaded.plan.relayout(layout).map_err(|e| {

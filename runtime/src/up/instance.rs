@@ -168,13 +168,13 @@ impl Launch {
     /// Loads the graph (and the agent's, for channel ids) and runs the
     /// instance until the agent closes its link.
     pub fn run(self) -> Result<(), String> {
-        let loaded = super::load_graph(&self.file)?;
+        let loaded = crate::graph_file::load(&self.file).map_err(|e| e.to_string())?;
         let split = tandem_core::split::split(&loaded.plan)
             .map_err(|e| format!("{}: error: {e}", self.file.display()))?;
         let channels = match &self.channels_of {
             None => None,
             Some(file) => {
-                let agent = super::load_graph(file)?;
+                let agent = crate::graph_file::load(file).map_err(|e| e.to_string())?;
                 ChannelMap::between(&agent.plan.channels, &split.instance.channels)
             }
         };

@@ -335,7 +335,7 @@ impl Hub {
             );
         }
         let shown = file.display().to_string();
-        let loaded = super::load_graph(&file)?;
+        let loaded = crate::graph_file::load(&file).map_err(|e| e.to_string())?;
         let split = tandem_core::split::split(&loaded.plan).map_err(|e| format!("{shown}: {e}"))?;
         let stamp = GraphStamp::of_plan(&loaded.name, &loaded.plan);
         if loaded.name != self.name {
