@@ -238,6 +238,9 @@ impl Supervisor {
     /// Output records of `color`, decoded in place (the hot path).
     pub fn handle_output(&mut self, color: Color, frontier: Seq, records: &[Record]) {
         if self.slots[color.index()].phase != Phase::Absent {
+            // No instance can be past the input it was given: a frontier
+            // beyond it (up to END) is a faulty peer's, and is not believed.
+            let frontier = frontier.min(self.upstream.head());
             self.downstream.handle_output(color, frontier, records);
         }
     }
@@ -299,6 +302,7 @@ impl Supervisor {
                     return;
                 }
                 self.liveness.handle_heartbeat(now, color);
+                let processed = processed.min(self.upstream.head());
                 let slot = &mut self.slots[color.index()];
                 slot.processed = slot.processed.max(processed);
                 self.check_caught_up(color);
@@ -874,6 +878,27 @@ mod tests {
                 green: 8
             }]
         );
+    }
+
+    #[test]
+    fn an_instance_cannot_claim_progress_past_its_input() {
+        let mut s = blue_serving_green_joining(16, 1);
+        ingest(&mut s, 4..=5);
+        // Green, restoring, claims to have processed everything there will ever be.
+        s.handle_message(
+            NOW,
+            GREEN,
+            ToAgent::Restored {
+                barrier: 1,
+                state_hash: 0,
+            },
+        );
+        heartbeat(&mut s, GREEN, u64::MAX);
+        assert_eq!(s.processed(GREEN), Seq(5));
+        // Blue's output frontier is held to the input too: the sinks' stream
+        // does not end because an instance says END.
+        s.handle_output(BLUE, Seq::END, &[]);
+        assert_eq!(s.downstream().frontier(), Seq(5));
     }
 
     #[test]
