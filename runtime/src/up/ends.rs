@@ -103,8 +103,13 @@ impl Source for Relay {
     fn poll(&mut self, now: EventTime, out: &mut Vec<Record>) -> Option<EventTime> {
         loop {
             match self.rx.try_recv() {
-                Ok(batch) => {
-                    out.extend_from_slice(&batch.records);
+                Ok(mut batch) => {
+                    // The batch's own buffer becomes the output when it can.
+                    if out.is_empty() {
+                        std::mem::swap(out, &mut batch.records);
+                    } else {
+                        out.extend_from_slice(&batch.records);
+                    }
                     self.frontier = self.frontier.max(batch.frontier);
                 }
                 Err(TryRecvError::Empty) => return Some(now.add_nanos(IDLE_NS)),

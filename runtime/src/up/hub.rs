@@ -39,7 +39,6 @@ pub(super) struct Slot {
     pub(super) failures: u32,
     pub(super) restarts: u64,
     pub(super) conn: Option<(u64, UnboundedSender<Bytes>, Arc<AtomicUsize>)>,
-    pub(super) version: Option<u32>,
     pub(super) pid: Option<u32>,
     pub(super) received: u64,
     pub(super) rate: f64,
@@ -303,7 +302,6 @@ impl Hub {
                     return;
                 }
                 slot.conn = Some((conn, tx, queued));
-                slot.version = Some(version);
                 slot.pid = Some(pid);
                 self.sup.handle_message(
                     now,
@@ -337,12 +335,10 @@ impl Hub {
 
     /// Appends a shadow instance's output records to the shadow log.
     pub(super) fn log_shadow(&mut self, color: Color, records: &[Record]) {
+        let version = self.sup.version(color).map(|v| format!("{v:08x}"));
         let Some(log) = self.shadow_log.as_mut() else {
             return;
         };
-        let version = self.slots[color.index()]
-            .version
-            .map(|v| format!("{v:08x}"));
         for r in records {
             let quality: Vec<&str> = tandem_core::Quality::NAMES
                 .iter()
@@ -569,7 +565,6 @@ impl Hub {
         match command.spawn() {
             Ok(child) => {
                 slot.pid = Some(child.id());
-                slot.version = None;
                 slot.child = Some(child);
             }
             Err(e) => {
@@ -589,7 +584,6 @@ impl Hub {
             let _ = child.wait();
         }
         slot.pid = None;
-        slot.version = None;
         self.schedule_respawn(color, !expected);
     }
 
@@ -701,7 +695,7 @@ impl Hub {
                 role: role.unwrap_or(Role::Starting),
                 connected: role.is_some(),
                 pid: slot.pid,
-                version: slot.version,
+                version: self.sup.version(color),
                 lag: role.map(|_| head.0.saturating_sub(self.sup.processed(color).0)),
                 records_per_sec: slot.rate,
                 restarts: slot.restarts,

@@ -695,15 +695,21 @@ mod tests {
         assert_eq!(d.stats().invalid, 2);
     }
 
-    #[test]
-    fn a_twin_dropped_from_a_full_queue_is_uncompared_not_a_divergence() {
+    /// Both instances serving from the start, `max_pending` copies per stream.
+    fn both_serving_with_room_for(max_pending: usize) -> Downstream {
         let config = DownstreamConfig {
-            max_pending: 4,
+            max_pending,
             ..DownstreamConfig::default()
         };
         let mut d = Downstream::new(config, Tolerances::exact());
         d.expect(BLUE, Seq::ZERO, Role::Serving);
         d.expect(GREEN, Seq::ZERO, Role::Serving);
+        d
+    }
+
+    #[test]
+    fn a_twin_dropped_from_a_full_queue_is_uncompared_not_a_divergence() {
+        let mut d = both_serving_with_room_for(4);
         let stream: Vec<Record> = (1..=10).map(|q| rec(q, 0, q as f64)).collect();
         d.handle_output(BLUE, Seq(10), &stream);
         d.handle_output(GREEN, Seq(10), &stream);
@@ -720,13 +726,7 @@ mod tests {
 
     #[test]
     fn pending_copies_are_bounded() {
-        let config = DownstreamConfig {
-            max_pending: 4,
-            ..DownstreamConfig::default()
-        };
-        let mut d = Downstream::new(config, Tolerances::exact());
-        d.expect(BLUE, Seq::ZERO, Role::Serving);
-        d.expect(GREEN, Seq::ZERO, Role::Serving);
+        let mut d = both_serving_with_room_for(4);
         d.handle_output(BLUE, Seq(10), &output(1..=10));
         assert_eq!(d.pending(), 8);
         assert_eq!(d.stats().uncompared, 21 - 8);
