@@ -442,7 +442,7 @@ impl Hub {
         }
         let divergences = self.sup.downstream().divergences();
         if divergences.len() > self.divergence_logged {
-            for d in &divergences[self.divergence_logged..] {
+            for d in divergences.iter().skip(self.divergence_logged) {
                 self.log(&format!("divergence: {d}"));
             }
             self.divergence_logged = divergences.len();
