@@ -8,6 +8,7 @@ pub mod graph_file;
 pub mod ingress;
 pub mod net;
 mod node;
+pub mod private;
 pub mod ring;
 pub mod stats;
 mod sync;

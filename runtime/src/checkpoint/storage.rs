@@ -32,7 +32,12 @@ pub struct FsStorage;
 
 impl Storage for FsStorage {
     fn create(&mut self, path: &Path) -> io::Result<()> {
-        File::create(path).map(drop)
+        crate::private::file_options()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .map(drop)
     }
 
     fn write(&mut self, path: &Path, bytes: &[u8]) -> io::Result<()> {

@@ -136,7 +136,7 @@ impl CheckpointStore<FsStorage> {
     /// A store over `dir` on the real file system, creating the directory if needed.
     pub fn open(dir: impl Into<PathBuf>) -> Result<CheckpointStore<FsStorage>, StoreError> {
         let dir = dir.into();
-        std::fs::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
+        crate::private::create_dir(&dir).map_err(io_err("create directory", &dir))?;
         Ok(CheckpointStore::with_storage(dir, FsStorage))
     }
 }

@@ -212,7 +212,7 @@ impl SiteCa {
     /// Creates a new CA and writes it to `dir` (key file mode 0600). Refuses
     /// to overwrite existing files.
     pub fn create(dir: &Path) -> Result<SiteCa, CaError> {
-        fs::create_dir_all(dir).map_err(|source| CaError::Io {
+        crate::private::create_dir(dir).map_err(|source| CaError::Io {
             action: "create directory",
             path: dir.to_path_buf(),
             source,
@@ -223,7 +223,7 @@ impl SiteCa {
         // The key first: a crash in between leaves a key without a
         // certificate, which `open_or_create` reports instead of replacing.
         write_new(&key_path, ca.key.serialize_pem().as_bytes(), 0o600)?;
-        write_new(&cert_path, ca.cert_pem.as_bytes(), 0o644)?;
+        write_new(&cert_path, ca.cert_pem.as_bytes(), 0o600)?;
         sync_dir(dir);
         Ok(ca)
     }

@@ -8,8 +8,11 @@
 //! DIR/checkpoints/blue/        checkpoints written by the blue instance
 //! DIR/checkpoints/green/       ... and by the green one
 //! ```
+//!
+//! Only the agent's user may enter it: directories are made 0700 and files
+//! 0600 whatever the umask (see [`crate::private`]).
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -61,14 +64,14 @@ impl StateDir {
     /// Takes the directory's lock for as long as the returned file lives:
     /// one agent (or `tandem run`) per state directory.
     pub fn lock(&self) -> Result<File, String> {
-        std::fs::create_dir_all(&self.root).map_err(|e| {
+        crate::private::create_dir(&self.root).map_err(|e| {
             format!(
                 "{}: error: cannot create the state directory: {e}",
                 self.root.display()
             )
         })?;
         let path = self.root.join("LOCK");
-        let file = OpenOptions::new()
+        let file = crate::private::file_options()
             .create(true)
             .truncate(false)
             .write(true)
@@ -89,7 +92,7 @@ impl StateDir {
     /// The site CA, made on first start.
     pub fn site_ca(&self) -> Result<SiteCa, CaError> {
         let dir = self.ca_dir();
-        std::fs::create_dir_all(&dir).map_err(|source| CaError::Io {
+        crate::private::create_dir(&dir).map_err(|source| CaError::Io {
             action: "create",
             path: dir.clone(),
             source,
@@ -103,14 +106,14 @@ impl StateDir {
         let (cert, key) = ca.issue_leaf(name)?;
         let (cert_path, key_path) = self.cert(name);
         if let Some(dir) = cert_path.parent() {
-            std::fs::create_dir_all(dir).map_err(|source| CaError::Io {
+            crate::private::create_dir(dir).map_err(|source| CaError::Io {
                 action: "create",
                 path: dir.to_path_buf(),
                 source,
             })?;
         }
-        replace(&key_path, key.as_bytes(), 0o600)?;
-        replace(&cert_path, cert.as_bytes(), 0o644)
+        replace(&key_path, key.as_bytes())?;
+        replace(&cert_path, cert.as_bytes())
     }
 
     /// The identity issued to `name`.
@@ -176,8 +179,8 @@ fn read(path: &Path) -> Result<String, CaError> {
     })
 }
 
-/// Writes `contents` to a temp file with `mode`, syncs it, and renames it over `path`.
-fn replace(path: &Path, contents: &[u8], mode: u32) -> Result<(), CaError> {
+/// Writes `contents` to a temp file (mode 0600), syncs it, and renames it over `path`.
+fn replace(path: &Path, contents: &[u8]) -> Result<(), CaError> {
     let temp = path.with_extension("tmp");
     let io_err = |source| CaError::Io {
         action: "write",
@@ -185,16 +188,11 @@ fn replace(path: &Path, contents: &[u8], mode: u32) -> Result<(), CaError> {
         source,
     };
     let _ = std::fs::remove_file(&temp);
-    let mut options = OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(mode);
-    }
-    #[cfg(not(unix))]
-    let _ = mode;
-    let mut file = options.open(&temp).map_err(io_err)?;
+    let mut file = crate::private::file_options()
+        .write(true)
+        .create_new(true)
+        .open(&temp)
+        .map_err(io_err)?;
     file.write_all(contents).map_err(io_err)?;
     file.sync_all().map_err(io_err)?;
     std::fs::rename(&temp, path).map_err(io_err)

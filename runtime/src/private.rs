@@ -1,0 +1,215 @@
+//! What only the agent's user may read or change: the state directory and
+//! everything in it (the control socket, keys, certificates, checkpoints)
+//! are created with explicit modes, 0700 for directories and 0600 for files,
+//! whatever the umask; and executables the agent is asked to run must be
+//! owned by root or the agent's user and writable by no one else.
+
+use std::fs::{DirBuilder, OpenOptions, Permissions};
+use std::io;
+use std::os::unix::fs::{
+    DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _, PermissionsExt,
+};
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+/// Mode of directories in the state directory.
+pub const DIR_MODE: u32 = 0o700;
+/// Mode of files in the state directory.
+pub const FILE_MODE: u32 = 0o600;
+
+/// Creates `dir` and its missing parents with mode 0700. An existing
+/// directory of ours that others may read or write is narrowed to 0700,
+/// unless it is a shared sticky directory such as `/tmp`.
+pub fn create_dir(dir: &Path) -> io::Result<()> {
+    DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(dir)?;
+    let meta = std::fs::metadata(dir)?;
+    let mode = meta.mode();
+    let sticky = mode & 0o1000 != 0;
+    if mode & 0o077 != 0 && !sticky && meta.uid() == effective_uid() {
+        std::fs::set_permissions(dir, Permissions::from_mode(DIR_MODE))?;
+    }
+    Ok(())
+}
+
+/// Options that create a file with mode 0600 (narrower under a umask that
+/// asks for it, never wider).
+pub fn file_options() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    options.mode(FILE_MODE);
+    options
+}
+
+/// Narrows `path` (a socket, or a file made by a library) to mode 0600.
+pub fn restrict(path: &Path) -> io::Result<()> {
+    std::fs::set_permissions(path, Permissions::from_mode(FILE_MODE))
+}
+
+/// The user the process runs as.
+pub fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// True when a peer running as `uid` may control this process: the same
+/// user, or root.
+pub fn may_control(uid: u32) -> bool {
+    uid == 0 || uid == effective_uid()
+}
+
+/// Why an executable is not trusted to run as an instance.
+#[derive(Debug, Error)]
+pub enum ExecutableError {
+    /// It does not exist or cannot be examined.
+    #[error("`{path}`: cannot examine it: {source}")]
+    Unreadable {
+        /// As given.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// It is a directory, a FIFO, a device or a socket.
+    #[error("`{path}` is not a regular file; name an executable file")]
+    NotAFile {
+        /// Where it resolves to.
+        path: PathBuf,
+    },
+    /// No one may execute it.
+    #[error("`{path}` is not executable (mode {mode:o}); `chmod 755` it")]
+    NotExecutable {
+        /// Where it resolves to.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// Owned by a user other than root or the agent's.
+    #[error(
+        "`{path}` is owned by uid {owner}; the agent runs only executables owned by root \
+         or by its own user (uid {agent})"
+    )]
+    Owner {
+        /// Where it resolves to.
+        path: PathBuf,
+        /// Its owner.
+        owner: u32,
+        /// The agent's user.
+        agent: u32,
+    },
+    /// Others could change it, or replace it in its directory.
+    #[error(
+        "`{path}` is writable by users other than its owner (mode {mode:o}); \
+         the agent runs only executables that no one else can change (`chmod go-w` it)"
+    )]
+    Writable {
+        /// The file or directory.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+}
+
+/// Checks that `program` may be run by the agent: a regular, executable
+/// file owned by root or the agent's user, that neither it nor its directory
+/// can be changed by anyone else (a sticky directory protects its entries).
+/// Returns the resolved path, which is what must be run.
+pub fn trusted_executable(program: &Path) -> Result<PathBuf, ExecutableError> {
+    let unreadable = |source| ExecutableError::Unreadable {
+        path: program.to_path_buf(),
+        source,
+    };
+    let path = std::fs::canonicalize(program).map_err(unreadable)?;
+    let meta = std::fs::metadata(&path).map_err(unreadable)?;
+    if !meta.is_file() {
+        return Err(ExecutableError::NotAFile { path });
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o111 == 0 {
+        return Err(ExecutableError::NotExecutable { path, mode });
+    }
+    let agent = effective_uid();
+    if meta.uid() != 0 && meta.uid() != agent {
+        return Err(ExecutableError::Owner {
+            path,
+            owner: meta.uid(),
+            agent,
+        });
+    }
+    if mode & 0o022 != 0 {
+        return Err(ExecutableError::Writable { path, mode });
+    }
+    if let Some(dir) = path.parent() {
+        let meta = std::fs::metadata(dir).map_err(unreadable)?;
+        let mode = meta.mode() & 0o7777;
+        let sticky = mode & 0o1000 != 0;
+        if mode & 0o022 != 0 && !sticky {
+            return Err(ExecutableError::Writable {
+                path: dir.to_path_buf(),
+                mode,
+            });
+        }
+    }
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn temp(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("tandem-private-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn directories_are_private_whatever_was_there() {
+        let dir = temp("dirs");
+        create_dir(&dir.join("a/b")).unwrap();
+        for d in [dir.join("a"), dir.join("a/b")] {
+            assert_eq!(std::fs::metadata(&d).unwrap().mode() & 0o777, 0o700);
+        }
+        std::fs::set_permissions(dir.join("a"), Permissions::from_mode(0o777)).unwrap();
+        create_dir(&dir.join("a")).unwrap();
+        assert_eq!(
+            std::fs::metadata(dir.join("a")).unwrap().mode() & 0o777,
+            0o700
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn executables_others_can_change_are_refused() {
+        let dir = temp("exe");
+        create_dir(&dir).unwrap();
+        let exe = dir.join("tool");
+        std::fs::write(&exe, b"#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&exe, Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(
+            trusted_executable(&exe).unwrap(),
+            exe.canonicalize().unwrap()
+        );
+
+        std::fs::set_permissions(&exe, Permissions::from_mode(0o757)).unwrap();
+        let e = trusted_executable(&exe).unwrap_err().to_string();
+        assert!(e.contains("writable by users other than its owner"), "{e}");
+
+        std::fs::set_permissions(&exe, Permissions::from_mode(0o644)).unwrap();
+        let e = trusted_executable(&exe).unwrap_err().to_string();
+        assert!(e.contains("not executable"), "{e}");
+
+        std::fs::set_permissions(&exe, Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&dir, Permissions::from_mode(0o777)).unwrap();
+        let e = trusted_executable(&exe).unwrap_err().to_string();
+        assert!(e.contains(&dir.display().to_string()), "{e}");
+
+        std::fs::set_permissions(&dir, Permissions::from_mode(0o700)).unwrap();
+        let e = trusted_executable(&dir).unwrap_err().to_string();
+        assert!(e.contains("not a regular file"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
