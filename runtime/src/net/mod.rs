@@ -56,6 +56,18 @@ impl NetStats {
         self.bad_frames.load(Ordering::Relaxed)
     }
 
+    /// Counts a connection refused after its handshake: a site peer whose
+    /// certificate is not for the colour it claims.
+    pub fn refuse(&self) {
+        NetStats::count(&self.refused);
+    }
+
+    /// Counts a well-formed frame refused where it came: a frame before
+    /// the hello, or one going the wrong way.
+    pub fn bad_frame(&self) {
+        NetStats::count(&self.bad_frames);
+    }
+
     fn count(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
     }

@@ -10,7 +10,7 @@ use tandem_core::ha::{Color, Nanos, ToAgent};
 use tandem_core::wire::Frame;
 use tokio::sync::mpsc::{unbounded_channel, Sender, UnboundedSender};
 
-use crate::net::{Link, Server};
+use crate::net::{Link, NetStats, Server};
 
 pub(super) enum Conn {
     Hello {
@@ -42,9 +42,10 @@ pub(super) async fn accept(server: Arc<Server>, events: Sender<Conn>, origin: In
         next += 1;
         let conn = next;
         let events = events.clone();
+        let stats = server.stats().clone();
         tokio::spawn(async move {
             match pending.establish().await {
-                Ok(link) => connection(conn, link, events, origin).await,
+                Ok(link) => connection(conn, link, events, origin, &stats).await,
                 Err(e) => eprintln!("tandem: refused a connection: {e}"),
             }
         });
@@ -53,7 +54,13 @@ pub(super) async fn accept(server: Arc<Server>, events: Sender<Conn>, origin: In
 
 /// One instance link: the first frame must be `Hello`; then frames go to
 /// the hub, and what the hub queues goes out.
-async fn connection(conn: u64, link: Link, events: Sender<Conn>, origin: Instant) {
+async fn connection(
+    conn: u64,
+    link: Link,
+    events: Sender<Conn>,
+    origin: Instant,
+    stats: &NetStats,
+) {
     let Link {
         connection,
         mut reader,
@@ -68,7 +75,12 @@ async fn connection(conn: u64, link: Link, events: Sender<Conn>, origin: Instant
             pid,
         }))) if crate::net::peer_is(&connection, color.name()) => (color, version, pid),
         Ok(Ok(Some(Frame::Hello { color, .. }))) => {
-            eprintln!("tandem: a peer claimed to be {color} without {color}'s certificate; closed");
+            stats.refuse();
+            eprintln!(
+                "tandem: refused a connection from {}: it claimed to be {color} without {color}'s \
+                 certificate (counted in refused_connections)",
+                connection.remote_address()
+            );
             connection.close(
                 quinn::VarInt::from_u32(crate::net::CLOSE_BAD_FRAME),
                 b"certificate is not for that colour",
@@ -76,6 +88,7 @@ async fn connection(conn: u64, link: Link, events: Sender<Conn>, origin: Instant
             return;
         }
         Ok(Ok(Some(other))) => {
+            stats.bad_frame();
             connection.close(
                 quinn::VarInt::from_u32(crate::net::CLOSE_BAD_FRAME),
                 b"hello expected",
@@ -128,6 +141,7 @@ async fn connection(conn: u64, link: Link, events: Sender<Conn>, origin: Instant
                     }
                 }
                 Err(unexpected) => {
+                    stats.bad_frame();
                     connection.close(
                         quinn::VarInt::from_u32(crate::net::CLOSE_BAD_FRAME),
                         b"unexpected frame",
