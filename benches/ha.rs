@@ -263,7 +263,7 @@ fn start_up(label: &str, rate: f64, batch: usize, run_for: Duration) -> Up {
 impl Up {
     /// Role, pid and restarts of blue and green, from the control socket.
     fn instances(&self) -> Option<Vec<(String, Option<u32>, u64)>> {
-        let answer = tandem::up::status::request(&self.state.socket(), "status").ok()?;
+        let answer = tandem::up::control::request(&self.state.socket(), "status").ok()?;
         let v: serde_json::Value = serde_json::from_str(&answer).ok()?;
         let list = v.get("instances")?.as_array()?;
         Some(

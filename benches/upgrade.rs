@@ -100,7 +100,7 @@ fn longest_gap(arrivals: &[Instant], from: Instant, to: Instant) -> Duration {
 }
 
 fn status(state: &StateDir) -> Value {
-    tandem::up::status::request(&state.socket(), "status")
+    tandem::up::control::request(&state.socket(), "status")
         .ok()
         .and_then(|text| serde_json::from_str(&text).ok())
         .unwrap_or(Value::Null)
@@ -187,7 +187,7 @@ fn main() {
 
     let asked = Instant::now();
     let line = format!("upgrade\t{}\t\t{}", new.display(), SUPERVISE.as_millis());
-    let answer = tandem::up::status::request(&state.socket(), &line).expect("the agent answers");
+    let answer = tandem::up::control::request(&state.socket(), &line).expect("the agent answers");
     assert!(answer.starts_with("ok: "), "upgrade refused: {answer}");
     let done = wait_for(&state, "the upgrade to finish", |v| {
         v["upgrade"]["phase"] == "idle" && !v["upgrade"]["last"].is_null()

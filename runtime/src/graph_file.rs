@@ -31,13 +31,43 @@ pub enum GraphFileError {
 /// Reads (at most [`MAX_GRAPH_BYTES`], also from devices that never end)
 /// and validates the graph file at `path`.
 pub fn load(path: &Path) -> Result<Loaded, GraphFileError> {
+    let opened = std::fs::File::open(path);
+    load_from(path, opened)
+}
+
+/// Like [`load`], for files named by others (the agent's control requests):
+/// refuses anything but a regular file, without waiting on it (opening a
+/// FIFO for reading would wait for a writer).
+pub fn load_regular(path: &Path) -> Result<Loaded, GraphFileError> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .and_then(|f| {
+            if f.metadata()?.is_file() {
+                Ok(f)
+            } else {
+                Err(std::io::Error::other(
+                    "it is not a regular file (a FIFO, device, socket or directory); \
+                     name a graph file on disk",
+                ))
+            }
+        });
+    load_from(path, opened)
+}
+
+fn load_from(
+    path: &Path,
+    opened: std::io::Result<std::fs::File>,
+) -> Result<Loaded, GraphFileError> {
     let file = path.display().to_string();
     let unreadable = |reason: String| GraphFileError::Unreadable {
         file: file.clone(),
         reason,
     };
     let mut bytes = Vec::new();
-    std::fs::File::open(path)
+    opened
         .and_then(|f| f.take(MAX_GRAPH_BYTES + 1).read_to_end(&mut bytes))
         .map_err(|e| unreadable(e.to_string()))?;
     if bytes.len() as u64 > MAX_GRAPH_BYTES {

@@ -146,6 +146,10 @@ enum Command {
         /// records have been compared.
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
         supervise_records: Option<u64>,
+        /// How long each phase may last (beyond its supervision period)
+        /// before the upgrade rolls back on its own, with the reason shown.
+        #[arg(long, value_parser = duration_arg, default_value = "60s")]
+        phase_timeout: Duration,
     },
     /// Abandon a running upgrade: the old version serves again (it never
     /// stopped, so its state is current) and the new one is replaced by it.
@@ -344,16 +348,18 @@ fn main() -> ExitCode {
             binary,
             supervise,
             supervise_records,
+            phase_timeout,
         } => {
             let absolute = |p: PathBuf| std::fs::canonicalize(&p).unwrap_or(p);
             let line = format!(
-                "upgrade\t{}\t{}\t{}\t{}",
+                "upgrade\t{}\t{}\t{}\t{}\t{}",
                 absolute(new).display(),
                 binary
                     .map(absolute)
                     .map_or(String::new(), |b| b.display().to_string()),
                 supervise.map_or(String::new(), |d| d.as_millis().to_string()),
-                supervise_records.map_or(String::new(), |n| n.to_string())
+                supervise_records.map_or(String::new(), |n| n.to_string()),
+                phase_timeout.as_millis()
             );
             ask_agent(&state_dir, &line)
         }
@@ -408,12 +414,21 @@ fn up(file: &Path, options: UpOptions) -> ExitCode {
         Ok(parts) => parts,
         Err(code) => return ExitCode::from(code),
     };
-    let program = match options.binary.map_or_else(std::env::current_exe, Ok) {
-        Ok(program) => program,
-        Err(e) => {
-            eprintln!("tandem: cannot find this executable to start instances: {e}");
-            return ExitCode::from(UNREADABLE);
-        }
+    let program = match options.binary {
+        Some(binary) => match tandem::private::trusted_executable(&binary) {
+            Ok(program) => program,
+            Err(e) => {
+                eprintln!("tandem: --binary {e}");
+                return ExitCode::from(INVALID);
+            }
+        },
+        None => match std::env::current_exe() {
+            Ok(program) => program,
+            Err(e) => {
+                eprintln!("tandem: cannot find this executable to start instances: {e}");
+                return ExitCode::from(UNREADABLE);
+            }
+        },
     };
     let config = tandem::up::agent::AgentConfig {
         file: file.to_path_buf(),
@@ -445,7 +460,7 @@ fn up(file: &Path, options: UpOptions) -> ExitCode {
 /// Sends one request to the agent and prints its answer; exit 1 when it refuses.
 fn ask_agent(state_dir: &Path, line: &str) -> ExitCode {
     let socket = tandem::up::dirs::StateDir::new(state_dir).socket();
-    match tandem::up::status::request(&socket, line) {
+    match tandem::up::control::request(&socket, line) {
         Ok(answer) => match answer.strip_prefix("ok: ") {
             Some(text) => {
                 outln!("{text}");
@@ -472,7 +487,7 @@ fn ask_agent(state_dir: &Path, line: &str) -> ExitCode {
 
 fn status(state_dir: &Path, json: bool) -> ExitCode {
     let state = tandem::up::dirs::StateDir::new(state_dir);
-    let answer = match tandem::up::status::request(&state.socket(), "status") {
+    let answer = match tandem::up::control::request(&state.socket(), "status") {
         Ok(answer) => answer,
         Err(e) => {
             eprintln!(

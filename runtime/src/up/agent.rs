@@ -22,11 +22,11 @@ use tandem_core::split::{Split, FROM_INSTANCES, TO_INSTANCES};
 use tandem_core::{Record, Seq};
 use tokio::sync::mpsc::unbounded_channel;
 
+use super::control::{self, Envelope};
 use super::dirs::StateDir;
 use super::ends::{relay, Forward};
 use super::hub::Hub;
 use super::links::{accept, Conn};
-use super::status::{self, Request};
 use crate::checkpoint::{Checkpoint, GraphStamp};
 use crate::net::{Server, TransportOptions};
 use crate::topology::{Attached, RunOptions, Topology};
@@ -197,12 +197,15 @@ async fn serve(config: AgentConfig, after: Seq, mut attached: Attached) -> Resul
     let origin = Instant::now();
     tokio::spawn(accept(server.clone(), conn_tx, origin));
 
-    let (request_tx, request_rx) = unbounded_channel::<Request>();
+    let (request_tx, request_rx) = unbounded_channel::<Envelope>();
     let socket = config.state.socket();
     let _ = std::fs::remove_file(&socket);
-    match tokio::net::UnixListener::bind(&socket) {
+    // In a 0700 directory, so no one else can reach it before it is narrowed.
+    let bound = tokio::net::UnixListener::bind(&socket)
+        .and_then(|l| crate::private::restrict(&socket).map(|()| l));
+    match bound {
         Ok(listener) => {
-            tokio::spawn(status::serve(listener, request_tx));
+            tokio::spawn(control::serve(listener, request_tx));
         }
         Err(e) => eprintln!(
             "tandem: {}: cannot open the control socket ({e}); `tandem status` will not answer",

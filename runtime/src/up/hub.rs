@@ -19,9 +19,10 @@ use tandem_core::wire::{self, Frame};
 use tandem_core::{Record, Seq};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
+use super::control::Envelope;
 use super::dirs::StateDir;
 use super::ends::Batch;
-use super::status::{InstanceStatus, Request, Status};
+use super::status::{InstanceStatus, Status};
 use super::upgrade::{Release, Upgrade};
 use crate::topology::Topology;
 use tandem_nodes::io::toggles::Switches;
@@ -178,7 +179,7 @@ impl Hub {
         mut ingress: tokio::sync::mpsc::Receiver<Ingress>,
         mut conns: tokio::sync::mpsc::Receiver<Conn>,
         mut stop: UnboundedReceiver<()>,
-        mut requests: UnboundedReceiver<Request>,
+        mut requests: UnboundedReceiver<Envelope>,
         ingress_topology: &Topology,
         to_sinks: &super::ends::RelayFeed,
     ) {
@@ -236,13 +237,8 @@ impl Hub {
                     }
                 },
                 Some(event) = conns.recv() => self.connection_event(event),
-                Some((line, reply)) = requests.recv() => {
-                    let answer = match self.request(&line) {
-                        Ok(json) if line == "status" => json,
-                        Ok(text) => format!("ok: {text}"),
-                        Err(text) => format!("error: {text}"),
-                    };
-                    let _ = reply.send(answer);
+                Some((request, reply)) = requests.recv() => {
+                    let _ = reply.send(self.request(request));
                 }
                 _ = sleep_until(timeout) => {
                     let now = self.now();

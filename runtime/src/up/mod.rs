@@ -6,10 +6,12 @@
 //! - [`instance`]: the vertices between a relay and a forwarding sink.
 //! - [`ends`]: those junction ends inside a topology.
 //! - [`dirs`]: the state directory's layout.
-//! - [`status`]: what `tandem status` shows, and the control socket.
+//! - [`status`]: what `tandem status` shows.
+//! - [`control`]: the control socket, and the requests it takes.
 //! - [`upgrade`]: live upgrades, and the requests of the control socket.
 
 pub mod agent;
+pub mod control;
 pub mod dirs;
 pub mod ends;
 mod hub;

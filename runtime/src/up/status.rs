@@ -1,14 +1,7 @@
-//! What `tandem status` shows, and the agent's control socket that serves it.
-//!
-//! The socket (`DIR/agent.sock`) takes one request line and answers one line:
-//! `status` answers the status as JSON.
-
-use std::path::Path;
-use std::time::Duration;
+//! What `tandem status` shows (see [`super::control`] for how it is asked).
 
 use serde_json::{json, Value};
 use tandem_core::ha::{Color, Role};
-use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 
 /// One instance, as `tandem status` shows it.
 #[derive(Clone, Debug)]
@@ -210,47 +203,4 @@ pub fn render(json: &str) -> Result<String, String> {
     }
     out.push('\n');
     Ok(out)
-}
-
-/// A request for the agent's hub, and where its answer goes.
-pub type Request = (String, tokio::sync::oneshot::Sender<String>);
-
-/// Answers requests on the control socket until the runtime stops; the
-/// agent's hub answers each through `requests`.
-pub async fn serve(
-    listener: tokio::net::UnixListener,
-    requests: tokio::sync::mpsc::UnboundedSender<Request>,
-) {
-    while let Ok((stream, _)) = listener.accept().await {
-        let requests = requests.clone();
-        tokio::spawn(async move {
-            let (read, mut write) = stream.into_split();
-            let mut line = String::new();
-            let mut reader = BufReader::new(read.take(4096));
-            if reader.read_line(&mut line).await.is_err() {
-                return;
-            }
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            if requests.send((line.trim().to_owned(), tx)).is_err() {
-                return;
-            }
-            let answer = rx
-                .await
-                .unwrap_or_else(|_| "error: the agent is stopping".into());
-            let _ = write.write_all(answer.as_bytes()).await;
-            let _ = write.write_all(b"\n").await;
-        });
-    }
-}
-
-/// Sends one request to the agent of `socket` and returns its answer.
-pub fn request(socket: &Path, line: &str) -> std::io::Result<String> {
-    use std::io::{Read as _, Write as _};
-    let mut stream = std::os::unix::net::UnixStream::connect(socket)?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    stream.write_all(line.as_bytes())?;
-    stream.write_all(b"\n")?;
-    let mut answer = String::new();
-    std::io::Read::read_to_string(&mut stream.take(1 << 20), &mut answer)?;
-    Ok(answer.trim_end().to_owned())
 }

@@ -25,8 +25,13 @@ use tandem_core::ha::{Color, Role};
 use tandem_core::split::Split;
 use tandem_nodes::io::toggles::Switches;
 
+use super::control::{Request, UpgradeRequest};
 use super::hub::Hub;
 use crate::checkpoint::GraphStamp;
+
+/// How long an upgrade phase may last by default (beyond its supervision
+/// period); `tandem upgrade --phase-timeout` sets another.
+pub const DEFAULT_PHASE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Where an upgrade is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,6 +90,9 @@ pub struct Upgrade {
     pub supervise: Duration,
     /// ... or, when set, how many output records it compares.
     pub supervise_records: Option<u64>,
+    /// How long a phase may last beyond its supervision period before the
+    /// upgrade rolls back (see [`Upgrade::overdue`]).
+    pub phase_timeout: Duration,
     /// Mismatch rate allowed above the noise floor.
     pub max_mismatch: f64,
     /// Mismatch rate between the two old instances before the upgrade.
@@ -134,6 +142,24 @@ impl Upgrade {
         }
     }
 
+    /// Why the current phase has lasted too long, if it has: transfer and
+    /// replacing may take `phase_timeout`; shadow and promoted their
+    /// supervision period and then `phase_timeout` more (a period counted in
+    /// records: `phase_timeout` in all).
+    pub fn overdue(&self) -> Option<String> {
+        let allowed = match (self.phase, self.supervise_records) {
+            (Phase::Shadow | Phase::Promoted, None) => self.supervise + self.phase_timeout,
+            _ => self.phase_timeout,
+        };
+        (self.since.elapsed() > allowed).then(|| {
+            format!(
+                "phase {} did not end within its deadline of {:.1} s",
+                self.phase.name(),
+                allowed.as_secs_f64()
+            )
+        })
+    }
+
     /// Starts a new period in `phase`.
     pub fn enter(&mut self, phase: Phase) {
         self.phase = phase;
@@ -158,6 +184,7 @@ impl Upgrade {
             "max_mismatch": self.max_mismatch,
             "supervise_ms": self.supervise.as_millis() as u64,
             "supervise_records": self.supervise_records,
+            "phase_timeout_ms": self.phase_timeout.as_millis() as u64,
             "phase_elapsed_ms": self.since.elapsed().as_millis() as u64,
             "to_shadow_ms": self.to_shadow_ms,
             "to_promoted_ms": self.to_promoted_ms,
@@ -216,56 +243,13 @@ pub fn refuse(old: &Split, new: &Split) -> Option<String> {
 
 /// Requests from the control socket, and the upgrade they drive.
 impl Hub {
-    /// `upgrade FILE [PROGRAM [SUPERVISE_MS [RECORDS]]]`, tab-separated;
-    /// `rollback`; `toggle NAME on|off`; `status`.
-    pub(super) fn request(&mut self, line: &str) -> Result<String, String> {
-        let mut words = line.split('\t');
-        match words.next() {
-            Some("status") => Ok(self.status().json()),
-            Some("upgrade") => {
-                let file = words
-                    .next()
-                    .filter(|f| !f.is_empty())
-                    .ok_or("upgrade needs a graph file")?;
-                let program = words
-                    .next()
-                    .filter(|p| !p.is_empty())
-                    .map_or_else(|| self.current.program.clone(), PathBuf::from);
-                let supervise = match words.next().filter(|s| !s.is_empty()) {
-                    Some(ms) => {
-                        Some(Duration::from_millis(ms.parse().map_err(|_| {
-                            format!("`{ms}` is not a number of milliseconds")
-                        })?))
-                    }
-                    None => None,
-                };
-                let records = match words.next().filter(|s| !s.is_empty()) {
-                    Some(n) => Some(
-                        n.parse()
-                            .map_err(|_| format!("`{n}` is not a number of records"))?,
-                    ),
-                    None => None,
-                };
-                self.start_upgrade(PathBuf::from(file), program, supervise, records)
-            }
-            Some("rollback") => self.rollback("asked for by `tandem rollback`"),
-            Some("toggle") => {
-                let name = words.next().unwrap_or("");
-                let on = match words.next() {
-                    Some("on") => true,
-                    Some("off") => false,
-                    other => {
-                        return Err(format!(
-                            "a toggle is switched `on` or `off`, not `{}`",
-                            other.unwrap_or("")
-                        ))
-                    }
-                };
-                self.toggle(name, on)
-            }
-            _ => Err(format!(
-                "unknown request `{line}`; the agent takes `status`, `upgrade` and `rollback`"
-            )),
+    /// Answers a request of the control socket.
+    pub(super) fn request(&mut self, request: Request) -> Result<String, String> {
+        match request {
+            Request::Status => Ok(self.status().json()),
+            Request::Upgrade(upgrade) => self.start_upgrade(*upgrade),
+            Request::Rollback => self.rollback("asked for by `tandem rollback`"),
+            Request::Toggle { name, on } => self.toggle(&name, on),
         }
     }
 
@@ -314,13 +298,18 @@ impl Hub {
         }
     }
 
-    pub(super) fn start_upgrade(
-        &mut self,
-        file: PathBuf,
-        program: PathBuf,
-        supervise: Option<Duration>,
-        records: Option<u64>,
-    ) -> Result<String, String> {
+    /// Starts an upgrade whose files the control socket read and checked.
+    pub(super) fn start_upgrade(&mut self, request: UpgradeRequest) -> Result<String, String> {
+        let UpgradeRequest {
+            file,
+            loaded,
+            split,
+            program,
+            supervise,
+            records,
+            phase_timeout,
+        } = request;
+        let program = program.unwrap_or_else(|| self.current.program.clone());
         if let Some(running) = &self.upgrade {
             return Err(format!(
                 "an upgrade is running (phase {}); wait for it or `tandem rollback`",
@@ -335,8 +324,6 @@ impl Hub {
             );
         }
         let shown = file.display().to_string();
-        let loaded = crate::graph_file::load(&file).map_err(|e| e.to_string())?;
-        let split = tandem_core::split::split(&loaded.plan).map_err(|e| format!("{shown}: {e}"))?;
         let stamp = GraphStamp::of_plan(&loaded.name, &loaded.plan);
         if loaded.name != self.name {
             return Err(format!(
@@ -358,7 +345,7 @@ impl Hub {
             stats.diverged as f64 / stats.compared as f64
         };
         let new = Release {
-            file: std::fs::canonicalize(&file).unwrap_or(file),
+            file,
             program,
             version,
             split,
@@ -377,6 +364,7 @@ impl Hub {
             new: new.clone(),
             supervise: supervise.unwrap_or(loaded.ha.supervise),
             supervise_records: records,
+            phase_timeout: phase_timeout.unwrap_or(DEFAULT_PHASE_TIMEOUT),
             max_mismatch: loaded.ha.max_mismatch,
             noise_floor,
             baseline: (stats.compared, stats.diverged),
@@ -440,6 +428,10 @@ impl Hub {
             return;
         };
         upgrade.current = (stats.compared, stats.diverged);
+        if let Some(late) = upgrade.overdue() {
+            self.upgrade_overdue(late);
+            return;
+        }
         if !matches!(upgrade.phase, Phase::Shadow | Phase::Promoted) {
             return;
         }
@@ -481,6 +473,48 @@ impl Hub {
             }
             Phase::Transfer | Phase::Replacing => {}
         }
+    }
+
+    /// A phase outlived its deadline. Until the old version is replaced it
+    /// still runs with current state, so the upgrade rolls back; once it is
+    /// being replaced there is no old state to go back to, so the new
+    /// version stays and the second copy keeps being restarted.
+    fn upgrade_overdue(&mut self, late: String) {
+        let Some(upgrade) = &self.upgrade else {
+            return;
+        };
+        let new_color = upgrade.new_color;
+        let why = match (self.sup.role(new_color), upgrade.phase) {
+            (None, Phase::Transfer) => "; the new version's instance never connected",
+            (Some(_), Phase::Transfer) => "; the new version's instance did not catch up",
+            (_, Phase::Shadow | Phase::Promoted) if upgrade.supervise_records.is_some() => {
+                "; too few records were compared"
+            }
+            _ => "",
+        };
+        if upgrade.phase != Phase::Replacing {
+            let _ = self.rollback(&format!("{late}{why}"));
+            return;
+        }
+        let old_color = new_color.other();
+        let done = upgrade.new.clone();
+        let warning = format!(
+            "{late}: {old_color}'s second copy of the new version is not serving yet; it keeps \
+             being restarted (the old version's state is gone, so there is nothing to roll back to)"
+        );
+        self.log(&format!(
+            "upgrade done with one instance serving: {warning}"
+        ));
+        self.last_upgrade = serde_json::json!({
+            "result": "promoted",
+            "to": format!("{:08x}", done.version),
+            "to_graph": done.file.display().to_string(),
+            "to_shadow_ms": upgrade.to_shadow_ms,
+            "to_promoted_ms": upgrade.to_promoted_ms,
+            "warning": warning,
+        });
+        self.current = done;
+        self.upgrade = None;
     }
 
     /// An instance was lost on its own during an upgrade.

@@ -1,0 +1,292 @@
+//! The agent's control socket (`DIR/agent.sock`): `tandem status`,
+//! `upgrade`, `rollback` and `toggle` talk to the agent through it.
+//!
+//! A client sends one request line and reads one answer line. What an
+//! operator can rely on:
+//!
+//! - Only the agent's own user and root are answered: the socket is mode
+//!   0600 in a 0700 directory, and each peer's uid is checked again
+//!   (`SO_PEERCRED`); others are refused and logged.
+//! - At most [`MAX_CONNECTIONS`] connections are served at once. One that
+//!   has not sent its request within [`REQUEST_TIMEOUT`] is closed, and when
+//!   all are taken, the oldest one still silent makes room for a new one,
+//!   so idle connections cannot starve `tandem status`.
+//! - Files named in a request (an upgrade's graph, its executable) are read
+//!   here, off the agent's loop, bounded in size and time, and refused unless
+//!   they are regular files: a FIFO or a slow disk never stalls the records.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tandem_core::graph::Loaded;
+use tandem_core::split::Split;
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::AbortHandle;
+
+/// Control connections served at once, at most.
+pub const MAX_CONNECTIONS: usize = 32;
+/// How long a client has to send its request line.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long reading the files an upgrade names may take.
+pub const FILE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest request line.
+const MAX_REQUEST_BYTES: u64 = 4096;
+
+/// A request for the agent's hub.
+#[derive(Debug)]
+pub enum Request {
+    /// The status, as JSON.
+    Status,
+    /// Start a live upgrade.
+    Upgrade(Box<UpgradeRequest>),
+    /// Abandon the running upgrade.
+    Rollback,
+    /// Switch a feature toggle.
+    Toggle {
+        /// `NAME` or `SOURCE.NAME`.
+        name: String,
+        /// On or off.
+        on: bool,
+    },
+}
+
+/// An upgrade whose files were read and checked before it reached the hub.
+#[derive(Debug)]
+pub struct UpgradeRequest {
+    /// The new graph file, as the client named it (absolute).
+    pub file: PathBuf,
+    /// It, loaded.
+    pub loaded: Loaded,
+    /// It, cut for 1+1.
+    pub split: Split,
+    /// The executable to run it with (checked), or the running one.
+    pub program: Option<PathBuf>,
+    /// Length of each supervision period, if not the graph's.
+    pub supervise: Option<Duration>,
+    /// Or: output records compared per period.
+    pub records: Option<u64>,
+    /// Longest time a phase may take before the upgrade rolls back.
+    pub phase_timeout: Option<Duration>,
+}
+
+/// A request and where its answer goes: the status JSON, or a line for
+/// people (`Err` is shown as an error).
+pub type Envelope = (Request, oneshot::Sender<Result<String, String>>);
+
+/// One served connection: whether its request arrived, and how to drop it.
+struct Served {
+    asked: Arc<AtomicBool>,
+    handle: AbortHandle,
+}
+
+/// Answers the control socket until the runtime stops; the hub answers
+/// each request through `requests`.
+pub async fn serve(listener: UnixListener, requests: mpsc::UnboundedSender<Envelope>) {
+    let mut served: VecDeque<Served> = VecDeque::new();
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of descriptors, say: the bound below keeps ours few,
+                // so wait for others to free theirs and go on.
+                eprintln!("tandem: control socket: cannot accept: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        if let Err(reason) = check_peer(&stream) {
+            eprintln!("tandem: control socket: {reason}; refused");
+            let _ = stream.try_write(
+                b"error: only root and the agent's user may control this agent; refused\n",
+            );
+            continue;
+        }
+        served.retain(|s| !s.handle.is_finished());
+        if served.len() >= MAX_CONNECTIONS {
+            match served.iter().position(|s| !s.asked.load(Ordering::Relaxed)) {
+                Some(oldest) => {
+                    if let Some(idle) = served.remove(oldest) {
+                        idle.handle.abort();
+                    }
+                }
+                None => {
+                    let _ = stream.try_write(
+                        b"error: the agent is busy answering other requests; try again\n",
+                    );
+                    continue;
+                }
+            }
+        }
+        let asked = Arc::new(AtomicBool::new(false));
+        let handle = tokio::spawn(connection(stream, requests.clone(), asked.clone()));
+        served.push_back(Served {
+            asked,
+            handle: handle.abort_handle(),
+        });
+    }
+}
+
+/// Refuses peers other than the agent's user and root.
+fn check_peer(stream: &UnixStream) -> Result<(), String> {
+    let cred = stream
+        .peer_cred()
+        .map_err(|e| format!("cannot tell who connected ({e})"))?;
+    if crate::private::may_control(cred.uid()) {
+        return Ok(());
+    }
+    Err(format!(
+        "a request from uid {} (pid {}): only root and the agent's user (uid {}) may control it",
+        cred.uid(),
+        cred.pid().map_or_else(|| "?".to_owned(), |p| p.to_string()),
+        crate::private::effective_uid()
+    ))
+}
+
+async fn connection(
+    stream: UnixStream,
+    requests: mpsc::UnboundedSender<Envelope>,
+    asked: Arc<AtomicBool>,
+) {
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    let mut reader = BufReader::new(read.take(MAX_REQUEST_BYTES));
+    match tokio::time::timeout(REQUEST_TIMEOUT, reader.read_line(&mut line)).await {
+        Ok(Ok(n)) if n > 0 => {}
+        _ => return,
+    }
+    asked.store(true, Ordering::Relaxed);
+    let answer = match parse(line.trim()).await {
+        Ok(request) => {
+            // The status is JSON, answered as it is; the rest are lines for people.
+            let json = matches!(request, Request::Status);
+            let (tx, rx) = oneshot::channel();
+            if requests.send((request, tx)).is_err() {
+                return;
+            }
+            match rx.await {
+                Ok(Ok(text)) if json => text,
+                Ok(Ok(text)) => format!("ok: {text}"),
+                Ok(Err(text)) => format!("error: {text}"),
+                Err(_) => "error: the agent is stopping".into(),
+            }
+        }
+        Err(text) => format!("error: {text}"),
+    };
+    let _ = write.write_all(answer.as_bytes()).await;
+    let _ = write.write_all(b"\n").await;
+}
+
+/// Parses a request line: `status`; `rollback`; `toggle NAME on|off`;
+/// `upgrade FILE [PROGRAM [SUPERVISE_MS [RECORDS [PHASE_TIMEOUT_MS]]]]`,
+/// tab-separated, empty fields for defaults.
+async fn parse(line: &str) -> Result<Request, String> {
+    let mut words = line.split('\t');
+    match words.next() {
+        Some("status") => Ok(Request::Status),
+        Some("rollback") => Ok(Request::Rollback),
+        Some("toggle") => {
+            let name = words.next().unwrap_or("").to_owned();
+            let on = match words.next() {
+                Some("on") => true,
+                Some("off") => false,
+                other => {
+                    return Err(format!(
+                        "a toggle is switched `on` or `off`, not `{}`",
+                        other.unwrap_or("")
+                    ))
+                }
+            };
+            Ok(Request::Toggle { name, on })
+        }
+        Some("upgrade") => {
+            let file = words
+                .next()
+                .filter(|f| !f.is_empty())
+                .map(PathBuf::from)
+                .ok_or("upgrade needs a graph file")?;
+            let program = words.next().filter(|p| !p.is_empty()).map(PathBuf::from);
+            let supervise = optional(words.next(), "milliseconds")?.map(Duration::from_millis);
+            let records = optional(words.next(), "records")?;
+            let phase_timeout = optional(words.next(), "milliseconds")?.map(Duration::from_millis);
+            let read = tokio::task::spawn_blocking(move || read_upgrade(file, program));
+            let (file, loaded, split, program) =
+                match tokio::time::timeout(FILE_TIMEOUT, read).await {
+                    Ok(Ok(read)) => read?,
+                    Ok(Err(_)) => return Err("reading the upgrade's files failed".into()),
+                    Err(_) => {
+                        return Err(format!(
+                    "reading the upgrade's files took more than {} s; copy them to a local disk",
+                    FILE_TIMEOUT.as_secs()
+                ))
+                    }
+                };
+            Ok(Request::Upgrade(Box::new(UpgradeRequest {
+                file,
+                loaded,
+                split,
+                program,
+                supervise,
+                records,
+                phase_timeout,
+            })))
+        }
+        _ => Err(format!(
+            "unknown request `{line}`; the agent takes `status`, `upgrade`, `rollback` and `toggle`"
+        )),
+    }
+}
+
+fn optional(word: Option<&str>, what: &str) -> Result<Option<u64>, String> {
+    match word.filter(|w| !w.is_empty()) {
+        Some(n) => n
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("`{n}` is not a number of {what}")),
+        None => Ok(None),
+    }
+}
+
+type ReadUpgrade = (PathBuf, Loaded, Split, Option<PathBuf>);
+
+/// Reads and checks an upgrade's graph and executable (blocking).
+fn read_upgrade(file: PathBuf, program: Option<PathBuf>) -> Result<ReadUpgrade, String> {
+    let program = program
+        .map(|p| crate::private::trusted_executable(&p).map_err(|e| e.to_string()))
+        .transpose()?;
+    let loaded = crate::graph_file::load_regular(&file).map_err(|e| e.to_string())?;
+    let file = std::fs::canonicalize(&file).unwrap_or(file);
+    let split =
+        tandem_core::split::split(&loaded.plan).map_err(|e| format!("{}: {e}", file.display()))?;
+    Ok((file, loaded, split, program))
+}
+
+/// Sends one request to the agent of `socket` and returns its answer.
+pub fn request(socket: &Path, line: &str) -> std::io::Result<String> {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::os::unix::net::UnixStream::connect(socket)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    // A refusal may come before the request is read; it is still the answer.
+    let _ = stream
+        .write_all(line.as_bytes())
+        .and_then(|()| stream.write_all(b"\n"));
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while answer.len() < 1 << 20 {
+        match stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(chunk.get(..n).unwrap_or_default()),
+            // The agent closed with our request unread: it refused it, and
+            // what it said before is the answer.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset && !answer.is_empty() => {
+                break
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(String::from_utf8_lossy(&answer).trim_end().to_owned())
+}
