@@ -171,7 +171,7 @@ impl Up {
     /// What `tandem status --json` prints, when the agent answers.
     fn status(&self) -> Option<Value> {
         let socket = StateDir::new(&self.state).socket();
-        let answer = tandem::up::status::request(&socket, "status").ok()?;
+        let answer = tandem::up::control::request(&socket, "status").ok()?;
         let status: Value = serde_json::from_str(&answer).ok()?;
         // The agent answers `{}` until its first refresh.
         status.get("instances").is_some().then_some(status)
@@ -660,6 +660,7 @@ fn a_site_peer_claiming_an_instance_colour_is_closed_and_the_instance_untouched(
     let up = Up::start(&dir.graph(PATIENT), &dir.state(), &[]);
     let pids = up.both_serving(&[]);
     let status = up.status().unwrap();
+    let refused_before = status["refused_connections"].as_u64().unwrap();
     let runtime = runtime();
     let _inside = runtime.enter();
     // A certificate from the site CA, but issued to another name.
@@ -679,6 +680,12 @@ fn a_site_peer_claiming_an_instance_colour_is_closed_and_the_instance_untouched(
     });
     up.wait_emitting(1000);
     let after = up.status().unwrap();
+    // `tandem status` shows the attempt.
+    assert_eq!(
+        after["refused_connections"].as_u64(),
+        Some(refused_before + 1),
+        "{after}"
+    );
     assert_eq!(serving_pids(&after), Some(pids), "{}", up.log());
     assert_eq!(after["instances"][0]["restarts"], 0);
     let (exit, log) = up.interrupt();

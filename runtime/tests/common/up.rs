@@ -30,6 +30,15 @@ impl Up {
 
     /// Starts `tandem up` on the graph `text` makes (its sink writes [`Up::out`]).
     pub fn launch(name: &str, text: impl FnOnce(&Up) -> String) -> Up {
+        Up::launch_with(name, text, |_| {})
+    }
+
+    /// [`Up::launch`], with `prepare` changing the agent's command first.
+    pub fn launch_with(
+        name: &str,
+        text: impl FnOnce(&Up) -> String,
+        prepare: impl FnOnce(&mut Command),
+    ) -> Up {
         let dir = std::env::temp_dir().join(format!("tandem-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -40,7 +49,9 @@ impl Up {
             dir,
         };
         let graph = up.write("graph.toml", &text(&up));
-        up.child = Command::new(env!("CARGO_BIN_EXE_tandem"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tandem"));
+        prepare(&mut command);
+        up.child = command
             .arg("up")
             .arg(&graph)
             .arg("--state-dir")
@@ -114,8 +125,14 @@ inputs = ["energy"]
         path
     }
 
-    fn log(&self) -> String {
+    /// What the agent (and its instances) wrote to stderr so far.
+    pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("agent.log")).unwrap_or_default()
+    }
+
+    /// The agent's state directory.
+    pub fn state(&self) -> &Path {
+        &self.state
     }
 
     /// Runs `tandem ARGS --state-dir DIR`: its stdout, or its stderr as the error.
@@ -142,7 +159,7 @@ inputs = ["energy"]
     /// The agent's status, or `Null` while it does not answer yet.
     pub fn status(&self) -> Value {
         let socket = self.state.join("agent.sock");
-        match tandem::up::status::request(&socket, "status") {
+        match tandem::up::control::request(&socket, "status") {
             Ok(text) => serde_json::from_str(&text).unwrap_or(Value::Null),
             Err(_) => Value::Null,
         }
