@@ -450,14 +450,11 @@ mod tests {
     use crate::param::{ParamDefault, ParamSpec, ParamType};
     use crate::state::Snapshot;
     use crate::vertex::{
-        Arity, BuildContext, BuildError, Builder, Migration, OutputSpec, Registry, Source, Vertex,
+        Arity, BuildContext, BuildError, Builder, Migration, OutputSpec, Registry, Source,
     };
     use crate::SnapshotError;
 
     fn no_source(_: &BuildContext<'_>) -> Result<Box<dyn Source>, BuildError> {
-        Err(BuildError::new("test kind"))
-    }
-    fn no_vertex(_: &BuildContext<'_>) -> Result<Box<dyn Vertex>, BuildError> {
         Err(BuildError::new("test kind"))
     }
     fn relabel(s: &Snapshot) -> Result<Snapshot, SnapshotError> {
@@ -511,7 +508,7 @@ mod tests {
         }],
         state_schema: Some(SchemaId(1)),
         migrations: &[],
-        build: Builder::Vertex(no_vertex),
+        build: Builder::Vertex(crate::vertex::idle),
     };
     static ACC_1: KindSpec = ACC;
     static ACC_2: KindSpec = KindSpec {

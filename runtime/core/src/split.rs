@@ -250,7 +250,7 @@ mod tests {
         params: &[],
         state_schema: None,
         migrations: &[],
-        build: Builder::Vertex(|_| Err(BuildError::new("test"))),
+        build: Builder::Vertex(crate::vertex::idle),
     };
     static SINK: KindSpec = KindSpec {
         name: "t.sink",

@@ -112,13 +112,16 @@ pub struct BuildContext<'a> {
 }
 
 /// A kind could not be built from its parameters. The message names the
-/// node (``vertex `soc`: ...``) and says what would be valid; the runtime
-/// prints it as it is.
+/// node (``vertex `soc`: ...``) and says what would be valid; the loader
+/// prints it at the parameter at fault, or at the node.
 #[derive(Debug, Error, PartialEq, Eq)]
 #[error("{message}")]
 pub struct BuildError {
     /// What is wrong and what would be valid.
     pub message: String,
+    /// The parameter at fault, if one is: a graph file's loader points at
+    /// its value (at the node when the file leaves it to its default).
+    pub param: Option<&'static str>,
 }
 
 impl BuildError {
@@ -126,9 +129,27 @@ impl BuildError {
     pub fn new(message: impl Into<String>) -> BuildError {
         BuildError {
             message: message.into(),
+            param: None,
+        }
+    }
+
+    /// The same error, blaming parameter `param`.
+    #[must_use]
+    pub fn at(self, param: &'static str) -> BuildError {
+        BuildError {
+            param: Some(param),
+            ..self
         }
     }
 }
+
+/// The pure part of building a source or a sink: every check of its
+/// parameters, taken together, that its builder makes before it opens a
+/// file or a device. It touches nothing. A graph file's loader runs it (it
+/// builds vertices, which are pure, but never sources or sinks), and the
+/// kind's builder makes the same checks, so what `tandem check` accepts
+/// `tandem run` builds. See [`Registry::register_checks`].
+pub type Check = fn(&BuildContext<'_>) -> Result<(), BuildError>;
 
 /// Which part of a graph a kind plays.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -305,6 +326,8 @@ pub struct Migration {
 #[derive(Clone, Debug, Default)]
 pub struct Registry {
     kinds: Vec<&'static KindSpec>,
+    /// The [`Check`] of a source or sink kind, by name and version.
+    checks: Vec<(&'static str, u32, Check)>,
 }
 
 impl Registry {
@@ -322,6 +345,24 @@ impl Registry {
         }
         self.kinds
             .sort_by(|a, b| (a.name, a.version).cmp(&(b.name, b.version)));
+    }
+
+    /// Declares the [`Check`] of source and sink kinds. A later check of the
+    /// same (name, version) replaces an earlier one.
+    pub fn register_checks(&mut self, checks: &[(&'static KindSpec, Check)]) {
+        for &(kind, check) in checks {
+            self.checks
+                .retain(|(name, version, _)| !(*name == kind.name && *version == kind.version));
+            self.checks.push((kind.name, kind.version, check));
+        }
+    }
+
+    /// The [`Check`] declared for `kind`, if any.
+    pub fn check(&self, kind: &KindSpec) -> Option<Check> {
+        self.checks
+            .iter()
+            .find(|(name, version, _)| *name == kind.name && *version == kind.version)
+            .map(|(_, _, check)| *check)
     }
 
     /// The kind `name` at `version`, or at its latest version when `version` is `None`.
@@ -359,4 +400,15 @@ impl Registry {
         names.dedup();
         names
     }
+}
+
+/// Builds a vertex that emits nothing: the fake vertex kinds of the core's
+/// tests, which graph loading builds like any other.
+#[cfg(test)]
+pub(crate) fn idle(_: &BuildContext<'_>) -> Result<Box<dyn Vertex>, BuildError> {
+    struct Idle;
+    impl Vertex for Idle {
+        fn process(&mut self, _: &[Record], _: &mut Vec<Record>) {}
+    }
+    Ok(Box::new(Idle))
 }

@@ -5,6 +5,7 @@
 //! line and column, rather than stopping at the first.
 
 mod diag;
+mod kind_check;
 mod params;
 mod spec;
 mod suggest;

@@ -4,6 +4,7 @@
 //! not cause follow-up errors in the nodes that read from it.
 
 use super::diag::{line_col, Report};
+use super::kind_check::{self, Sound};
 use super::params;
 use super::spec::{got, noun, show_duration, NodeSpec, Sp, Span, Spec};
 use super::suggest::{hint, list};
@@ -27,6 +28,8 @@ struct Node<'s, 'a, 'i> {
     inputs: Vec<(usize, String)>,
     /// False when some input could not be resolved.
     inputs_known: bool,
+    /// False when an error was reported about its parameters or arity.
+    params_known: bool,
 }
 
 impl<'s> Node<'s, '_, '_> {
@@ -74,9 +77,12 @@ pub(crate) fn validate(
             node.inputs_known = known;
         }
     }
-    for node in &nodes {
-        check_arity(node, report);
+    for node in &mut nodes {
+        if !check_arity(node, report) {
+            node.params_known = false;
+        }
     }
+    kind_check::check(&sound(&nodes), registry, report);
     let cyclic = report_cycles(&nodes, report);
     let edge_settings = edge_settings(text, spec, &nodes, &by_id, settings.edge, report);
     let mut ha = ha_settings(text, spec, report);
@@ -127,6 +133,7 @@ fn unique_nodes<'s, 'a, 'i>(
             outputs_known: false,
             inputs: Vec::new(),
             inputs_known: false,
+            params_known: false,
         });
     }
     nodes
@@ -223,6 +230,7 @@ fn check_node(
             ),
         );
     }
+    let before = report.len();
     let (params, names_span) = params::check(text, spec, kind, report);
     let id = &spec.id.value;
     let mut outputs: Vec<(String, &'static str)> = kind
@@ -265,6 +273,7 @@ fn check_node(
     node.params = params;
     node.outputs = outputs;
     node.outputs_known = known;
+    node.params_known = report.len() == before;
 }
 
 /// Resolves one node's inputs; the flag is false when some could not be.
@@ -422,17 +431,18 @@ fn resolve_input(
     }
 }
 
-fn check_arity(node: &Node<'_, '_, '_>, report: &mut Report) {
+/// Reports a node reading too few or too many inputs; false when it does.
+fn check_arity(node: &Node<'_, '_, '_>, report: &mut Report) -> bool {
     let (Some(kind), Some(inputs)) = (node.kind, &node.spec.inputs) else {
-        return;
+        return true;
     };
     if node.spec.role == Role::Source || !node.inputs_known || node.inputs.is_empty() {
-        return;
+        return true;
     }
     let n = node.inputs.len();
     let arity = kind.arity;
     if n >= arity.min && n <= arity.max {
-        return;
+        return true;
     }
     let plural = |k: usize| if k == 1 { "input" } else { "inputs" };
     let takes = if arity.min == arity.max {
@@ -457,6 +467,25 @@ fn check_arity(node: &Node<'_, '_, '_>, report: &mut Report) {
             got.join(", ")
         ),
     );
+    false
+}
+
+/// The nodes whose kind, parameters, inputs and outputs are all known and
+/// valid: those their kind can check.
+fn sound<'n, 'a, 'i>(nodes: &'n [Node<'_, 'a, 'i>]) -> Vec<Sound<'n, 'a, 'i>> {
+    nodes
+        .iter()
+        .filter(|n| n.params_known && n.outputs_known && n.inputs_known)
+        .filter_map(|n| {
+            Some(Sound {
+                spec: n.spec,
+                kind: n.kind?,
+                params: &n.params,
+                inputs: n.inputs.iter().map(|(_, c)| c.as_str()).collect(),
+                outputs: &n.outputs,
+            })
+        })
+        .collect()
 }
 
 /// Reports each cycle among the nodes; true when there was one.

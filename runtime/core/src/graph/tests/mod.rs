@@ -10,14 +10,9 @@ use super::*;
 use crate::param::{ParamDefault, ParamSpec, ParamType};
 use crate::plan::Overflow;
 use crate::plan::Plan;
-use crate::vertex::{
-    Arity, BuildContext, BuildError, Builder, KindSpec, OutputSpec, Sink, Source, Vertex,
-};
+use crate::vertex::{Arity, BuildContext, BuildError, Builder, KindSpec, OutputSpec, Sink, Source};
 
 fn no_source(_: &BuildContext<'_>) -> Result<Box<dyn Source>, BuildError> {
-    Err(BuildError::new("test kind"))
-}
-fn no_vertex(_: &BuildContext<'_>) -> Result<Box<dyn Vertex>, BuildError> {
     Err(BuildError::new("test kind"))
 }
 fn no_sink(_: &BuildContext<'_>) -> Result<Box<dyn Sink>, BuildError> {
@@ -85,7 +80,7 @@ const EWMA: KindSpec = KindSpec {
     }],
     state_schema: None,
     migrations: &[],
-    build: Builder::Vertex(no_vertex),
+    build: Builder::Vertex(crate::vertex::idle),
 };
 static EWMA_1: KindSpec = EWMA;
 static EWMA_2: KindSpec = KindSpec { version: 2, ..EWMA };
