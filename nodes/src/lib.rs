@@ -28,5 +28,8 @@ pub fn registry() -> Registry {
     registry.register(io::KINDS);
     registry.register(devices::KINDS);
     registry.register(modbus::KINDS);
+    registry.register_checks(io::CHECKS);
+    registry.register_checks(devices::CHECKS);
+    registry.register_checks(modbus::CHECKS);
     registry
 }

@@ -73,7 +73,7 @@ impl Bus {
 
     /// The `bus` parameter of a node, parsed.
     pub fn of(ctx: &BuildContext<'_>, wire: Wire) -> Result<Bus, BuildError> {
-        Bus::parse(ctx.id, crate::io::text_param(ctx, "bus")?, wire)
+        Bus::parse(ctx.id, crate::io::text_param(ctx, "bus")?, wire).map_err(|e| e.at("bus"))
     }
 }
 

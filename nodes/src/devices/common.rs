@@ -2,6 +2,7 @@
 //! injection window of simulated chips, and turning a failed read into a
 //! flagged record.
 
+use super::bus::{Bus, Wire};
 use crate::io::{duration_param, int_param, text_param};
 use tandem_core::{
     BuildContext, BuildError, ChannelId, EventTime, ParamDefault, ParamSpec, ParamType, Quality,
@@ -106,15 +107,32 @@ impl<F: Copy> Injection<F> {
     }
 
     /// Refuses fault injection on a real bus.
-    pub fn only_on_sim(&self, ctx: &BuildContext<'_>) -> Result<(), BuildError> {
+    fn only_on_sim(&self, ctx: &BuildContext<'_>) -> Result<(), BuildError> {
         match self.fault {
             None => Ok(()),
             Some(_) => Err(BuildError::new(format!(
                 "`{}`: faults can only be injected into a simulated chip: set inject = \"none\" or bus = \"sim\"",
                 ctx.id
-            ))),
+            ))
+            .at("inject")),
         }
     }
+}
+
+/// The `bus` of a chip on `wire`, and its fault injection (see
+/// [`Injection::of`]), which only a simulated chip takes: what every device
+/// source checks before it opens a bus, and what its kind's check is made of.
+pub fn bus_and_injection<F: Copy>(
+    ctx: &BuildContext<'_>,
+    wire: Wire,
+    parse: impl Fn(&str) -> Option<F>,
+) -> Result<(Bus, Injection<F>), BuildError> {
+    let bus = Bus::of(ctx, wire)?;
+    let inject = Injection::of(ctx, parse)?;
+    if bus != Bus::Sim {
+        inject.only_on_sim(ctx)?;
+    }
+    Ok((bus, inject))
 }
 
 /// An I2C address parameter as a 7-bit address.

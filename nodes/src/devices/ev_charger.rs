@@ -39,7 +39,8 @@
 
 use super::bus::{open_i2c, Bus, NoDelay, Sleep, Wire};
 use super::common::{
-    address, address_param, push, Injection, Schedule, Tally, INJECT_EVERY, INJECT_FOR,
+    address, address_param, bus_and_injection, push, Injection, Schedule, Tally, INJECT_EVERY,
+    INJECT_FOR,
 };
 use crate::io::sim::{Model, SimClock, PERIOD, SPEED};
 use crate::io::sim_ev::Ev;
@@ -260,6 +261,7 @@ impl Setup {
                  at the ADC, beyond the ADS1115's 6.144 V: lower the ratio or the offset",
                 divider.ratio, divider.offset_v
             ))
+            .at("divider_ratio")
         })?;
         let shunt_ohms = float_param(ctx, "shunt_ohms")? as f32;
         let current_lsb = float_param(ctx, "current_lsb")? as f32;
@@ -267,7 +269,8 @@ impl Setup {
             return Err(BuildError::new(format!(
                 "`{id}`: shunt_ohms {shunt_ohms} with current_lsb {current_lsb} A gives no valid \
                  INA226 calibration (0.00512 / (lsb x shunt) must be 1 to 32767): raise current_lsb"
-            )));
+            ))
+            .at("current_lsb"));
         }
         Ok(Setup {
             pilot_address: address_param(ctx, "pilot_address")?,
@@ -284,12 +287,18 @@ impl Setup {
     }
 }
 
+/// What [`build`] checks before it opens a bus: the load-time check of the kind.
+pub(crate) fn check(ctx: &BuildContext<'_>) -> Result<(), BuildError> {
+    Setup::of(ctx)?;
+    bus_and_injection(ctx, Wire::I2c, Fault::parse).map(drop)
+}
+
 fn build(ctx: &BuildContext<'_>) -> Result<Box<dyn Source>, BuildError> {
     let channels = outputs::<4>(ctx)?;
     let schedule = Schedule::of(ctx)?;
     let setup = Setup::of(ctx)?;
-    let inject = Injection::of(ctx, Fault::parse)?;
-    match Bus::of(ctx, Wire::I2c)? {
+    let (bus, inject) = bus_and_injection(ctx, Wire::I2c, Fault::parse)?;
+    match bus {
         Bus::Sim => {
             let sim = SimCharger::new(ctx, &setup, inject)?;
             let adc = Ads1115::new(sim.adc.clone(), setup.pilot_address);
@@ -305,7 +314,6 @@ fn build(ctx: &BuildContext<'_>) -> Result<Box<dyn Source>, BuildError> {
             )))
         }
         Bus::I2c(path) | Bus::Spi(path) => {
-            inject.only_on_sim(ctx)?;
             let adc = Ads1115::new(open_i2c(ctx.id, &path)?, setup.pilot_address);
             let meter = Ina226::new(open_i2c(ctx.id, &path)?, setup.meter_address);
             Ok(Box::new(Charger::new(

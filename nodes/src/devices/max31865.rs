@@ -24,7 +24,9 @@
 //! a `sim.heatpump` source it stands beside, so that both tell one story.
 
 use super::bus::{open_spi, Bus, Wire};
-use super::common::{push, Injection, Schedule, Tally, INJECT_EVERY, INJECT_FOR};
+use super::common::{
+    bus_and_injection, push, Injection, Schedule, Tally, INJECT_EVERY, INJECT_FOR,
+};
 use crate::io::sim::{Model, SimClock, PERIOD, SPEED};
 use crate::io::sim_heatpump::HeatPump;
 use crate::io::{duration_param, float_param, int_param, outputs, text_param};
@@ -159,7 +161,8 @@ impl Setup {
                 return Err(BuildError::new(format!(
                     "`{}`: r_ref {r_ref} ohm must be above the sensor's R0 of {} ohm",
                     ctx.id, sensor.r0
-                )));
+                ))
+                .at("r_ref"));
             }
             sensor.r_ref = r_ref as f32;
         }
@@ -186,12 +189,18 @@ impl Setup {
     }
 }
 
+/// What [`build`] checks before it opens a bus: the load-time check of the kind.
+pub(crate) fn check(ctx: &BuildContext<'_>) -> Result<(), BuildError> {
+    Setup::of(ctx)?;
+    bus_and_injection(ctx, Wire::Spi, Fault::parse).map(drop)
+}
+
 fn build(ctx: &BuildContext<'_>) -> Result<Box<dyn Source>, BuildError> {
     let channels = outputs::<2>(ctx)?;
     let schedule = Schedule::of(ctx)?;
     let setup = Setup::of(ctx)?;
-    let inject = Injection::of(ctx, Fault::parse)?;
-    match Bus::of(ctx, Wire::Spi)? {
+    let (bus, inject) = bus_and_injection(ctx, Wire::Spi, Fault::parse)?;
+    match bus {
         Bus::Sim => {
             let sim = SimRtd::new(ctx, setup.sensor, inject)?;
             let driver = Max31865::new(sim.chip.clone(), setup.sensor, setup.wires, setup.filter);
@@ -204,7 +213,6 @@ fn build(ctx: &BuildContext<'_>) -> Result<Box<dyn Source>, BuildError> {
             )))
         }
         Bus::Spi(path) | Bus::I2c(path) => {
-            inject.only_on_sim(ctx)?;
             let spi = open_spi(ctx.id, &path, SPI_HZ)?;
             let driver = Max31865::new(spi, setup.sensor, setup.wires, setup.filter);
             Ok(Box::new(Rtd::new(driver, setup, None, channels, schedule)))

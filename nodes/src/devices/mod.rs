@@ -31,6 +31,7 @@ pub mod max31865;
 pub mod sbs_battery;
 pub mod sg_ready;
 
+use tandem_core::vertex::Check;
 use tandem_core::KindSpec;
 
 /// The device sources.
@@ -44,6 +45,16 @@ pub static KINDS: &[&KindSpec] = &[
     &ev_charger::KIND,
     &sg_ready::KIND,
 ];
+
+/// The load-time checks of these kinds: what each builder checks before it
+/// opens a bus or a GPIO line.
+pub static CHECKS: &[(&KindSpec, Check)] = &[
+    (&sbs_battery::KIND, sbs_battery::check),
+    (&max31865::KIND, max31865::check),
+    (&ev_charger::KIND, ev_charger::check),
+    (&sg_ready::KIND, sg_ready::check),
+];
+
 #[cfg(test)]
 pub(crate) mod testing {
     //! Polling device sources by hand in tests.

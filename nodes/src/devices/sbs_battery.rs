@@ -33,7 +33,8 @@
 
 use super::bus::{open_i2c, Bus, Wire};
 use super::common::{
-    address, address_param, push, Injection, Schedule, Tally, INJECT_EVERY, INJECT_FOR,
+    address, address_param, bus_and_injection, push, Injection, Schedule, Tally, INJECT_EVERY,
+    INJECT_FOR,
 };
 use crate::io::sim::{Model, SimClock, PERIOD, SPEED};
 use crate::io::sim_battery::Battery;
@@ -116,12 +117,18 @@ impl Fault {
     }
 }
 
+/// What [`build`] checks before it opens a bus: the load-time check of the kind.
+pub(crate) fn check(ctx: &BuildContext<'_>) -> Result<(), BuildError> {
+    address_param(ctx, "address")?;
+    bus_and_injection(ctx, Wire::I2c, Fault::parse).map(drop)
+}
+
 fn build(ctx: &BuildContext<'_>) -> Result<Box<dyn Source>, BuildError> {
     let channels = outputs::<OUTPUTS>(ctx)?;
     let schedule = Schedule::of(ctx)?;
     let address = address_param(ctx, "address")?;
-    let inject = Injection::of(ctx, Fault::parse)?;
-    match Bus::of(ctx, Wire::I2c)? {
+    let (bus, inject) = bus_and_injection(ctx, Wire::I2c, Fault::parse)?;
+    match bus {
         Bus::Sim => {
             let sim = SimPack::new(ctx, address, inject)?;
             let battery = SmartBattery::with_address(sim.chip.clone(), address);
@@ -133,7 +140,6 @@ fn build(ctx: &BuildContext<'_>) -> Result<Box<dyn Source>, BuildError> {
             )))
         }
         Bus::I2c(path) | Bus::Spi(path) => {
-            inject.only_on_sim(ctx)?;
             let bus = open_i2c(ctx.id, &path)?;
             let battery = SmartBattery::with_address(bus, address);
             Ok(Box::new(SbsBattery::new(battery, None, channels, schedule)))

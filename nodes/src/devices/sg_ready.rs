@@ -107,9 +107,18 @@ fn parse_pins(id: &str, text: &str) -> Result<Pins, BuildError> {
     })
 }
 
-fn build(ctx: &BuildContext<'_>) -> Result<Box<dyn Sink>, BuildError> {
+/// What [`build`] checks before it requests GPIO lines: the load-time check of the kind.
+pub(crate) fn check(ctx: &BuildContext<'_>) -> Result<(), BuildError> {
+    pins(ctx).map(drop)
+}
+
+fn pins(ctx: &BuildContext<'_>) -> Result<Pins, BuildError> {
     let text = ctx.params.text("pins").unwrap_or("sim");
-    match parse_pins(ctx.id, text)? {
+    parse_pins(ctx.id, text).map_err(|e| e.at("pins"))
+}
+
+fn build(ctx: &BuildContext<'_>) -> Result<Box<dyn Sink>, BuildError> {
+    match pins(ctx)? {
         Pins::Sim => {
             let pair: SimPair = Default::default();
             sim_contacts()

@@ -28,7 +28,8 @@ pub mod stdout;
 pub mod synthetic;
 pub mod toggles;
 
-use tandem_core::{BuildContext, BuildError, ChannelId, KindSpec};
+use tandem_core::vertex::Check;
+use tandem_core::{BuildContext, BuildError, Builder, ChannelId, KindSpec};
 
 /// The kinds this module provides.
 pub static KINDS: &[&KindSpec] = &[
@@ -42,6 +43,23 @@ pub static KINDS: &[&KindSpec] = &[
     &count::KIND,
     &toggles::KIND,
 ];
+
+/// The load-time checks of these kinds. The others refuse nothing that
+/// their parameters' declared ranges let through (or only what they find
+/// in files when they open them).
+pub static CHECKS: &[(&KindSpec, Check)] = &[
+    (&synthetic::KIND, synthetic::check),
+    (&toggles::KIND, check_toggles),
+];
+
+/// Building a `toggles` source touches nothing (it makes the channel that
+/// would feed it), so its check builds one and drops it.
+fn check_toggles(ctx: &BuildContext<'_>) -> Result<(), BuildError> {
+    match toggles::KIND.build {
+        Builder::Source(build) => build(ctx).map(drop),
+        Builder::Vertex(_) | Builder::Sink(_) => Ok(()),
+    }
+}
 
 /// A parameter the plan should have filled in was missing or of another type.
 fn missing(ctx: &BuildContext<'_>, name: &str) -> BuildError {

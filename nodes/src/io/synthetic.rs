@@ -108,8 +108,21 @@ pub struct Synthetic {
 /// Most records one poll of a `synthetic` source may emit.
 const MAX_PER_POLL: u64 = 1 << 20;
 
+/// The load-time check of the kind: building a generator touches nothing,
+/// so it is built and dropped.
+pub(crate) fn check(ctx: &BuildContext<'_>) -> Result<(), BuildError> {
+    build(ctx).map(drop)
+}
+
 fn build(ctx: &BuildContext<'_>) -> Result<Box<dyn Source>, BuildError> {
     let names = names_param(ctx, "channels")?;
+    if names.is_empty() {
+        return Err(BuildError::new(format!(
+            "`{}`: `channels` is empty; name at least one, such as [\"value\"]",
+            ctx.id
+        ))
+        .at("channels"));
+    }
     let rate = float_param(ctx, "rate")?;
     if !(rate.is_finite() && rate > 0.0) {
         return Err(BuildError::new(format!(
@@ -130,9 +143,9 @@ fn build(ctx: &BuildContext<'_>) -> Result<Box<dyn Source>, BuildError> {
         }
     };
     let period_ns = duration_param(ctx, "period")?.max(1);
-    let batch = match int_param(ctx, "batch")? {
-        n if n > 0 => n.unsigned_abs(),
-        _ => ((rate * 1e-3).floor() as u64).max(1),
+    let (batch, blame) = match int_param(ctx, "batch")? {
+        n if n > 0 => (n.unsigned_abs(), "batch"),
+        _ => (((rate * 1e-3).floor() as u64).max(1), "rate"),
     };
     // One poll emits `batch` records per channel; keep a poll to a size a
     // gateway can hold (a million records, 32 MB).
@@ -143,9 +156,10 @@ fn build(ctx: &BuildContext<'_>) -> Result<Box<dyn Source>, BuildError> {
              lower `batch` (or `rate`, which sets it when `batch` is 0)",
             ctx.id,
             names.len()
-        )));
+        ))
+        .at(blame));
     }
-    if names.is_empty() || ctx.outputs.len() != names.len() {
+    if ctx.outputs.len() != names.len() {
         return Err(BuildError::new(format!(
             "`{}`: expected one output channel per entry of `channels` ({}), the plan gave {}",
             ctx.id,

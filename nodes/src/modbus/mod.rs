@@ -53,6 +53,7 @@ use plan::{PlanError, ScanPlan};
 use poller::{Config, Transport};
 use source::ModbusSource;
 use std::time::Duration;
+use tandem_core::vertex::Check;
 use tandem_core::{
     Arity, BuildContext, BuildError, Builder, KindSpec, OutputSpec, ParamDefault, ParamSpec,
     ParamType, Source,
@@ -70,6 +71,16 @@ pub static KINDS: &[&KindSpec] = &[
     &NIBE.kind,
     &HEIDELBERG.kind,
     &DEYE_BATTERY.kind,
+];
+
+/// The load-time checks of these kinds: everything a builder checks before
+/// it starts its poller.
+pub static CHECKS: &[(&KindSpec, Check)] = &[
+    (&SDM630.kind, check_sdm630),
+    (&SDM120.kind, check_sdm120),
+    (&NIBE.kind, check_nibe),
+    (&HEIDELBERG.kind, check_heidelberg),
+    (&DEYE_BATTERY.kind, check_deye_battery),
 ];
 
 /// A kind polling one profile.
@@ -93,11 +104,15 @@ const fn outputs<const N: usize>(points: &[Point]) -> [OutputSpec; N] {
 }
 
 macro_rules! profile_kind {
-    ($(#[$doc:meta])* $kind:ident, $outputs:ident, $build:ident, $name:literal, $profile:expr, $what:literal) => {
+    ($(#[$doc:meta])* $kind:ident, $outputs:ident, $build:ident, $check:ident, $name:literal, $profile:expr, $what:literal) => {
         static $outputs: [OutputSpec; $profile.points.len()] = outputs($profile.points);
 
         fn $build(ctx: &BuildContext<'_>) -> Result<Box<dyn Source>, BuildError> {
             build(ctx, &$profile)
+        }
+
+        fn $check(ctx: &BuildContext<'_>) -> Result<(), BuildError> {
+            config(ctx, &$profile).map(drop)
         }
 
         $(#[$doc])*
@@ -122,28 +137,28 @@ macro_rules! profile_kind {
 
 profile_kind!(
     /// `modbus.sdm630`: an Eastron SDM630 three-phase meter.
-    SDM630, SDM630_OUTPUTS, build_sdm630, "modbus.sdm630", EASTRON_SDM630,
+    SDM630, SDM630_OUTPUTS, build_sdm630, check_sdm630, "modbus.sdm630", EASTRON_SDM630,
     "Eastron SDM630 three-phase meter over Modbus: voltages, currents, powers, energies"
 );
 profile_kind!(
     /// `modbus.sdm120`: an Eastron SDM120 single-phase meter.
-    SDM120, SDM120_OUTPUTS, build_sdm120, "modbus.sdm120", EASTRON_SDM120,
+    SDM120, SDM120_OUTPUTS, build_sdm120, check_sdm120, "modbus.sdm120", EASTRON_SDM120,
     "Eastron SDM120 single-phase meter over Modbus: voltage, current, power, energies"
 );
 profile_kind!(
     /// `modbus.nibe`: a NIBE S1155/S1255 ground-source heat pump.
-    NIBE, NIBE_OUTPUTS, build_nibe, "modbus.nibe", NIBE_S1155_S1255,
+    NIBE, NIBE_OUTPUTS, build_nibe, check_nibe, "modbus.nibe", NIBE_S1155_S1255,
     "NIBE S1155/S1255 heat pump over Modbus: temperatures, flow, power"
 );
 profile_kind!(
     /// `modbus.heidelberg`: a Heidelberg (Amperfied) Energy Control wallbox.
-    HEIDELBERG, HEIDELBERG_OUTPUTS, build_heidelberg, "modbus.heidelberg",
+    HEIDELBERG, HEIDELBERG_OUTPUTS, build_heidelberg, check_heidelberg, "modbus.heidelberg",
     HEIDELBERG_ENERGY_CONTROL,
     "Heidelberg Energy Control wallbox over Modbus: state, currents, voltages, power, energy"
 );
 profile_kind!(
     /// `modbus.deye_battery`: the battery of a Deye SG04LP3 hybrid inverter.
-    DEYE_BATTERY, DEYE_BATTERY_OUTPUTS, build_deye_battery, "modbus.deye_battery",
+    DEYE_BATTERY, DEYE_BATTERY_OUTPUTS, build_deye_battery, check_deye_battery, "modbus.deye_battery",
     DEYE_SG04LP3_BATTERY,
     "Deye SG04LP3 inverter battery over Modbus: temperature, voltage, soc, power, current"
 );
@@ -209,7 +224,13 @@ pub const PARAMS: &[ParamSpec] = &[
     },
 ];
 
-fn build(ctx: &BuildContext<'_>, profile: &'static Profile) -> Result<Box<dyn Source>, BuildError> {
+/// The poller's configuration and the channels of its points, from the
+/// parameters: everything [`build`] checks before it starts the poller, and
+/// so the load-time check of every profile's kind.
+fn config(
+    ctx: &BuildContext<'_>,
+    profile: &'static Profile,
+) -> Result<(Config, Vec<tandem_core::ChannelId>), BuildError> {
     let id = ctx.id;
     let selected = ctx.params.names("points");
     let max_gap = u16::try_from(int_param(ctx, "max_gap")?)
@@ -228,7 +249,8 @@ fn build(ctx: &BuildContext<'_>, profile: &'static Profile) -> Result<Box<dyn So
             "`{id}`: point `{name}` of {} runs past register 65535",
             profile.name
         )),
-    })?;
+    }
+    .at("points"))?;
     let channels = plan
         .outputs()
         .iter()
@@ -252,8 +274,13 @@ fn build(ctx: &BuildContext<'_>, profile: &'static Profile) -> Result<Box<dyn So
         timeout: nanos(duration_param(ctx, "timeout")?),
         plan,
     };
+    Ok((config, channels))
+}
+
+fn build(ctx: &BuildContext<'_>, profile: &'static Profile) -> Result<Box<dyn Source>, BuildError> {
+    let (config, channels) = config(ctx, profile)?;
     Ok(Box::new(ModbusSource::start(
-        id.to_owned(),
+        ctx.id.to_owned(),
         config,
         channels,
     )?))
@@ -271,7 +298,8 @@ fn transport(ctx: &BuildContext<'_>, address: String) -> Result<Transport, Build
                 Some(_) => Ok(Transport::Tcp { address }),
                 None => Err(BuildError::new(format!(
                     "`{id}`: address `{address}` is not `host:port`, such as \"192.168.1.50:502\""
-                ))),
+                ))
+                .at("address")),
             }
         }
         "rtu" => rtu(ctx, address),
@@ -289,7 +317,8 @@ fn rtu(ctx: &BuildContext<'_>, path: String) -> Result<Transport, BuildError> {
         return Err(BuildError::new(format!(
             "`{}`: address is empty; give the serial device, such as \"/dev/ttyUSB0\"",
             ctx.id
-        )));
+        ))
+        .at("address"));
     }
     Ok(Transport::Rtu { path, baud })
 }
@@ -299,7 +328,8 @@ fn rtu(ctx: &BuildContext<'_>, _path: String) -> Result<Transport, BuildError> {
     Err(BuildError::new(format!(
         "`{}`: this build has no Modbus RTU; rebuild with `--features tandem-nodes/rtu`, or use transport \"tcp\"",
         ctx.id
-    )))
+    ))
+    .at("transport"))
 }
 
 fn nanos(ns: i64) -> Duration {

@@ -40,7 +40,8 @@ fn build(ctx: &BuildContext<'_>) -> Result<Box<dyn Vertex>, BuildError> {
         return Err(BuildError::new(format!(
             "vertex `{}`: `alpha = {alpha}` would never move the average; use a value above 0 and at most 1",
             ctx.id
-        )));
+        ))
+        .at("alpha"));
     }
     Ok(Box::new(Ewma {
         input: common::input(ctx, 0)?,

@@ -44,7 +44,8 @@ fn build(ctx: &BuildContext<'_>) -> Result<Box<dyn Vertex>, BuildError> {
         return Err(BuildError::new(format!(
             "vertex `{}`: `min` ({min}) is above `max` ({max}); swap them",
             ctx.id
-        )));
+        ))
+        .at("min"));
     }
     Ok(Box::new(RangeCheck {
         input: common::input(ctx, 0)?,

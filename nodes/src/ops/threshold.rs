@@ -80,13 +80,15 @@ fn build(ctx: &BuildContext<'_>) -> Result<Box<dyn Vertex>, BuildError> {
         return Err(BuildError::new(format!(
             "vertex `{}`: `clear` ({clear}) must be at most `raise` ({raise}) for an alarm above; lower `clear` or set `direction = \"below\"`",
             ctx.id
-        )));
+        ))
+        .at("clear"));
     }
     if !above && clear < raise {
         return Err(BuildError::new(format!(
             "vertex `{}`: `clear` ({clear}) must be at least `raise` ({raise}) for an alarm below; raise `clear` or set `direction = \"above\"`",
             ctx.id
-        )));
+        ))
+        .at("clear"));
     }
     let hold = u32::try_from(common::int(ctx, "hold")?)
         .ok()

@@ -101,14 +101,16 @@ fn build(ctx: &BuildContext<'_>) -> Result<Box<dyn Vertex>, BuildError> {
             return Err(BuildError::new(format!(
                 "vertex `{}`: `slide` applies only to sliding windows; remove it or set `mode = \"sliding\"`",
                 ctx.id
-            )))
+            ))
+            .at("slide"))
         }
         ("sliding", Some(slide)) => slide,
         ("sliding", None) => {
             return Err(BuildError::new(format!(
                 "vertex `{}`: a sliding window needs `slide`, the time between window ends (such as \"1m\")",
                 ctx.id
-            )))
+            ))
+            .at("mode"))
         }
         (other, _) => return Err(common::bad_choice(ctx, "mode", other, MODES)),
     };
@@ -118,14 +120,17 @@ fn build(ctx: &BuildContext<'_>) -> Result<Box<dyn Vertex>, BuildError> {
             ctx.id,
             format_duration(slide),
             format_duration(size)
-        )));
+        ))
+        .at("slide"));
     }
     let panes = size / slide;
     if panes > MAX_PANES {
         return Err(BuildError::new(format!(
-            "vertex `{}`: `size / slide` is {panes} panes, more than the {MAX_PANES} a window keeps; use a longer `slide`",
-            ctx.id
-        )));
+            "vertex `{}`: `size / slide` is {panes} panes, more than the {MAX_PANES} a window keeps; use a longer `slide` that divides `size`, such as \"{}\"",
+            ctx.id,
+            format_duration(size / (1..=MAX_PANES).rev().find(|k| size % k == 0).unwrap_or(1))
+        ))
+        .at("slide"));
     }
     let agg = match common::text(ctx, "agg")? {
         "mean" => Agg::Mean,
