@@ -4,6 +4,7 @@
 mod errors;
 mod fuzz;
 mod ha;
+mod kinds;
 mod plans;
 
 use super::*;
