@@ -128,7 +128,7 @@ fn build(ctx: &BuildContext<'_>) -> Result<Box<dyn Vertex>, BuildError> {
         return Err(BuildError::new(format!(
             "vertex `{}`: `size / slide` is {panes} panes, more than the {MAX_PANES} a window keeps; use a longer `slide` that divides `size`, such as \"{}\"",
             ctx.id,
-            format_duration(size / (1..=MAX_PANES).rev().find(|k| size % k == 0).unwrap_or(1))
+            format_duration(fitting_slide(size))
         ))
         .at("slide"));
     }
@@ -152,6 +152,20 @@ fn build(ctx: &BuildContext<'_>) -> Result<Box<dyn Vertex>, BuildError> {
             panes: vec![Pane::default(); panes as usize],
         },
     }))
+}
+
+/// The shortest slide that divides `size` into at most [`MAX_PANES`] panes
+/// and is a whole number of the largest unit (s, ms, us) `size` is.
+fn fitting_slide(size: i64) -> i64 {
+    let unit = [1_000_000_000, 1_000_000, 1_000]
+        .into_iter()
+        .find(|u| size % u == 0)
+        .unwrap_or(1);
+    let panes = (1..=MAX_PANES)
+        .rev()
+        .find(|k| (size / unit) % k == 0)
+        .unwrap_or(1);
+    size / panes
 }
 
 /// The aggregate of one pane (`slide` of event time), or of a whole window.
