@@ -10,13 +10,18 @@
 //!
 //! The file format is in [`mod@format`]; the file operations sit behind
 //! [`Storage`] so that [`sim`] can fail them or crash in the middle.
+//!
+//! [`numbering`] keeps origin sequence numbers unique across crashes: a
+//! high-water mark of the numbers a run may have used, reserved ahead.
 
 pub mod format;
+pub mod numbering;
 pub mod sim;
 mod storage;
 mod store;
 
 pub use format::FormatError;
+pub use numbering::Reservation;
 pub use storage::{FsStorage, Storage};
 pub use store::{
     file_name, parse_file_name, CheckpointStore, Recovery, Refusal, Skipped, StoreError,
