@@ -5,8 +5,15 @@
 //! sequence is a total order of the input. On the wall clock, sources are
 //! polled when due in real time; on the virtual clock, time jumps straight to
 //! the next due source, so replays and simulations run as fast as the graph.
+//!
+//! With a [`Reservation`] (a state directory), numbers are reserved durably
+//! ahead of stamping, a block at a time, so that a run after a crash numbers
+//! above everything this one may have emitted (see
+//! [`crate::checkpoint::numbering`]). The write blocks this thread once per
+//! half block; when it fails, sources are not polled until it succeeds.
 
 use crate::barrier::Control;
+use crate::checkpoint::Reservation;
 use crate::node::{Body, NodeRt};
 use crossbeam_utils::sync::Unparker;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -90,11 +97,17 @@ pub(crate) struct Ingress {
     held_frontier: Option<Seq>,
     /// With `hold_at_end`: told when the span is over.
     input_ended: Option<crossbeam_channel::Sender<()>>,
+    /// Numbers reserved durably ahead of stamping, when they must outlive a crash.
+    reservation: Option<Reservation>,
 }
+
+/// How long to wait before asking the state directory for numbers again.
+const RESERVE_RETRY: Duration = Duration::from_millis(100);
 
 impl Ingress {
     /// An ingress for the source nodes at `nodes` (worker-local indices),
-    /// on a worker woken by `unparker`. Hands every source its waker.
+    /// on a worker woken by `unparker`. Hands every source its waker. New
+    /// input is numbered after `after`, within `reservation` if given.
     pub fn new(
         nodes: Vec<usize>,
         all: &mut [NodeRt],
@@ -102,6 +115,7 @@ impl Ingress {
         clock: Clock,
         span: Option<Duration>,
         after: Seq,
+        reservation: Option<Reservation>,
     ) -> Ingress {
         let origin = Instant::now();
         let origin_time = match clock {
@@ -142,6 +156,7 @@ impl Ingress {
             last_now: origin_time,
             held_frontier: None,
             input_ended: None,
+            reservation,
         }
     }
 
@@ -210,6 +225,13 @@ impl Ingress {
                 return Step::Idle((target - elapsed).min(Duration::from_millis(100)));
             }
         }
+        // At least the next number must be reserved before anything is
+        // polled; this writes a new mark when the reservation runs low.
+        if let Some(reservation) = &mut self.reservation {
+            if reservation.cover(Seq(self.next_seq).next()).is_err() {
+                return Step::Idle(RESERVE_RETRY);
+            }
+        }
         // Poll in order of due time, then declaration order.
         let mut order = std::mem::take(&mut self.order);
         order.clear();
@@ -233,6 +255,25 @@ impl Ingress {
                     self.relayed = Some(self.relayed.map_or(frontier, |f| f.min(frontier)))
                 }
                 None => {
+                    if let Some(reservation) = &mut self.reservation {
+                        let last = self.next_seq + (node.out.len() - before) as u64;
+                        if reservation.cover(Seq(last)).is_err() {
+                            // A pass larger than half a block, on a disk that
+                            // fails: what has no number that is sure to be
+                            // new is dropped, never numbered.
+                            let room = reservation.reserved().0.saturating_sub(self.next_seq);
+                            let keep = before + usize::try_from(room).unwrap_or(usize::MAX);
+                            if keep < node.out.len() {
+                                eprintln!(
+                                    "tandem: source `{}`: {} records dropped: no origin \
+                                     sequence numbers reserved for them",
+                                    node.stats.id,
+                                    node.out.len() - keep
+                                );
+                                node.out.truncate(keep);
+                            }
+                        }
+                    }
                     for record in &mut node.out[before..] {
                         self.next_seq += 1;
                         record.seq = Seq(self.next_seq);

@@ -1,7 +1,7 @@
 //! A running plan: nodes built, rings created, one thread per worker.
 
 use crate::barrier::{Control, Report as BarrierReport};
-use crate::checkpoint::{self, Checkpoint, RestoreReport};
+use crate::checkpoint::{self, Checkpoint, Reservation, RestoreReport};
 use crate::ingress::{Clock, Ingress};
 use crate::node::{Body, NodeRt, OutLink, OutTo, Port, PortFrom};
 use crate::ring::{ring, RingRx, RingTx};
@@ -187,7 +187,22 @@ impl Topology {
         plan: &Plan,
         options: RunOptions,
         checkpoint: Option<&Checkpoint>,
+        attached: Attached,
+    ) -> Result<(Topology, Option<RestoreReport>), StartError> {
+        Topology::start_numbered(plan, options, checkpoint, attached, None)
+    }
+
+    /// [`Topology::start_with`], numbering new input within `reservation`
+    /// when given: after [`Reservation::after`] (at least the checkpoint's
+    /// sequence number), never past what is reserved on disk, so that
+    /// numbers stay unique across crashes. For `tandem run --state-dir` and
+    /// the agent's ingress.
+    pub fn start_numbered(
+        plan: &Plan,
+        options: RunOptions,
+        checkpoint: Option<&Checkpoint>,
         mut attached: Attached,
+        reservation: Option<Reservation>,
     ) -> Result<(Topology, Option<RestoreReport>), StartError> {
         let wakes: Vec<Wake> = plan.workers.iter().map(|_| Wake::new()).collect();
         let mut txs: BTreeMap<usize, RingTx> = BTreeMap::new();
@@ -330,7 +345,10 @@ impl Topology {
                 }),
             )
         });
-        let after = checkpoint.map_or(Seq::ZERO, |c| c.seq);
+        let after = checkpoint
+            .map_or(Seq::ZERO, |c| c.seq)
+            .max(reservation.as_ref().map_or(Seq::ZERO, Reservation::after));
+        let mut reservation = reservation;
         let (mut relaying, mut stamping) = (Vec::new(), Vec::new());
         for (node, rt) in plan.nodes.iter().zip(&built) {
             if let Some(NodeRt {
@@ -384,6 +402,7 @@ impl Topology {
                     options.clock,
                     options.span,
                     after,
+                    reservation.take(),
                 )
                 .hold_at_end(span_tx.clone())
             });
