@@ -722,7 +722,36 @@ fn run(
     }
     let started = std::time::Instant::now();
     let cpu_before = tandem::cpu::process_cpu_time();
-    let mut topology = match Topology::start_from(plan, options, resume.as_ref()) {
+    // Numbers the last run may have emitted past its checkpoint stay used.
+    let checkpointed = resume.as_ref().map_or(tandem_core::Seq::ZERO, |c| c.seq);
+    let numbering = match durability
+        .as_ref()
+        .map(|d| tandem::checkpoint::Reservation::open(&d.dir, checkpointed))
+    {
+        None => None,
+        Some(Ok(numbering)) => {
+            if numbering.after() > checkpointed {
+                eprintln!(
+                    "tandem: new input is numbered after origin sequence {}, above every number \
+                     the last run may have used",
+                    numbering.after()
+                );
+            }
+            Some(numbering)
+        }
+        Some(Err(e)) => {
+            eprintln!("tandem: {e}");
+            return ExitCode::from(UNREADABLE);
+        }
+    };
+    let started_topology = Topology::start_numbered(
+        plan,
+        options,
+        resume.as_ref(),
+        tandem::topology::Attached::default(),
+        numbering,
+    );
+    let mut topology = match started_topology {
         Ok((t, restored)) => {
             if let Some(report) = restored {
                 eprintln!("tandem: {report}");

@@ -27,7 +27,7 @@ use super::dirs::StateDir;
 use super::ends::{relay, Forward};
 use super::hub::Hub;
 use super::links::{accept, Conn};
-use crate::checkpoint::{Checkpoint, GraphStamp};
+use crate::checkpoint::{GraphStamp, Reservation};
 use crate::net::{Server, TransportOptions};
 use crate::topology::{Attached, RunOptions, Topology};
 use crate::Clock;
@@ -99,7 +99,7 @@ pub fn run(mut config: AgentConfig) -> Result<(), String> {
             .map_err(|e| format!("certificate for {name}: {e}"))?;
     }
     let resume = config.state.newest_checkpoint(&config.stamp.name);
-    let after = match &resume {
+    let checkpointed = match &resume {
         Some((path, checkpoint)) => {
             eprintln!(
                 "tandem: resuming from {} (origin sequence {})",
@@ -110,6 +110,16 @@ pub fn run(mut config: AgentConfig) -> Result<(), String> {
         }
         None => Seq::ZERO,
     };
+    // Numbers the last run may have emitted past its checkpoint stay used.
+    let numbering =
+        Reservation::open(config.state.root(), checkpointed).map_err(|e| e.to_string())?;
+    if numbering.after() > checkpointed {
+        eprintln!(
+            "tandem: new input is numbered after origin sequence {}, above every number the \
+             last run may have used",
+            numbering.after()
+        );
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("tandem-agent")
@@ -117,7 +127,7 @@ pub fn run(mut config: AgentConfig) -> Result<(), String> {
         .build()
         .map_err(|e| format!("cannot start the network runtime: {e}"))?;
     let egress = std::mem::take(&mut config.egress);
-    runtime.block_on(serve(config, after, egress))
+    runtime.block_on(serve(config, numbering, egress))
 }
 
 pub(super) enum Ingress {
@@ -125,7 +135,12 @@ pub(super) enum Ingress {
     Ended,
 }
 
-async fn serve(config: AgentConfig, after: Seq, mut attached: Attached) -> Result<(), String> {
+async fn serve(
+    config: AgentConfig,
+    numbering: Reservation,
+    mut attached: Attached,
+) -> Result<(), String> {
+    let after = numbering.after();
     let identity = config.state.identity("agent").map_err(|e| e.to_string())?;
     let trust = config.state.trust().map_err(|e| e.to_string())?;
     let server = Server::bind(
