@@ -968,6 +968,68 @@ mod tests {
         assert_eq!(s.role(GREEN), Some(Role::Serving));
     }
 
+    /// The seqs of the records in `msgs`.
+    fn input_seqs(msgs: &[ToInstance]) -> Vec<u64> {
+        msgs.iter()
+            .flat_map(|m| match m {
+                ToInstance::Input { records, .. } => records.iter().map(|r| r.seq.0).collect(),
+                _ => Vec::new(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn after_a_whole_gateway_restart_numbering_jumps_and_nothing_in_between_is_awaited() {
+        // The last run checkpointed at 500 and may have used numbers up to
+        // 1000: the agent starts the ring at 1000, the ingress numbers from 1001.
+        let mut s = supervisor(16);
+        s.handle_ingress(Seq(1000), &[]);
+        // Blue starts cold, from its checkpoint at 500: it is told that
+        // nothing lies between, then gets the new input.
+        hello(&mut s, BLUE, 1);
+        assert_eq!(s.role(BLUE), Some(Role::Serving));
+        ingest(&mut s, 1001..=1003);
+        let to_blue = drain(&mut s, BLUE);
+        assert_eq!(input_seqs(&to_blue), [1001, 1002, 1003]);
+        assert!(to_blue.iter().all(|m| match m {
+            ToInstance::Input { frontier, .. } => *frontier >= Seq(1000),
+            _ => true,
+        }));
+        // Its output is emitted at once: the jump is no gap to wait for.
+        let out = |seq: u64| Record::new(Seq(seq), EventTime(0), ChannelId(0), seq as f64);
+        s.handle_output(BLUE, Seq(1000), &[]);
+        s.handle_output(BLUE, Seq(1003), &[out(1001), out(1002), out(1003)]);
+        let mut emitted = Vec::new();
+        s.poll_emitted(&mut emitted);
+        let seqs: Vec<u64> = emitted.iter().map(|r| r.seq.0).collect();
+        assert_eq!(seqs, [1001, 1002, 1003]);
+        assert_eq!(s.downstream().frontier(), Seq(1003));
+        // Green joins from blue's state at the live edge, and is replayed
+        // only what came after it.
+        heartbeat(&mut s, BLUE, 1003);
+        hello(&mut s, GREEN, 1);
+        assert!(events(&mut s).contains(&Event::RejoinStarted {
+            color: GREEN,
+            barrier: 1,
+            at: Seq(1003)
+        }));
+        ingest(&mut s, 1004..=1005);
+        let restored = ToAgent::Restored {
+            barrier: 1,
+            state_hash: 0,
+        };
+        s.handle_message(NOW, GREEN, restored);
+        assert_eq!(input_seqs(&drain(&mut s, GREEN)), [1004, 1005]);
+        // Within the run, a lost instance rejoins as it always did.
+        s.handle_disconnected(GREEN);
+        hello(&mut s, GREEN, 1);
+        assert!(events(&mut s).contains(&Event::RejoinStarted {
+            color: GREEN,
+            barrier: 2,
+            at: Seq(1005)
+        }));
+    }
+
     #[test]
     fn a_catching_up_instance_serves_alone_when_its_donor_dies() {
         let mut s = blue_serving_green_joining(16, 1);
