@@ -245,12 +245,12 @@ fn sources_and_sinks_are_checked_without_opening_anything() {
 #[test]
 fn every_error_of_a_file_is_reported_together() {
     let dir = scratch("together");
-    let text = graph(&format!(
+    let text = graph(
         "[vertices.v]\nkind = \"range_check\"\ninputs = [\"s.a\"]\nmin = 10\nmax = 5\n\n\
          [vertices.w]\nkind = \"threshold\"\ninputs = [\"s.b\"]\nraise = 1\nclear = 2\n\n\
          [vertices.x]\nkind = \"ewma\"\ninputs = [\"s.nope\"]\nalpha = 0.5\n\n\
-         [sinks.out]\nkind = \"count\"\ninputs = [\"v\", \"w\", \"x\"]\n"
-    ));
+         [sinks.out]\nkind = \"count\"\ninputs = [\"v\", \"w\", \"x\"]\n",
+    );
     let file = dir.join("together.toml");
     std::fs::write(&file, text).unwrap();
     let check = tandem().arg("check").arg(&file).output().unwrap();
