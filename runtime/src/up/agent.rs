@@ -195,14 +195,14 @@ async fn serve(
         hold_at_end: false,
         batch: config.batch,
     };
-    let numbering = Checkpoint {
-        graph: config.stamp.clone(),
-        seq: after,
-        vertices: Default::default(),
-    };
-    let (ingress, _) =
-        Topology::start_with(&config.split.ingress, options, Some(&numbering), attached)
-            .map_err(|e| e.to_string())?;
+    let (ingress, _) = Topology::start_numbered(
+        &config.split.ingress,
+        options,
+        None,
+        attached,
+        Some(numbering),
+    )
+    .map_err(|e| e.to_string())?;
 
     // Bounded: when the hub is behind, links stop being read, and the
     // instances' output waits in QUIC's flow control and then in them.

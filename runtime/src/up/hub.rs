@@ -107,7 +107,10 @@ impl Hub {
         };
         let mut sup = Supervisor::new(ha);
         if after > Seq::ZERO {
-            // Numbering resumes after the checkpoint: the retention ring starts there.
+            // Numbering resumes after the checkpoint, or past it, above every
+            // number the last run may have used: the retention ring starts
+            // there, and an instance restored at its checkpoint is told that
+            // nothing lies in between.
             sup.handle_ingress(after, &[]);
         }
         let shadow_log = config.shadow_log.as_ref().and_then(|path| {
