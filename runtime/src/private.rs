@@ -43,6 +43,23 @@ pub fn file_options() -> OpenOptions {
     options
 }
 
+/// Replaces `path` with `contents` atomically and durably: a temporary file
+/// (mode 0600) written and synced, renamed over `path`, and the directory
+/// synced, so that a crash leaves the old contents or the new, never a mix.
+pub fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
+    use std::io::Write as _;
+    let temp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&temp);
+    let mut file = file_options().write(true).create_new(true).open(&temp)?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    std::fs::rename(&temp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
 /// Narrows `path` (a socket, or a file made by a library) to mode 0600.
 pub fn restrict(path: &Path) -> io::Result<()> {
     std::fs::set_permissions(path, Permissions::from_mode(FILE_MODE))

@@ -793,3 +793,95 @@ fn a_corrupt_newest_checkpoint_is_refused_by_name_and_the_one_before_used() {
     let (exit, log) = up.interrupt();
     assert!(exit.success(), "{exit}\n{log}");
 }
+
+#[test]
+fn a_toggle_keeps_its_position_across_a_restart() {
+    let dir = TempDir::new("toggle-restart");
+    let graph = dir.0.join("toggled.toml");
+    std::fs::write(
+        &graph,
+        format!(
+            r#"[graph]
+name = "toggled"
+
+[ha]
+{PATIENT}
+
+[sources.gen]
+kind = "synthetic"
+channels = ["power"]
+rate = 500
+shape = "constant"
+amplitude = 1000.0
+
+[sources.features]
+kind = "toggles"
+names = ["double"]
+
+[vertices.twice]
+kind = "scale"
+inputs = ["gen.power"]
+factor = 2.0
+
+[vertices.power]
+kind = "select"
+inputs = ["gen.power", "twice", "features.double"]
+
+[sinks.out]
+kind = "file"
+inputs = ["power"]
+path = "{}"
+format = "csv"
+"#,
+            dir.output().display()
+        ),
+    )
+    .unwrap();
+    // (seq, value) of the complete lines from byte `from` on.
+    let values = |from: usize| -> Vec<(u64, f64)> {
+        let bytes = std::fs::read(dir.output()).unwrap_or_default();
+        let text = String::from_utf8_lossy(bytes.get(from..).unwrap_or_default()).into_owned();
+        let complete = text.rfind('\n').map_or("", |end| &text[..end]).to_owned();
+        complete
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with("seq,"))
+            .map(|l| {
+                let f: Vec<&str> = l.split(',').collect();
+                (f[0].parse().unwrap(), f[3].parse().unwrap())
+            })
+            .collect()
+    };
+
+    let up = Up::start(&graph, &dir.state(), &[]);
+    up.both_serving(&[]);
+    let switched = Command::new(env!("CARGO_BIN_EXE_tandem"))
+        .args(["toggle", "double", "on", "--state-dir"])
+        .arg(dir.state())
+        .output()
+        .unwrap();
+    assert!(switched.status.success(), "{switched:?}");
+    wait_for("doubled output", up.context(), || {
+        values(0).iter().any(|&(_, v)| v == 2000.0).then_some(())
+    });
+    let (exit, log) = up.interrupt();
+    assert!(exit.success(), "{exit}\n{log}");
+    let written = std::fs::read(dir.output()).unwrap().len();
+
+    let up = Up::start(&graph, &dir.state(), &[]);
+    let status = up.wait_status("the toggle's position", |s| {
+        s["toggles"]["features.double"].as_str().map(str::to_owned)
+    });
+    assert_eq!(status, "on", "{}", up.log());
+    up.both_serving(&[]);
+    let after = wait_for("output after the restart", up.context(), || {
+        let after = values(written);
+        (after.len() > 100).then_some(after)
+    });
+    assert!(
+        after.iter().all(|&(_, v)| v == 2000.0),
+        "the toggle went back to the graph's `on` list after the restart: {:?}",
+        &after[..after.len().min(10)]
+    );
+    let (exit, log) = up.interrupt();
+    assert!(exit.success(), "{exit}\n{log}");
+}

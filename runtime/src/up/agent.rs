@@ -187,6 +187,8 @@ async fn serve(
         .sinks
         .insert(TO_INSTANCES.to_owned(), Box::new(sink));
     let toggles = attach_toggles(&config.split.ingress, &mut attached)?;
+    // Before the first poll, so the kept positions are the first ones sent.
+    let positions = toggle_positions(&config.state, &toggles);
     let options = RunOptions {
         clock: config.clock,
         span: config
@@ -232,19 +234,12 @@ async fn serve(
     if let Err(e) = ctrlc::set_handler(move || {
         let _ = stop_tx.send(());
     }) {
-        eprintln!("tandem: cannot install the Ctrl-C handler: {e}");
+        eprintln!("tandem: cannot install the handler of Ctrl-C and SIGTERM: {e}");
     }
 
     let mut hub = Hub::new(&config, addr, after, stats);
     hub.origin = origin;
-    hub.toggle_positions = toggles
-        .iter()
-        .flat_map(|(id, sw, on)| {
-            sw.names()
-                .map(|n| (format!("{id}.{n}"), on.iter().any(|o| o == n)))
-                .collect::<Vec<_>>()
-        })
-        .collect();
+    hub.toggle_positions = positions;
     hub.toggles = toggles.into_iter().map(|(id, sw, _)| (id, sw)).collect();
     eprintln!(
         "tandem: up `{}`: agent on {addr}, blue and green instances starting; Ctrl-C stops",
@@ -270,6 +265,37 @@ async fn serve(
         Err(e) => return Err(e.to_string()),
     }
     Ok(())
+}
+
+/// Each toggle's position: as last switched with `tandem toggle` (kept in
+/// the state directory), else as the graph's `on` list says. A kept
+/// position that differs from the graph's is switched before the first
+/// poll, so both instances start from it at the same record.
+fn toggle_positions(
+    state: &StateDir,
+    toggles: &[(String, Switches, Vec<String>)],
+) -> std::collections::BTreeMap<String, bool> {
+    let mut kept = state.load_toggles();
+    let mut positions = std::collections::BTreeMap::new();
+    for (id, switches, on) in toggles {
+        for name in switches.names() {
+            let full = format!("{id}.{name}");
+            let initially = on.iter().any(|o| o == name);
+            let position = kept.remove(&full).unwrap_or(initially);
+            if position != initially {
+                switches.switch(name, position);
+                eprintln!(
+                    "tandem: toggle {full} is {} as last switched",
+                    if position { "on" } else { "off" }
+                );
+            }
+            positions.insert(full, position);
+        }
+    }
+    for gone in kept.keys() {
+        eprintln!("tandem: toggle {gone} was switched before, but the graph has no such toggle now");
+    }
+    positions
 }
 
 /// Builds the graph's `toggles` sources so that `tandem toggle` can switch

@@ -2,18 +2,24 @@
 //!
 //! ```text
 //! DIR/LOCK                     held by the agent while it runs
-//! DIR/agent.sock               the agent's control socket (`tandem status`)
+//! DIR/agent.sock               the agent's control socket (`tandem status`),
+//!                              unless a runtime directory is given
 //! DIR/ca/site-ca.pem, .key     the site CA, made on first start (key 0600)
 //! DIR/certs/NAME.pem, .key     leaf certificates of the agent, blue and green (keys 0600)
 //! DIR/checkpoints/blue/        checkpoints written by the blue instance
 //! DIR/checkpoints/green/       ... and by the green one
+//! DIR/toggles.json             each feature toggle's position, as last switched
 //! ```
 //!
 //! Only the agent's user may enter it: directories are made 0700 and files
 //! 0600 whatever the umask (see [`crate::private`]).
+//!
+//! Run as a service, the socket lives in a runtime directory of its own
+//! (`/run/tandem`, `--runtime-dir` or `$TANDEM_RUNTIME_DIR`), which is made
+//! 0700 the same way; see docs/service.md.
 
+use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use tandem_core::ha::Color;
@@ -127,6 +133,34 @@ impl StateDir {
         SiteTrust::from_pem(&read(&self.ca_dir().join(SiteCa::CERT_FILE))?)
     }
 
+    /// Where the position of each feature toggle is kept across restarts.
+    pub fn toggles_file(&self) -> PathBuf {
+        self.root.join("toggles.json")
+    }
+
+    /// Each toggle's position as last switched with `tandem toggle`
+    /// (`SOURCE.NAME` to on), empty when none was; a damaged file is
+    /// reported and read as empty (the graph's `on` lists hold).
+    pub fn load_toggles(&self) -> BTreeMap<String, bool> {
+        let path = self.toggles_file();
+        let Ok(text) = std::fs::read(&path) else {
+            return BTreeMap::new();
+        };
+        serde_json::from_slice(&text).unwrap_or_else(|e| {
+            eprintln!(
+                "tandem: {}: unreadable ({e}); the toggles start as the graph says",
+                path.display()
+            );
+            BTreeMap::new()
+        })
+    }
+
+    /// Keeps each toggle's position (written atomically and durably).
+    pub fn save_toggles(&self, positions: &BTreeMap<String, bool>) -> std::io::Result<()> {
+        let json = serde_json::to_vec(positions).map_err(std::io::Error::other)?;
+        crate::private::write_atomically(&self.toggles_file(), &json)
+    }
+
     /// The newest checkpoint of graph `name` either instance wrote, refusing
     /// damaged files with a message each (printed) and using the one before.
     pub fn newest_checkpoint(&self, name: &str) -> Option<(PathBuf, Checkpoint)> {
@@ -179,21 +213,45 @@ fn read(path: &Path) -> Result<String, CaError> {
     })
 }
 
-/// Writes `contents` to a temp file (mode 0600), syncs it, and renames it over `path`.
+/// Writes `contents` over `path` atomically (see [`crate::private::write_atomically`]).
 fn replace(path: &Path, contents: &[u8]) -> Result<(), CaError> {
-    let temp = path.with_extension("tmp");
-    let io_err = |source| CaError::Io {
+    crate::private::write_atomically(path, contents).map_err(|source| CaError::Io {
         action: "write",
         path: path.to_path_buf(),
         source,
-    };
-    let _ = std::fs::remove_file(&temp);
-    let mut file = crate::private::file_options()
-        .write(true)
-        .create_new(true)
-        .open(&temp)
-        .map_err(io_err)?;
-    file.write_all(contents).map_err(io_err)?;
-    file.sync_all().map_err(io_err)?;
-    std::fs::rename(&temp, path).map_err(io_err)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_socket_is_in_the_runtime_directory_when_given() {
+        let state = StateDir::new("/var/lib/tandem");
+        assert_eq!(state.socket(), Path::new("/var/lib/tandem/agent.sock"));
+        let state = state.with_runtime_dir(Some("/run/tandem".into()));
+        assert_eq!(state.socket(), Path::new("/run/tandem/agent.sock"));
+        assert_eq!(state.root(), Path::new("/var/lib/tandem"));
+    }
+
+    #[test]
+    fn commands_find_the_socket_as_the_agent_placed_it() {
+        let none = |_: &Path| false;
+        let all = |_: &Path| true;
+        let state = Some(Path::new("s"));
+        let runtime = Some(Path::new("r"));
+        assert_eq!(locate_socket(state, runtime, all), Path::new("r/agent.sock"));
+        assert_eq!(locate_socket(state, None, all), Path::new("s/agent.sock"));
+        assert_eq!(locate_socket(None, runtime, none), Path::new("r/agent.sock"));
+        // Neither given: the working directory's agent, else the service's.
+        let local = Path::new(".tandem/agent.sock");
+        assert_eq!(locate_socket(None, None, all), local);
+        assert_eq!(locate_socket(None, None, none), local);
+        let only_service = |p: &Path| p.starts_with(SERVICE_RUNTIME_DIR);
+        assert_eq!(
+            locate_socket(None, None, only_service),
+            Path::new("/run/tandem/agent.sock")
+        );
+    }
 }

@@ -279,8 +279,16 @@ impl Hub {
         };
         match matching.as_slice() {
             [(full, switches, short)] => {
+                let mut positions = self.toggle_positions.clone();
+                positions.insert(full.clone(), on);
+                self.state.save_toggles(&positions).map_err(|e| {
+                    format!(
+                        "cannot keep the toggle's position in {} ({e}); not switched",
+                        self.state.toggles_file().display()
+                    )
+                })?;
                 switches.switch(short, on);
-                self.toggle_positions.insert(full.clone(), on);
+                self.toggle_positions = positions;
                 let state = if on { "on" } else { "off" };
                 self.log(&format!("toggle {full} {state}"));
                 Ok(format!(
