@@ -235,22 +235,24 @@ fn config(
     let selected = ctx.params.names("points");
     let max_gap = u16::try_from(int_param(ctx, "max_gap")?)
         .map_err(|_| BuildError::new(format!("`{id}`: `max_gap` must be from 0 to 100")))?;
-    let plan = ScanPlan::new(profile, selected, max_gap).map_err(|e| match e {
-        PlanError::UnknownPoint(name) => BuildError::new(format!(
-            "`{id}`: `{name}` is not a point of {}; points: {}",
-            profile.name,
-            point_names(profile)
-        )),
-        PlanError::NoPoints => BuildError::new(format!(
-            "`{id}`: `points` is empty; leave it out to read all of: {}",
-            point_names(profile)
-        )),
-        PlanError::Unreadable(name) => BuildError::new(format!(
-            "`{id}`: point `{name}` of {} runs past register 65535",
-            profile.name
-        )),
-    }
-    .at("points"))?;
+    let plan = ScanPlan::new(profile, selected, max_gap).map_err(|e| {
+        match e {
+            PlanError::UnknownPoint(name) => BuildError::new(format!(
+                "`{id}`: `{name}` is not a point of {}; points: {}",
+                profile.name,
+                point_names(profile)
+            )),
+            PlanError::NoPoints => BuildError::new(format!(
+                "`{id}`: `points` is empty; leave it out to read all of: {}",
+                point_names(profile)
+            )),
+            PlanError::Unreadable(name) => BuildError::new(format!(
+                "`{id}`: point `{name}` of {} runs past register 65535",
+                profile.name
+            )),
+        }
+        .at("points")
+    })?;
     let channels = plan
         .outputs()
         .iter()
