@@ -293,7 +293,9 @@ fn toggle_positions(
         }
     }
     for gone in kept.keys() {
-        eprintln!("tandem: toggle {gone} was switched before, but the graph has no such toggle now");
+        eprintln!(
+            "tandem: toggle {gone} was switched before, but the graph has no such toggle now"
+        );
     }
     positions
 }
