@@ -24,6 +24,7 @@ pub mod sim;
 pub mod sim_battery;
 pub mod sim_ev;
 pub mod sim_heatpump;
+pub mod spool;
 pub mod stdout;
 pub mod synthetic;
 pub mod toggles;
