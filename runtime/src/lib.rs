@@ -4,6 +4,7 @@
 mod barrier;
 pub mod checkpoint;
 pub mod cpu;
+pub mod ctl;
 pub mod graph_file;
 pub mod ingress;
 pub mod net;
