@@ -2,6 +2,7 @@
 //! ingress that polls sources, and the command line.
 
 mod barrier;
+pub mod bundle;
 pub mod checkpoint;
 pub mod cpu;
 pub mod ctl;
