@@ -88,10 +88,14 @@ enum Command {
     /// restarted and rejoins from the other's state. Ctrl-C stops.
     Up {
         /// The graph file (TOML).
+        #[arg(env = "TANDEM_GRAPH")]
         file: PathBuf,
         /// Certificates, checkpoints and the control socket live here.
-        #[arg(long, default_value = ".tandem")]
+        #[arg(long, env = "TANDEM_STATE_DIR", default_value = tandem::up::dirs::DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
+        /// The control socket lives here instead (a service: /run/tandem).
+        #[arg(long, env = "TANDEM_RUNTIME_DIR")]
+        runtime_dir: Option<PathBuf>,
         /// Stop after this long (such as 30s).
         #[arg(long = "for", value_parser = duration_arg)]
         run_for: Option<Duration>,
@@ -117,9 +121,8 @@ enum Command {
     /// Show what a running `tandem up` is doing: each instance's role,
     /// process, version, lag and rate, and the divergence count.
     Status {
-        /// The state directory `tandem up` was given.
-        #[arg(long, default_value = ".tandem")]
-        state_dir: PathBuf,
+        #[command(flatten)]
+        agent: AgentDirs,
         /// Print one JSON object instead of a table.
         #[arg(long)]
         json: bool,
@@ -133,9 +136,8 @@ enum Command {
     Upgrade {
         /// The new graph file (same name, sources, sinks and channels).
         new: PathBuf,
-        /// The state directory `tandem up` was given.
-        #[arg(long, default_value = ".tandem")]
-        state_dir: PathBuf,
+        #[command(flatten)]
+        agent: AgentDirs,
         /// The tandem executable the new version runs (default: the running one).
         #[arg(long)]
         binary: Option<PathBuf>,
@@ -154,9 +156,8 @@ enum Command {
     /// Abandon a running upgrade: the old version serves again (it never
     /// stopped, so its state is current) and the new one is replaced by it.
     Rollback {
-        /// The state directory `tandem up` was given.
-        #[arg(long, default_value = ".tandem")]
-        state_dir: PathBuf,
+        #[command(flatten)]
+        agent: AgentDirs,
     },
     /// Switch a feature toggle of a running `tandem up` (a `toggles` source
     /// of its graph): the switch is a record in the input stream, so both
@@ -167,9 +168,8 @@ enum Command {
         /// on or off.
         #[arg(value_parser = ["on", "off"])]
         state: String,
-        /// The state directory `tandem up` was given.
-        #[arg(long, default_value = ".tandem")]
-        state_dir: PathBuf,
+        #[command(flatten)]
+        agent: AgentDirs,
     },
     /// One instance of `tandem up` (started by the agent).
     #[command(hide = true)]
@@ -210,6 +210,29 @@ enum Command {
         /// Show only this kind.
         name: Option<String>,
     },
+}
+
+/// Where a command finds the control socket of a running `tandem up`.
+#[derive(Debug, clap::Args)]
+struct AgentDirs {
+    /// The state directory `tandem up` was given (default: .tandem, or the
+    /// service's /run/tandem socket when .tandem has none).
+    #[arg(long, env = "TANDEM_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+    /// The runtime directory `tandem up` was given.
+    #[arg(long, env = "TANDEM_RUNTIME_DIR")]
+    runtime_dir: Option<PathBuf>,
+}
+
+impl AgentDirs {
+    /// The control socket, as the agent placed it.
+    fn socket(&self) -> PathBuf {
+        tandem::up::dirs::locate_socket(
+            self.state_dir.as_deref(),
+            self.runtime_dir.as_deref(),
+            Path::exists,
+        )
+    }
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -323,6 +346,7 @@ fn main() -> ExitCode {
         Command::Up {
             file,
             state_dir,
+            runtime_dir,
             run_for,
             listen,
             checkpoint_every,
@@ -333,6 +357,7 @@ fn main() -> ExitCode {
             &file,
             UpOptions {
                 state_dir,
+                runtime_dir,
                 run_for,
                 listen,
                 checkpoint_every,
@@ -341,10 +366,10 @@ fn main() -> ExitCode {
                 shadow_log,
             },
         ),
-        Command::Status { state_dir, json } => status(&state_dir, json),
+        Command::Status { agent, json } => status(&agent, json),
         Command::Upgrade {
             new,
-            state_dir,
+            agent,
             binary,
             supervise,
             supervise_records,
@@ -361,14 +386,12 @@ fn main() -> ExitCode {
                 supervise_records.map_or(String::new(), |n| n.to_string()),
                 phase_timeout.as_millis()
             );
-            ask_agent(&state_dir, &line)
+            ask_agent(&agent, &line)
         }
-        Command::Rollback { state_dir } => ask_agent(&state_dir, "rollback"),
-        Command::Toggle {
-            name,
-            state,
-            state_dir,
-        } => ask_agent(&state_dir, &format!("toggle\t{name}\t{state}")),
+        Command::Rollback { agent } => ask_agent(&agent, "rollback"),
+        Command::Toggle { name, state, agent } => {
+            ask_agent(&agent, &format!("toggle\t{name}\t{state}"))
+        }
         Command::Instance {
             file,
             color,
@@ -389,6 +412,7 @@ fn main() -> ExitCode {
 
 struct UpOptions {
     state_dir: PathBuf,
+    runtime_dir: Option<PathBuf>,
     run_for: Option<Duration>,
     listen: std::net::SocketAddr,
     checkpoint_every: Duration,
@@ -435,7 +459,8 @@ fn up(file: &Path, options: UpOptions) -> ExitCode {
         stamp: GraphStamp::of_plan(&loaded.name, &loaded.plan),
         split,
         ha: loaded.ha.clone(),
-        state: tandem::up::dirs::StateDir::new(options.state_dir),
+        state: tandem::up::dirs::StateDir::new(options.state_dir)
+            .with_runtime_dir(options.runtime_dir),
         listen: options.listen,
         checkpoint_every: options.checkpoint_every,
         run_for: options.run_for,
@@ -458,8 +483,8 @@ fn up(file: &Path, options: UpOptions) -> ExitCode {
 }
 
 /// Sends one request to the agent and prints its answer; exit 1 when it refuses.
-fn ask_agent(state_dir: &Path, line: &str) -> ExitCode {
-    let socket = tandem::up::dirs::StateDir::new(state_dir).socket();
+fn ask_agent(agent: &AgentDirs, line: &str) -> ExitCode {
+    let socket = agent.socket();
     match tandem::up::control::request(&socket, line) {
         Ok(answer) => match answer.strip_prefix("ok: ") {
             Some(text) => {
@@ -475,26 +500,27 @@ fn ask_agent(state_dir: &Path, line: &str) -> ExitCode {
             }
         },
         Err(e) => {
-            eprintln!(
-                "tandem: no `tandem up` answers on {} ({e}); is it running with --state-dir {}?",
-                socket.display(),
-                state_dir.display()
-            );
+            eprintln!("tandem: {}", no_agent(&socket, &e));
             ExitCode::from(INVALID)
         }
     }
 }
 
-fn status(state_dir: &Path, json: bool) -> ExitCode {
-    let state = tandem::up::dirs::StateDir::new(state_dir);
-    let answer = match tandem::up::control::request(&state.socket(), "status") {
+/// What to say when no agent answers on `socket`.
+fn no_agent(socket: &Path, e: &dyn std::fmt::Display) -> String {
+    format!(
+        "no `tandem up` answers on {} ({e}); give the --state-dir (or --runtime-dir) it was \
+         started with; for the service, `systemctl status tandem` says whether it runs",
+        socket.display()
+    )
+}
+
+fn status(agent: &AgentDirs, json: bool) -> ExitCode {
+    let socket = agent.socket();
+    let answer = match tandem::up::control::request(&socket, "status") {
         Ok(answer) => answer,
         Err(e) => {
-            eprintln!(
-                "tandem: no `tandem up` answers on {} ({e}); is it running with --state-dir {}?",
-                state.socket().display(),
-                state_dir.display()
-            );
+            eprintln!("tandem: {}", no_agent(&socket, &e));
             return ExitCode::from(INVALID);
         }
     };

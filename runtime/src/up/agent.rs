@@ -217,8 +217,10 @@ async fn serve(
     let (request_tx, request_rx) = unbounded_channel::<Envelope>();
     let socket = config.state.socket();
     let _ = std::fs::remove_file(&socket);
-    // In a 0700 directory, so no one else can reach it before it is narrowed.
-    let bound = tokio::net::UnixListener::bind(&socket)
+    // In a 0700 directory (the state directory, or the runtime directory
+    // made here), so no one else can reach it before it is narrowed.
+    let bound = crate::private::create_dir(config.state.socket_dir())
+        .and_then(|()| tokio::net::UnixListener::bind(&socket))
         .and_then(|l| crate::private::restrict(&socket).map(|()| l));
     match bound {
         Ok(listener) => {

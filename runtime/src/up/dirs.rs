@@ -27,16 +27,36 @@ use tandem_core::ha::Color;
 use crate::checkpoint::{Checkpoint, CheckpointStore};
 use crate::net::{CaError, Identity, SiteCa, SiteTrust};
 
+/// The state directory when none is given: in the working directory.
+pub const DEFAULT_STATE_DIR: &str = ".tandem";
+/// Where the packaged service keeps its control socket
+/// (`RuntimeDirectory=tandem` in packaging/tandem.service).
+pub const SERVICE_RUNTIME_DIR: &str = "/run/tandem";
+/// The control socket's name in its directory.
+const SOCKET: &str = "agent.sock";
+
 /// Paths inside one state directory.
 #[derive(Clone, Debug)]
 pub struct StateDir {
     root: PathBuf,
+    /// Where the control socket lives, when not in `root`.
+    runtime: Option<PathBuf>,
 }
 
 impl StateDir {
     /// The state directory at `root` (created on demand).
     pub fn new(root: impl Into<PathBuf>) -> StateDir {
-        StateDir { root: root.into() }
+        StateDir {
+            root: root.into(),
+            runtime: None,
+        }
+    }
+
+    /// Puts the control socket in `dir` (created on demand, 0700) instead
+    /// of the state directory; `None` leaves it there.
+    pub fn with_runtime_dir(mut self, dir: Option<PathBuf>) -> StateDir {
+        self.runtime = dir;
+        self
     }
 
     /// The directory itself.
@@ -44,9 +64,14 @@ impl StateDir {
         &self.root
     }
 
+    /// The directory of the control socket.
+    pub fn socket_dir(&self) -> &Path {
+        self.runtime.as_deref().unwrap_or(&self.root)
+    }
+
     /// The agent's control socket.
     pub fn socket(&self) -> PathBuf {
-        self.root.join("agent.sock")
+        self.socket_dir().join(SOCKET)
     }
 
     /// Where the site CA lives.
@@ -205,6 +230,28 @@ impl StateDir {
     }
 }
 
+/// The control socket a command such as `tandem status` asks: in the
+/// runtime directory when one is given, else in the state directory when
+/// one is given; with neither, `.tandem/agent.sock` when it `exists`, else
+/// the packaged service's (`/run/tandem/agent.sock`) when that exists, else
+/// `.tandem/agent.sock` (for the message that nothing answers there).
+pub fn locate_socket(
+    state_dir: Option<&Path>,
+    runtime_dir: Option<&Path>,
+    exists: impl Fn(&Path) -> bool,
+) -> PathBuf {
+    if let Some(dir) = runtime_dir.or(state_dir) {
+        return dir.join(SOCKET);
+    }
+    let local = Path::new(DEFAULT_STATE_DIR).join(SOCKET);
+    let service = Path::new(SERVICE_RUNTIME_DIR).join(SOCKET);
+    if !exists(&local) && exists(&service) {
+        service
+    } else {
+        local
+    }
+}
+
 fn read(path: &Path) -> Result<String, CaError> {
     std::fs::read_to_string(path).map_err(|source| CaError::Io {
         action: "read",
@@ -241,9 +288,15 @@ mod tests {
         let all = |_: &Path| true;
         let state = Some(Path::new("s"));
         let runtime = Some(Path::new("r"));
-        assert_eq!(locate_socket(state, runtime, all), Path::new("r/agent.sock"));
+        assert_eq!(
+            locate_socket(state, runtime, all),
+            Path::new("r/agent.sock")
+        );
         assert_eq!(locate_socket(state, None, all), Path::new("s/agent.sock"));
-        assert_eq!(locate_socket(None, runtime, none), Path::new("r/agent.sock"));
+        assert_eq!(
+            locate_socket(None, runtime, none),
+            Path::new("r/agent.sock")
+        );
         // Neither given: the working directory's agent, else the service's.
         let local = Path::new(".tandem/agent.sock");
         assert_eq!(locate_socket(None, None, all), local);
