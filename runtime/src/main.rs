@@ -744,7 +744,7 @@ fn run(
     if let Err(e) = ctrlc::set_handler(move || {
         let _ = interrupt_tx.try_send(());
     }) {
-        eprintln!("tandem: cannot install the Ctrl-C handler: {e}");
+        eprintln!("tandem: cannot install the handler of Ctrl-C and SIGTERM: {e}");
     }
     let started = std::time::Instant::now();
     let cpu_before = tandem::cpu::process_cpu_time();
@@ -843,7 +843,7 @@ fn run(
     }
     crossbeam_channel::select! {
         recv(interrupt) -> _ => {
-            eprintln!("tandem: second Ctrl-C: exiting without draining");
+            eprintln!("tandem: second stop signal: exiting without draining");
             return ExitCode::from(130);
         }
         recv(topology.finished()) -> _ => {}

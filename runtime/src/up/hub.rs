@@ -219,7 +219,7 @@ impl Hub {
                 biased;
                 Some(()) = stop.recv() => {
                     if stopping.is_some() {
-                        self.log("second Ctrl-C: exiting without draining");
+                        self.log("second stop signal: exiting without draining");
                         self.kill_all();
                         std::process::exit(130);
                     }
@@ -550,6 +550,10 @@ impl Hub {
         #[cfg(target_os = "linux")]
         {
             use std::os::unix::process::CommandExt as _;
+            // A process group of its own (setpgid(0, 0)): a terminal's
+            // Ctrl-C reaches the agent only, and the instance stops when the
+            // agent has drained it and closes its link.
+            command.process_group(0);
             // SAFETY: prctl is async-signal-safe; it only sets a flag of the child.
             unsafe {
                 command.pre_exec(|| {
