@@ -12,6 +12,7 @@ pub mod net;
 mod node;
 pub mod private;
 pub mod ring;
+pub mod service;
 pub mod stats;
 mod sync;
 pub mod topology;

@@ -80,6 +80,8 @@ pub(super) struct Hub {
     pub(super) divergence_logged: usize,
     pub(super) hashes: Option<(u64, u64, u64)>,
     pub(super) tty: bool,
+    /// What systemd is told: ready, watchdog pings, stopping.
+    pub(super) service: crate::service::Notifier,
 }
 
 impl Hub {
@@ -162,6 +164,7 @@ impl Hub {
             divergence_logged: 0,
             hashes: None,
             tty: std::io::stderr().is_terminal(),
+            service: crate::service::Notifier::from_env(),
         }
     }
 
@@ -195,6 +198,9 @@ impl Hub {
         let mut input_ended = false;
         let mut final_barrier: Option<u64> = None;
         loop {
+            // Fed on every turn, not on the tick, which a burst of frames
+            // can hold off: only a loop that stops turning starves it.
+            self.service.tick(Instant::now());
             // Pings and deadlines first: with a burst of frames always ready
             // (an instance catching up), the biased select below would
             // never reach the timeout branch.
@@ -224,6 +230,7 @@ impl Hub {
                         std::process::exit(130);
                     }
                     self.log("stopping: draining in-flight records, taking a last checkpoint");
+                    self.service.stopping("draining in-flight records, taking a last checkpoint");
                     stopping = Some(Instant::now());
                     ingress_topology.stop();
                 }
@@ -254,6 +261,12 @@ impl Hub {
                     }
                     self.poll_children();
                     self.upgrade_tick();
+                    // Ready once the gateway is redundant (docs/service.md).
+                    if !self.service.is_ready()
+                        && Color::BOTH.iter().all(|&c| self.sup.role(c) == Some(Role::Serving))
+                    {
+                        self.service.ready("blue and green serving");
+                    }
                     if last_checkpoint.elapsed() >= self.checkpoint_every && stopping.is_none() {
                         last_checkpoint = Instant::now();
                         if Color::BOTH.iter().any(|&c| self.sup.is_live(c)) {
@@ -547,6 +560,9 @@ impl Hub {
             .arg(&release.file)
             .stdin(Stdio::null())
             .stdout(Stdio::null());
+        for var in crate::service::INHERITED {
+            command.env_remove(var);
+        }
         #[cfg(target_os = "linux")]
         {
             use std::os::unix::process::CommandExt as _;
