@@ -750,8 +750,11 @@ fn a_restarted_agent_resumes_from_the_newest_checkpoint() {
     assert!(at.value > 0.0, "{at:?}");
     // New input is numbered above anything the first run may have emitted.
     let emitted = before.iter().map(|r| r.seq).max().unwrap();
-    assert!(after[0].seq > emitted, "{:?} reuses a number
-{log}", after[0]);
+    assert!(
+        after[0].seq > emitted,
+        "{:?} reuses a number\n{log}",
+        after[0]
+    );
     assert!(
         after[0].value >= at.value,
         "the energy total restarted from {:?}, below {at:?} at the checkpoint",
@@ -797,8 +800,11 @@ fn a_corrupt_newest_checkpoint_is_refused_by_name_and_the_one_before_used() {
         .map(|r| r.seq)
         .max()
         .unwrap();
-    assert!(after[0].seq > emitted, "{:?} reuses a number
-{log}", after[0]);
+    assert!(
+        after[0].seq > emitted,
+        "{:?} reuses a number\n{log}",
+        after[0]
+    );
     let (exit, log) = up.interrupt();
     assert!(exit.success(), "{exit}\n{log}");
 }
