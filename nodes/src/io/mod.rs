@@ -15,11 +15,13 @@
 //! | `stdout` | sink | [`stdout`] |
 //! | `file` | sink | [`file`] |
 //! | `count` | sink | [`count`] |
+//! | `mqtt` | sink | [`mqtt`] (through a [`spool`]) |
 
 pub mod count;
 pub mod csv;
 pub mod file;
 pub mod lines;
+pub mod mqtt;
 pub mod sim;
 pub mod sim_battery;
 pub mod sim_ev;
@@ -43,6 +45,7 @@ pub static KINDS: &[&KindSpec] = &[
     &file::KIND,
     &count::KIND,
     &toggles::KIND,
+    &mqtt::KIND,
 ];
 
 /// The load-time checks of these kinds. The others refuse nothing that
@@ -51,6 +54,7 @@ pub static KINDS: &[&KindSpec] = &[
 pub static CHECKS: &[(&KindSpec, Check)] = &[
     (&synthetic::KIND, synthetic::check),
     (&toggles::KIND, check_toggles),
+    (&mqtt::KIND, mqtt::check),
 ];
 
 /// Building a `toggles` source touches nothing (it makes the channel that
@@ -132,10 +136,10 @@ mod tests {
         ] {
             assert!(sources.contains(&name), "source {name}");
         }
-        for name in ["stdout", "file", "count"] {
+        for name in ["stdout", "file", "count", "mqtt"] {
             assert!(sinks.contains(&name), "sink {name}");
         }
-        assert_eq!(KINDS.len(), 9);
+        assert_eq!(KINDS.len(), 10);
     }
 
     #[test]
