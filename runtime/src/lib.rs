@@ -7,6 +7,7 @@ pub mod checkpoint;
 pub mod cpu;
 pub mod ctl;
 pub mod graph_file;
+pub mod metrics;
 pub mod ingress;
 pub mod net;
 mod node;

@@ -117,6 +117,10 @@ enum Command {
         /// Sinks, and so devices, never receive shadow output.
         #[arg(long)]
         shadow_log: Option<PathBuf>,
+        /// Serve Prometheus metrics at http://ADDR/metrics, with /livez
+        /// and /readyz (such as 127.0.0.1:9464); off when absent.
+        #[arg(long, env = "TANDEM_METRICS", value_name = "ADDR")]
+        metrics: Option<std::net::SocketAddr>,
     },
     /// Show what a running `tandem up` is doing: each instance's role,
     /// process, version, lag and rate, and the divergence count.
@@ -353,6 +357,7 @@ fn main() -> ExitCode {
             batch,
             binary,
             shadow_log,
+            metrics,
         } => up(
             &file,
             UpOptions {
@@ -364,6 +369,7 @@ fn main() -> ExitCode {
                 batch: batch as usize,
                 binary,
                 shadow_log,
+                metrics,
             },
         ),
         Command::Status { agent, json } => status(&agent, json),
@@ -419,6 +425,7 @@ struct UpOptions {
     batch: usize,
     binary: Option<PathBuf>,
     shadow_log: Option<PathBuf>,
+    metrics: Option<std::net::SocketAddr>,
 }
 
 /// Loads a graph and cuts it for 1+1; errors are printed.
@@ -473,7 +480,7 @@ fn up(file: &Path, options: UpOptions) -> ExitCode {
         egress: Default::default(),
         shadow_log: options.shadow_log,
     };
-    match tandem::up::agent::run(config) {
+    match tandem::up::agent::run_with_metrics(config, options.metrics) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tandem: {e}");

@@ -1,6 +1,7 @@
 //! Per-node metrics: records in and out, drops, ring high-water mark, and
 //! processing latency in an hdrhistogram.
 
+use crate::metrics::live::LiveNode;
 use crate::ring::RingCounters;
 use hdrhistogram::Histogram;
 use std::fmt::Write as _;
@@ -27,6 +28,8 @@ pub struct NodeStats {
     pub latency_ns: Histogram<u64>,
     /// Counters of the rings into this node.
     pub(crate) rings_in: Vec<Arc<RingCounters>>,
+    /// The same figures, for readers on other threads while the node runs.
+    live: Arc<LiveNode>,
 }
 
 impl NodeStats {
@@ -43,12 +46,24 @@ impl NodeStats {
             latency_ns: Histogram::new_with_bounds(1, 60_000_000_000, 3)
                 .expect("constant histogram bounds are valid"),
             rings_in: Vec::new(),
+            live: LiveNode::register(id, role),
         }
     }
 
-    /// Records the duration of one call.
+    /// Records the duration of one call, and publishes the figures as of
+    /// the call before it (the callers count a call's records after timing
+    /// it) to [`crate::metrics::live`].
     pub(crate) fn record_latency(&mut self, nanos: u64) {
         self.latency_ns.saturating_record(nanos.max(1));
+        self.live.record_latency(nanos.max(1));
+        let high_water = u64::try_from(self.high_water()).unwrap_or(u64::MAX);
+        self.live.store(
+            self.records_in,
+            self.records_out,
+            self.errors,
+            self.drops(),
+            high_water,
+        );
     }
 
     /// Records dropped by overflow policies on the rings into this node.

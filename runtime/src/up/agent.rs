@@ -86,7 +86,16 @@ const CONN_EVENTS: usize = 1024;
 pub(super) const EGRESS_BATCHES: usize = 1024;
 
 /// Runs the agent until Ctrl-C, `--for`, or the end of the input.
-pub fn run(mut config: AgentConfig) -> Result<(), String> {
+pub fn run(config: AgentConfig) -> Result<(), String> {
+    run_with_metrics(config, None)
+}
+
+/// [`run`], serving Prometheus text, `/livez` and `/readyz` at `metrics`
+/// when given (`tandem up --metrics`; docs/metrics.md).
+pub fn run_with_metrics(
+    mut config: AgentConfig,
+    metrics: Option<SocketAddr>,
+) -> Result<(), String> {
     let _lock = config.state.lock()?;
     let ca = config
         .state
@@ -127,7 +136,7 @@ pub fn run(mut config: AgentConfig) -> Result<(), String> {
         .build()
         .map_err(|e| format!("cannot start the network runtime: {e}"))?;
     let egress = std::mem::take(&mut config.egress);
-    runtime.block_on(serve(config, numbering, egress))
+    runtime.block_on(serve(config, numbering, egress, metrics))
 }
 
 pub(super) enum Ingress {
@@ -139,6 +148,7 @@ async fn serve(
     config: AgentConfig,
     numbering: Reservation,
     mut attached: Attached,
+    metrics: Option<SocketAddr>,
 ) -> Result<(), String> {
     let after = numbering.after();
     let identity = config.state.identity("agent").map_err(|e| e.to_string())?;
@@ -215,6 +225,20 @@ async fn serve(
     tokio::spawn(accept(server.clone(), conn_tx, origin));
 
     let (request_tx, request_rx) = unbounded_channel::<Envelope>();
+    let board = crate::metrics::board();
+    if let Some(addr) = metrics {
+        let listener = crate::metrics::http::bind(addr).await?;
+        let bound = listener.local_addr().unwrap_or(addr);
+        board.set_endpoint(bound);
+        eprintln!("tandem: metrics on http://{bound}/metrics (and /livez, /readyz)");
+        let endpoint = crate::metrics::http::Endpoint {
+            board: board.clone(),
+            hub: request_tx.clone(),
+        };
+        tokio::spawn(crate::metrics::http::serve(listener, endpoint));
+    }
+    let state_root = config.state.root().to_path_buf();
+    tokio::spawn(crate::metrics::collect::run(board.clone(), state_root));
     let socket = config.state.socket();
     let _ = std::fs::remove_file(&socket);
     // In a 0700 directory (the state directory, or the runtime directory
@@ -241,6 +265,7 @@ async fn serve(
 
     let mut hub = Hub::new(&config, addr, after, stats);
     hub.origin = origin;
+    hub.board = board;
     hub.toggle_positions = positions;
     hub.toggles = toggles.into_iter().map(|(id, sw, _)| (id, sw)).collect();
     eprintln!(

@@ -79,6 +79,8 @@ pub(super) struct Hub {
     pub(super) sent_frontier: Seq,
     pub(super) divergence_logged: usize,
     pub(super) hashes: Option<(u64, u64, u64)>,
+    /// Its heartbeat and the node figures, shared with the metrics endpoint.
+    pub(super) board: Arc<crate::metrics::Board>,
     pub(super) tty: bool,
     /// What systemd is told: ready, watchdog pings, stopping.
     pub(super) service: crate::service::Notifier,
@@ -163,6 +165,7 @@ impl Hub {
             sent_frontier: Seq::ZERO,
             divergence_logged: 0,
             hashes: None,
+            board: crate::metrics::board(),
             tty: std::io::stderr().is_terminal(),
             service: crate::service::Notifier::from_env(),
         }
@@ -201,6 +204,7 @@ impl Hub {
             // Fed on every turn, not on the tick, which a burst of frames
             // can hold off: only a loop that stops turning starves it.
             self.service.tick(Instant::now());
+            self.board.beat();
             // Pings and deadlines first: with a burst of frames always ready
             // (an instance catching up), the biased select below would
             // never reach the timeout branch.
@@ -733,6 +737,7 @@ impl Hub {
             last_barrier: self.hashes,
             bad_frames: self.net.bad_frames(),
             refused: self.net.refused(),
+            observed: self.board.observed(),
             toggles: self
                 .toggle_positions
                 .iter()

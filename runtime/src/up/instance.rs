@@ -254,6 +254,15 @@ async fn serve(config: InstanceConfig) -> Result<(), String> {
         }
         budget.close();
     });
+    // Vertex figures, for the agent's collector (see `crate::metrics::feed`).
+    let figures = crate::metrics::feed::socket_path(config.state.root(), config.color);
+    if let Err(e) = crate::metrics::feed::serve_vertices(figures.clone()) {
+        eprintln!(
+            "tandem {}: {}: cannot answer for vertex figures ({e}); the agent shows none",
+            config.color,
+            figures.display()
+        );
+    }
     let processed = Arc::new(AtomicU64::new(0));
     // Bounded, and so is the relay after it: an instance behind stops
     // reading its link, QUIC's flow control holds the agent's writer, and

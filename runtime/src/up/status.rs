@@ -53,6 +53,9 @@ pub struct Status {
     pub upgrade: Value,
     /// Each feature toggle and whether it was last switched on.
     pub toggles: Vec<(String, bool)>,
+    /// Node figures, spools, the metrics endpoint (`nodes`, `spools`,
+    /// `metrics`, `build`; docs/metrics.md).
+    pub observed: crate::metrics::Observed,
 }
 
 impl Status {
@@ -82,7 +85,7 @@ impl Status {
                 "equal": blue == green,
             })
         });
-        json!({
+        let mut status = json!({
             "graph": self.graph,
             "agent_pid": self.agent_pid,
             "listen": self.listen.to_string(),
@@ -100,8 +103,11 @@ impl Status {
                 .iter()
                 .map(|(name, on)| (name.clone(), Value::from(if *on { "on" } else { "off" })))
                 .collect::<serde_json::Map<String, Value>>(),
-        })
-        .to_string()
+        });
+        if let Some(fields) = status.as_object_mut() {
+            self.observed.extend(fields);
+        }
+        status.to_string()
     }
 
     /// One line for a terminal.
