@@ -16,6 +16,7 @@ pub mod ring;
 pub mod service;
 pub mod stats;
 mod sync;
+pub mod top;
 pub mod topology;
 pub mod up;
 mod worker;

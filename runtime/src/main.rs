@@ -96,6 +96,10 @@ enum Command {
         /// The control socket lives here instead (a service: /run/tandem).
         #[arg(long, env = "TANDEM_RUNTIME_DIR")]
         runtime_dir: Option<PathBuf>,
+        /// Bundle trust (keys/TRACK/*.pub, tracks.toml) and the gateway's
+        /// identity (gateway.toml) for `tandem install` (docs/bundles.md).
+        #[arg(long, env = "TANDEM_CONFIG_DIR", default_value = tandem::bundle::trust::DEFAULT_CONFIG_DIR)]
+        config_dir: PathBuf,
         /// Stop after this long (such as 30s).
         #[arg(long = "for", value_parser = duration_arg)]
         run_for: Option<Duration>,
@@ -175,6 +179,16 @@ enum Command {
         #[command(flatten)]
         agent: AgentDirs,
     },
+    /// A live view of a running `tandem up`: instances with their role,
+    /// lag, rate and restarts; each source, vertex and sink with its rates
+    /// and latency; divergence and the upgrade phase. `q` quits.
+    Top {
+        #[command(flatten)]
+        agent: AgentDirs,
+        /// How often the view is refreshed.
+        #[arg(long, value_parser = duration_arg, default_value = "1s")]
+        every: Duration,
+    },
     /// One instance of `tandem up` (started by the agent).
     #[command(hide = true)]
     Instance {
@@ -209,11 +223,144 @@ enum Command {
         #[arg(long)]
         allow_drop: bool,
     },
+    /// Make, sign and check bundles: signed archives of a graph (and a
+    /// runtime binary) that `tandem install` upgrades a gateway to
+    /// (docs/bundles.md).
+    Bundle {
+        #[command(subcommand)]
+        action: BundleCommand,
+    },
+    /// Install a bundle on a running `tandem up` (a live upgrade, after
+    /// every check; refused with the reason and nothing changed otherwise),
+    /// or record a signed revocation.
+    Install {
+        /// The bundle or revocation file.
+        file: PathBuf,
+        #[command(flatten)]
+        agent: AgentDirs,
+    },
+    /// The fleet controller: enrol gateways, roll bundles out to tracks
+    /// in waves, serve the fleet's web page (docs/fleet.md).
+    Ctl {
+        #[command(subcommand)]
+        action: tandem::ctl::cli::CtlCommand,
+    },
     /// List the kinds of sources, vertices and sinks, with their parameters.
     Kinds {
         /// Show only this kind.
         name: Option<String>,
     },
+}
+
+/// `tandem bundle ...`.
+#[derive(Debug, Subcommand)]
+enum BundleCommand {
+    /// Make a signing key pair: NAME.key (secret, 0600) and NAME.pub.
+    Keygen {
+        /// The key's name.
+        name: String,
+        /// Where to write the two files.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Build an unsigned bundle of a graph (and a binary).
+    Build {
+        /// The graph the upgrade runs.
+        #[arg(long)]
+        graph: PathBuf,
+        /// Further graph files to carry.
+        #[arg(long = "with-graph")]
+        extra_graphs: Vec<PathBuf>,
+        /// A tandem executable the new instances run.
+        #[arg(long)]
+        binary: Option<PathBuf>,
+        /// The bundle's name (its versions replace each other).
+        #[arg(long)]
+        name: String,
+        /// Its semantic version (such as 1.2.0).
+        #[arg(long = "version")]
+        bundle_version: String,
+        /// The release track whose keys sign it.
+        #[arg(long, default_value = "stable")]
+        track: String,
+        /// Expiry, UTC (2027-01-31T00:00:00Z); default: --expires-in from now.
+        #[arg(long, conflicts_with = "expires_in")]
+        expires: Option<String>,
+        /// Expiry from now, in days (90d) or a duration.
+        #[arg(long, default_value = "90d")]
+        expires_in: String,
+        /// A hardware id it is for (repeat; default any).
+        #[arg(long = "hardware", default_value = "*")]
+        hardware: Vec<String>,
+        /// A site id it is for (repeat; default any).
+        #[arg(long = "site", default_value = "*")]
+        sites: Vec<String>,
+        /// A bundle that must be installed (`battery-graph >= 2.14`; repeat).
+        #[arg(long)]
+        depends: Vec<String>,
+        /// A bundle that must not be installed (repeat).
+        #[arg(long)]
+        conflicts: Vec<String>,
+        /// The oldest runtime it runs on.
+        #[arg(long)]
+        min_runtime: Option<String>,
+        /// The bundle file to write.
+        #[arg(long, short)]
+        output: PathBuf,
+    },
+    /// Add a signature to a bundle or revocation, in place.
+    Sign {
+        /// The file.
+        file: PathBuf,
+        /// The secret key (NAME.key).
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Check a bundle as a gateway would, now. Exit 0 accepted, 1 refused.
+    Verify {
+        /// The bundle or revocation.
+        file: PathBuf,
+        #[command(flatten)]
+        gateway: GatewayDirs,
+    },
+    /// Show what a bundle holds and why a gateway would refuse it.
+    Inspect {
+        /// The bundle or revocation.
+        file: PathBuf,
+        #[command(flatten)]
+        gateway: GatewayDirs,
+    },
+    /// Write a signed revocation of one version of a bundle.
+    Revoke {
+        /// The bundle's name.
+        name: String,
+        /// The version to revoke.
+        #[arg(value_name = "VERSION")]
+        revoked: String,
+        /// The secret key that signs it (add more with `tandem bundle sign`).
+        #[arg(long)]
+        key: PathBuf,
+        /// The track whose keys sign it.
+        #[arg(long, default_value = "stable")]
+        track: String,
+        /// Why, for people.
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// The file to write.
+        #[arg(long, short)]
+        output: PathBuf,
+    },
+}
+
+/// Whose trust and state `tandem bundle verify|inspect` check against.
+#[derive(Debug, clap::Args)]
+struct GatewayDirs {
+    /// The gateway's config directory (trusted keys, tracks, identity).
+    #[arg(long, env = "TANDEM_CONFIG_DIR", default_value = tandem::bundle::trust::DEFAULT_CONFIG_DIR)]
+    config_dir: PathBuf,
+    /// Its state directory (the anti-rollback floor and revocations).
+    #[arg(long, env = "TANDEM_STATE_DIR", default_value = tandem::up::dirs::DEFAULT_STATE_DIR)]
+    state_dir: PathBuf,
 }
 
 /// Where a command finds the control socket of a running `tandem up`.
@@ -351,6 +498,7 @@ fn main() -> ExitCode {
             file,
             state_dir,
             runtime_dir,
+            config_dir,
             run_for,
             listen,
             checkpoint_every,
@@ -363,6 +511,7 @@ fn main() -> ExitCode {
             UpOptions {
                 state_dir,
                 runtime_dir,
+                config_dir,
                 run_for,
                 listen,
                 checkpoint_every,
@@ -373,6 +522,13 @@ fn main() -> ExitCode {
             },
         ),
         Command::Status { agent, json } => status(&agent, json),
+        Command::Top { agent, every } => match tandem::top::run(&agent.socket(), every) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("tandem: {e}");
+                ExitCode::from(INVALID)
+            }
+        },
         Command::Upgrade {
             new,
             agent,
@@ -393,6 +549,11 @@ fn main() -> ExitCode {
                 phase_timeout.as_millis()
             );
             ask_agent(&agent, &line)
+        }
+        Command::Bundle { action } => bundle(action),
+        Command::Install { file, agent } => {
+            let absolute = std::fs::canonicalize(&file).unwrap_or(file);
+            ask_agent(&agent, &format!("install\t{}", absolute.display()))
         }
         Command::Rollback { agent } => ask_agent(&agent, "rollback"),
         Command::Toggle { name, state, agent } => {
@@ -419,6 +580,7 @@ fn main() -> ExitCode {
 struct UpOptions {
     state_dir: PathBuf,
     runtime_dir: Option<PathBuf>,
+    config_dir: PathBuf,
     run_for: Option<Duration>,
     listen: std::net::SocketAddr,
     checkpoint_every: Duration,
@@ -467,7 +629,8 @@ fn up(file: &Path, options: UpOptions) -> ExitCode {
         split,
         ha: loaded.ha.clone(),
         state: tandem::up::dirs::StateDir::new(options.state_dir)
-            .with_runtime_dir(options.runtime_dir),
+            .with_runtime_dir(options.runtime_dir)
+            .with_config_dir(Some(options.config_dir)),
         listen: options.listen,
         checkpoint_every: options.checkpoint_every,
         run_for: options.run_for,
@@ -899,6 +1062,157 @@ fn checkpoint(topology: &mut Topology, store: &mut CheckpointStore, stamp: &Grap
         }
         Err(e) => eprintln!("tandem: checkpoint skipped: {e}"),
     }
+}
+
+/// `tandem bundle ...`: prints what was done; exit 1 with the reason otherwise.
+fn bundle(action: BundleCommand) -> ExitCode {
+    use tandem::bundle::command;
+    let done = match action {
+        BundleCommand::Keygen { name, dir } => command::keygen(&name, &dir),
+        BundleCommand::Build {
+            graph,
+            extra_graphs,
+            binary,
+            name,
+            bundle_version,
+            track,
+            expires,
+            expires_in,
+            hardware,
+            sites,
+            depends,
+            conflicts,
+            min_runtime,
+            output,
+        } => bundle_spec(BundleArgs {
+            graph,
+            extra_graphs,
+            binary,
+            name,
+            version: bundle_version,
+            track,
+            expires,
+            expires_in,
+            hardware,
+            sites,
+            depends,
+            conflicts,
+            min_runtime,
+        })
+        .and_then(|spec| command::build(&spec, &output)),
+        BundleCommand::Sign { file, key } => command::sign(&file, &key),
+        BundleCommand::Verify { file, gateway } => {
+            command::verify(&file, &gateway.config_dir, &gateway.state_dir)
+        }
+        BundleCommand::Inspect { file, gateway } => {
+            command::inspect(&file, &gateway.config_dir, &gateway.state_dir)
+        }
+        BundleCommand::Revoke {
+            name,
+            revoked,
+            key,
+            track,
+            reason,
+            output,
+        } => revocation(&name, &revoked, &track, reason)
+            .and_then(|r| command::revoke(&r, &key, &output)),
+    };
+    match done {
+        Ok(text) => {
+            outln!("{}", text.trim_end());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("tandem: {e}");
+            ExitCode::from(INVALID)
+        }
+    }
+}
+
+/// The arguments of `tandem bundle build`, as given.
+struct BundleArgs {
+    graph: PathBuf,
+    extra_graphs: Vec<PathBuf>,
+    binary: Option<PathBuf>,
+    name: String,
+    version: String,
+    track: String,
+    expires: Option<String>,
+    expires_in: String,
+    hardware: Vec<String>,
+    sites: Vec<String>,
+    depends: Vec<String>,
+    conflicts: Vec<String>,
+    min_runtime: Option<String>,
+}
+
+fn bundle_name(what: &str, text: &str) -> Result<tandem::bundle::manifest::Name, String> {
+    tandem::bundle::manifest::Name::parse(text).ok_or_else(|| {
+        format!("`{text}` is not a {what} name; use a-z, 0-9, `.`, `_` and `-`")
+    })
+}
+
+fn semver_arg(what: &str, text: &str) -> Result<semver::Version, String> {
+    semver::Version::parse(text)
+        .map_err(|_| format!("{what} `{text}` is not a semantic version; use e.g. 1.2.0"))
+}
+
+fn bundle_spec(a: BundleArgs) -> Result<tandem::bundle::build::BuildSpec, String> {
+    use tandem::bundle::manifest::Constraint;
+    use tandem::bundle::UnixTime;
+    let expires = match &a.expires {
+        Some(at) => UnixTime::parse_rfc3339(at)
+            .ok_or_else(|| format!("--expires `{at}` is not a UTC time such as 2027-01-31T00:00:00Z"))?,
+        None => {
+            let secs = match a.expires_in.strip_suffix('d').map(str::parse::<u64>) {
+                Some(Ok(days)) => days.saturating_mul(86_400),
+                _ => duration_arg(&a.expires_in)?.as_secs(),
+            };
+            // The wall clock, read once for this build.
+            UnixTime::now().plus(secs)
+        }
+    };
+    let constraints = |list: &[String]| {
+        list.iter()
+            .map(|c| {
+                Constraint::parse(c).ok_or_else(|| {
+                    format!("`{c}` is not a constraint; use a bundle name and an optional requirement such as `battery-graph >= 2.14`")
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+    };
+    Ok(tandem::bundle::build::BuildSpec {
+        name: bundle_name("bundle", &a.name)?,
+        version: semver_arg("--version", &a.version)?,
+        track: bundle_name("track", &a.track)?,
+        expires,
+        hardware: a.hardware,
+        sites: a.sites,
+        min_runtime: a
+            .min_runtime
+            .as_deref()
+            .map(|v| semver_arg("--min-runtime", v))
+            .transpose()?,
+        depends: constraints(&a.depends)?,
+        conflicts: constraints(&a.conflicts)?,
+        graph: a.graph,
+        extra_graphs: a.extra_graphs,
+        binary: a.binary,
+    })
+}
+
+fn revocation(
+    name: &str,
+    version: &str,
+    track: &str,
+    reason: String,
+) -> Result<tandem::bundle::revocation::Revocation, String> {
+    Ok(tandem::bundle::revocation::Revocation {
+        name: bundle_name("bundle", name)?,
+        version: semver_arg("the version", version)?,
+        track: bundle_name("track", track)?,
+        reason,
+    })
 }
 
 fn kinds(only: Option<&str>) -> ExitCode {

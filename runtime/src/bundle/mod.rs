@@ -22,6 +22,7 @@
 
 pub mod archive;
 pub mod build;
+pub mod command;
 pub mod floor;
 mod hex;
 pub mod install;

@@ -34,6 +34,8 @@ pub const MAX_CONNECTIONS: usize = 32;
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long reading the files an upgrade names may take.
 pub const FILE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long checking and unpacking a bundle may take.
+pub const INSTALL_TIMEOUT: Duration = Duration::from_secs(120);
 /// The longest request line.
 const MAX_REQUEST_BYTES: u64 = 4096;
 
@@ -53,6 +55,24 @@ pub enum Request {
         /// On or off.
         on: bool,
     },
+    /// Where bundles go and whom they must be signed by: asked before a
+    /// bundle is checked off the hub's loop (the answer goes to the sender).
+    Gateway(oneshot::Sender<crate::bundle::Gateway>),
+    /// Install a bundle or record a revocation, checked (and a bundle
+    /// unpacked) off the hub's loop; or the refusal, to record.
+    Install(Box<InstallRequest>),
+}
+
+/// A bundle or revocation that `tandem install` (or a controller's push)
+/// named, after its checks.
+#[derive(Debug)]
+pub struct InstallRequest {
+    /// The file, as named.
+    pub file: PathBuf,
+    /// Accepted and unpacked, or why not.
+    pub prepared: Result<crate::bundle::Prepared, String>,
+    /// The bundle's `NAME VERSION` when known, else the file (for the history).
+    pub what: String,
 }
 
 /// An upgrade whose files were read and checked before it reached the hub.
@@ -160,7 +180,7 @@ async fn connection(
         _ => return,
     }
     asked.store(true, Ordering::Relaxed);
-    let answer = match parse(line.trim()).await {
+    let answer = match parse(line.trim(), &requests).await {
         Ok(request) => {
             // The status is JSON, answered as it is; the rest are lines for people.
             let json = matches!(request, Request::Status);
@@ -182,11 +202,19 @@ async fn connection(
 }
 
 /// Parses a request line: `status`; `rollback`; `toggle NAME on|off`;
-/// `upgrade FILE [PROGRAM [SUPERVISE_MS [RECORDS [PHASE_TIMEOUT_MS]]]]`,
-/// tab-separated, empty fields for defaults.
-async fn parse(line: &str) -> Result<Request, String> {
+/// `upgrade FILE [PROGRAM [SUPERVISE_MS [RECORDS [PHASE_TIMEOUT_MS]]]]`;
+/// `install FILE`; tab-separated, empty fields for defaults.
+async fn parse(line: &str, requests: &mpsc::UnboundedSender<Envelope>) -> Result<Request, String> {
     let mut words = line.split('\t');
     match words.next() {
+        Some("install") => {
+            let file = words
+                .next()
+                .filter(|f| !f.is_empty())
+                .map(PathBuf::from)
+                .ok_or("install needs a bundle or revocation file")?;
+            prepare_install(requests, file).await
+        }
         Some("status") => Ok(Request::Status),
         Some("rollback") => Ok(Request::Rollback),
         Some("toggle") => {
@@ -236,7 +264,7 @@ async fn parse(line: &str) -> Result<Request, String> {
             })))
         }
         _ => Err(format!(
-            "unknown request `{line}`; the agent takes `status`, `upgrade`, `rollback` and `toggle`"
+            "unknown request `{line}`; the agent takes `status`, `upgrade`, `rollback`, `toggle` and `install`"
         )),
     }
 }
@@ -249,6 +277,74 @@ fn optional(word: Option<&str>, what: &str) -> Result<Option<u64>, String> {
             .map_err(|_| format!("`{n}` is not a number of {what}")),
         None => Ok(None),
     }
+}
+
+/// Checks a bundle or revocation off the hub's loop (the gateway's paths
+/// asked from the hub, the file verified and unpacked by a blocking task)
+/// and makes the request that hands it, or its refusal, to the hub.
+async fn prepare_install(
+    requests: &mpsc::UnboundedSender<Envelope>,
+    file: PathBuf,
+) -> Result<Request, String> {
+    const STOPPING: &str = "the agent is stopping";
+    let (tx, rx) = oneshot::channel();
+    let (ignored, _) = oneshot::channel();
+    requests
+        .send((Request::Gateway(tx), ignored))
+        .map_err(|_| STOPPING)?;
+    let gateway = rx.await.map_err(|_| STOPPING)?;
+    // The wall clock, read once for this install's expiry check.
+    let now = crate::bundle::UnixTime::now();
+    let shown = file.clone();
+    let check = tokio::task::spawn_blocking(move || {
+        let result = gateway.prepare(&file, now);
+        let what = match &result {
+            Ok(crate::bundle::Prepared::Bundle(b)) => b.manifest.id(),
+            Ok(crate::bundle::Prepared::Revocation { revocation, .. }) => {
+                format!("revocation of {} {}", revocation.name, revocation.version)
+            }
+            Err(e) => crate::bundle::install::Installs::what(&file, e),
+        };
+        (result.map_err(|e| e.to_string()), what)
+    });
+    let (prepared, what) = match tokio::time::timeout(INSTALL_TIMEOUT, check).await {
+        Ok(Ok(done)) => done,
+        Ok(Err(_)) => (
+            Err("checking the bundle failed".to_owned()),
+            shown.display().to_string(),
+        ),
+        Err(_) => (
+            Err(format!(
+                "checking the bundle took more than {} s; copy it to a local disk",
+                INSTALL_TIMEOUT.as_secs()
+            )),
+            shown.display().to_string(),
+        ),
+    };
+    Ok(Request::Install(Box::new(InstallRequest {
+        file: shown,
+        prepared,
+        what,
+    })))
+}
+
+/// Installs the bundle (or records the revocation) `file` on the agent
+/// whose hub takes `requests`, exactly as `tandem install FILE` does: the
+/// same checks, off the hub's loop, before any instance is touched; then
+/// the live upgrade. The answer is the line `tandem install` prints (`Err`:
+/// refused, with the reason; the refusal is recorded in the history). For
+/// a controller's push: write the bundle to a regular file first.
+pub async fn install(
+    requests: &mpsc::UnboundedSender<Envelope>,
+    file: PathBuf,
+) -> Result<String, String> {
+    let request = prepare_install(requests, file).await?;
+    let (tx, rx) = oneshot::channel();
+    requests
+        .send((request, tx))
+        .map_err(|_| "the agent is stopping".to_owned())?;
+    rx.await
+        .unwrap_or_else(|_| Err("the agent is stopping".to_owned()))
 }
 
 type ReadUpgrade = (PathBuf, Loaded, Split, Option<PathBuf>);

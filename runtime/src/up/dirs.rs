@@ -9,6 +9,10 @@
 //! DIR/checkpoints/blue/        checkpoints written by the blue instance
 //! DIR/checkpoints/green/       ... and by the green one
 //! DIR/toggles.json             each feature toggle's position, as last switched
+//! DIR/bundles/NAME-VERSION/    an installed bundle, unpacked (docs/bundles.md)
+//! DIR/bundles/floor.json       the anti-rollback floor of each bundle name
+//! DIR/bundles/revoked.json     revoked bundle versions
+//! DIR/bundles/history.jsonl    each install's outcome
 //! ```
 //!
 //! Only the agent's user may enter it: directories are made 0700 and files
@@ -41,6 +45,8 @@ pub struct StateDir {
     root: PathBuf,
     /// Where the control socket lives, when not in `root`.
     runtime: Option<PathBuf>,
+    /// The config directory (bundle trust), when not the default.
+    config: Option<PathBuf>,
 }
 
 impl StateDir {
@@ -49,6 +55,7 @@ impl StateDir {
         StateDir {
             root: root.into(),
             runtime: None,
+            config: None,
         }
     }
 
@@ -57,6 +64,32 @@ impl StateDir {
     pub fn with_runtime_dir(mut self, dir: Option<PathBuf>) -> StateDir {
         self.runtime = dir;
         self
+    }
+
+    /// Reads bundle trust from `dir` instead of the default config
+    /// directory (`/etc/tandem`); `None` keeps the default.
+    pub fn with_config_dir(mut self, dir: Option<PathBuf>) -> StateDir {
+        self.config = dir;
+        self
+    }
+
+    /// The config directory: the trusted keys and tracks for bundles, and
+    /// the gateway's identity (docs/bundles.md).
+    pub fn config_dir(&self) -> PathBuf {
+        self.config
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(crate::bundle::trust::DEFAULT_CONFIG_DIR))
+    }
+
+    /// Where installed bundles are unpacked, with the anti-rollback floor,
+    /// the revocations and the history of outcomes.
+    pub fn bundles_dir(&self) -> PathBuf {
+        self.root.join("bundles")
+    }
+
+    /// The gateway side of bundles, for this directory.
+    pub fn bundle_gateway(&self) -> crate::bundle::Gateway {
+        crate::bundle::Gateway::new(self.bundles_dir(), self.config_dir())
     }
 
     /// The directory itself.

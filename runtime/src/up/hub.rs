@@ -55,6 +55,8 @@ pub(super) struct Hub {
     pub(super) current: Release,
     pub(super) upgrade: Option<Upgrade>,
     pub(super) last_upgrade: serde_json::Value,
+    /// Bundles: the install running, the floor, the last outcome.
+    pub(super) bundles: crate::bundle::install::Installs,
     /// The graph's `toggles` sources, by node id.
     pub(super) toggles: Vec<(String, Switches)>,
     /// Each toggle's position as last asked (the graph's `on` list at start).
@@ -147,6 +149,7 @@ impl Hub {
             current,
             upgrade: None,
             last_upgrade: serde_json::Value::Null,
+            bundles: crate::bundle::install::Installs::open(config.state.bundle_gateway()),
             toggles: Vec::new(),
             toggle_positions: Default::default(),
             expect_loss: [false; 2],
@@ -738,6 +741,7 @@ impl Hub {
             bad_frames: self.net.bad_frames(),
             refused: self.net.refused(),
             observed: self.board.observed(),
+            bundles: self.bundles.json(),
             toggles: self
                 .toggle_positions
                 .iter()

@@ -53,6 +53,8 @@ pub struct Status {
     pub upgrade: Value,
     /// Each feature toggle and whether it was last switched on.
     pub toggles: Vec<(String, bool)>,
+    /// Bundles: installed, floor, installing, revoked, last outcome.
+    pub bundles: Value,
     /// Node figures, spools, the metrics endpoint (`nodes`, `spools`,
     /// `metrics`, `build`; docs/metrics.md).
     pub observed: crate::metrics::Observed,
@@ -98,6 +100,7 @@ impl Status {
             "bad_frames": self.bad_frames,
             "refused_connections": self.refused,
             "upgrade": self.upgrade,
+            "bundles": self.bundles,
             "toggles": self
                 .toggles
                 .iter()
@@ -208,5 +211,41 @@ pub fn render(json: &str) -> Result<String, String> {
         out.push_str(&format!("; last: {last}"));
     }
     out.push('\n');
+    out.push_str(&bundles_line(&v["bundles"]));
     Ok(out)
+}
+
+/// The `bundles:` line of the rendered status (nothing before any install).
+fn bundles_line(b: &Value) -> String {
+    let show = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let installing = &b["installing"];
+    let last = &b["last"];
+    if b["installed"].is_null() && installing.is_null() && last.is_null() {
+        return String::new();
+    }
+    let mut line = format!(
+        "bundles: installed {}",
+        match &b["installed"] {
+            Value::Null => "none".to_owned(),
+            i => format!("{} {}", show(&i["name"]), show(&i["version"])),
+        }
+    );
+    if !installing.is_null() {
+        line.push_str(&format!(
+            "; installing {} {}",
+            show(&installing["name"]),
+            show(&installing["version"])
+        ));
+    }
+    if !last.is_null() {
+        line.push_str(&format!("; last: {} {}", show(&last["bundle"]), show(&last["result"])));
+        if let Some(reason) = last["reason"].as_str() {
+            line.push_str(&format!(" ({reason})"));
+        }
+    }
+    line.push('\n');
+    line
 }

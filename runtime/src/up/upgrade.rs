@@ -25,7 +25,9 @@ use tandem_core::ha::{Color, Role};
 use tandem_core::split::Split;
 use tandem_nodes::io::toggles::Switches;
 
-use super::control::{Request, UpgradeRequest};
+use super::control::{InstallRequest, Request, UpgradeRequest};
+use crate::bundle::install::Running;
+use crate::bundle::Prepared;
 use super::hub::Hub;
 use crate::checkpoint::GraphStamp;
 
@@ -250,6 +252,99 @@ impl Hub {
             Request::Upgrade(upgrade) => self.start_upgrade(*upgrade),
             Request::Rollback => self.rollback("asked for by `tandem rollback`"),
             Request::Toggle { name, on } => self.toggle(&name, on),
+            Request::Gateway(answer) => {
+                let _ = answer.send(self.bundles.gateway.clone());
+                Ok(String::new())
+            }
+            Request::Install(install) => self.install(*install),
+        }
+    }
+
+    /// Takes a bundle the control socket checked and unpacked: starts its
+    /// live upgrade (or records a revocation, or the refusal).
+    fn install(&mut self, request: InstallRequest) -> Result<String, String> {
+        let InstallRequest {
+            file,
+            prepared,
+            what,
+        } = request;
+        let refuse = |hub: &mut Hub, reason: String| {
+            hub.log(&format!("install of {what} refused: {reason}"));
+            hub.bundles.refused(&what, &reason);
+            Err(reason)
+        };
+        let mut unpacked = match prepared {
+            Err(reason) => return refuse(self, reason),
+            Ok(Prepared::Revocation { revocation, .. }) => {
+                let answer = self.bundles.revoke(revocation);
+                if let Ok(text) = &answer {
+                    self.log(text);
+                }
+                return answer;
+            }
+            Ok(Prepared::Bundle(unpacked)) => unpacked,
+        };
+        let shown = file.display();
+        if let Some(reason) = self.bundles.recheck(&unpacked.manifest) {
+            return refuse(self, format!("{shown} is refused: {reason}"));
+        }
+        if let Some(running) = &self.upgrade {
+            return refuse(
+                self,
+                format!(
+                    "{shown} is refused: an upgrade is running (phase {}); wait for it or `tandem rollback`",
+                    running.phase.name()
+                ),
+            );
+        }
+        let serving = |c: Color| self.sup.is_live(c) && self.sup.role(c) == Some(Role::Serving);
+        if !Color::BOTH.into_iter().all(serving) {
+            return refuse(
+                self,
+                format!("{shown} is refused: both instances must be serving before an upgrade starts; see `tandem status`"),
+            );
+        }
+        let in_use = |r: &Release| r.file.starts_with(unpacked.dir());
+        if self.releases.iter().any(in_use) || in_use(&self.current) {
+            return refuse(
+                self,
+                format!("{shown} is refused: {} runs now", unpacked.manifest.id()),
+            );
+        }
+        if let Err(e) = unpacked.commit() {
+            return refuse(
+                self,
+                format!("cannot unpack into {} ({e}); nothing changed", unpacked.dir().display()),
+            );
+        }
+        let request = UpgradeRequest {
+            file: unpacked.graph_file(),
+            loaded: unpacked.loaded.clone(),
+            split: unpacked.split.clone(),
+            program: unpacked.binary(),
+            supervise: None,
+            records: None,
+            phase_timeout: None,
+        };
+        match self.start_upgrade(request) {
+            Ok(started) => {
+                self.bundles.running = Some(Running {
+                    name: unpacked.manifest.name.to_string(),
+                    version: unpacked.manifest.version.clone(),
+                    dir: unpacked.dir().to_path_buf(),
+                });
+                let signers: Vec<String> = unpacked.signers.iter().map(ToString::to_string).collect();
+                self.log(&format!(
+                    "installing {} from {shown} (signed by {})",
+                    unpacked.manifest.id(),
+                    signers.join(", ")
+                ));
+                Ok(format!("{} accepted; {started}", unpacked.manifest.id()))
+            }
+            Err(reason) => {
+                unpacked.discard();
+                refuse(self, format!("{shown} is refused: {reason}"))
+            }
         }
     }
 
@@ -423,6 +518,7 @@ impl Hub {
             "phase": phase.name(),
             "reason": reason,
         });
+        self.bundles.rolled_back(reason);
         self.upgrade = None;
         Ok(format!(
             "rolled back: {} serves the old version, {new_color} restarts on it",
@@ -523,6 +619,7 @@ impl Hub {
         });
         self.current = done;
         self.upgrade = None;
+        self.bundle_committed();
     }
 
     /// An instance was lost on its own during an upgrade.
@@ -573,8 +670,19 @@ impl Hub {
                 ));
                 self.current = done;
                 self.upgrade = None;
+                self.bundle_committed();
             }
             _ => {}
+        }
+    }
+
+    /// The upgrade of a bundle committed (the old version is replaced):
+    /// its version becomes the floor.
+    fn bundle_committed(&mut self) {
+        if let Some(what) = self.bundles.promoted() {
+            self.log(&format!(
+                "bundle {what} installed; the anti-rollback floor is raised to it"
+            ));
         }
     }
 }
