@@ -29,6 +29,8 @@ pub struct Fleet {
     fresh: BTreeSet<GatewayId>,
     /// What happened, newest last.
     pub log: VecDeque<(Millis, String)>,
+    /// Lines ever added to the log.
+    pub noted: u64,
     /// Something changed that `fleet.json` should keep.
     pub dirty: bool,
 }
@@ -48,6 +50,7 @@ impl Fleet {
             self.log.pop_front();
         }
         self.log.push_back((now, line));
+        self.noted += 1;
     }
 
     /// Adds a gateway to the inventory (or changes its record).

@@ -9,11 +9,18 @@
 //! - [`inventory`]: the controller's directory, tracks and `fleet.json`.
 //! - [`enrol`]: the enrolment file a gateway is given.
 //! - [`wire`]: the fleet link's frames; [`transport`]: its QUIC endpoints.
+//! - [`bundle_check`]: what the controller checks of a bundle it rolls out.
+//! - [`daemon`]: `tandem ctl serve`, the driver; [`web`]: its page.
+//! - [`cli`]: the `tandem ctl` subcommands.
 
+pub mod bundle_check;
+pub mod cli;
+pub mod daemon;
 pub mod enrol;
 pub mod fleet;
 pub mod inventory;
 pub mod plan;
 pub mod transport;
 pub mod verdict;
+pub mod web;
 pub mod wire;

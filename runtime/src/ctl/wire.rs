@@ -106,6 +106,18 @@ pub enum FrameError {
     Json(String),
 }
 
+/// The SHA-256 of `bytes`, in lowercase hex: how bundles are named on the link.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    use std::fmt::Write as _;
+    let digest = sha2::Sha256::digest(bytes);
+    let mut out = String::with_capacity(64);
+    for b in digest {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
 /// Encodes a message frame, length prefix included.
 pub fn encode_message<M: Serialize>(message: &M) -> Vec<u8> {
     let json = serde_json::to_vec(message).unwrap_or_default();

@@ -14,6 +14,7 @@ pub mod agent;
 pub mod control;
 pub mod dirs;
 pub mod ends;
+pub mod fleet_link;
 mod hub;
 pub mod instance;
 mod links;

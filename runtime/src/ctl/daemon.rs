@@ -1,0 +1,585 @@
+//! `tandem ctl serve`: the controller daemon, a thin driver around
+//! [`Fleet`]. One task owns the fleet; everything else sends it inputs:
+//! gateways' links (QUIC), `tandem ctl` requests (the socket `CTL/ctl.sock`)
+//! and the web page's snapshots (HTTP). It sends bundles as the planner
+//! asks and saves `fleet.json` after every change.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::sync::{mpsc, oneshot};
+
+use super::enrol::{Enrolment, FORMAT};
+use super::fleet::{short, Fleet};
+use super::inventory::{Gateway, Saved, Tracks};
+use super::plan::{GatewayId, Millis};
+use super::transport;
+use super::wire::{self, Decoded, ToController, ToGateway};
+use crate::net::SiteCa;
+
+/// How `tandem ctl serve` was started.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The controller's directory.
+    pub dir: PathBuf,
+    /// UDP address for gateways' links.
+    pub listen: SocketAddr,
+    /// TCP address of the web page (keep it on loopback).
+    pub http: SocketAddr,
+    /// The address enrolments tell gateways to dial (default: the bound one).
+    pub advertise: Option<SocketAddr>,
+}
+
+/// The socket `tandem ctl` commands talk to.
+pub fn socket(dir: &Path) -> PathBuf {
+    dir.join("ctl.sock")
+}
+
+/// Where the running controller listens (`CTL/addresses.json`).
+pub fn addresses_file(dir: &Path) -> PathBuf {
+    dir.join("addresses.json")
+}
+
+/// A request of `tandem ctl`, read and checked by the socket's task.
+#[derive(Debug)]
+enum Request {
+    Status,
+    Enrol {
+        gateway: Gateway,
+        address: Option<SocketAddr>,
+    },
+    Rollout {
+        track: String,
+        file: PathBuf,
+        bytes: Arc<Vec<u8>>,
+    },
+}
+
+/// What the fleet task is told.
+enum Input {
+    Connected {
+        id: GatewayId,
+        conn: u64,
+        runtime: String,
+        tx: mpsc::UnboundedSender<Vec<u8>>,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    Message {
+        id: GatewayId,
+        conn: u64,
+        message: ToController,
+    },
+    Closed {
+        id: GatewayId,
+        conn: u64,
+        reason: String,
+    },
+    Request(Request, oneshot::Sender<Result<String, String>>),
+    Snapshot(oneshot::Sender<Value>),
+}
+
+fn now() -> Millis {
+    Millis(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+    )
+}
+
+/// Runs the controller until it is stopped (SIGINT, SIGTERM).
+pub fn run(options: Options) -> Result<(), String> {
+    crate::private::create_dir(&options.dir)
+        .map_err(|e| format!("{}: cannot create: {e}", options.dir.display()))?;
+    let _lock = lock(&options.dir)?;
+    let ca = SiteCa::open_or_create(&options.dir.join("ca"))
+        .map_err(|e| format!("the controller's CA: {e}"))?;
+    let identity = ca
+        .issue_identity(transport::CONTROLLER_NAME)
+        .map_err(|e| format!("the controller's certificate: {e}"))?;
+    let trust = ca.trust().map_err(|e| e.to_string())?;
+    let tracks = Tracks::load(&options.dir)?;
+    let saved = Saved::load(&options.dir)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("tandem-ctl")
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the network runtime: {e}"))?;
+    runtime.block_on(async move {
+        let endpoint = transport::server(options.listen, &identity, &trust)?;
+        let quic = endpoint.local_addr().map_err(|e| e.to_string())?;
+        let http = tokio::net::TcpListener::bind(options.http)
+            .await
+            .map_err(|e| format!("cannot listen on TCP {}: {e}", options.http))?;
+        let http_addr = http.local_addr().map_err(|e| e.to_string())?;
+        let sock = socket(&options.dir);
+        let _ = std::fs::remove_file(&sock);
+        let unix = tokio::net::UnixListener::bind(&sock)
+            .and_then(|l| crate::private::restrict(&sock).map(|()| l))
+            .map_err(|e| format!("{}: cannot open the control socket: {e}", sock.display()))?;
+        let advertise = options.advertise.unwrap_or(quic);
+        let (tx, rx) = mpsc::unbounded_channel::<Input>();
+        tokio::spawn(accept_gateways(endpoint.clone(), tx.clone()));
+        tokio::spawn(serve_requests(unix, tx.clone()));
+        tokio::spawn(super::web::serve(http, {
+            let tx = tx.clone();
+            move || {
+                let tx = tx.clone();
+                async move {
+                    let (reply, answer) = oneshot::channel();
+                    let _ = tx.send(Input::Snapshot(reply));
+                    answer.await.unwrap_or(Value::Null)
+                }
+            }
+        }));
+        let addresses = json!({
+            "quic": quic.to_string(), "http": http_addr.to_string(),
+            "advertise": advertise.to_string(), "pid": std::process::id(),
+        });
+        crate::private::write_atomically(
+            &addresses_file(&options.dir),
+            addresses.to_string().as_bytes(),
+        )
+        .map_err(|e| format!("cannot write {}: {e}", addresses_file(&options.dir).display()))?;
+        eprintln!(
+            "tandem ctl: gateways dial {advertise} (UDP, QUIC); the fleet's page is http://{http_addr}/; \
+             Ctrl-C stops"
+        );
+        let (stop_tx, stop_rx) = mpsc::unbounded_channel::<()>();
+        if let Err(e) = ctrlc::set_handler(move || {
+            let _ = stop_tx.send(());
+        }) {
+            eprintln!("tandem ctl: cannot install the handler of Ctrl-C and SIGTERM: {e}");
+        }
+        let driver = Driver {
+            fleet: Fleet::new(saved, tracks),
+            dir: options.dir.clone(),
+            ca,
+            advertise,
+            links: BTreeMap::new(),
+            bundles: HashMap::new(),
+            printed: 0,
+        };
+        driver.run(rx, stop_rx).await;
+        endpoint.close(quinn::VarInt::from_u32(0), b"controller stopping");
+        let _ = std::fs::remove_file(&sock);
+        let _ = std::fs::remove_file(addresses_file(&options.dir));
+        Ok(())
+    })
+}
+
+fn lock(dir: &Path) -> Result<std::fs::File, String> {
+    let path = dir.join("LOCK");
+    let file = crate::private::file_options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("{}: cannot open the lock file: {e}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
+            "{}: another controller runs on this directory; stop it or use another --dir",
+            dir.display()
+        )),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(format!("{}: cannot lock: {e}", path.display()))
+        }
+    }
+}
+
+struct Driver {
+    fleet: Fleet,
+    dir: PathBuf,
+    ca: SiteCa,
+    advertise: SocketAddr,
+    /// Each connected gateway's link: its connection number and frame queue.
+    links: BTreeMap<GatewayId, (u64, mpsc::UnboundedSender<Vec<u8>>)>,
+    /// Bundle files by SHA-256, read from `CTL/bundles/` when first sent.
+    bundles: HashMap<String, Arc<Vec<u8>>>,
+    /// Log lines printed so far (of [`Fleet::noted`]).
+    printed: u64,
+}
+
+impl Driver {
+    async fn run(
+        mut self,
+        mut inputs: mpsc::UnboundedReceiver<Input>,
+        mut stop: mpsc::UnboundedReceiver<()>,
+    ) {
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                Some(()) = stop.recv() => return,
+                Some(input) = inputs.recv() => self.input(input),
+                _ = tick.tick() => {}
+            }
+            self.send_bundles();
+            let new = (self.fleet.noted - self.printed).min(self.fleet.log.len() as u64) as usize;
+            for (at, line) in self.fleet.log.iter().skip(self.fleet.log.len() - new) {
+                eprintln!("tandem ctl: [{}] {line}", at.0);
+            }
+            self.printed = self.fleet.noted;
+            if std::mem::take(&mut self.fleet.dirty) {
+                let saved = &self.fleet.saved;
+                if let Err(e) = tokio::task::block_in_place(|| saved.save(&self.dir)) {
+                    eprintln!("tandem ctl: {e}");
+                }
+            }
+        }
+    }
+
+    fn input(&mut self, input: Input) {
+        let now = now();
+        match input {
+            Input::Connected {
+                id,
+                conn,
+                runtime,
+                tx,
+                reply,
+            } => {
+                let result = self.fleet.connected(now, &id, &runtime);
+                if result.is_ok() {
+                    self.links.insert(id, (conn, tx));
+                }
+                let _ = reply.send(result);
+            }
+            Input::Message { id, conn, message } => {
+                if !self.links.get(&id).is_some_and(|(c, _)| *c == conn) {
+                    return;
+                }
+                match message {
+                    ToController::Report(report) => self.fleet.report(now, &id, report),
+                    ToController::Answer {
+                        sha256,
+                        accepted,
+                        text,
+                    } => self.fleet.answer(now, &id, &sha256, accepted, &text),
+                    ToController::Hello { .. } => {}
+                }
+            }
+            Input::Closed { id, conn, reason } => {
+                if self.links.get(&id).is_some_and(|(c, _)| *c == conn) {
+                    self.links.remove(&id);
+                    self.fleet.disconnected(now, &id);
+                    eprintln!("tandem ctl: {id}: link closed: {reason}");
+                }
+            }
+            Input::Request(request, reply) => {
+                let _ = reply.send(self.request(now, request));
+            }
+            Input::Snapshot(reply) => {
+                let _ = reply.send(self.fleet.snapshot(now));
+            }
+        }
+    }
+
+    fn request(&mut self, now: Millis, request: Request) -> Result<String, String> {
+        match request {
+            Request::Status => Ok(self.fleet.snapshot(now).to_string()),
+            Request::Enrol { gateway, address } => {
+                let (cert_pem, key_pem) = self
+                    .ca
+                    .issue_leaf(gateway.id.as_str())
+                    .map_err(|e| format!("cannot issue {}'s certificate: {e}", gateway.id))?;
+                let enrolment = Enrolment {
+                    format: FORMAT,
+                    gateway: gateway.id.clone(),
+                    track: gateway.track.clone(),
+                    controller: address.unwrap_or(self.advertise),
+                    ca_pem: self.ca.cert_pem().to_owned(),
+                    cert_pem,
+                    key_pem,
+                };
+                self.fleet.enrol(now, gateway);
+                Ok(serde_json::to_string(&enrolment).unwrap_or_default())
+            }
+            Request::Rollout { track, file, bytes } => {
+                let keys = self.fleet.tracks.get(&track).keys;
+                let bundle = tokio::task::block_in_place(|| {
+                    super::bundle_check::check(&bytes, &track, keys.as_deref())
+                })
+                .map_err(|e| format!("{}: {e}", file.display()))?;
+                let dir = self.dir.join("bundles");
+                let path = dir.join(format!("{}.bundle", bundle.sha256));
+                tokio::task::block_in_place(|| {
+                    crate::private::create_dir(&dir)
+                        .and_then(|()| crate::private::write_atomically(&path, &bytes))
+                })
+                .map_err(|e| format!("cannot keep the bundle in {}: {e}", path.display()))?;
+                self.bundles.insert(bundle.sha256.clone(), bytes);
+                let (name, version) = (bundle.name.clone(), bundle.version.clone());
+                let id = self.fleet.start_rollout(now, &track, bundle)?;
+                Ok(format!(
+                    "rollout {id}: {name} {version} to track `{track}` started"
+                ))
+            }
+        }
+    }
+
+    /// Sends every bundle the planner wants sent now.
+    fn send_bundles(&mut self) {
+        let now = now();
+        while let Some((id, rollout)) = self.fleet.poll_send(now) {
+            let Some(r) = self.fleet.saved.rollouts.iter().find(|r| r.id == rollout) else {
+                continue;
+            };
+            let bundle = r.bundle.clone();
+            let bytes = match self.bundle_bytes(&bundle.sha256) {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    eprintln!("tandem ctl: {e}");
+                    self.fleet.unsent(now, &id);
+                    continue;
+                }
+            };
+            let header = ToGateway::Bundle {
+                rollout,
+                sha256: bundle.sha256.clone(),
+                name: bundle.name.clone(),
+                version: bundle.version.clone(),
+            };
+            let frame = match wire::encode_bundle(&header, &bytes) {
+                Ok(frame) => frame,
+                Err(e) => {
+                    eprintln!("tandem ctl: {e}");
+                    continue;
+                }
+            };
+            match self.links.get(&id) {
+                Some((_, tx)) if tx.send(frame).is_ok() => eprintln!(
+                    "tandem ctl: {id}: sent {} {} ({})",
+                    bundle.name,
+                    bundle.version,
+                    short(&bundle.sha256)
+                ),
+                _ => {
+                    self.links.remove(&id);
+                    self.fleet.unsent(now, &id);
+                }
+            }
+        }
+    }
+
+    fn bundle_bytes(&mut self, sha256: &str) -> Result<Arc<Vec<u8>>, String> {
+        if let Some(bytes) = self.bundles.get(sha256) {
+            return Ok(bytes.clone());
+        }
+        let path = self.dir.join("bundles").join(format!("{sha256}.bundle"));
+        let bytes = std::fs::read(&path)
+            .map_err(|e| format!("{}: cannot read the rollout's bundle: {e}", path.display()))?;
+        let bytes = Arc::new(bytes);
+        self.bundles.insert(sha256.to_owned(), bytes.clone());
+        Ok(bytes)
+    }
+}
+
+/// Accepts gateways' connections until the endpoint closes.
+async fn accept_gateways(endpoint: quinn::Endpoint, fleet: mpsc::UnboundedSender<Input>) {
+    let mut next = 0u64;
+    while let Some(incoming) = endpoint.accept().await {
+        next += 1;
+        tokio::spawn(gateway_link(incoming, next, fleet.clone()));
+    }
+}
+
+async fn gateway_link(incoming: quinn::Incoming, conn: u64, fleet: mpsc::UnboundedSender<Input>) {
+    let connection = match incoming.await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("tandem ctl: a connection was refused during the handshake: {e}");
+            return;
+        }
+    };
+    let peer = connection.remote_address();
+    let (mut send, mut recv) = match connection.accept_bi().await {
+        Ok(pair) => pair,
+        Err(_) => return,
+    };
+    let hello = tokio::time::timeout(
+        Duration::from_secs(5),
+        wire::read::<ToController>(&mut recv),
+    );
+    let (id, runtime) = match hello.await {
+        Ok(Ok(Some(Decoded::Message(ToController::Hello { gateway, runtime })))) => {
+            match GatewayId::parse(&gateway) {
+                Ok(id) if crate::net::peer_is(&connection, id.as_str()) => (id, runtime),
+                _ => {
+                    eprintln!(
+                        "tandem ctl: {peer} said hello as `{gateway}`, which its certificate is \
+                         not for; refused"
+                    );
+                    connection.close(quinn::VarInt::from_u32(2), b"certificate mismatch");
+                    return;
+                }
+            }
+        }
+        _ => {
+            connection.close(quinn::VarInt::from_u32(1), b"hello expected");
+            return;
+        }
+    };
+    let (tx, mut frames) = mpsc::unbounded_channel::<Vec<u8>>();
+    let (reply, accepted) = oneshot::channel();
+    let _ = fleet.send(Input::Connected {
+        id: id.clone(),
+        conn,
+        runtime,
+        tx,
+        reply,
+    });
+    if let Ok(Err(reason)) | Err(reason) = accepted.await.map_err(|e| e.to_string()) {
+        eprintln!("tandem ctl: {peer}: {reason}; refused");
+        connection.close(quinn::VarInt::from_u32(3), b"not enrolled");
+        return;
+    }
+    let writer = tokio::spawn(async move {
+        while let Some(frame) = frames.recv().await {
+            if send.write_all(&frame).await.is_err() {
+                break;
+            }
+        }
+    });
+    let reason = loop {
+        match wire::read::<ToController>(&mut recv).await {
+            Ok(Some(Decoded::Message(message))) => {
+                let _ = fleet.send(Input::Message {
+                    id: id.clone(),
+                    conn,
+                    message,
+                });
+            }
+            Ok(Some(Decoded::Bundle(..))) => break "the gateway sent a bundle frame".to_owned(),
+            Ok(None) => break "the gateway finished its stream".to_owned(),
+            Err(e) => break e,
+        }
+    };
+    writer.abort();
+    connection.close(quinn::VarInt::from_u32(0), b"closed");
+    let _ = fleet.send(Input::Closed { id, conn, reason });
+}
+
+/// Answers `tandem ctl` on the control socket: one request line, one answer line.
+async fn serve_requests(listener: tokio::net::UnixListener, fleet: mpsc::UnboundedSender<Input>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let allowed = stream
+            .peer_cred()
+            .is_ok_and(|c| crate::private::may_control(c.uid()));
+        if !allowed {
+            let _ = stream.try_write(
+                b"error: only root and the controller's user may control this controller\n",
+            );
+            continue;
+        }
+        let fleet = fleet.clone();
+        tokio::spawn(async move {
+            let (read, mut write) = stream.into_split();
+            let mut line = String::new();
+            let mut reader = BufReader::new(read.take(4096));
+            let read = tokio::time::timeout(Duration::from_secs(2), reader.read_line(&mut line));
+            if !matches!(read.await, Ok(Ok(n)) if n > 0) {
+                return;
+            }
+            let answer = match parse(line.trim_end_matches('\n')).await {
+                Ok(request) => {
+                    let (reply, answer) = oneshot::channel();
+                    let _ = fleet.send(Input::Request(request, reply));
+                    match answer.await {
+                        Ok(Ok(text)) => format!("ok: {text}"),
+                        Ok(Err(text)) => format!("error: {text}"),
+                        Err(_) => "error: the controller is stopping".into(),
+                    }
+                }
+                Err(text) => format!("error: {text}"),
+            };
+            let _ = write.write_all(answer.as_bytes()).await;
+            let _ = write.write_all(b"\n").await;
+        });
+    }
+}
+
+/// Parses a request line: `status`; `enrol ID HARDWARE DEVICES TRACK [ADDRESS]`;
+/// `rollout TRACK FILE`, tab-separated.
+async fn parse(line: &str) -> Result<Request, String> {
+    let words: Vec<&str> = line.split('\t').collect();
+    match words.as_slice() {
+        ["status"] => Ok(Request::Status),
+        ["enrol", id, hardware, devices, track, rest @ ..] => {
+            let id = GatewayId::parse(id)?;
+            let address = match rest.first().filter(|a| !a.is_empty()) {
+                Some(a) => Some(
+                    a.parse::<SocketAddr>()
+                        .map_err(|_| format!("`{a}` is not an address such as 192.0.2.10:7141"))?,
+                ),
+                None => None,
+            };
+            let devices: Vec<String> = devices
+                .split(',')
+                .map(str::trim)
+                .filter(|d| !d.is_empty())
+                .map(str::to_owned)
+                .collect();
+            if hardware.is_empty() || track.is_empty() {
+                return Err("enrol needs a hardware model and a track".into());
+            }
+            Ok(Request::Enrol {
+                gateway: Gateway {
+                    id,
+                    hardware: (*hardware).to_owned(),
+                    devices,
+                    track: (*track).to_owned(),
+                    enrolled: now(),
+                    runtime: None,
+                    last_seen: None,
+                    status: Value::Null,
+                    history: Vec::new(),
+                },
+                address,
+            })
+        }
+        ["rollout", track, file] => {
+            let track = (*track).to_owned();
+            let file = PathBuf::from(file);
+            let read =
+                tokio::task::spawn_blocking(move || read_bundle(&file).map(|bytes| (file, bytes)));
+            let (file, bytes) = read
+                .await
+                .map_err(|_| "reading the bundle failed".to_owned())??;
+            Ok(Request::Rollout {
+                track,
+                file,
+                bytes: Arc::new(bytes),
+            })
+        }
+        _ => Err(format!(
+            "unknown request `{line}`; the controller takes `status`, `enrol` and `rollout`"
+        )),
+    }
+}
+
+fn read_bundle(file: &Path) -> Result<Vec<u8>, String> {
+    let shown = file.display();
+    let meta = std::fs::metadata(file).map_err(|e| format!("{shown}: cannot read: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("{shown}: not a regular file"));
+    }
+    if meta.len() > super::bundle_check::MAX_BUNDLE_BYTES {
+        return Err(format!(
+            "{shown}: {} bytes, more than the {} a rollout carries",
+            meta.len(),
+            super::bundle_check::MAX_BUNDLE_BYTES
+        ));
+    }
+    std::fs::read(file).map_err(|e| format!("{shown}: cannot read: {e}"))
+}

@@ -1,0 +1,365 @@
+//! The agent's link to its fleet controller (`tandem up
+//! --controller-enrolment FILE`, or `CONFIG/enrolment.json`).
+//!
+//! The agent dials the controller named in its enrolment and keeps one
+//! QUIC connection (mutual TLS from the controller's CA), reconnecting with
+//! a back-off of up to [`MAX_BACKOFF`]. Over it:
+//!
+//! - the agent says hello, then reports its status (`tandem status
+//!   --json`) and its bundle history (`DIR/bundles/history.jsonl`, USB
+//!   installs included) on connect and whenever they change;
+//! - the controller sends bundles. Each is written to a 0600 file in
+//!   `DIR/fleet/` and installed through the control socket exactly as
+//!   `tandem install FILE` would (`install\tPATH`): the same checks, before
+//!   any instance is touched. The answer goes back to the controller.
+//!
+//! The link talks to the agent only through its control socket, from a
+//! thread of its own: it never holds up the records.
+//!
+//! The history says "promoted" or "rolled back"; the controller also wants
+//! to know that the shadow comparison compared output within its policy.
+//! The link watches each upgrade's figures in the status and adds them to
+//! the history entry they belong to (`comparison`), keeping them in
+//! `DIR/fleet/link.json` across restarts.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::ctl::enrol::Enrolment;
+use crate::ctl::transport::{self, CONTROLLER_NAME};
+use crate::ctl::wire::{self, Decoded, Report, ToController, ToGateway};
+
+/// The longest wait between two attempts to reach the controller.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// How often the agent's status and history are read.
+const POLL: Duration = Duration::from_millis(200);
+/// History entries reported, at most (the newest).
+const HISTORY: usize = 50;
+/// Comparisons kept in `link.json`, at most.
+const KEPT: usize = 32;
+
+/// What the link keeps across restarts (`DIR/fleet/link.json`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct Memory {
+    /// The comparison figures last seen for each bundle ("name version").
+    comparisons: BTreeMap<String, Value>,
+}
+
+/// The link, until the process ends.
+#[derive(Debug)]
+pub struct FleetLink {
+    enrolment: Enrolment,
+    socket: PathBuf,
+    dir: PathBuf,
+    history: PathBuf,
+}
+
+impl FleetLink {
+    /// A link for the agent whose control socket is `socket` and state
+    /// directory `state_dir`; the enrolment is read and checked now.
+    pub fn new(enrolment: &Path, socket: PathBuf, state_dir: &Path) -> Result<FleetLink, String> {
+        let enrolment = Enrolment::load(enrolment)?;
+        Ok(FleetLink {
+            enrolment,
+            socket,
+            dir: state_dir.join("fleet"),
+            history: state_dir.join("bundles").join("history.jsonl"),
+        })
+    }
+
+    /// Runs the link on a thread of its own, for as long as the process.
+    pub fn start(self) -> Result<(), String> {
+        std::thread::Builder::new()
+            .name("tandem-fleet".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(e) => {
+                        eprintln!("tandem: fleet: cannot start the link's runtime: {e}");
+                        return;
+                    }
+                };
+                runtime.block_on(self.run());
+            })
+            .map(|_| ())
+            .map_err(|e| format!("cannot start the fleet link: {e}"))
+    }
+
+    async fn run(self) {
+        let controller = self.enrolment.controller;
+        let (identity, trust) = match (self.enrolment.identity(), self.enrolment.trust()) {
+            (Ok(i), Ok(t)) => (i, t),
+            (Err(e), _) | (_, Err(e)) => {
+                eprintln!("tandem: fleet: {e}");
+                return;
+            }
+        };
+        let (endpoint, config) = match transport::client(controller, &identity, &trust) {
+            Ok(pair) => pair,
+            Err(e) => {
+                eprintln!("tandem: fleet: {e}");
+                return;
+            }
+        };
+        if let Err(e) = crate::private::create_dir(&self.dir) {
+            eprintln!("tandem: fleet: {}: {e}", self.dir.display());
+        }
+        let mut memory = self.load_memory();
+        let mut backoff = Duration::from_millis(100);
+        let mut last_error = String::new();
+        loop {
+            let connecting = endpoint.connect_with(config.clone(), controller, CONTROLLER_NAME);
+            let result = match connecting {
+                Ok(connecting) => match connecting.await {
+                    Ok(connection) => {
+                        eprintln!(
+                            "tandem: fleet: connected to the controller at {controller} as {}",
+                            self.enrolment.gateway
+                        );
+                        last_error.clear();
+                        backoff = Duration::from_millis(100);
+                        self.serve(&connection, &mut memory).await
+                    }
+                    Err(e) => Err(format!("cannot reach the controller at {controller}: {e}")),
+                },
+                Err(e) => Err(format!("cannot dial the controller at {controller}: {e}")),
+            };
+            if let Err(e) = result {
+                if e != last_error {
+                    eprintln!("tandem: fleet: {e}; retrying");
+                    last_error = e;
+                }
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// One connection, until it closes.
+    async fn serve(
+        &self,
+        connection: &quinn::Connection,
+        memory: &mut Memory,
+    ) -> Result<(), String> {
+        let (mut send, mut recv) = connection
+            .open_bi()
+            .await
+            .map_err(|e| format!("the controller's connection closed: {e}"))?;
+        let hello = ToController::Hello {
+            gateway: self.enrolment.gateway.to_string(),
+            runtime: env!("CARGO_PKG_VERSION").to_owned(),
+        };
+        write(&mut send, &wire::encode_message(&hello)).await?;
+        let mut sent: Option<Report> = None;
+        let mut installing: Option<(String, String)> = None;
+        let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<(String, String)>();
+        let mut tick = tokio::time::interval(POLL);
+        loop {
+            tokio::select! {
+                frame = wire::read::<ToGateway>(&mut recv) => match frame {
+                    Ok(Some(Decoded::Bundle(ToGateway::Bundle { sha256, name, version, .. }, bytes))) => {
+                        let actual = wire::sha256_hex(&bytes);
+                        if actual != sha256 {
+                            let text = format!("the bundle's bytes have SHA-256 {actual}, not {sha256}");
+                            write(&mut send, &wire::encode_message(&ToController::Answer {
+                                sha256, accepted: false, text,
+                            })).await?;
+                            continue;
+                        }
+                        installing = Some((sha256.clone(), format!("{name} {version}")));
+                        eprintln!("tandem: fleet: the controller sent {name} {version}; installing it");
+                        let path = self.dir.join(format!("{sha256}.bundle"));
+                        let socket = self.socket.clone();
+                        let done = done_tx.clone();
+                        tokio::task::spawn_blocking(move || {
+                            let text = install(&path, &bytes, &socket);
+                            let _ = std::fs::remove_file(&path);
+                            let _ = done.send((sha256, text));
+                        });
+                    }
+                    Ok(Some(Decoded::Message(other))) => {
+                        return Err(format!("the controller sent a message out of place: {other:?}"));
+                    }
+                    Ok(None) => return Err("the controller closed the link".into()),
+                    Err(e) => return Err(format!("the controller's link failed: {e}")),
+                },
+                Some((sha256, text)) = done_rx.recv() => {
+                    let accepted = text.starts_with("ok: ");
+                    if !accepted && installing.as_ref().is_some_and(|(s, _)| *s == sha256) {
+                        installing = None;
+                    }
+                    let text = text.strip_prefix("ok: ").or(text.strip_prefix("error: "))
+                        .unwrap_or(&text).to_owned();
+                    write(&mut send, &wire::encode_message(&ToController::Answer {
+                        sha256, accepted, text,
+                    })).await?;
+                }
+                _ = tick.tick() => {
+                    let report = self.report(memory, &mut installing).await;
+                    if sent.as_ref() != Some(&report) {
+                        write(&mut send, &wire::encode_message(&ToController::Report(report.clone()))).await?;
+                        sent = Some(report);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The agent's status and history now, with comparisons added.
+    async fn report(
+        &self,
+        memory: &mut Memory,
+        installing: &mut Option<(String, String)>,
+    ) -> Report {
+        let socket = self.socket.clone();
+        let history_file = self.history.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            let status = crate::up::control::request(&socket, "status")
+                .ok()
+                .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+                .unwrap_or(Value::Null);
+            (status, read_history(&history_file))
+        })
+        .await;
+        let (status, mut history) = read.unwrap_or((Value::Null, Vec::new()));
+        if self.observe(&status, memory) {
+            self.save_memory(memory);
+        }
+        for entry in &mut history {
+            let Some(what) = entry["bundle"].as_str().map(str::to_owned) else {
+                continue;
+            };
+            if let Some((name, version)) = what.split_once(' ') {
+                entry["name"] = json!(name);
+                entry["version"] = json!(version);
+            }
+            if entry["result"] == "promoted" {
+                if let Some(c) = memory.comparisons.get(&what) {
+                    entry["comparison"] = c.clone();
+                }
+            }
+            // The bundle the controller sent has an outcome: no longer installing.
+            if installing.as_ref().is_some_and(|(_, w)| *w == what) && entry["result"] != "revoked"
+            {
+                *installing = None;
+            }
+        }
+        Report {
+            status,
+            history,
+            installing: installing.as_ref().map(|(sha, _)| sha.clone()),
+        }
+    }
+
+    /// Keeps the figures of a running upgrade's comparison; true when they changed.
+    fn observe(&self, status: &Value, memory: &mut Memory) -> bool {
+        let upgrade = &status["upgrade"];
+        let phase = upgrade["phase"].as_str().unwrap_or("idle");
+        if !matches!(phase, "shadow" | "promoted") {
+            return false;
+        }
+        let running = &status["bundles"]["installing"];
+        let (Some(name), Some(version)) = (running["name"].as_str(), running["version"].as_str())
+        else {
+            return false;
+        };
+        let figures = json!({
+            "compared": upgrade["compared"],
+            "mismatched": upgrade["mismatched"],
+            "noise_floor": upgrade["noise_floor"],
+            "max_mismatch": upgrade["max_mismatch"],
+            "phase": phase,
+        });
+        let key = format!("{name} {version}");
+        let before = memory.comparisons.get(&key);
+        // The figures of the first period (shadow) decide; those of the
+        // second, with the roles swapped, add to them.
+        let better = before.is_none_or(|b| {
+            b["compared"].as_u64().unwrap_or(0) <= figures["compared"].as_u64().unwrap_or(0)
+                || b["phase"] != figures["phase"]
+        });
+        if !better || before == Some(&figures) {
+            return false;
+        }
+        memory.comparisons.insert(key, figures);
+        while memory.comparisons.len() > KEPT {
+            memory.comparisons.pop_first();
+        }
+        true
+    }
+
+    fn memory_file(&self) -> PathBuf {
+        self.dir.join("link.json")
+    }
+
+    fn load_memory(&self) -> Memory {
+        std::fs::read(self.memory_file())
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default()
+    }
+
+    fn save_memory(&self, memory: &Memory) {
+        let bytes = serde_json::to_vec(memory).unwrap_or_default();
+        if let Err(e) = crate::private::write_atomically(&self.memory_file(), &bytes) {
+            eprintln!("tandem: fleet: {}: {e}", self.memory_file().display());
+        }
+    }
+}
+
+/// Writes `bytes` to `path` (0600) and asks the agent to install it, as
+/// `tandem install` does. The agent's answer line.
+fn install(path: &Path, bytes: &[u8], socket: &Path) -> String {
+    use std::io::Write as _;
+    let _ = std::fs::remove_file(path);
+    let written = crate::private::file_options()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()));
+    if let Err(e) = written {
+        return format!("error: cannot write {}: {e}", path.display());
+    }
+    match crate::up::control::request(socket, &format!("install\t{}", path.display())) {
+        Ok(answer) => answer,
+        Err(e) => format!(
+            "error: the agent did not answer on {}: {e}",
+            socket.display()
+        ),
+    }
+}
+
+/// The newest entries of the history file (its last 64 KiB).
+fn read_history(path: &Path) -> Vec<Value> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return Vec::new();
+    };
+    let len = file.metadata().map_or(0, |m| m.len());
+    let start = len.saturating_sub(64 << 10);
+    let _ = file.seek(SeekFrom::Start(start));
+    let mut bytes = Vec::new();
+    let _ = file.take(64 << 10).read_to_end(&mut bytes);
+    let text = String::from_utf8_lossy(&bytes);
+    let mut lines: Vec<Value> = text
+        .lines()
+        .skip(usize::from(start > 0))
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let excess = lines.len().saturating_sub(HISTORY);
+    lines.drain(..excess);
+    lines
+}
+
+async fn write(send: &mut quinn::SendStream, bytes: &[u8]) -> Result<(), String> {
+    send.write_all(bytes)
+        .await
+        .map_err(|e| format!("cannot write to the controller: {e}"))
+}
