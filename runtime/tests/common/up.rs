@@ -39,6 +39,17 @@ impl Up {
         text: impl FnOnce(&Up) -> String,
         prepare: impl FnOnce(&mut Command),
     ) -> Up {
+        Up::launch_full(name, text, prepare, &[])
+    }
+
+    /// [`Up::launch_with`], with `args` after the test's own arguments to
+    /// `tandem up` (such as `--metrics ADDR`).
+    pub fn launch_full(
+        name: &str,
+        text: impl FnOnce(&Up) -> String,
+        prepare: impl FnOnce(&mut Command),
+        args: &[&str],
+    ) -> Up {
         let dir = std::env::temp_dir().join(format!("tandem-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -60,6 +71,7 @@ impl Up {
             .arg("200ms")
             .arg("--shadow-log")
             .arg(dir_of(&up.out).join("shadow.jsonl"))
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(
