@@ -198,6 +198,7 @@ pub fn readiness(status: &Value, relayed: (u64, Duration)) -> Result<String, Str
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
     use serde_json::json;
 
