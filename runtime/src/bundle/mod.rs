@@ -38,3 +38,6 @@ pub use install::{Gateway, InstallError, Prepared, Unpacked};
 pub use manifest::Manifest;
 pub use time::UnixTime;
 pub use verify::{Contents, Refusal, Verified};
+
+#[cfg(test)]
+mod tests;
