@@ -142,4 +142,5 @@ pub fn draft(
         worker,
     }
 }
+pub mod mqtt;
 pub mod up;
