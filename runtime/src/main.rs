@@ -100,6 +100,10 @@ enum Command {
         /// identity (gateway.toml) for `tandem install` (docs/bundles.md).
         #[arg(long, env = "TANDEM_CONFIG_DIR", default_value = tandem::bundle::trust::DEFAULT_CONFIG_DIR)]
         config_dir: PathBuf,
+        /// Dial the fleet controller this enrolment names (`tandem ctl
+        /// enrol`); default: CONFIG/enrolment.json when it exists (docs/fleet.md).
+        #[arg(long, env = "TANDEM_CONTROLLER_ENROLMENT")]
+        controller_enrolment: Option<PathBuf>,
         /// Stop after this long (such as 30s).
         #[arg(long = "for", value_parser = duration_arg)]
         run_for: Option<Duration>,
@@ -494,11 +498,13 @@ fn main() -> ExitCode {
             allow_drop,
         } => diff(&old, &new, allow_drop),
         Command::Kinds { name } => kinds(name.as_deref()),
+        Command::Ctl { action } => tandem::ctl::cli::run(action),
         Command::Up {
             file,
             state_dir,
             runtime_dir,
             config_dir,
+            controller_enrolment,
             run_for,
             listen,
             checkpoint_every,
@@ -512,6 +518,7 @@ fn main() -> ExitCode {
                 state_dir,
                 runtime_dir,
                 config_dir,
+                controller_enrolment,
                 run_for,
                 listen,
                 checkpoint_every,
@@ -581,6 +588,7 @@ struct UpOptions {
     state_dir: PathBuf,
     runtime_dir: Option<PathBuf>,
     config_dir: PathBuf,
+    controller_enrolment: Option<PathBuf>,
     run_for: Option<Duration>,
     listen: std::net::SocketAddr,
     checkpoint_every: Duration,
@@ -623,6 +631,10 @@ fn up(file: &Path, options: UpOptions) -> ExitCode {
             }
         },
     };
+    let enrolment = tandem::ctl::enrol::locate(
+        options.controller_enrolment.as_deref(),
+        Some(&options.config_dir),
+    );
     let config = tandem::up::agent::AgentConfig {
         file: file.to_path_buf(),
         stamp: GraphStamp::of_plan(&loaded.name, &loaded.plan),
@@ -643,6 +655,18 @@ fn up(file: &Path, options: UpOptions) -> ExitCode {
         egress: Default::default(),
         shadow_log: options.shadow_log,
     };
+    // The link to a fleet controller, when enrolled (docs/fleet.md).
+    if let Some(enrolment) = enrolment {
+        let link = tandem::up::fleet_link::FleetLink::new(
+            &enrolment,
+            config.state.socket(),
+            config.state.root(),
+        );
+        if let Err(e) = link.and_then(tandem::up::fleet_link::FleetLink::start) {
+            eprintln!("tandem: {e}");
+            return ExitCode::from(INVALID);
+        }
+    }
     match tandem::up::agent::run_with_metrics(config, options.metrics) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

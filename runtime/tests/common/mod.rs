@@ -142,5 +142,6 @@ pub fn draft(
         worker,
     }
 }
+pub mod fleet;
 pub mod mqtt;
 pub mod up;
