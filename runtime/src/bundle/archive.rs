@@ -340,7 +340,9 @@ pub fn read_layout<R: Read + Seek>(r: &mut R, max_bytes: u64) -> Result<Layout, 
         }
         let header = tar::Header::from_byte_slice(&block);
         if index == 0 && header.as_ustar().is_none() && header.as_gnu().is_none() {
-            return Err(ArchiveError::NotAnArchive("no ustar magic in the first header".into()));
+            return Err(ArchiveError::NotAnArchive(
+                "no ustar magic in the first header".into(),
+            ));
         }
         let raw_path = header.path_bytes();
         let path = String::from_utf8_lossy(&raw_path).into_owned();
@@ -415,9 +417,8 @@ pub fn read_layout<R: Read + Seek>(r: &mut R, max_bytes: u64) -> Result<Layout, 
             }
         } else {
             entries.push(EntryAt {
-                path: PayloadPath::parse(&path).ok_or(ArchiveError::BadName {
-                    path: path.clone(),
-                })?,
+                path: PayloadPath::parse(&path)
+                    .ok_or(ArchiveError::BadName { path: path.clone() })?,
                 offset: pos,
                 size,
             });
@@ -521,8 +522,7 @@ pub fn read_payload<R: Read + Seek>(
         let mut source: Box<dyn Read + '_> = match expected.compression {
             Compression::None => Box::new(&mut stored),
             Compression::Zstd => {
-                let mut decoder =
-                    zstd::stream::read::Decoder::new(&mut stored).map_err(io_err)?;
+                let mut decoder = zstd::stream::read::Decoder::new(&mut stored).map_err(io_err)?;
                 decoder
                     .window_log_max(ZSTD_WINDOW_LOG_MAX)
                     .map_err(io_err)?;
@@ -658,9 +658,15 @@ mod tests {
     fn trailing_and_missing_ends_are_refused() {
         let mut bytes = archive(&[(MANIFEST_ENTRY, b"m"), (SIGNATURES_ENTRY, b"")]);
         bytes.extend_from_slice(&[0; 512]);
-        assert!(matches!(layout(&bytes), Err(ArchiveError::TrailingData { extra: 512 })));
+        assert!(matches!(
+            layout(&bytes),
+            Err(ArchiveError::TrailingData { extra: 512 })
+        ));
         bytes.truncate(bytes.len() - 1024);
         let e = layout(&bytes).unwrap_err();
-        assert_eq!(e.to_string(), "it ends early (inside the end marker): the file is truncated");
+        assert_eq!(
+            e.to_string(),
+            "it ends early (inside the end marker): the file is truncated"
+        );
     }
 }

@@ -115,8 +115,7 @@ fn store(path: PayloadPath, raw: &[u8]) -> io::Result<Stored> {
     } else {
         (Compression::None, raw.to_vec())
     };
-    let stored_sha256 =
-        (compression == Compression::Zstd).then(|| Sha256::digest(&bytes).into());
+    let stored_sha256 = (compression == Compression::Zstd).then(|| Sha256::digest(&bytes).into());
     Ok(Stored {
         payload: Payload {
             path,
@@ -179,7 +178,11 @@ pub fn build(spec: &BuildSpec) -> Result<(Manifest, Vec<u8>), BuildError> {
         stored.push(store(path, &raw).map_err(io_err(file))?);
     }
     for (i, s) in stored.iter().enumerate() {
-        if stored.iter().skip(i + 1).any(|t| t.payload.path == s.payload.path) {
+        if stored
+            .iter()
+            .skip(i + 1)
+            .any(|t| t.payload.path == s.payload.path)
+        {
             return Err(BuildError::Duplicate(s.payload.path.to_string()));
         }
     }
@@ -243,17 +246,17 @@ pub fn revocation(revocation: &Revocation, key: &SecretKey) -> io::Result<Vec<u8
 /// renamed over it. Returns what it holds and how many signatures it has now.
 pub fn sign_file(file: &Path, key: &SecretKey) -> Result<(Contents, usize), BuildError> {
     let mut src = File::open(file).map_err(io_err(file))?;
-    let opened = verify::open(&mut src, MAX_BUNDLE_BYTES).map_err(|refusal| {
-        BuildError::NotABundle {
+    let opened =
+        verify::open(&mut src, MAX_BUNDLE_BYTES).map_err(|refusal| BuildError::NotABundle {
             path: file.to_path_buf(),
             refusal: Box::new(refusal),
-        }
-    })?;
+        })?;
     let statement = match opened.contents {
         Contents::Bundle(_) => Statement::Manifest,
         Contents::Revocation(_) => Statement::Revocation,
     };
-    let signatures = sign::add_signature(&opened.signatures, key.sign(statement, &opened.statement));
+    let signatures =
+        sign::add_signature(&opened.signatures, key.sign(statement, &opened.statement));
     let temp = file.with_extension("signing");
     let out = File::create(&temp).map_err(io_err(&temp))?;
     let mut copy = File::open(file).map_err(io_err(file))?;

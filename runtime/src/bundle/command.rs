@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::archive::MAX_BUNDLE_BYTES;
 use super::build::{self, BuildSpec};
@@ -147,7 +147,7 @@ pub fn verify(file: &Path, config_dir: &Path, state_dir: &Path) -> Result<String
 
 /// What `file` holds, and whether (and why not) a gateway with
 /// `config_dir` and `state_dir` would accept it.
-pub fn inspect(file: &Path, config_dir: &Path, state_dir: &PathBuf) -> Result<String, String> {
+pub fn inspect(file: &Path, config_dir: &Path, state_dir: &Path) -> Result<String, String> {
     let mut f = File::open(file).map_err(|e| format!("{}: {e}", file.display()))?;
     let opened = verify::open(&mut f, MAX_BUNDLE_BYTES)
         .map_err(|e| format!("{} is refused: {e}", file.display()))?;

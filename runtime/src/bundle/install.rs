@@ -65,7 +65,7 @@ pub enum InstallError {
         /// The file.
         path: PathBuf,
         /// Why.
-        refusal: Refusal,
+        refusal: Box<Refusal>,
     },
     /// Its graph does not load in this runtime, or uses a kind its
     /// manifest does not declare.
@@ -90,19 +90,16 @@ impl InstallError {
     /// The bundle's name and version, when the refusal came after its
     /// manifest was read.
     fn refused_at(&self) -> Option<(String, Version)> {
-        None.or(match self {
-            InstallError::Refused {
-                refusal: Refusal::Policy(p),
-                ..
-            } => match p {
-                policy::PolicyRefusal::NotNewer { name, version, .. }
-                | policy::PolicyRefusal::Revoked { name, version, .. } => {
-                    Some((name.clone(), version.clone()))
-                }
+        match self {
+            InstallError::Refused { refusal, .. } => match refusal.as_ref() {
+                Refusal::Policy(
+                    policy::PolicyRefusal::NotNewer { name, version, .. }
+                    | policy::PolicyRefusal::Revoked { name, version, .. },
+                ) => Some((name.clone(), version.clone())),
                 _ => None,
             },
             _ => None,
-        })
+        }
     }
 }
 
@@ -264,7 +261,7 @@ impl Gateway {
         verify::verify(&mut opened, self.max_bytes, &config.trust, &gateway, sink).map_err(
             |refusal| InstallError::Refused {
                 path: file.to_path_buf(),
-                refusal,
+                refusal: Box::new(refusal),
             },
         )
     }
@@ -310,7 +307,7 @@ impl Gateway {
                     signers: verified.signers,
                 })
             }
-            Contents::Bundle(m) => m,
+            Contents::Bundle(m) => *m,
         };
         if let Some(b) = &manifest.binary {
             let path = staging.join(b.as_str());
@@ -331,7 +328,8 @@ impl Gateway {
         let loaded = crate::graph_file::load_regular(&graph).map_err(|e| {
             graph_err(format!(
                 "does not load in this runtime: {}",
-                e.to_string().replace(&staging.display().to_string(), "bundle:")
+                e.to_string()
+                    .replace(&staging.display().to_string(), "bundle:")
             ))
         })?;
         if let Some(node) = loaded.plan.nodes.iter().find(|n| {
@@ -521,10 +519,7 @@ impl Installs {
         })?;
         self.revoked = revoked;
         self.record(&what, Outcome::Revoked, "");
-        let installed = self
-            .floor
-            .iter()
-            .any(|(n, v)| format!("{n} {v}") == what);
+        let installed = self.floor.iter().any(|(n, v)| format!("{n} {v}") == what);
         Ok(if installed {
             format!("{what} is revoked; this gateway runs it: install a newer version")
         } else {
@@ -657,8 +652,9 @@ fn read_history(path: &Path) -> (Value, Value) {
         .find(|l| l["result"] == "promoted")
         .and_then(|l| l["bundle"].as_str())
         .and_then(|b| b.split_once(' '))
-        .map_or(Value::Null, |(name, version)| {
-            json!({"name": name, "version": version})
-        });
+        .map_or(
+            Value::Null,
+            |(name, version)| json!({"name": name, "version": version}),
+        );
     (installed, lines.last().cloned().unwrap_or(Value::Null))
 }

@@ -100,7 +100,11 @@ impl PayloadPath {
                 && c.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
         };
-        let reserved = [MANIFEST_ENTRY, super::revocation::REVOCATION_ENTRY, super::sign::SIGNATURES_ENTRY];
+        let reserved = [
+            MANIFEST_ENTRY,
+            super::revocation::REVOCATION_ENTRY,
+            super::sign::SIGNATURES_ENTRY,
+        ];
         (text.len() <= MAX_PATH_BYTES
             && text.split('/').all(component_ok)
             && !reserved.contains(&text))
@@ -377,9 +381,8 @@ impl Manifest {
     pub fn parse(bytes: &[u8]) -> Result<Manifest, ManifestError> {
         let text = std::str::from_utf8(bytes)
             .map_err(|_| ManifestError::Syntax("it is not UTF-8 text".into()))?;
-        let raw: Raw = toml::from_str(text).map_err(|e| {
-            ManifestError::Syntax(e.message().trim_end().to_owned())
-        })?;
+        let raw: Raw = toml::from_str(text)
+            .map_err(|e| ManifestError::Syntax(e.message().trim_end().to_owned()))?;
         if raw.format != FORMAT {
             return Err(ManifestError::Format { found: raw.format });
         }
@@ -440,7 +443,14 @@ impl Manifest {
         let migrations = raw
             .migrations
             .iter()
-            .map(|m| need(MigrationId::parse(m), "migrations", m, "ids such as `integrate:1006->1016`"))
+            .map(|m| {
+                need(
+                    MigrationId::parse(m),
+                    "migrations",
+                    m,
+                    "ids such as `integrate:1006->1016`",
+                )
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let mut payloads = Vec::with_capacity(raw.payloads.len());
         let mut seen = BTreeSet::new();
@@ -528,7 +538,11 @@ impl Manifest {
                 })
         };
         let graph = listed("graph", &raw.graph)?;
-        let binary = raw.binary.as_deref().map(|b| listed("binary", b)).transpose()?;
+        let binary = raw
+            .binary
+            .as_deref()
+            .map(|b| listed("binary", b))
+            .transpose()?;
         Ok(Manifest {
             name,
             version,
@@ -649,7 +663,10 @@ mod tests {
         let bytes = m.to_bytes();
         assert_eq!(Manifest::parse(&bytes).unwrap(), m);
         let text = String::from_utf8(bytes).unwrap();
-        assert!(text.contains("depends = [\"battery-graph >=2.14\"]"), "{text}");
+        assert!(
+            text.contains("depends = [\"battery-graph >=2.14\"]"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -667,7 +684,16 @@ mod tests {
 
     #[test]
     fn payload_paths_stay_inside() {
-        for bad in ["../x", "/etc/passwd", "a/../b", "a//b", "./a", "", "MANIFEST.toml", "a b"] {
+        for bad in [
+            "../x",
+            "/etc/passwd",
+            "a/../b",
+            "a//b",
+            "./a",
+            "",
+            "MANIFEST.toml",
+            "a b",
+        ] {
             assert!(PayloadPath::parse(bad).is_none(), "{bad}");
         }
         assert!(PayloadPath::parse("bin/tandem").is_some());
@@ -688,7 +714,10 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("upgrade the runtime first"));
-        let bad = text.replace("graph = \"graph/home.toml\"", "graph = \"graph/other.toml\"");
+        let bad = text.replace(
+            "graph = \"graph/home.toml\"",
+            "graph = \"graph/other.toml\"",
+        );
         assert_eq!(
             Manifest::parse(bad.as_bytes()).unwrap_err().to_string(),
             "manifest field `graph` names `graph/other.toml`, which is not among its payloads"

@@ -39,7 +39,9 @@ pub fn runtime_version() -> Version {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PolicyRefusal {
     /// Past its expiry.
-    #[error("it expired at {expires} (it is {now} now); ask for a bundle signed with a later expiry")]
+    #[error(
+        "it expired at {expires} (it is {now} now); ask for a bundle signed with a later expiry"
+    )]
     Expired {
         /// Its expiry.
         expires: UnixTime,
@@ -125,7 +127,9 @@ pub enum PolicyRefusal {
 }
 
 fn id_matches(listed: &[String], ours: Option<&str>) -> bool {
-    listed.iter().any(|id| id == "*" || Some(id.as_str()) == ours)
+    listed
+        .iter()
+        .any(|id| id == "*" || Some(id.as_str()) == ours)
 }
 
 /// Checks `m` against gateway `g`: the first refusal, or `Ok`.
@@ -137,7 +141,11 @@ pub fn check(m: &Manifest, g: &Gateway<'_>) -> Result<(), PolicyRefusal> {
         });
     }
     for (what, listed, ours) in [
-        ("hardware", &m.compatible.hardware, g.identity.hardware.as_deref()),
+        (
+            "hardware",
+            &m.compatible.hardware,
+            g.identity.hardware.as_deref(),
+        ),
         ("site", &m.compatible.sites, g.identity.site.as_deref()),
     ] {
         if !id_matches(listed, ours) {
@@ -157,10 +165,8 @@ pub fn check(m: &Manifest, g: &Gateway<'_>) -> Result<(), PolicyRefusal> {
             found => {
                 return Err(PolicyRefusal::Depends {
                     constraint: c.to_string(),
-                    found: found.map_or_else(
-                        || format!("no {}", c.name),
-                        |v| format!("{} {v}", c.name),
-                    ),
+                    found: found
+                        .map_or_else(|| format!("no {}", c.name), |v| format!("{} {v}", c.name)),
                 })
             }
         }
@@ -327,13 +333,19 @@ mod tests {
         let mut m = manifest();
         m.compatible.hardware = vec!["gw-4".into(), "gw-5".into()];
         let e = World::new().check(&m, NOW).unwrap_err();
-        assert_eq!(e, "it is for hardware gw-4, gw-5; this gateway's hardware is gw-3");
+        assert_eq!(
+            e,
+            "it is for hardware gw-4, gw-5; this gateway's hardware is gw-3"
+        );
         let mut m = manifest();
         m.compatible.sites = vec!["site-8".into()];
         let mut w = World::new();
         w.identity.site = None;
         let e = w.check(&m, NOW).unwrap_err();
-        assert!(e.starts_with("it is for site site-8; this gateway's site is not set"), "{e}");
+        assert!(
+            e.starts_with("it is for site site-8; this gateway's site is not set"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -397,7 +409,10 @@ mod tests {
             "home 1.2.0 is not newer than 1.2.0, which this gateway installed (anti-rollback); only a version above 1.2.0 is accepted"
         );
         w.floor = Floor::default().raised("home", &Version::new(1, 3, 0));
-        assert!(w.check(&m, NOW).unwrap_err().contains("not newer than 1.3.0"));
+        assert!(w
+            .check(&m, NOW)
+            .unwrap_err()
+            .contains("not newer than 1.3.0"));
         w.floor = Floor::default();
         w.revoked.push(Revocation {
             name: Name::parse("home").unwrap(),

@@ -68,8 +68,8 @@ impl Revocation {
     pub fn parse(bytes: &[u8]) -> Result<Revocation, RevocationError> {
         let text = std::str::from_utf8(bytes)
             .map_err(|_| RevocationError::Syntax("it is not UTF-8 text".into()))?;
-        let raw: Raw =
-            toml::from_str(text).map_err(|e| RevocationError::Syntax(e.message().trim_end().into()))?;
+        let raw: Raw = toml::from_str(text)
+            .map_err(|e| RevocationError::Syntax(e.message().trim_end().into()))?;
         let field = |field, value: &str, expected| RevocationError::Field {
             field,
             value: value.to_owned(),
@@ -79,7 +79,8 @@ impl Revocation {
             return Err(field("format", &raw.format.to_string(), "1"));
         }
         Ok(Revocation {
-            name: Name::parse(&raw.name).ok_or_else(|| field("name", &raw.name, "a bundle name"))?,
+            name: Name::parse(&raw.name)
+                .ok_or_else(|| field("name", &raw.name, "a bundle name"))?,
             version: Version::parse(&raw.version)
                 .map_err(|_| field("version", &raw.version, "a semantic version"))?,
             track: Name::parse(&raw.track)

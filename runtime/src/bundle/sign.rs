@@ -101,7 +101,10 @@ impl PublicKey {
 
     /// The text of its file.
     pub fn to_text(&self, comment: &str) -> String {
-        format!("{PUBLIC_TAG} {} {comment}\n", hex::encode(self.0.as_bytes()))
+        format!(
+            "{PUBLIC_TAG} {} {comment}\n",
+            hex::encode(self.0.as_bytes())
+        )
     }
 
     /// True when `signature` is this key's, by `verify_strict`, over `statement`'s `bytes`.
@@ -160,7 +163,10 @@ impl SecretKey {
 
     /// The text of its file.
     pub fn to_text(&self, comment: &str) -> String {
-        format!("{SECRET_TAG} {} {comment}\n", hex::encode(self.0.as_bytes()))
+        format!(
+            "{SECRET_TAG} {} {comment}\n",
+            hex::encode(self.0.as_bytes())
+        )
     }
 
     /// Signs `statement`'s `bytes`.
@@ -327,7 +333,9 @@ mod tests {
     fn key_files_are_told_apart() {
         let secret = SecretKey::from_seed(&[1; 32]);
         assert_eq!(
-            PublicKey::parse(&secret.to_text("")).unwrap_err().to_string(),
+            PublicKey::parse(&secret.to_text(""))
+                .unwrap_err()
+                .to_string(),
             "it is a secret key; give the `.pub` file"
         );
         assert_eq!(

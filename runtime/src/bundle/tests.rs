@@ -60,14 +60,16 @@ struct Site {
 
 impl Site {
     fn new(name: &str) -> Site {
-        let root = std::env::temp_dir().join(format!(
-            "tandem-bundle-{name}-{}",
-            std::process::id()
-        ));
+        let root =
+            std::env::temp_dir().join(format!("tandem-bundle-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         let config = root.join("config");
         std::fs::create_dir_all(config.join("keys/stable")).unwrap();
-        std::fs::write(config.join("tracks.toml"), "[tracks.stable]\nthreshold = 2\n").unwrap();
+        std::fs::write(
+            config.join("tracks.toml"),
+            "[tracks.stable]\nthreshold = 2\n",
+        )
+        .unwrap();
         for n in 1..=3 {
             std::fs::write(
                 config.join(format!("keys/stable/k{n}.pub")),
@@ -75,8 +77,11 @@ impl Site {
             )
             .unwrap();
         }
-        std::fs::write(config.join("gateway.toml"), "hardware = \"gw-3\"\nsite = \"site-7\"\n")
-            .unwrap();
+        std::fs::write(
+            config.join("gateway.toml"),
+            "hardware = \"gw-3\"\nsite = \"site-7\"\n",
+        )
+        .unwrap();
         let gateway = Gateway::new(root.join("state/bundles"), config);
         Site { root, gateway }
     }
@@ -110,11 +115,16 @@ impl Site {
             Ok(_) => panic!("accepted"),
             Err(e) => e,
         };
-        assert_eq!(self.bundles_dir(), before, "a refusal left files behind: {e}");
+        assert_eq!(
+            self.bundles_dir(),
+            before,
+            "a refusal left files behind: {e}"
+        );
         assert_eq!(Floor::load(&self.gateway.floor_file()).unwrap(), floor);
         let text = e.to_string();
         let prefix = format!("{} is refused: ", path.display());
-        text.strip_prefix(&prefix).map_or(text.clone(), str::to_owned)
+        text.strip_prefix(&prefix)
+            .map_or(text.clone(), str::to_owned)
     }
 }
 
@@ -267,10 +277,7 @@ fn the_same_key_counted_twice_is_refused() {
 fn a_flipped_byte_in_a_payload_or_the_manifest_is_refused() {
     let site = Site::new("flipped");
     let good = signed(&manifest(), &[1, 2]);
-    let at = good
-        .windows(12)
-        .position(|w| w == b"[vertices.ca")
-        .unwrap();
+    let at = good.windows(12).position(|w| w == b"[vertices.ca").unwrap();
     let mut bad = good.clone();
     bad[at] ^= 0x20;
     assert_eq!(
@@ -280,7 +287,9 @@ fn a_flipped_byte_in_a_payload_or_the_manifest_is_refused() {
     let at = good.windows(8).position(|w| w == b"\"stable\"").unwrap();
     let mut bad = good.clone();
     bad[at + 1] = b'S';
-    assert!(site.refused(&bad).starts_with("manifest field `track` is `Stable`"));
+    assert!(site
+        .refused(&bad)
+        .starts_with("manifest field `track` is `Stable`"));
     let at = good.windows(7).position(|w| w == b"\"1.2.0\"").unwrap();
     let mut bad = good;
     bad[at + 1] = b'9';
@@ -558,7 +567,10 @@ fn revocations_need_k_of_n_and_revoked_versions_are_refused() {
     );
     let path = site.file("r.revocation", &one);
     super::build::sign_file(&path, &key(2)).unwrap();
-    let Prepared::Revocation { revocation, signers } = site.gateway.prepare(&path, NOW).unwrap()
+    let Prepared::Revocation {
+        revocation,
+        signers,
+    } = site.gateway.prepare(&path, NOW).unwrap()
     else {
         panic!("not a revocation")
     };
@@ -584,7 +596,10 @@ fn a_gateway_without_trust_refuses_everything() {
     let path = site.file("b.bundle", &signed(&manifest(), &[1, 2]));
     let e = site.gateway.prepare(&path, NOW).unwrap_err();
     assert!(matches!(e, InstallError::Config(_)), "{e}");
-    assert!(e.to_string().contains("this gateway trusts no bundle keys"), "{e}");
+    assert!(
+        e.to_string().contains("this gateway trusts no bundle keys"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -606,7 +621,10 @@ fn signing_and_building_make_what_a_gateway_accepts() {
         binary: None,
     };
     let (m, bytes) = super::build::build(&spec).unwrap();
-    assert_eq!(m.migrations, vec![MigrationId::parse("integrate:1006->1016").unwrap()]);
+    assert_eq!(
+        m.migrations,
+        vec![MigrationId::parse("integrate:1006->1016").unwrap()]
+    );
     let path = site.file("built.bundle", &bytes);
     for k in [1, 3] {
         super::build::sign_file(&path, &key(k)).unwrap();

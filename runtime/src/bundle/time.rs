@@ -33,7 +33,9 @@ impl UnixTime {
         }
         let num = |from: usize, to: usize| -> Option<i64> {
             let s = text.get(from..to)?;
-            s.bytes().all(|c| c.is_ascii_digit()).then(|| s.parse().ok())?
+            s.bytes()
+                .all(|c| c.is_ascii_digit())
+                .then(|| s.parse().ok())?
         };
         let (year, month, day) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
         let (hour, minute, second) = (num(11, 13)?, num(14, 16)?, num(17, 19)?);
@@ -66,7 +68,10 @@ impl UnixTime {
 
     /// This instant plus `secs` seconds.
     pub fn plus(self, secs: u64) -> UnixTime {
-        UnixTime(self.0.saturating_add(i64::try_from(secs).unwrap_or(i64::MAX)))
+        UnixTime(
+            self.0
+                .saturating_add(i64::try_from(secs).unwrap_or(i64::MAX)),
+        )
     }
 }
 
@@ -112,7 +117,11 @@ mod tests {
             ("2027-01-31T12:34:56Z", 1_801_398_896),
             ("2000-02-29T00:00:00Z", 951_782_400),
         ] {
-            assert_eq!(UnixTime::parse_rfc3339(text), Some(UnixTime(secs)), "{text}");
+            assert_eq!(
+                UnixTime::parse_rfc3339(text),
+                Some(UnixTime(secs)),
+                "{text}"
+            );
             assert_eq!(UnixTime(secs).to_rfc3339(), text);
         }
         for bad in [

@@ -216,7 +216,9 @@ fn load_keys(dir: &Path) -> Result<Vec<PublicKey>, TrustError> {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureRefusal {
     /// The gateway follows no such track.
-    #[error("it is for track `{track}`, which this gateway does not follow (it follows: {followed})")]
+    #[error(
+        "it is for track `{track}`, which this gateway does not follow (it follows: {followed})"
+    )]
     UnknownTrack {
         /// The statement's track.
         track: String,
@@ -243,7 +245,9 @@ pub enum SignatureRefusal {
     },
     /// A trusted key's signature that does not verify: the bytes changed
     /// after signing, or the signature did.
-    #[error("the signature of key {key} does not verify: the bundle was changed after it was signed")]
+    #[error(
+        "the signature of key {key} does not verify: the bundle was changed after it was signed"
+    )]
     BadSignature {
         /// The key.
         key: KeyId,
@@ -393,17 +397,27 @@ mod tests {
             .check("stable", m, b"x", &[sig(&stranger), sig(&a), sig(&b)])
             .is_ok());
         let e = t.check("stable", m, b"x", &[]).unwrap_err();
-        assert!(e.to_string().starts_with("it is unsigned; track `stable` requires 2"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("it is unsigned; track `stable` requires 2"),
+            "{e}"
+        );
         let e = t.check("stable", m, b"x", &[sig(&a)]).unwrap_err();
         assert!(
-            e.to_string().starts_with("track `stable` requires 2 signatures of distinct trusted keys; it has 1"),
+            e.to_string().starts_with(
+                "track `stable` requires 2 signatures of distinct trusted keys; it has 1"
+            ),
             "{e}"
         );
         let e = t.check("stable", m, b"x", &[sig(&a), sig(&a)]).unwrap_err();
         assert!(matches!(e, SignatureRefusal::SameKeyTwice { .. }), "{e}");
         assert!(e.to_string().contains("signed it twice"), "{e}");
         let e = t.check("stable", m, b"x", &[sig(&stranger)]).unwrap_err();
-        assert!(e.to_string().contains("which track `stable` does not trust"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("which track `stable` does not trust"),
+            "{e}"
+        );
         let e = t.check("stable", m, b"y", &[sig(&a), sig(&b)]).unwrap_err();
         assert!(e.to_string().contains("does not verify"), "{e}");
         let e = t.check("beta", m, b"x", &[sig(&a), sig(&b)]).unwrap_err();
@@ -425,7 +439,10 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("keys/stable")).unwrap();
         let e = GatewayConfig::load(&dir).unwrap_err();
-        assert!(e.to_string().contains("this gateway trusts no bundle keys"), "{e}");
+        assert!(
+            e.to_string().contains("this gateway trusts no bundle keys"),
+            "{e}"
+        );
         std::fs::write(dir.join("tracks.toml"), "[tracks.stable]\nthreshold = 2\n").unwrap();
         let a = SecretKey::from_seed(&[1; 32]);
         std::fs::write(dir.join("keys/stable/a.pub"), a.public().to_text("a")).unwrap();
@@ -435,7 +452,11 @@ mod tests {
         assert!(e.to_string().contains("requires 2 signatures but"), "{e}");
         let b = SecretKey::from_seed(&[2; 32]);
         std::fs::write(dir.join("keys/stable/b.pub"), b.public().to_text("b")).unwrap();
-        std::fs::write(dir.join("gateway.toml"), "hardware = \"gw-3\"\nsite = \"s1\"\n").unwrap();
+        std::fs::write(
+            dir.join("gateway.toml"),
+            "hardware = \"gw-3\"\nsite = \"s1\"\n",
+        )
+        .unwrap();
         let config = GatewayConfig::load(&dir).unwrap();
         assert_eq!(config.trust.tracks["stable"].keys.len(), 2);
         assert_eq!(config.identity.hardware.as_deref(), Some("gw-3"));

@@ -14,9 +14,7 @@
 
 use std::io::{self, Read, Seek, Write};
 
-use super::archive::{
-    self, ArchiveError, EntryAt, Layout, PayloadError, StatementKind,
-};
+use super::archive::{self, ArchiveError, EntryAt, Layout, PayloadError, StatementKind};
 use super::manifest::{Manifest, ManifestError, Payload};
 use super::policy::{self, Gateway, PolicyRefusal};
 use super::revocation::{Revocation, RevocationError};
@@ -27,7 +25,7 @@ use super::trust::{SignatureRefusal, Trust};
 #[derive(Clone, Debug)]
 pub enum Contents {
     /// A bundle.
-    Bundle(Manifest),
+    Bundle(Box<Manifest>),
     /// A revocation.
     Revocation(Revocation),
 }
@@ -124,7 +122,7 @@ pub struct Opened {
 pub fn open<R: Read + Seek>(r: &mut R, max_bytes: u64) -> Result<Opened, Refusal> {
     let layout = archive::read_layout(r, max_bytes)?;
     let contents = match layout.kind {
-        StatementKind::Manifest => Contents::Bundle(Manifest::parse(&layout.statement)?),
+        StatementKind::Manifest => Contents::Bundle(Box::new(Manifest::parse(&layout.statement)?)),
         StatementKind::Revocation => Contents::Revocation(Revocation::parse(&layout.statement)?),
     };
     let entries = match &contents {
@@ -137,11 +135,7 @@ pub fn open<R: Read + Seek>(r: &mut R, max_bytes: u64) -> Result<Opened, Refusal
             Vec::new()
         }
         Contents::Bundle(m) => {
-            if let Some(extra) = layout
-                .entries
-                .iter()
-                .find(|e| m.payload(&e.path).is_none())
-            {
+            if let Some(extra) = layout.entries.iter().find(|e| m.payload(&e.path).is_none()) {
                 return Err(Refusal::NotInManifest {
                     path: extra.path.to_string(),
                 });

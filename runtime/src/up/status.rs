@@ -241,7 +241,11 @@ fn bundles_line(b: &Value) -> String {
         ));
     }
     if !last.is_null() {
-        line.push_str(&format!("; last: {} {}", show(&last["bundle"]), show(&last["result"])));
+        line.push_str(&format!(
+            "; last: {} {}",
+            show(&last["bundle"]),
+            show(&last["result"])
+        ));
         if let Some(reason) = last["reason"].as_str() {
             line.push_str(&format!(" ({reason})"));
         }

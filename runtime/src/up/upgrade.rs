@@ -26,9 +26,9 @@ use tandem_core::split::Split;
 use tandem_nodes::io::toggles::Switches;
 
 use super::control::{InstallRequest, Request, UpgradeRequest};
+use super::hub::Hub;
 use crate::bundle::install::Running;
 use crate::bundle::Prepared;
-use super::hub::Hub;
 use crate::checkpoint::GraphStamp;
 
 /// How long an upgrade phase may last by default (beyond its supervision
@@ -314,7 +314,10 @@ impl Hub {
         if let Err(e) = unpacked.commit() {
             return refuse(
                 self,
-                format!("cannot unpack into {} ({e}); nothing changed", unpacked.dir().display()),
+                format!(
+                    "cannot unpack into {} ({e}); nothing changed",
+                    unpacked.dir().display()
+                ),
             );
         }
         let request = UpgradeRequest {
@@ -333,7 +336,8 @@ impl Hub {
                     version: unpacked.manifest.version.clone(),
                     dir: unpacked.dir().to_path_buf(),
                 });
-                let signers: Vec<String> = unpacked.signers.iter().map(ToString::to_string).collect();
+                let signers: Vec<String> =
+                    unpacked.signers.iter().map(ToString::to_string).collect();
                 self.log(&format!(
                     "installing {} from {shown} (signed by {})",
                     unpacked.manifest.id(),
