@@ -37,7 +37,15 @@ pub struct Fleet {
 
 impl Fleet {
     /// The controller's state as saved.
-    pub fn new(saved: Saved, tracks: Tracks) -> Fleet {
+    pub fn new(mut saved: Saved, tracks: Tracks) -> Fleet {
+        // Nobody is connected yet: what was sent and not answered is sent
+        // again when its gateway is back.
+        let ids: Vec<GatewayId> = saved.gateways.keys().cloned().collect();
+        for r in &mut saved.rollouts {
+            for id in &ids {
+                r.handle_offline(Millis(0), id);
+            }
+        }
         Fleet {
             saved,
             tracks,
@@ -255,6 +263,9 @@ impl Fleet {
     /// A send that could not go out: the gateway is offline after all.
     pub fn unsent(&mut self, now: Millis, id: &GatewayId) {
         self.disconnected(now, id);
+        for r in &mut self.saved.rollouts {
+            r.handle_offline(now, id);
+        }
     }
 
     fn drain_events(&mut self, now: Millis) {
@@ -443,5 +454,115 @@ fn describe(entry: &Value, pushed: bool) -> String {
     match entry["reason"].as_str() {
         Some(reason) => format!("{name} {version}: {outcome}: {reason}{via}"),
         None => format!("{name} {version}: {outcome}{via}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::ctl::plan::Policy;
+
+    fn enrolled(ids: &[&str]) -> Fleet {
+        let mut fleet = Fleet::new(Saved::default(), Tracks::default());
+        for (i, id) in ids.iter().enumerate() {
+            fleet.enrol(
+                Millis(0),
+                Gateway {
+                    id: GatewayId::parse(id).unwrap(),
+                    hardware: format!("hw{i}"),
+                    devices: vec!["d".into()],
+                    track: "stable".into(),
+                    enrolled: Millis(0),
+                    runtime: None,
+                    last_seen: None,
+                    status: Value::Null,
+                    history: Vec::new(),
+                },
+            );
+            fleet
+                .connected(Millis(1), &GatewayId::parse(id).unwrap(), "0.1.0")
+                .unwrap();
+        }
+        fleet
+    }
+
+    fn bundle() -> BundleRef {
+        BundleRef {
+            sha256: "cd".repeat(32),
+            name: "fleet".into(),
+            version: "2.0.0".into(),
+        }
+    }
+
+    #[test]
+    fn reports_settle_rollouts_and_restarts_are_sent_again() {
+        let mut fleet = enrolled(&["gw-1", "gw-2"]);
+        let (a, b) = (
+            GatewayId::parse("gw-1").unwrap(),
+            GatewayId::parse("gw-2").unwrap(),
+        );
+        assert!(fleet
+            .connected(Millis(1), &GatewayId::parse("gw-9").unwrap(), "x")
+            .is_err());
+        fleet.start_rollout(Millis(2), "stable", bundle()).unwrap();
+        assert_eq!(fleet.saved.rollouts[0].policy, Policy::default());
+        let mut sent = vec![fleet.poll_send(Millis(3)).unwrap().0];
+        sent.push(fleet.poll_send(Millis(3)).unwrap().0);
+        assert_eq!(
+            sent,
+            [a.clone(), b.clone()],
+            "two categories: both canaries"
+        );
+        fleet.answer(Millis(4), &a, &bundle().sha256, true, "installing");
+        let promoted = json!({"bundle": "fleet 2.0.0", "name": "fleet", "version": "2.0.0",
+            "result": "promoted", "comparison": {"compared": 40, "mismatched": 0}});
+        fleet.report(
+            Millis(5),
+            &a,
+            Report {
+                history: vec![promoted],
+                ..Report::default()
+            },
+        );
+        // gw-2 restarts before its outcome: back, idle, sent again.
+        fleet.disconnected(Millis(6), &b);
+        fleet.connected(Millis(7), &b, "0.1.0").unwrap();
+        fleet.report(Millis(8), &b, Report::default());
+        assert_eq!(fleet.poll_send(Millis(9)), Some((b.clone(), 1)));
+        let r = &fleet.saved.rollouts[0];
+        assert_eq!(r.state_of(&a).map(TargetState::name), Some("succeeded"));
+        let snapshot = fleet.snapshot(Millis(10));
+        assert_eq!(snapshot["gateways"][0]["history"][0]["via"], "controller");
+        // A USB install of another bundle is a local one.
+        let usb = json!({"bundle": "tools 1.0.0", "name": "tools", "version": "1.0.0",
+                         "result": "promoted"});
+        fleet.report(
+            Millis(11),
+            &b,
+            Report {
+                history: vec![usb],
+                ..Report::default()
+            },
+        );
+        let snapshot = fleet.snapshot(Millis(12));
+        assert_eq!(snapshot["gateways"][1]["history"][0]["via"], "local");
+        assert!(fleet
+            .log
+            .iter()
+            .any(|(_, l)| l.contains("installed locally")));
+    }
+
+    #[test]
+    fn a_restarted_controller_sends_again_what_was_not_answered() {
+        let mut fleet = enrolled(&["gw-1"]);
+        fleet.start_rollout(Millis(2), "stable", bundle()).unwrap();
+        assert!(fleet.poll_send(Millis(3)).is_some());
+        let saved = fleet.saved.clone();
+        let mut again = Fleet::new(saved, Tracks::default());
+        assert_eq!(again.poll_send(Millis(4)), None, "nobody is connected yet");
+        let id = GatewayId::parse("gw-1").unwrap();
+        again.connected(Millis(5), &id, "0.1.0").unwrap();
+        assert_eq!(again.poll_send(Millis(6)), Some((id, 1)));
     }
 }
