@@ -32,8 +32,10 @@ use tokio::time::Instant;
 
 /// Messages in flight at most (rumqttc's `inflight`).
 pub const INFLIGHT: u16 = 100;
-/// Most spool entries read into one chunk.
-const CHUNK: usize = 2048;
+/// Most spool entries read into one chunk. With batches, a chunk is read
+/// whole whenever a message may be sent, so that each channel's share of it
+/// fills whole messages (64 of `batch`, at most this).
+const CHUNK: usize = 16_384;
 /// First and longest wait between connection attempts.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(2));
 
@@ -390,7 +392,11 @@ impl Publisher {
     fn fill(&mut self) {
         while self.messages < usize::from(INFLIGHT) {
             let room = usize::from(INFLIGHT) - self.messages;
-            let max = room.saturating_mul(self.link.batch).min(CHUNK);
+            let max = if self.link.batch <= 1 {
+                room
+            } else {
+                self.link.batch.saturating_mul(64).min(CHUNK)
+            };
             let mut entries = std::mem::take(&mut self.entries);
             let chunk = match self.reader.read(max, &mut entries) {
                 Ok(chunk) => chunk,

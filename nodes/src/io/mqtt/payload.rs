@@ -132,10 +132,14 @@ impl Encoder {
     /// alone when `batch` is false, else a batch.
     pub fn message(&self, channel: &str, entries: &[&Entry], batch: bool, out: &mut Vec<u8>) {
         out.clear();
+        // `"GATEWAY/CHANNEL/` escaped once; each key ends it with its numbers.
+        let mut prefix = Vec::with_capacity(self.gateway.len() + channel.len() + 4);
+        json_string(&format!("{}/{channel}/", self.gateway), &mut prefix);
+        prefix.pop();
         if !batch {
             if let Some(entry) = entries.first() {
                 out.push(b'{');
-                self.key(channel, entry, out);
+                key(&prefix, entry, out);
                 out.extend_from_slice(b",\"gateway\":");
                 json_string(&self.gateway, out);
                 out.extend_from_slice(b",\"channel\":");
@@ -156,28 +160,29 @@ impl Encoder {
                 out.push(b',');
             }
             out.push(b'{');
-            self.key(channel, entry, out);
+            key(&prefix, entry, out);
             out.push(b',');
             fields(entry, out);
             out.push(b'}');
         }
         out.extend_from_slice(b"]}");
     }
+}
 
-    /// `"key":"GATEWAY/CHANNEL/SEQ[/ORDINAL]"`.
-    fn key(&self, channel: &str, entry: &Entry, out: &mut Vec<u8>) {
-        out.extend_from_slice(b"\"key\":");
-        let mut key = Vec::with_capacity(self.gateway.len() + channel.len() + 24);
-        let _ = write!(key, "{}/{}/{}", self.gateway, channel, entry.seq.0);
-        if entry.ordinal > 0 {
-            let _ = write!(key, "/{}", entry.ordinal);
-        }
-        json_string(&String::from_utf8_lossy(&key), out);
+/// `"key":"GATEWAY/CHANNEL/SEQ[/ORDINAL]"`, `prefix` being the escaped
+/// `"GATEWAY/CHANNEL/`.
+fn key(prefix: &[u8], entry: &Entry, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"\"key\":");
+    out.extend_from_slice(prefix);
+    let _ = write!(out, "{}", entry.seq.0);
+    if entry.ordinal > 0 {
+        let _ = write!(out, "/{}", entry.ordinal);
     }
+    out.push(b'"');
 }
 
 /// The idempotency key of `entry` of `channel` from `gateway`.
-pub fn key(gateway: &str, channel: &str, entry: &Entry) -> String {
+pub fn key_of(gateway: &str, channel: &str, entry: &Entry) -> String {
     if entry.ordinal > 0 {
         format!("{gateway}/{channel}/{}/{}", entry.seq.0, entry.ordinal)
     } else {
@@ -269,7 +274,7 @@ mod tests {
                 r#"{"key":"gw1/soc/13/1","seq":13,"ordinal":1,"time_ns":1767225600000000000,"value":null,"quality":"out_of_range|stale"}]}"#
             )
         );
-        assert_eq!(key("gw1", "soc", &flagged), "gw1/soc/13/1");
+        assert_eq!(key_of("gw1", "soc", &flagged), "gw1/soc/13/1");
     }
 
     #[test]
