@@ -236,6 +236,7 @@ pub fn json_string(s: &str, out: &mut Vec<u8>) {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
     use tandem_core::{EventTime, Seq};
 

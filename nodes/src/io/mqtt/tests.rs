@@ -31,7 +31,8 @@ fn defaults_are_valid_and_the_spool_is_the_sinks_own_directory() {
 
 #[test]
 fn refusals_blame_the_parameter_and_say_what_would_do() {
-    let cases: &[(&[(&str, ParamValue)], &str, &str)] = &[
+    type Case<'a> = (&'a [(&'a str, ParamValue)], &'a str, &'a str);
+    let cases: &[Case<'_>] = &[
         (&[("topic", text("a/#"))], "topic", "`#`"),
         (
             &[("topic", text("a/{chan}"))],

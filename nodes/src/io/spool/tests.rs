@@ -21,7 +21,7 @@ fn record(i: u64) -> Record {
     Record::new(
         Seq(i + 1),
         EventTime::from_secs(1_767_225_600).add_nanos(i as i64),
-        ChannelId(if i % 2 == 0 { 3 } else { 5 }),
+        ChannelId(if i.is_multiple_of(2) { 3 } else { 5 }),
         i as f64,
     )
 }
@@ -43,14 +43,14 @@ fn drain(reader: &mut SpoolReader) -> Vec<u64> {
         if chunk.is_empty() {
             return got;
         }
-        assert_eq!(chunk.end.0 - chunk.start.0 >= out.len() as u64, true);
+        assert!(chunk.end.0 - chunk.start.0 >= out.len() as u64);
         for e in &out {
             let name = &reader.channels()[e.channel as usize];
             let i = e.value as u64;
             assert_eq!(e.seq, Seq(i + 1));
             assert_eq!(
                 name,
-                if i % 2 == 0 {
+                if i.is_multiple_of(2) {
                     "battery.soc"
                 } else {
                     "pv.power"
