@@ -16,6 +16,8 @@
 //!   of a simulated agent (a control socket that takes the install, shows a
 //!   shadow comparison, then records "promoted"); 4 configuration
 //!   categories, waves [25, 100].
+// A bench whose setup fails has nothing to measure: it stops there.
+#![allow(clippy::unwrap_used)]
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::os::unix::net::UnixListener;
@@ -72,6 +74,7 @@ fn noise(len: usize) -> Vec<u8> {
 
 /// A signed bundle of `graph()` and a 10 MB "binary"; its path.
 fn make_bundle(dir: &Path, key: &SecretKey, version: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
     let graph_file = dir.join("graph.toml");
     std::fs::write(&graph_file, graph()).unwrap();
     let binary = dir.join("payload.bin");
@@ -103,7 +106,11 @@ fn config_dir(dir: &Path, key: &SecretKey) -> PathBuf {
     let keys = config.join("keys").join("stable");
     std::fs::create_dir_all(&keys).unwrap();
     std::fs::write(keys.join("bench.pub"), key.public().to_text("bench")).unwrap();
-    std::fs::write(config.join("tracks.toml"), "[tracks.stable]\nthreshold = 1\n").unwrap();
+    std::fs::write(
+        config.join("tracks.toml"),
+        "[tracks.stable]\nthreshold = 1\n",
+    )
+    .unwrap();
     config
 }
 
@@ -230,7 +237,11 @@ fn rollout(dir: &Path) -> f64 {
     let bundle = make_bundle(&bundle_dir, &key, "2.0.0");
     let ctl_dir = dir.join("ctl");
     std::fs::create_dir_all(&ctl_dir).unwrap();
-    std::fs::write(ctl_dir.join("tracks.toml"), "[tracks.stable]\nwaves = [25, 100]\n").unwrap();
+    std::fs::write(
+        ctl_dir.join("tracks.toml"),
+        "[tracks.stable]\nwaves = [25, 100]\n",
+    )
+    .unwrap();
     let options = tandem::ctl::daemon::Options {
         dir: ctl_dir.clone(),
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -276,10 +287,7 @@ fn rollout(dir: &Path) -> f64 {
         std::thread::sleep(Duration::from_millis(10));
     }
     let started = Instant::now();
-    ask(
-        &socket,
-        &format!("rollout\tstable\t{}", bundle.display()),
-    );
+    ask(&socket, &format!("rollout\tstable\t{}", bundle.display()));
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let v: Value = serde_json::from_str(&ask(&socket, "status")).unwrap();
@@ -288,7 +296,10 @@ fn rollout(dir: &Path) -> f64 {
             return started.elapsed().as_secs_f64() * 1e3;
         }
         assert!(r["state"] != "halted", "{r:#}");
-        assert!(Instant::now() < deadline, "the rollout did not complete: {r:#}");
+        assert!(
+            Instant::now() < deadline,
+            "the rollout did not complete: {r:#}"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
 }
@@ -321,7 +332,9 @@ fn main() {
     } else {
         println!("(run with -- --json for one JSON line)\n{line}");
     }
-    let _ = std::fs::remove_dir_all(&dir);
-    // The controller and the links run on threads of their own until the end.
+    // The controller and the links run on threads of their own until the
+    // end: only the gateway side's files (the large ones) are removed.
+    let _ = std::fs::remove_dir_all(dir.join("gateway"));
+    let _ = std::fs::remove_dir_all(dir.join("rollout").join("bundle"));
     std::process::exit(0);
 }

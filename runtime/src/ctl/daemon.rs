@@ -252,7 +252,7 @@ impl Driver {
                 let _ = reply.send(result);
             }
             Input::Message { id, conn, message } => {
-                if !self.links.get(&id).is_some_and(|(c, _)| *c == conn) {
+                if self.links.get(&id).is_none_or(|(c, _)| *c != conn) {
                     return;
                 }
                 match message {

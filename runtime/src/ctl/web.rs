@@ -115,7 +115,7 @@ th{background:#e6ecf2}.online{color:#17803d}.offline{color:#a33}\
 .installing,.sent{background:#fff3cd}.halted{color:#a33;font-weight:bold}\
 .complete{color:#17803d;font-weight:bold}.running{color:#b58105;font-weight:bold}\
 .bar{display:inline-block;width:120px;height:10px;background:#e6ecf2;vertical-align:middle}\
-.bar i{display:block;height:10px;background:#2f9e44}";
+.bar i{display:block;height:10px;background:#2f9e44}pre{white-space:pre-wrap}";
 
 /// The whole page.
 pub fn page(snapshot: &Value) -> String {
