@@ -1,14 +1,20 @@
 //! `csv`: replays a recorded CSV file.
 //!
-//! The file is read and checked whole when the graph is built, so a replay
-//! never fails halfway: every problem is a build error `path:line: what is
-//! wrong, what is valid`.
+//! The file is streamed through a buffer of fixed size ([`reader::BUFFER`],
+//! 64 KiB), so a replay takes the same memory whatever the file's size. When
+//! the graph is built the file is opened and its header and first row are
+//! checked: a wrong path, header or `channels` list is a build error
+//! `path:line: what is wrong, what is valid`. A later row that is not valid
+//! (a malformed line, an unknown channel, a time that goes back, a last line
+//! cut short) is reported on stderr the same way, counted as an error of the
+//! source, and skipped; the replay goes on. A file that cannot be read any
+//! further ends the replay.
 //!
 //! Format: a header naming the columns, in any order: `time` (or `time_ns`),
 //! `channel`, `value`, optionally `quality`, and an ignored `seq`, so files
 //! written by the `file` sink in `csv` format replay as they are. Then one row
 //! per record. Blank lines and lines starting with `#` are skipped. Fields are
-//! not quoted (channel names never need it).
+//! not quoted (channel names never need it). Lines end in `\n` or `\r\n`.
 //!
 //! - `time`: integer nanoseconds since the epoch (`1767225600000000000`),
 //!   seconds with a fraction of up to 9 digits (`1767225600.25`), or RFC 3339
@@ -21,14 +27,19 @@
 //!
 //! Timing: the first poll, at ingress time `t0`, emits the rows stamped like
 //! the first row; a row stamped `t` is emitted at ingress time
-//! `t0 + (t - first row's time)`. Records keep the file's event time.
+//! `t0 + (t - first row's time)`. Records keep the file's event time. One
+//! poll emits at most [`MAX_PER_POLL`] rows and asks to be polled again at
+//! once if more are due.
+
+pub mod reader;
 
 use super::names_param;
 use super::text_param;
-use std::collections::BTreeMap;
+use reader::{ReadError, RowReader};
+use std::fs::File;
 use tandem_core::{
-    Arity, BuildContext, BuildError, Builder, ChannelId, EventTime, KindSpec, ParamDefault,
-    ParamSpec, ParamType, Quality, Record, Seq, Source,
+    Arity, BuildContext, BuildError, Builder, EventTime, KindSpec, ParamDefault, ParamSpec,
+    ParamType, Quality, Record, Source,
 };
 
 /// The `csv` kind.
@@ -62,6 +73,13 @@ pub static KIND: KindSpec = KindSpec {
 /// What valid times look like, for messages.
 const TIME_FORMS: &str = "integer nanoseconds (1767225600000000000), seconds with a fraction (1767225600.25) or RFC 3339 in UTC (2026-01-01T00:00:00Z, 2026-01-01T00:00:00.250Z)";
 
+/// Most rows one poll emits, so that a replay far behind its pace (a high
+/// `--speed`) never gathers the file in memory.
+pub const MAX_PER_POLL: usize = 4096;
+
+/// Bad rows reported one by one on stderr; the rest are only counted.
+const REPORTED_ERRORS: u64 = 10;
+
 fn build(ctx: &BuildContext<'_>) -> Result<Box<dyn Source>, BuildError> {
     let path = text_param(ctx, "path")?;
     let names = names_param(ctx, "channels")?;
@@ -73,178 +91,97 @@ fn build(ctx: &BuildContext<'_>) -> Result<Box<dyn Source>, BuildError> {
             ctx.outputs.len()
         )));
     }
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| BuildError::new(format!("`{}`: cannot read `{path}`: {e}", ctx.id)))?;
-    let channels: BTreeMap<&str, ChannelId> = names
-        .iter()
-        .map(String::as_str)
-        .zip(ctx.outputs.iter().copied())
-        .collect();
-    let rows = parse(&text, &channels)
-        .map_err(|(line, what)| BuildError::new(format!("{path}:{line}: {what}")))?;
-    Ok(Box::new(CsvReplay::new(rows)))
+    let unreadable =
+        |e: std::io::Error| BuildError::new(format!("`{}`: cannot read `{path}`: {e}", ctx.id));
+    let refused = |e: ReadError| match e {
+        ReadError::Io { error, .. } => unreadable(error),
+        row => BuildError::new(format!("{path}:{row}")),
+    };
+    let file = File::open(path).map_err(unreadable)?;
+    let channels = names.iter().cloned().zip(ctx.outputs.iter().copied());
+    let mut reader = RowReader::new(file, reader::BUFFER, channels).map_err(refused)?;
+    let Some(first) = reader.next_row().map_err(refused)? else {
+        return Err(BuildError::new(format!(
+            "{path}:{}: no data rows after the header",
+            reader.header_line()
+        )));
+    };
+    Ok(Box::new(CsvReplay {
+        id: ctx.id.to_owned(),
+        path: path.to_owned(),
+        reader,
+        next: Some(first),
+        first: first.time,
+        start: None,
+        errors: 0,
+    }))
 }
 
-/// The replay, over rows parsed and checked up front.
+/// The replay, streaming rows from the file as they come due.
 #[derive(Debug)]
 pub struct CsvReplay {
-    rows: Vec<Record>,
-    next: usize,
+    id: String,
+    path: String,
+    reader: RowReader<File>,
+    /// The next row, read but not yet due; `None` at the end.
+    next: Option<Record>,
+    /// The first row's time.
+    first: EventTime,
     start: Option<EventTime>,
+    errors: u64,
 }
 
 impl CsvReplay {
-    /// A replay of `rows`, which must be in non-decreasing time order.
-    pub fn new(rows: Vec<Record>) -> CsvReplay {
-        CsvReplay {
-            rows,
-            next: 0,
-            start: None,
+    /// The row after `next`, reporting and skipping rows that are not valid.
+    fn read_next(&mut self) -> Option<Record> {
+        loop {
+            match self.reader.next_row() {
+                Ok(row) => return row,
+                Err(e) => {
+                    self.errors += 1;
+                    let fatal = matches!(e, ReadError::Io { .. });
+                    if self.errors <= REPORTED_ERRORS || fatal {
+                        let then = if fatal {
+                            "the replay ends here"
+                        } else {
+                            "the row is skipped"
+                        };
+                        eprintln!("tandem: source `{}`: {}:{e}; {then}", self.id, self.path);
+                        if self.errors == REPORTED_ERRORS && !fatal {
+                            eprintln!(
+                                "tandem: source `{}`: further bad rows are counted, not shown",
+                                self.id
+                            );
+                        }
+                    }
+                    if fatal {
+                        return None;
+                    }
+                }
+            }
         }
-    }
-
-    /// Ingress time at which `row` is due.
-    fn due(&self, start: EventTime, row: &Record) -> EventTime {
-        let first = self.rows.first().map_or(row.time, |r| r.time);
-        start.add_nanos(row.time.0.saturating_sub(first.0))
     }
 }
 
 impl Source for CsvReplay {
     fn poll(&mut self, now: EventTime, out: &mut Vec<Record>) -> Option<EventTime> {
         let start = *self.start.get_or_insert(now);
-        while let Some(row) = self.rows.get(self.next) {
-            let due = self.due(start, row);
+        for _ in 0..MAX_PER_POLL {
+            let row = self.next?;
+            let due = start.add_nanos(row.time.0.saturating_sub(self.first.0));
             if due > now {
                 return Some(due);
             }
-            out.push(*row);
-            self.next += 1;
+            out.push(row);
+            self.next = self.read_next();
         }
-        None
+        // More may be due: come back at once.
+        self.next.map(|_| now)
     }
-}
 
-/// Column positions from the header.
-#[derive(Debug)]
-struct Columns {
-    count: usize,
-    time: usize,
-    channel: usize,
-    value: usize,
-    quality: Option<usize>,
-}
-
-/// Parses the whole file into records (seq 0). Errors are `(line number, what)`.
-fn parse(text: &str, channels: &BTreeMap<&str, ChannelId>) -> Result<Vec<Record>, (usize, String)> {
-    let mut lines = text
-        .split('\n')
-        .enumerate()
-        .map(|(i, line)| (i + 1, line.strip_suffix('\r').unwrap_or(line)))
-        .filter(|(_, line)| !line.trim().is_empty() && !line.trim_start().starts_with('#'));
-    let Some((header_line, header)) = lines.next() else {
-        return Err((
-            1,
-            "the file is empty; expected a header such as `time,channel,value,quality`".to_owned(),
-        ));
-    };
-    let columns = parse_header(header).map_err(|what| (header_line, what))?;
-    let mut rows = Vec::new();
-    let mut last: Option<EventTime> = None;
-    for (n, line) in lines {
-        let row = parse_row(line, &columns, channels).map_err(|what| (n, what))?;
-        if let Some(last) = last.filter(|t| row.time < *t) {
-            return Err((
-                n,
-                format!(
-                    "time {} ns is before the previous row's {} ns; rows must be in non-decreasing time order",
-                    row.time.0, last.0
-                ),
-            ));
-        }
-        last = Some(row.time);
-        rows.push(row);
+    fn errors(&self) -> u64 {
+        self.errors
     }
-    if rows.is_empty() {
-        return Err((header_line, "no data rows after the header".to_owned()));
-    }
-    Ok(rows)
-}
-
-fn parse_header(line: &str) -> Result<Columns, String> {
-    const VALID: &str =
-        "valid columns are time (or time_ns), channel, value, quality and seq (ignored)";
-    let (mut time, mut channel, mut value, mut quality) = (None, None, None, None);
-    let mut count = 0;
-    for (i, name) in line.split(',').map(str::trim).enumerate() {
-        count += 1;
-        let slot = match name {
-            "time" | "time_ns" => &mut time,
-            "channel" => &mut channel,
-            "value" => &mut value,
-            "quality" => &mut quality,
-            "seq" => continue,
-            other => return Err(format!("unknown column `{other}` in the header; {VALID}")),
-        };
-        if slot.replace(i).is_some() {
-            return Err(format!("column `{name}` appears twice in the header"));
-        }
-    }
-    let missing = |what: &str| format!("the header has no `{what}` column; {VALID}");
-    Ok(Columns {
-        count,
-        time: time.ok_or_else(|| missing("time"))?,
-        channel: channel.ok_or_else(|| missing("channel"))?,
-        value: value.ok_or_else(|| missing("value"))?,
-        quality,
-    })
-}
-
-fn parse_row(
-    line: &str,
-    columns: &Columns,
-    channels: &BTreeMap<&str, ChannelId>,
-) -> Result<Record, String> {
-    let mut fields: [&str; 8] = [""; 8];
-    let mut count = 0;
-    for field in line.split(',') {
-        if let Some(slot) = fields.get_mut(count) {
-            *slot = field.trim();
-        }
-        count += 1;
-    }
-    if count != columns.count {
-        return Err(format!(
-            "{count} fields, the header has {}; fields cannot be quoted or hold commas",
-            columns.count
-        ));
-    }
-    let field = |i: usize| fields.get(i).copied().unwrap_or("");
-
-    let time = parse_time(field(columns.time))?;
-    let name = field(columns.channel);
-    let channel = *channels.get(name).ok_or_else(|| {
-        let valid: Vec<String> = channels.keys().map(|n| format!("`{n}`")).collect();
-        format!(
-            "channel `{name}` is not in the `channels` parameter; valid: {}",
-            valid.join(", ")
-        )
-    })?;
-    let text = field(columns.value);
-    let value: f64 = text
-        .parse()
-        .map_err(|_| format!("value `{text}` is not a number"))?;
-    let quality = match columns.quality {
-        Some(i) => parse_quality(field(i))?,
-        None => Quality::GOOD,
-    };
-    Ok(Record {
-        seq: Seq::ZERO,
-        time: EventTime(time),
-        channel,
-        quality,
-        value,
-    })
 }
 
 /// Parses a time field to nanoseconds since the epoch.
@@ -492,7 +429,7 @@ mod tests {
         assert!(summary[3].1.is_nan());
         assert_eq!(out[0].channel, out[2].channel);
         assert_ne!(out[0].channel, out[1].channel);
-        assert!(out.iter().all(|r| r.seq == Seq::ZERO));
+        assert!(out.iter().all(|r| r.seq == tandem_core::Seq::ZERO));
     }
 
     #[test]
@@ -508,15 +445,14 @@ mod tests {
     }
 
     #[test]
-    fn errors_name_the_line_and_what_is_valid() {
+    fn errors_in_the_header_or_first_row_name_the_line_and_what_is_valid() {
         let h = "time,channel,value\n";
         assert_eq!(
-            error("channel", &format!("{h}1.0,soc,1\n2.0,battery,2\n")),
+            error(
+                "channel",
+                &format!("# recorded\n{h}2.0,battery,2\n1.0,soc,1\n")
+            ),
             "3: channel `battery` is not in the `channels` parameter; valid: `power`, `soc`"
-        );
-        assert_eq!(
-            error("order", &format!("{h}2.0,soc,1\n1.0,soc,2\n")),
-            "3: time 1000000000 ns is before the previous row's 2000000000 ns; rows must be in non-decreasing time order"
         );
         assert_eq!(
             error("fields", &format!("{h}1.0,soc\n")),
@@ -544,6 +480,47 @@ mod tests {
         );
         assert_eq!(error("empty-rows", h), "1: no data rows after the header");
         assert!(error("empty", "").starts_with("1: the file is empty"));
+    }
+
+    #[test]
+    fn later_bad_rows_are_counted_and_skipped_and_the_replay_goes_on() {
+        let content = "time,channel,value\n\
+            1.0,soc,1\n\
+            2.0,battery,2\n\
+            0.5,soc,3\n\
+            3.0,soc,4\n\
+            4.0,soc";
+        let (mut src, _) = replay("later", content).unwrap();
+        let out = drive(src.as_mut(), EventTime(0), EventTime(i64::MAX), 10);
+        let values: Vec<f64> = out.iter().map(|r| r.value).collect();
+        assert_eq!(values, [1.0, 4.0]);
+        assert_eq!(
+            src.errors(),
+            3,
+            "unknown channel, time going back, torn last line"
+        );
+    }
+
+    #[test]
+    fn a_replay_far_behind_its_pace_emits_a_bounded_batch_per_poll() {
+        let mut content = String::from("time,channel,value\n");
+        for i in 0..(MAX_PER_POLL + 10) {
+            content.push_str(&format!("{i},soc,{i}\n"));
+        }
+        let (mut src, _) = replay("behind", &content).unwrap();
+        let mut out = Vec::new();
+        let late = EventTime(i64::MAX / 2);
+        assert_eq!(src.poll(EventTime(0), &mut out), Some(EventTime(1)));
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            src.poll(late, &mut out),
+            Some(late),
+            "more are due: at once"
+        );
+        assert_eq!(out.len(), 1 + MAX_PER_POLL);
+        assert_eq!(src.poll(late, &mut out), None);
+        assert_eq!(out.len(), MAX_PER_POLL + 10);
+        assert!(out.windows(2).all(|w| w[0].value + 1.0 == w[1].value));
     }
 
     #[test]
