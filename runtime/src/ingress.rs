@@ -244,10 +244,10 @@ impl Ingress {
             let Body::Source(source) = &mut node.body else {
                 continue;
             };
-            let start = Instant::now();
+            let timer = node.stats.start_call();
             let before = node.out.len();
             slot.due = source.poll(now, &mut node.out);
-            node.stats.record_latency(start.elapsed().as_nanos() as u64);
+            node.stats.end_call(timer);
             node.stats.errors = source.errors();
             match source.relayed_frontier() {
                 // Relayed records keep the sequence numbers they came with.

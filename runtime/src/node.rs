@@ -2,7 +2,6 @@
 
 use crate::ring::{RingRx, RingTx};
 use crate::stats::NodeStats;
-use std::time::Instant;
 use tandem_core::{Record, Seq, Sink, Source, Vertex};
 
 /// What a node does with its input.
@@ -341,9 +340,10 @@ impl NodeRt {
     }
 }
 
-/// Runs a vertex or sink on `input`, timing the call.
+/// Runs a vertex or sink on `input`, timing the call if it is one of those
+/// sampled.
 fn apply(body: &mut Body, stats: &mut NodeStats, input: &[Record], out: &mut Vec<Record>) {
-    let start = Instant::now();
+    let timer = stats.start_call();
     let before = out.len();
     match body {
         Body::Vertex(v) => v.process(input, out),
@@ -357,7 +357,7 @@ fn apply(body: &mut Body, stats: &mut NodeStats, input: &[Record], out: &mut Vec
         }
         Body::Source(_) => {}
     }
-    stats.record_latency(start.elapsed().as_nanos() as u64);
     stats.records_in += input.len() as u64;
     stats.records_out += (out.len() - before) as u64;
+    stats.end_call(timer);
 }

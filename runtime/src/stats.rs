@@ -7,7 +7,43 @@ use hdrhistogram::Histogram;
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Instant;
 use tandem_core::Role;
+
+/// What reading the clock twice costs, about, in nanoseconds.
+const TIMING_COST_NS: u64 = 50;
+/// Timing takes at most about 1/`OVERHEAD` of a node's time.
+const OVERHEAD: u64 = 64;
+/// At least one call in this many is timed.
+const MAX_STRIDE: u32 = 256;
+
+/// Which calls of a node are timed: one in `stride`, where `stride` keeps
+/// reading the clock to about 1/64 of the node's time (1 for calls longer
+/// than about 3 us, up to 256 for calls of tens of nanoseconds). Which
+/// call is timed never depends on that call's own duration, so each timed
+/// call stands for `stride` calls in the histogram.
+#[derive(Debug)]
+struct Sampler {
+    /// Calls to leave untimed before the next timed one.
+    skip: u32,
+    /// How many calls the next timed one stands for.
+    stride: u32,
+}
+
+impl Sampler {
+    /// The first call is timed.
+    fn new() -> Sampler {
+        Sampler { skip: 0, stride: 1 }
+    }
+
+    /// The stride after a timed call that took `nanos`.
+    fn stride_after(nanos: u64) -> u32 {
+        let stride = (TIMING_COST_NS * OVERHEAD) / nanos.max(1);
+        u32::try_from(stride)
+            .unwrap_or(MAX_STRIDE)
+            .clamp(1, MAX_STRIDE)
+    }
+}
 
 /// Metrics of one node, kept by the worker that runs it.
 #[derive(Debug)]
@@ -30,6 +66,8 @@ pub struct NodeStats {
     pub(crate) rings_in: Vec<Arc<RingCounters>>,
     /// The same figures, for readers on other threads while the node runs.
     live: Arc<LiveNode>,
+    /// Which calls are timed for `latency_ns`.
+    sampler: Sampler,
 }
 
 impl NodeStats {
@@ -47,7 +85,51 @@ impl NodeStats {
                 .expect("constant histogram bounds are valid"),
             rings_in: Vec::new(),
             live: LiveNode::register(id, role),
+            sampler: Sampler::new(),
         }
+    }
+
+    /// Starts a `process`/`write`/`poll` call: the clock when this call is
+    /// one of those timed (see [`Sampler`]), for [`NodeStats::end_call`].
+    #[inline]
+    pub(crate) fn start_call(&mut self) -> Option<Instant> {
+        match self.sampler.skip.checked_sub(1) {
+            Some(skip) => {
+                self.sampler.skip = skip;
+                None
+            }
+            None => Some(Instant::now()),
+        }
+    }
+
+    /// Ends a call begun with [`NodeStats::start_call`]. A timed call goes
+    /// into the histogram standing for the calls left untimed before it,
+    /// and publishes the live figures as [`NodeStats::record_latency`] does;
+    /// an untimed one only publishes the counters.
+    #[inline]
+    pub(crate) fn end_call(&mut self, started: Option<Instant>) {
+        let Some(started) = started else {
+            let high_water = u64::try_from(self.high_water()).unwrap_or(u64::MAX);
+            self.live.store(
+                self.records_in,
+                self.records_out,
+                self.errors,
+                self.drops(),
+                high_water,
+            );
+            return;
+        };
+        let nanos = u64::try_from(started.elapsed().as_nanos())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let weight = u64::from(self.sampler.stride);
+        if weight > 1 {
+            // `record_latency` records the call itself; the rest of its weight here.
+            self.latency_ns.saturating_record_n(nanos, weight - 1);
+        }
+        self.record_latency(nanos);
+        self.sampler.stride = Sampler::stride_after(nanos);
+        self.sampler.skip = self.sampler.stride - 1;
     }
 
     /// Records the duration of one call, and publishes the figures as of
