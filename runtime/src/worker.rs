@@ -32,6 +32,10 @@ impl Worker {
     pub fn run(mut self) -> Vec<NodeStats> {
         let mut idle = Idle::new();
         let mut reported = 0u64;
+        let sources: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| matches!(self.nodes[i].body, Body::Source(_)))
+            .collect();
+        let batch = self.nodes.iter().map(|n| n.batch).max().unwrap_or(1);
         loop {
             if self.abort.load(Ordering::Relaxed) {
                 break;
@@ -48,15 +52,29 @@ impl Worker {
                 .any(|(n, &stalled)| stalled && matches!(n.body, Body::Source(_)));
             if let Some(ingress) = self.ingress.as_mut().filter(|_| !sources_stalled) {
                 let stop = self.stop.load(Ordering::Relaxed);
-                match ingress.step(&mut self.nodes, stop, &self.barrier) {
-                    Step::Polled => worked = true,
-                    Step::Idle(d) => {
-                        wait = d;
-                        // The ingress worker has no rings in: until a source
-                        // is due, nothing can arrive.
-                        sources_only = true;
+                // One ingress pass may give a single record (on the virtual
+                // clock, each row of a replay is due at a time of its own):
+                // poll again while passes give records, up to a batch, so
+                // that the nodes run once per batch rather than per record.
+                loop {
+                    let before = output_len(&self.nodes, &sources);
+                    match ingress.step(&mut self.nodes, stop, &self.barrier) {
+                        Step::Polled => {
+                            worked = true;
+                            let after = output_len(&self.nodes, &sources);
+                            if after <= before || after >= batch {
+                                break;
+                            }
+                        }
+                        Step::Idle(d) => {
+                            wait = d;
+                            // The ingress worker has no rings in: until a
+                            // source is due, nothing can arrive.
+                            sources_only = true;
+                            break;
+                        }
+                        Step::Ended => break,
                     }
-                    Step::Ended => {}
                 }
             }
             for i in 0..self.nodes.len() {
@@ -203,4 +221,13 @@ impl Worker {
         }
         moved
     }
+}
+
+/// Records the sources at `sources` have polled and not yet delivered.
+fn output_len(nodes: &[NodeRt], sources: &[usize]) -> usize {
+    sources
+        .iter()
+        .filter_map(|&i| nodes.get(i))
+        .map(|n| n.out.len())
+        .sum()
 }
