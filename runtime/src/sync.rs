@@ -1,32 +1,43 @@
 //! Waking idle workers. One place that says how a worker waits, so every
-//! wait in the executor spins briefly, then yields, then parks.
+//! wait in the executor spins briefly or parks, and never busy-waits long.
 
 use crossbeam_utils::sync::{Parker, Unparker};
 use std::time::{Duration, Instant};
 
-/// How long an idle worker spins before it starts yielding its core.
+/// How long an idle worker spins before it parks, when spinning pays.
 const SPIN: Duration = Duration::from_micros(20);
-/// How long it yields before it parks.
-const YIELD: Duration = Duration::from_micros(50);
 
 /// Backoff for one worker: call [`Idle::wait`] each time a pass found nothing
-/// to do. A worker that just had work spins briefly (records arriving within
-/// microseconds are picked up without a wake-up), then yields, then parks, so
-/// an idle graph uses no CPU.
+/// to do, and [`Idle::reset`] each time one found work. A worker whose work
+/// has been arriving within [`SPIN`] of running out spins for it (records
+/// arriving microseconds apart are picked up without a wake-up); one whose
+/// last idle period was longer parks at once, so a worker waiting for
+/// batches that come every few hundred microseconds does not burn a core
+/// between them, and an idle graph uses no CPU.
 #[derive(Debug)]
 pub struct Idle {
+    /// When the current idle period began.
     since: Option<Instant>,
+    /// The last idle period ended within [`SPIN`]: spinning is worth it.
+    spin: bool,
 }
 
 impl Idle {
     /// Fresh backoff.
     pub fn new() -> Idle {
-        Idle { since: None }
+        Idle {
+            since: None,
+            spin: true,
+        }
     }
 
-    /// Work was found: the next idle period starts spinning again.
+    /// Work was found: ends the idle period, and learns from its length
+    /// whether the next one should spin.
+    #[inline]
     pub fn reset(&mut self) {
-        self.since = None;
+        if let Some(since) = self.since.take() {
+            self.spin = since.elapsed() < SPIN;
+        }
     }
 
     /// Waits until `until_due` has passed or an unpark arrives, for a worker
@@ -37,21 +48,19 @@ impl Idle {
         if until_due < SPIN {
             self.wait(parker, until_due);
         } else {
+            self.since.get_or_insert_with(Instant::now);
             parker.park_timeout(until_due);
         }
     }
 
-    /// Waits a little: spin, then yield, then park up to `limit`. An unpark
-    /// ends the park at once.
+    /// Waits a little: spins (when spinning has been paying) until [`SPIN`]
+    /// has passed, then parks up to `limit`. An unpark ends the park at once.
     pub fn wait(&mut self, parker: &Parker, limit: Duration) {
         let since = *self.since.get_or_insert_with(Instant::now);
-        let idle = since.elapsed();
-        if idle < SPIN {
+        if self.spin && since.elapsed() < SPIN {
             for _ in 0..16 {
                 std::hint::spin_loop();
             }
-        } else if idle < YIELD {
-            std::thread::yield_now();
         } else {
             parker.park_timeout(limit);
         }
