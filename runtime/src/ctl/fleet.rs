@@ -133,6 +133,12 @@ impl Fleet {
                 fresh_lines.push(describe(entry, self.pushed(id, entry)));
             }
         }
+        // What the agent's status says it is installing, as (name, version).
+        let running = &report.status["bundles"]["installing"];
+        let running = match (running["name"].as_str(), running["version"].as_str()) {
+            (Some(name), Some(version)) => Some((name.to_owned(), version.to_owned())),
+            _ => None,
+        };
         let Some(g) = self.saved.gateways.get_mut(id) else {
             return;
         };
@@ -159,7 +165,11 @@ impl Fleet {
             match verdict {
                 Some(Verdict::Success) => r.handle_outcome(now, id, Ok(())),
                 Some(Verdict::Failure(reason)) => r.handle_outcome(now, id, Err(reason)),
-                None if first && report.installing.as_deref() != Some(r.bundle.sha256.as_str()) => {
+                None if first
+                    && report.installing.as_deref() != Some(r.bundle.sha256.as_str())
+                    && running.as_ref()
+                        != Some(&(r.bundle.name.clone(), r.bundle.version.clone())) =>
+                {
                     r.handle_idle(now, id);
                 }
                 None => {}
@@ -551,6 +561,33 @@ mod tests {
             .log
             .iter()
             .any(|(_, l)| l.contains("installed locally")));
+    }
+
+    #[test]
+    fn a_link_lost_mid_install_is_not_sent_again() {
+        let mut fleet = enrolled(&["gw-1"]);
+        let id = GatewayId::parse("gw-1").unwrap();
+        fleet.start_rollout(Millis(2), "stable", bundle()).unwrap();
+        assert!(fleet.poll_send(Millis(3)).is_some());
+        fleet.answer(Millis(4), &id, &bundle().sha256, true, "installing");
+        fleet.disconnected(Millis(5), &id);
+        fleet.connected(Millis(6), &id, "0.1.0").unwrap();
+        let status = json!({"bundles": {"installing": {"name": "fleet", "version": "2.0.0"}}});
+        fleet.report(
+            Millis(7),
+            &id,
+            Report {
+                status,
+                ..Report::default()
+            },
+        );
+        assert_eq!(
+            fleet.poll_send(Millis(8)),
+            None,
+            "its agent is still upgrading"
+        );
+        let r = &fleet.saved.rollouts[0];
+        assert_eq!(r.state_of(&id).map(TargetState::name), Some("installing"));
     }
 
     #[test]

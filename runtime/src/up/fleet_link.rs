@@ -112,6 +112,10 @@ impl FleetLink {
             eprintln!("tandem: fleet: {}: {e}", self.dir.display());
         }
         let mut memory = self.load_memory();
+        // A bundle the controller sent and this agent took, until its
+        // outcome: kept across connections (not across restarts, which cut
+        // the upgrade short).
+        let mut installing: Option<(String, String)> = None;
         let mut backoff = Duration::from_millis(100);
         let mut last_error = String::new();
         loop {
@@ -125,7 +129,7 @@ impl FleetLink {
                         );
                         last_error.clear();
                         backoff = Duration::from_millis(100);
-                        self.serve(&connection, &mut memory).await
+                        self.serve(&connection, &mut memory, &mut installing).await
                     }
                     Err(e) => Err(format!("cannot reach the controller at {controller}: {e}")),
                 },
@@ -147,6 +151,7 @@ impl FleetLink {
         &self,
         connection: &quinn::Connection,
         memory: &mut Memory,
+        installing: &mut Option<(String, String)>,
     ) -> Result<(), String> {
         let (mut send, mut recv) = connection
             .open_bi()
@@ -158,7 +163,6 @@ impl FleetLink {
         };
         write(&mut send, &wire::encode_message(&hello)).await?;
         let mut sent: Option<Report> = None;
-        let mut installing: Option<(String, String)> = None;
         let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<(String, String)>();
         let mut tick = tokio::time::interval(POLL);
         loop {
@@ -173,7 +177,7 @@ impl FleetLink {
                             })).await?;
                             continue;
                         }
-                        installing = Some((sha256.clone(), format!("{name} {version}")));
+                        *installing = Some((sha256.clone(), format!("{name} {version}")));
                         eprintln!("tandem: fleet: the controller sent {name} {version}; installing it");
                         let path = self.dir.join(format!("{sha256}.bundle"));
                         let socket = self.socket.clone();
@@ -193,7 +197,7 @@ impl FleetLink {
                 Some((sha256, text)) = done_rx.recv() => {
                     let accepted = text.starts_with("ok: ");
                     if !accepted && installing.as_ref().is_some_and(|(s, _)| *s == sha256) {
-                        installing = None;
+                        *installing = None;
                     }
                     let text = text.strip_prefix("ok: ").or(text.strip_prefix("error: "))
                         .unwrap_or(&text).to_owned();
@@ -202,7 +206,7 @@ impl FleetLink {
                     })).await?;
                 }
                 _ = tick.tick() => {
-                    let report = self.report(memory, &mut installing).await;
+                    let report = self.report(memory, installing).await;
                     if sent.as_ref() != Some(&report) {
                         write(&mut send, &wire::encode_message(&ToController::Report(report.clone()))).await?;
                         sent = Some(report);
