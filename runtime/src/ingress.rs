@@ -264,8 +264,8 @@ impl Ingress {
                             let room = reservation.reserved().0.saturating_sub(self.next_seq);
                             let keep = before + usize::try_from(room).unwrap_or(usize::MAX);
                             if keep < node.out.len() {
-                                eprintln!(
-                                    "tandem: source `{}`: {} records dropped: no origin \
+                                tracing::warn!(
+                                    "source `{}`: {} records dropped: no origin \
                                      sequence numbers reserved for them",
                                     node.stats.id,
                                     node.out.len() - keep

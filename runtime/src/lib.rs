@@ -10,6 +10,7 @@ pub mod graph_file;
 pub mod metrics;
 pub mod ingress;
 pub mod net;
+pub mod logging;
 mod node;
 pub mod private;
 pub mod ring;

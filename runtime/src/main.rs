@@ -451,6 +451,7 @@ const UNREADABLE: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    tandem::logging::init(log_name(&cli.command));
     match cli.command {
         Command::Check { files, layout } => check(&files, layout.map(Layout::from)),
         Command::Run {
@@ -581,6 +582,21 @@ fn main() -> ExitCode {
             batch as usize,
             channels_of.as_deref(),
         ),
+    }
+}
+
+/// How a process's log lines begin: instances name their colour.
+fn log_name(command: &Command) -> &'static str {
+    match command {
+        Command::Instance {
+            color: ColorArg::Blue,
+            ..
+        } => "tandem blue",
+        Command::Instance {
+            color: ColorArg::Green,
+            ..
+        } => "tandem green",
+        _ => "tandem",
     }
 }
 

@@ -103,7 +103,7 @@ impl Notifier {
         if let Err(e) = sd_notify::notify(state) {
             if !self.warned {
                 self.warned = true;
-                eprintln!("tandem: cannot notify the service manager ($NOTIFY_SOCKET): {e}");
+                tracing::warn!("cannot notify the service manager ($NOTIFY_SOCKET): {e}");
             }
         }
     }

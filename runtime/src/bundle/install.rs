@@ -467,7 +467,7 @@ impl Installs {
     /// damaged floor refuses every bundle when one is checked).
     pub fn open(gateway: Gateway) -> Installs {
         let state = gateway.state().unwrap_or_else(|e| {
-            eprintln!("tandem: {e}");
+            tracing::warn!("{e}");
             GatewayState::default()
         });
         let (installed, last) = read_history(&gateway.history_file());
@@ -588,8 +588,8 @@ impl Installs {
             line["warning"] = json!(warning);
         }
         if let Err(e) = append_line(&self.gateway.history_file(), &line) {
-            eprintln!(
-                "tandem: cannot record `{what}: {result}` in {}: {e}",
+            tracing::warn!(
+                "cannot record `{what}: {result}` in {}: {e}",
                 self.gateway.history_file().display()
             );
         }

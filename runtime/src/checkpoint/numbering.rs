@@ -378,20 +378,20 @@ impl Reservation {
             Ok(()) => {
                 self.ahead.saved(mark);
                 if std::mem::take(&mut self.failing) {
-                    eprintln!("tandem: origin sequence numbers are reserved again; input goes on");
+                    tracing::info!("origin sequence numbers are reserved again; input goes on");
                 }
                 Ok(())
             }
             Err(e) if self.ahead.covers(last) => {
                 if !std::mem::replace(&mut self.failing, true) {
-                    eprintln!("tandem: cannot reserve origin sequence numbers ahead: {e}");
+                    tracing::warn!("cannot reserve origin sequence numbers ahead: {e}");
                 }
                 Ok(())
             }
             Err(e) => {
                 if !std::mem::replace(&mut self.failing, true) {
-                    eprintln!(
-                        "tandem: cannot reserve origin sequence numbers: {e}; input waits until \
+                    tracing::warn!(
+                        "cannot reserve origin sequence numbers: {e}; input waits until \
                          the state directory can be written"
                     );
                 }

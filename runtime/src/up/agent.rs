@@ -110,8 +110,8 @@ pub fn run_with_metrics(
     let resume = config.state.newest_checkpoint(&config.stamp.name);
     let checkpointed = match &resume {
         Some((path, checkpoint)) => {
-            eprintln!(
-                "tandem: resuming from {} (origin sequence {})",
+            tracing::info!(
+                "resuming from {} (origin sequence {})",
                 path.display(),
                 checkpoint.seq
             );
@@ -123,8 +123,8 @@ pub fn run_with_metrics(
     let numbering =
         Reservation::open(config.state.root(), checkpointed).map_err(|e| e.to_string())?;
     if numbering.after() > checkpointed {
-        eprintln!(
-            "tandem: new input is numbered after origin sequence {}, above every number the \
+        tracing::info!(
+            "new input is numbered after origin sequence {}, above every number the \
              last run may have used",
             numbering.after()
         );
@@ -230,7 +230,7 @@ async fn serve(
         let listener = crate::metrics::http::bind(addr).await?;
         let bound = listener.local_addr().unwrap_or(addr);
         board.set_endpoint(bound);
-        eprintln!("tandem: metrics on http://{bound}/metrics (and /livez, /readyz)");
+        tracing::info!("metrics on http://{bound}/metrics (and /livez, /readyz)");
         let endpoint = crate::metrics::http::Endpoint {
             board: board.clone(),
             hub: request_tx.clone(),
@@ -250,8 +250,8 @@ async fn serve(
         Ok(listener) => {
             tokio::spawn(control::serve(listener, request_tx));
         }
-        Err(e) => eprintln!(
-            "tandem: {}: cannot open the control socket ({e}); `tandem status` will not answer",
+        Err(e) => tracing::warn!(
+            "{}: cannot open the control socket ({e}); `tandem status` will not answer",
             socket.display()
         ),
     }
@@ -260,7 +260,7 @@ async fn serve(
     if let Err(e) = ctrlc::set_handler(move || {
         let _ = stop_tx.send(());
     }) {
-        eprintln!("tandem: cannot install the handler of Ctrl-C and SIGTERM: {e}");
+        tracing::warn!("cannot install the handler of Ctrl-C and SIGTERM: {e}");
     }
 
     let mut hub = Hub::new(&config, addr, after, stats);
@@ -268,8 +268,8 @@ async fn serve(
     hub.board = board;
     hub.toggle_positions = positions;
     hub.toggles = toggles.into_iter().map(|(id, sw, _)| (id, sw)).collect();
-    eprintln!(
-        "tandem: up `{}`: agent on {addr}, blue and green instances starting; Ctrl-C stops",
+    tracing::info!(
+        "up `{}`: agent on {addr}, blue and green instances starting; Ctrl-C stops",
         config.stamp.name
     );
     hub.spawn(Color::Blue);
@@ -311,8 +311,8 @@ fn toggle_positions(
             let position = kept.remove(&full).unwrap_or(initially);
             if position != initially {
                 switches.switch(name, position);
-                eprintln!(
-                    "tandem: toggle {full} is {} as last switched",
+                tracing::info!(
+                    "toggle {full} is {} as last switched",
                     if position { "on" } else { "off" }
                 );
             }
@@ -320,9 +320,7 @@ fn toggle_positions(
         }
     }
     for gone in kept.keys() {
-        eprintln!(
-            "tandem: toggle {gone} was switched before, but the graph has no such toggle now"
-        );
+        tracing::warn!("toggle {gone} was switched before, but the graph has no such toggle now");
     }
     positions
 }

@@ -114,13 +114,13 @@ pub async fn serve(listener: UnixListener, requests: mpsc::UnboundedSender<Envel
             Err(e) => {
                 // Out of descriptors, say: the bound below keeps ours few,
                 // so wait for others to free theirs and go on.
-                eprintln!("tandem: control socket: cannot accept: {e}");
+                tracing::warn!("control socket: cannot accept: {e}");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
         if let Err(reason) = check_peer(&stream) {
-            eprintln!("tandem: control socket: {reason}; refused");
+            tracing::warn!("control socket: {reason}; refused");
             let _ = stream.try_write(
                 b"error: only root and the agent's user may control this agent; refused\n",
             );

@@ -205,8 +205,8 @@ impl StateDir {
             return BTreeMap::new();
         };
         serde_json::from_slice(&text).unwrap_or_else(|e| {
-            eprintln!(
-                "tandem: {}: unreadable ({e}); the toggles start as the graph says",
+            tracing::warn!(
+                "{}: unreadable ({e}); the toggles start as the graph says",
                 path.display()
             );
             BTreeMap::new()
@@ -231,24 +231,24 @@ impl StateDir {
             let mut store = match CheckpointStore::open(&dir) {
                 Ok(store) => store,
                 Err(e) => {
-                    eprintln!("tandem: {e}");
+                    tracing::warn!("{e}");
                     continue;
                 }
             };
             let recovery = match store.load_latest() {
                 Ok(recovery) => recovery,
                 Err(e) => {
-                    eprintln!("tandem: {e}");
+                    tracing::warn!("{e}");
                     continue;
                 }
             };
             for skipped in &recovery.skipped {
-                eprintln!("tandem: {skipped}");
+                tracing::warn!("{skipped}");
             }
             if let Some((path, checkpoint)) = recovery.latest {
                 if checkpoint.graph.name != name {
-                    eprintln!(
-                        "tandem: {}: holds checkpoints of graph `{}`, not `{name}`; ignored",
+                    tracing::warn!(
+                        "{}: holds checkpoints of graph `{}`, not `{name}`; ignored",
                         path.display(),
                         checkpoint.graph.name
                     );

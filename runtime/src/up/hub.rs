@@ -127,8 +127,8 @@ impl Hub {
             match opened {
                 Ok(file) => Some(std::io::BufWriter::new(file)),
                 Err(e) => {
-                    eprintln!(
-                        "tandem: {}: cannot open the shadow log: {e}; shadow output is not kept",
+                    tracing::warn!(
+                        "{}: cannot open the shadow log: {e}; shadow output is not kept",
                         path.display()
                     );
                     None
@@ -178,12 +178,14 @@ impl Hub {
         Nanos(i64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(i64::MAX))
     }
 
+    /// Logs what happened (see [`crate::logging`]).
     pub(super) fn log(&self, line: &str) {
-        if self.tty {
-            eprintln!("\r\x1b[Ktandem: {line}");
-        } else {
-            eprintln!("tandem: {line}");
-        }
+        tracing::info!("{line}");
+    }
+
+    /// Logs what went wrong or may need a person.
+    pub(super) fn warn(&self, line: &str) {
+        tracing::warn!("{line}");
     }
 
     pub(super) async fn run(
@@ -232,7 +234,7 @@ impl Hub {
                 biased;
                 Some(()) = stop.recv() => {
                     if stopping.is_some() {
-                        self.log("second stop signal: exiting without draining");
+                        self.warn("second stop signal: exiting without draining");
                         self.kill_all();
                         std::process::exit(130);
                     }
@@ -294,7 +296,7 @@ impl Hub {
                     && final_barrier.is_some_and(|b| self.hashes.is_some_and(|(h, _, _)| h >= b));
                 if drained || since.elapsed() > Duration::from_secs(10) {
                     if !drained {
-                        self.log("stopping without the last checkpoint: the instances did not finish in 10 s");
+                        self.warn("stopping without the last checkpoint: the instances did not finish in 10 s");
                     }
                     return;
                 }
@@ -315,7 +317,7 @@ impl Hub {
             } => {
                 let slot = &mut self.slots[color.index()];
                 if slot.child.as_ref().is_some_and(|c| c.id() != pid) {
-                    self.log(&format!(
+                    self.warn(&format!(
                         "{color}: hello from pid {pid}, which this agent did not start; refused"
                     ));
                     return;
@@ -375,7 +377,7 @@ impl Hub {
                 "quality": if quality.is_empty() { "good".to_owned() } else { quality.join("|") },
             });
             if std::io::Write::write_all(log, format!("{line}\n").as_bytes()).is_err() {
-                eprintln!("tandem: cannot write the shadow log; shadow output is not kept");
+                tracing::warn!("cannot write the shadow log; shadow output is not kept");
                 self.shadow_log = None;
                 return;
             }
@@ -407,7 +409,7 @@ impl Hub {
                 .as_ref()
                 .is_some_and(|(_, _, queued)| queued.load(Ordering::Relaxed) > 4 * BACKLOG_BYTES);
             if behind && self.sup.role(color).is_some() {
-                self.log(&format!(
+                self.warn(&format!(
                     "{color}: more than {} MiB waiting for it; it cannot keep up",
                     (4 * BACKLOG_BYTES) >> 20
                 ));
@@ -462,7 +464,7 @@ impl Hub {
         let divergences = self.sup.downstream().divergences();
         if divergences.len() > self.divergence_logged {
             for d in divergences.iter().skip(self.divergence_logged) {
-                self.log(&format!("divergence: {d}"));
+                self.warn(&format!("divergence: {d}"));
             }
             self.divergence_logged = divergences.len();
         }
@@ -476,7 +478,7 @@ impl Hub {
                     let file = self.releases[color.index()].file.display().to_string();
                     self.log(&format!("{color}: restarting on {file}"));
                 } else {
-                    self.log(&format!("{color}: lost ({reason:?}); restarting it"));
+                    self.warn(&format!("{color}: lost ({reason:?}); restarting it"));
                     self.upgrade_lost(color);
                 }
                 self.slots[color.index()].conn = None;
@@ -489,7 +491,7 @@ impl Hub {
             } => {
                 let same_version = self.sup.version(Color::Blue) == self.sup.version(Color::Green);
                 if blue != green && same_version {
-                    self.log(&format!(
+                    self.warn(&format!(
                         "state hashes differ at barrier {barrier}: blue {blue:016x}, green {green:016x}"
                     ));
                 }
@@ -512,22 +514,22 @@ impl Hub {
                     "{color}: connected (pid {pid}, version {version:08x})"
                 ));
             }
-            Event::OutputGap { from, to } => self.log(&format!(
-                "warning: output between origin sequences {from} and {to} was never delivered: \
+            Event::OutputGap { from, to } => self.warn(&format!(
+                "output between origin sequences {from} and {to} was never delivered: \
                  the instance that made it was lost before its peer had restored past it"
             )),
             Event::RetentionMoved {
                 color,
                 barrier,
                 error,
-            } => self.log(&format!(
+            } => self.warn(&format!(
                 "{color}: the retention ring moved past barrier {barrier} ({error}); \
                  retrying with a new barrier (a larger [ha] retention avoids this)"
             )),
-            Event::RejoinTimedOut { color, barrier } => self.log(&format!(
+            Event::RejoinTimedOut { color, barrier } => self.warn(&format!(
                 "{color}: no snapshot restored for barrier {barrier} in time; retrying"
             )),
-            Event::RestoreMismatch { color, barrier, .. } => self.log(&format!(
+            Event::RestoreMismatch { color, barrier, .. } => self.warn(&format!(
                 "{color}: restored state of barrier {barrier} differs from the donor's; retrying"
             )),
             Event::RejoinStarted { color, barrier, at } => self.log(&format!(
@@ -595,7 +597,7 @@ impl Hub {
             }
             Err(e) => {
                 let program = self.releases[color.index()].program.display().to_string();
-                self.log(&format!("{color}: cannot start `{program}`: {e}"));
+                self.warn(&format!("{color}: cannot start `{program}`: {e}"));
                 self.schedule_respawn(color, true);
             }
         }
@@ -643,7 +645,7 @@ impl Hub {
             if let Some(status) = exited {
                 slot.child = None;
                 slot.conn = None;
-                self.log(&format!("{color}: exited ({status})"));
+                self.warn(&format!("{color}: exited ({status})"));
                 if self.sup.role(color).is_some() {
                     self.sup.handle_disconnected(color);
                 } else {

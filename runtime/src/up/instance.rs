@@ -257,9 +257,8 @@ async fn serve(config: InstanceConfig) -> Result<(), String> {
     // Vertex figures, for the agent's collector (see `crate::metrics::feed`).
     let figures = crate::metrics::feed::socket_path(config.state.root(), config.color);
     if let Err(e) = crate::metrics::feed::serve_vertices(figures.clone()) {
-        eprintln!(
-            "tandem {}: {}: cannot answer for vertex figures ({e}); the agent shows none",
-            config.color,
+        tracing::warn!(
+            "{}: cannot answer for vertex figures ({e}); the agent shows none",
             figures.display()
         );
     }
@@ -434,7 +433,7 @@ impl Control {
         let store = match CheckpointStore::open(config.state.checkpoints(config.color)) {
             Ok(store) => Some(store),
             Err(e) => {
-                eprintln!("tandem {}: {e}; running without checkpoints", config.color);
+                tracing::warn!("{e}; running without checkpoints");
                 None
             }
         };
@@ -456,7 +455,7 @@ impl Control {
     fn run(mut self, rx: &mut tokio::sync::mpsc::Receiver<ToInstance>) {
         while let Some(msg) = rx.blocking_recv() {
             if let Err(message) = self.handle(msg) {
-                eprintln!("tandem {}: {message}", self.config.color);
+                tracing::error!("{message}");
                 std::process::exit(1);
             }
         }
@@ -526,7 +525,7 @@ impl Control {
             } => self.restore(barrier, state_hash)?,
             ToInstance::SetRole { role } => {
                 if role != self.role {
-                    eprintln!("tandem {}: {role}", self.config.color);
+                    tracing::info!("{role}");
                 }
                 self.role = role;
             }
@@ -540,9 +539,8 @@ impl Control {
         if matches!(self.phase, Phase::Waiting { .. }) {
             let local = self.config.state.newest_checkpoint(&self.config.stamp.name);
             if let Some((path, checkpoint)) = &local {
-                eprintln!(
-                    "tandem {}: starting from {} (origin sequence {})",
-                    self.config.color,
+                tracing::info!(
+                    "starting from {} (origin sequence {})",
                     path.display(),
                     checkpoint.seq
                 );
@@ -590,7 +588,7 @@ impl Control {
                 .map_err(|e| format!("cannot start the graph: {e}"))?;
         if let Some(report) = report {
             if !report.is_complete() {
-                eprintln!("tandem {}: {report}", self.config.color);
+                tracing::info!("{report}");
             }
         }
         let start = checkpoint.map_or(Seq::ZERO, |c| c.seq);
@@ -630,7 +628,7 @@ impl Control {
         if self.role == Role::Serving {
             if let Some(store) = self.store.as_mut() {
                 if let Err(e) = store.save(&checkpoint) {
-                    eprintln!("tandem {}: checkpoint not saved: {e}", self.config.color);
+                    tracing::warn!("checkpoint not saved: {e}");
                 }
             }
         }
@@ -698,10 +696,7 @@ impl Control {
         let checkpoint = match format::decode(&image) {
             Ok(checkpoint) => checkpoint,
             Err(e) => {
-                eprintln!(
-                    "tandem {}: the snapshot of barrier {barrier} was refused: {e}",
-                    self.config.color
-                );
+                tracing::warn!("the snapshot of barrier {barrier} was refused: {e}");
                 send(
                     &self.out,
                     ToAgent::Restored {

@@ -46,7 +46,7 @@ pub(super) async fn accept(server: Arc<Server>, events: Sender<Conn>, origin: In
         tokio::spawn(async move {
             match pending.establish().await {
                 Ok(link) => connection(conn, link, events, origin, &stats).await,
-                Err(e) => eprintln!("tandem: refused a connection: {e}"),
+                Err(e) => tracing::warn!("refused a connection: {e}"),
             }
         });
     }
@@ -76,8 +76,8 @@ async fn connection(
         }))) if crate::net::peer_is(&connection, color.name()) => (color, version, pid),
         Ok(Ok(Some(Frame::Hello { color, .. }))) => {
             stats.refuse();
-            eprintln!(
-                "tandem: refused a connection from {}: it claimed to be {color} without {color}'s \
+            tracing::warn!(
+                "refused a connection from {}: it claimed to be {color} without {color}'s \
                  certificate (counted in refused_connections)",
                 connection.remote_address()
             );
@@ -93,15 +93,15 @@ async fn connection(
                 quinn::VarInt::from_u32(crate::net::CLOSE_BAD_FRAME),
                 b"hello expected",
             );
-            eprintln!(
-                "tandem: a peer sent a {} frame before its hello; closed",
+            tracing::warn!(
+                "a peer sent a {} frame before its hello; closed",
                 other.frame_type().name()
             );
             return;
         }
         Ok(Ok(None)) | Err(_) => return,
         Ok(Err(e)) => {
-            eprintln!("tandem: {e}");
+            tracing::warn!("{e}");
             return;
         }
     };

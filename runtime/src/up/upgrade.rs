@@ -269,7 +269,7 @@ impl Hub {
             what,
         } = request;
         let refuse = |hub: &mut Hub, reason: String| {
-            hub.log(&format!("install of {what} refused: {reason}"));
+            hub.warn(&format!("install of {what} refused: {reason}"));
             hub.bundles.refused(&what, &reason);
             Err(reason)
         };
@@ -513,7 +513,7 @@ impl Hub {
         let phase = upgrade.phase;
         self.sup.promote(new_color.other());
         self.restart_on(new_color, old);
-        self.log(&format!(
+        self.warn(&format!(
             "upgrade rolled back in phase {}: {reason}",
             phase.name()
         ));
@@ -610,7 +610,7 @@ impl Hub {
             "{late}: {old_color}'s second copy of the new version is not serving yet; it keeps \
              being restarted (the old version's state is gone, so there is nothing to roll back to)"
         );
-        self.log(&format!(
+        self.warn(&format!(
             "upgrade done with one instance serving: {warning}"
         ));
         self.last_upgrade = serde_json::json!({
