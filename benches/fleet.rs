@@ -207,8 +207,10 @@ fn fake_agent(socket: PathBuf, state: PathBuf) {
                 }
                 json!({
                     "graph": "fleet",
-                    "instances": [{"color": "blue", "role": "serving", "version": "00000001"},
-                                  {"color": "green", "role": "serving", "version": "00000001"}],
+                    "instances": [{"color": "blue", "role": "serving", "connected": true,
+                                   "version": "00000001"},
+                                  {"color": "green", "role": "serving", "connected": true,
+                                   "version": "00000001"}],
                     "divergence": 0,
                     "upgrade": {"phase": phase, "compared": 100, "mismatched": 0,
                                 "noise_floor": 0.0, "max_mismatch": 0.0},

@@ -49,6 +49,14 @@ fn start_fleet(root: &Root, key: &Key) -> (Controller, Vec<Gateway>) {
     (ctl, gateways)
 }
 
+/// Online, with both instances serving.
+fn serving(g: &Value) -> bool {
+    g["online"] == true
+        && g["instances"]
+            .as_array()
+            .is_some_and(|i| i.len() == 2 && i.iter().all(|i| i["role"] == "serving"))
+}
+
 fn rollout(v: &Value, id: u64) -> &Value {
     v["rollouts"]
         .as_array()
@@ -92,6 +100,9 @@ fn a_good_bundle_rolls_out_wave_by_wave_and_a_restarted_gateway_finishes_it() {
 
     // gw-a2 (wave 1) is killed while it installs, and started again: the
     // controller sends the bundle again and it finishes.
+    ctl.wait_for("gw-a2 sent the bundle", &all, |v| {
+        target(rollout(v, 1), "gw-a2")["sends"].as_u64() >= Some(1)
+    });
     gateways[1].wait_for("gw-a2's upgrade under way", |s| {
         matches!(s["upgrade"]["phase"].as_str(), Some("transfer" | "shadow"))
     });
@@ -261,10 +272,8 @@ fn the_web_page_shows_the_fleet_and_the_rollout_in_a_browser() {
         gateways.push(Gateway::start(&root.0, id, enrolment, &key));
     }
     let all: Vec<&Gateway> = gateways.iter().collect();
-    ctl.wait_for("both online", &all, |v| {
-        ["gw-a1", "gw-b1"]
-            .iter()
-            .all(|id| gateway(v, id)["online"] == true)
+    ctl.wait_for("both online and serving", &all, |v| {
+        ["gw-a1", "gw-b1"].iter().all(|id| serving(gateway(v, id)))
     });
     let bundle = key.bundle(&root.0, "2.0.0", &graph(2, 1.0));
     ctl.ctl(&["rollout", bundle.to_str().unwrap(), "--track", "stable"])

@@ -261,8 +261,10 @@ impl Fleet {
 
     /// The next bundle to send: which gateway, which rollout.
     pub fn poll_send(&mut self, now: Millis) -> Option<(GatewayId, u64)> {
+        let gateways = &self.saved.gateways;
+        let ready = |id: &GatewayId| gateways.get(id).is_some_and(|g| ready(&g.status));
         for r in &mut self.saved.rollouts {
-            if let Some(g) = r.poll_send(now) {
+            if let Some(g) = r.poll_send_if(now, ready) {
                 self.dirty = true;
                 return Some((g, r.id));
             }
@@ -396,6 +398,19 @@ impl Fleet {
     }
 }
 
+/// Whether an agent whose status is `status` can start an upgrade now:
+/// both instances connected and serving, no upgrade or install running.
+/// One that cannot would refuse the bundle; it waits, due, instead.
+pub fn ready(status: &Value) -> bool {
+    let serving = status["instances"].as_array().is_some_and(|all| {
+        all.len() == 2
+            && all
+                .iter()
+                .all(|i| i["role"] == "serving" && i["connected"] == true)
+    });
+    serving && status["upgrade"]["phase"] == "idle" && status["bundles"]["installing"].is_null()
+}
+
 /// A rollout as JSON, with each wave's progress.
 pub fn rollout_json(r: &Rollout) -> Value {
     let waves: Vec<Value> = (0..r.waves)
@@ -490,11 +505,23 @@ mod tests {
                     history: Vec::new(),
                 },
             );
-            fleet
-                .connected(Millis(1), &GatewayId::parse(id).unwrap(), "0.1.0")
-                .unwrap();
+            let gw = GatewayId::parse(id).unwrap();
+            fleet.connected(Millis(1), &gw, "0.1.0").unwrap();
+            fleet.report(Millis(1), &gw, ready_report());
         }
         fleet
+    }
+
+    fn ready_report() -> Report {
+        Report {
+            status: json!({
+                "instances": [{"role": "serving", "connected": true},
+                              {"role": "serving", "connected": true}],
+                "upgrade": {"phase": "idle"},
+                "bundles": {"installing": null},
+            }),
+            ..Report::default()
+        }
     }
 
     fn bundle() -> BundleRef {
@@ -538,7 +565,7 @@ mod tests {
         // gw-2 restarts before its outcome: back, idle, sent again.
         fleet.disconnected(Millis(6), &b);
         fleet.connected(Millis(7), &b, "0.1.0").unwrap();
-        fleet.report(Millis(8), &b, Report::default());
+        fleet.report(Millis(8), &b, ready_report());
         assert_eq!(fleet.poll_send(Millis(9)), Some((b.clone(), 1)));
         let r = &fleet.saved.rollouts[0];
         assert_eq!(r.state_of(&a).map(TargetState::name), Some("succeeded"));

@@ -514,13 +514,24 @@ impl Rollout {
     /// The next gateway to send the bundle to; it is marked sent. The
     /// driver sends it at once, or calls [`Rollout::handle_offline`].
     pub fn poll_send(&mut self, now: Millis) -> Option<GatewayId> {
+        self.poll_send_if(now, |_| true)
+    }
+
+    /// [`Rollout::poll_send`] among the gateways `ready` accepts (those
+    /// whose agent can start an upgrade now: both instances serving, no
+    /// upgrade running); the others stay due.
+    pub fn poll_send_if(
+        &mut self,
+        now: Millis,
+        ready: impl Fn(&GatewayId) -> bool,
+    ) -> Option<GatewayId> {
         if !self.is_active() {
             return None;
         }
         let t = self
             .targets
             .iter_mut()
-            .find(|t| t.online && t.state == TargetState::Due)?;
+            .find(|t| t.online && t.state == TargetState::Due && ready(&t.id))?;
         t.state = TargetState::Sent { at: now };
         t.sends += 1;
         Some(t.id.clone())
