@@ -551,3 +551,60 @@ fn home_assistant_gets_retained_configs_availability_the_will_and_a_republish() 
         },
     );
 }
+
+/// The agent's status, as `tandem status --json` prints it (`Null` while
+/// it does not answer).
+fn agent_status(dir: &Path) -> Value {
+    tandem::up::control::request(&dir.join("state/agent.sock"), "status")
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(Value::Null)
+}
+
+/// The bytes `tandem status` says sink `up` holds in its spool.
+fn spool_bytes(status: &Value) -> Option<u64> {
+    status["spools"]
+        .as_array()?
+        .iter()
+        .find(|s| s["sink"] == "up")?["bytes"]
+        .as_u64()
+}
+
+#[test]
+fn the_spool_lives_in_the_state_directory_and_its_backlog_is_shown() {
+    let dir = TempDir::new("state-spool");
+    let Some(mut broker) = Broker::start("state-spool", &dir.0.join("broker")) else {
+        return;
+    };
+    broker.stop();
+    // No `spool` parameter: the spool goes to the state directory.
+    let file = graph(&dir.0, broker.port, 500, "");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let text: String = text
+        .lines()
+        .filter(|l| !l.starts_with("spool = "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&file, text).unwrap();
+    let mut agent = Agent::start(&dir.0, 1);
+    let context = || format!("agent:\n{}\nstatus: {}", agent.log(), agent_status(&dir.0));
+    let held = wait_for("a backlog while the broker is down", LIMIT, context, || {
+        spool_bytes(&agent_status(&dir.0)).filter(|&b| b >= 44 * 200)
+    });
+    assert_eq!(held % 44, 0, "44 bytes a record: {held}");
+    assert!(
+        dir.0.join("state/spool/up").is_dir(),
+        "the spool is not in the state directory"
+    );
+    assert!(
+        !dir.0.join("spool").exists(),
+        "a spool outside the state directory"
+    );
+
+    broker.restart();
+    // Delivered: fewer than 100 records wait (input goes on meanwhile).
+    wait_for("the backlog delivered", LIMIT, context, || {
+        spool_bytes(&agent_status(&dir.0)).filter(|&b| b < 44 * 100)
+    });
+    agent.stop();
+}

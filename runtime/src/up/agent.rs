@@ -31,6 +31,7 @@ use crate::checkpoint::{GraphStamp, Reservation};
 use crate::net::{Server, TransportOptions};
 use crate::topology::{Attached, RunOptions, Topology};
 use crate::Clock;
+use tandem_nodes::io::mqtt::MqttSink;
 use tandem_nodes::io::toggles::{Switches, Toggles};
 
 /// How to start an instance process: `program [args..] instance --color ...`.
@@ -169,6 +170,13 @@ async fn serve(
     attached
         .sources
         .insert(FROM_INSTANCES.to_owned(), Box::new(from_hub));
+    let board = crate::metrics::board();
+    attach_uplinks(
+        &config.split.egress,
+        config.state.root(),
+        &mut attached,
+        &board,
+    )?;
     let options = RunOptions {
         clock: Clock::Wall,
         span: None,
@@ -225,7 +233,6 @@ async fn serve(
     tokio::spawn(accept(server.clone(), conn_tx, origin));
 
     let (request_tx, request_rx) = unbounded_channel::<Envelope>();
-    let board = crate::metrics::board();
     if let Some(addr) = metrics {
         let listener = crate::metrics::http::bind(addr).await?;
         let bound = listener.local_addr().unwrap_or(addr);
@@ -323,6 +330,41 @@ fn toggle_positions(
         tracing::warn!("toggle {gone} was switched before, but the graph has no such toggle now");
     }
     positions
+}
+
+/// Builds the graph's `mqtt` sinks with their spools in the state
+/// directory (`DIR/spool/SINK_ID`, unless their `spool` names another), and
+/// shows each spool's backlog in the status and metrics. Sinks the caller
+/// attached already are left alone.
+fn attach_uplinks(
+    egress: &tandem_core::Plan,
+    state: &std::path::Path,
+    attached: &mut Attached,
+    board: &crate::metrics::Board,
+) -> Result<(), String> {
+    for node in egress.nodes.iter().filter(|n| n.kind.name == "mqtt") {
+        if attached.sinks.contains_key(&node.id) {
+            continue;
+        }
+        let ctx = tandem_core::BuildContext {
+            id: &node.id,
+            params: &node.params,
+            inputs: &node.inputs,
+            outputs: &node.outputs,
+            channels: &egress.channels,
+        };
+        let sink = MqttSink::open_in(&ctx, state).map_err(|e| e.message)?;
+        let watch = sink.watch();
+        board.watch_spool(&node.id, move || crate::metrics::Spool {
+            bytes: watch.backlog_bytes(),
+            oldest: watch.delivered_through().map(|t| {
+                std::time::UNIX_EPOCH
+                    + std::time::Duration::from_nanos(u64::try_from(t.0).unwrap_or(0))
+            }),
+        });
+        attached.sinks.insert(node.id.clone(), Box::new(sink));
+    }
+    Ok(())
 }
 
 /// Builds the graph's `toggles` sources so that `tandem toggle` can switch

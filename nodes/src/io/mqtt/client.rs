@@ -23,7 +23,7 @@ use crate::io::spool::{Entry, Shared, SpoolIndex, SpoolReader};
 use rumqttc::{AsyncClient, Event, EventLoop, Incoming, MqttOptions, Outgoing, QoS};
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
@@ -50,6 +50,9 @@ pub struct Stats {
     pub sent_records: AtomicU64,
     /// Records whose message the broker acknowledged.
     pub acked_records: AtomicU64,
+    /// Event time (ns) of the newest record the broker acknowledged; 0
+    /// before the first. Delivery is that far behind while records wait.
+    pub delivered_through_ns: AtomicI64,
     /// Connections lost.
     pub disconnects: AtomicU64,
     /// Times Home Assistant's discovery configs were published.
@@ -100,6 +103,8 @@ struct InFlight {
     pkid: Option<u16>,
     acked: bool,
     records: u64,
+    /// Event time (ns) of its last record.
+    last_time_ns: i64,
     /// Set on the last message of a chunk: the cursor may move here.
     end: Option<SpoolIndex>,
 }
@@ -337,6 +342,7 @@ impl Publisher {
                 pkid: None,
                 acked: false,
                 records: 0,
+                last_time_ns: 0,
                 end: None,
             });
             self.messages += 1;
@@ -384,6 +390,11 @@ impl Publisher {
                 self.stats
                     .acked_records
                     .fetch_add(m.records, Ordering::Relaxed);
+                if m.records > 0 {
+                    self.stats
+                        .delivered_through_ns
+                        .store(m.last_time_ns, Ordering::Relaxed);
+                }
             }
         }
     }
@@ -419,6 +430,7 @@ impl Publisher {
                     pkid: None,
                     acked: true,
                     records: 0,
+                    last_time_ns: 0,
                     end: Some(chunk.end),
                 });
                 self.pop_acked();
@@ -478,6 +490,7 @@ impl Publisher {
                     pkid: None,
                     acked: false,
                     records: part.len() as u64,
+                    last_time_ns: part.last().map_or(0, |e| e.time.0),
                     end: None,
                 });
                 self.messages += 1;

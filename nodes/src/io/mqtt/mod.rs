@@ -8,9 +8,8 @@
 //!
 //! The worker thread only appends to the spool ([`crate::io::spool`]); the
 //! publisher thread sends from it. The spool lives in `SPOOL/SINK_ID`,
-//! `SPOOL` being the `spool` parameter (default `.tandem/spool`, under
-//! `tandem up`'s default state directory; a relative path is taken from
-//! the working directory).
+//! `SPOOL` being the `spool` parameter, by default the state directory's
+//! `spool/` (`tandem up --state-dir`; `.tandem/spool` under `tandem run`).
 
 pub mod client;
 pub mod discovery;
@@ -23,7 +22,7 @@ use client::{Control, Link, Stats};
 use discovery::{Discovery, Sensor};
 use payload::Template;
 use rumqttc::{LastWill, MqttOptions, QoS, TlsConfiguration, Transport};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -141,8 +140,8 @@ pub static KIND: KindSpec = KindSpec {
         ParamSpec {
             name: "spool",
             ty: ParamType::Text,
-            default: ParamDefault::Text(".tandem/spool"),
-            doc: "directory of spools; this sink's is SPOOL/SINK_ID",
+            default: ParamDefault::Optional,
+            doc: "directory of spools; this sink's is SPOOL/SINK_ID (default: the state directory's spool/)",
         },
         ParamSpec {
             name: "spool_max_bytes",
@@ -215,8 +214,9 @@ pub struct Settings {
     pub availability: Template,
     /// The discovery prefix, when discovery is on.
     pub discovery: Option<String>,
-    /// The spool's directory (this sink's own).
-    pub spool_dir: PathBuf,
+    /// The spool's directory (this sink's own) when the `spool` parameter
+    /// names one; else it is `STATE_DIR/spool/SINK_ID` ([`MqttSink::open_in`]).
+    pub spool_dir: Option<PathBuf>,
     /// The spool's size and policy.
     pub spool: SpoolConfig,
     /// Fsync and cursor interval.
@@ -338,11 +338,13 @@ impl Settings {
         } else {
             None
         };
-        let spool = text_param(ctx, "spool")?;
-        if spool.is_empty() {
+        let spool = ctx.params.text("spool");
+        if spool.is_some_and(str::is_empty) {
             return Err(refuse(
                 "spool",
-                "is empty; name a directory, such as \"/var/lib/tandem/spool\"".into(),
+                "is empty; name a directory, such as \"/var/lib/tandem/spool\", or leave it out \
+                 for the state directory's spool/"
+                    .into(),
             ));
         }
         let overflow_name = text_param(ctx, "spool_overflow")?;
@@ -369,7 +371,7 @@ impl Settings {
             tls,
             availability,
             discovery,
-            spool_dir: PathBuf::from(spool).join(id),
+            spool_dir: spool.map(|dir| PathBuf::from(dir).join(id)),
             spool: SpoolConfig::new(max_bytes, overflow),
             sync: ns("sync")?,
             keep_alive: ns("keep_alive")?,
@@ -388,6 +390,50 @@ fn host_name() -> String {
         .or_else(|_| std::fs::read_to_string("/etc/hostname"))
         .unwrap_or_default();
     payload::gateway_from_host(&name)
+}
+
+/// What an `mqtt` sink holds and delivered, read from any thread (the
+/// agent's status and metrics).
+#[derive(Clone, Debug)]
+pub struct Watch {
+    shared: Arc<spool::Shared>,
+    stats: Arc<Stats>,
+}
+
+impl Watch {
+    /// The counts so far (of this process).
+    pub fn counts(&self) -> Counts {
+        let c = &self.shared.counters;
+        Counts {
+            appended: c.appended.load(Ordering::Relaxed),
+            acked: self.stats.acked_records.load(Ordering::Relaxed),
+            resent: c.resent.load(Ordering::Relaxed),
+            dropped: c.dropped_newest.load(Ordering::Relaxed)
+                + c.dropped_oldest.load(Ordering::Relaxed),
+            messages: self.stats.sent_messages.load(Ordering::Relaxed),
+            connected: self.stats.connected.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Records spooled and not yet delivered (also from before a restart).
+    pub fn backlog(&self) -> u64 {
+        self.shared.backlog()
+    }
+
+    /// Bytes those records take in the spool.
+    pub fn backlog_bytes(&self) -> u64 {
+        self.backlog()
+            .saturating_mul(spool::segment::ENTRY_LEN as u64)
+    }
+
+    /// While records wait: the event time delivery has reached (that of
+    /// the newest record the broker acknowledged), so the oldest waiting
+    /// record is about that old; `None` when nothing waits or nothing was
+    /// delivered yet in this process.
+    pub fn delivered_through(&self) -> Option<tandem_core::EventTime> {
+        let ns = self.stats.delivered_through_ns.load(Ordering::Relaxed);
+        (self.backlog() > 0 && ns != 0).then_some(tandem_core::EventTime(ns))
+    }
 }
 
 /// The `mqtt` sink. See the [module](self).
@@ -419,17 +465,29 @@ pub struct Counts {
 }
 
 impl MqttSink {
-    /// Opens the spool and starts the publisher thread.
+    /// Opens the spool (under `.tandem/`, `tandem run`'s default state
+    /// directory, unless the `spool` parameter names one) and starts the
+    /// publisher thread.
     pub fn open(ctx: &BuildContext<'_>) -> Result<MqttSink, BuildError> {
-        let s = Settings::from_ctx(ctx)?;
+        MqttSink::open_in(ctx, Path::new(".tandem"))
+    }
+
+    /// Opens the spool in `STATE_DIR/spool/SINK_ID` (unless the `spool`
+    /// parameter names a directory) and starts the publisher thread.
+    pub fn open_in(ctx: &BuildContext<'_>, state_dir: &Path) -> Result<MqttSink, BuildError> {
+        let mut s = Settings::from_ctx(ctx)?;
         let id = ctx.id;
+        let spool_dir = s
+            .spool_dir
+            .take()
+            .unwrap_or_else(|| state_dir.join("spool").join(id));
         let gateway = s.gateway.clone().unwrap_or_else(host_name);
         let inputs: Vec<(tandem_core::ChannelId, String)> = ctx
             .inputs
             .iter()
             .map(|&c| (c, ctx.channels.name(c).to_owned()))
             .collect();
-        let opened = spool::open(&s.spool_dir, &inputs, s.spool).map_err(|e| {
+        let opened = spool::open(&spool_dir, &inputs, s.spool).map_err(|e| {
             BuildError::new(format!("sink `{id}`: cannot open its spool: {e}")).at("spool")
         })?;
         let availability = s.availability.render(&gateway, id, "");
@@ -487,7 +545,7 @@ impl MqttSink {
             discovery,
             sync_every: s.sync,
             drain: s.drain,
-            status_path: s.spool_dir.join("status.json"),
+            status_path: spool_dir.join("status.json"),
         };
         let stats = Arc::new(Stats::default());
         let control = Arc::new(Control::default());
@@ -512,15 +570,15 @@ impl MqttSink {
 
     /// The counts so far.
     pub fn counts(&self) -> Counts {
-        let c = &self.shared.counters;
-        Counts {
-            appended: c.appended.load(Ordering::Relaxed),
-            acked: self.stats.acked_records.load(Ordering::Relaxed),
-            resent: c.resent.load(Ordering::Relaxed),
-            dropped: c.dropped_newest.load(Ordering::Relaxed)
-                + c.dropped_oldest.load(Ordering::Relaxed),
-            messages: self.stats.sent_messages.load(Ordering::Relaxed),
-            connected: self.stats.connected.load(Ordering::Relaxed),
+        self.watch().counts()
+    }
+
+    /// A handle on what this sink holds and delivered, for status and
+    /// metrics; cheap to read from any thread.
+    pub fn watch(&self) -> Watch {
+        Watch {
+            shared: self.shared.clone(),
+            stats: self.stats.clone(),
         }
     }
 

@@ -23,7 +23,7 @@ fn check_with(set: &[(&str, ParamValue)]) -> Result<Settings, BuildError> {
 fn defaults_are_valid_and_the_spool_is_the_sinks_own_directory() {
     let s = check_with(&[]).unwrap();
     assert_eq!((s.host.as_str(), s.port, s.batch), ("127.0.0.1", 1883, 1));
-    assert_eq!(s.spool_dir, PathBuf::from(".tandem/spool/up"));
+    assert_eq!(s.spool_dir, None, "under the state directory");
     assert_eq!(s.gateway, None);
     assert!(s.tls.is_none() && s.discovery.is_none());
     assert_eq!(s.sync, Duration::from_millis(100));

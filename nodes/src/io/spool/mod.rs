@@ -43,7 +43,7 @@ use disk::{Disk, FsDisk};
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use tandem_core::ChannelId;
 
@@ -128,8 +128,23 @@ pub struct Shared {
     current: AtomicU64,
     /// The reader asks the writer to end its segment (it is damaged).
     rotate: AtomicBool,
+    /// Entries below this index were delivered (the reader's cursor).
+    acked: AtomicU64,
     /// Counts.
     pub counters: Counters,
+}
+
+impl Shared {
+    /// Entries appended and neither delivered nor given up: what a
+    /// reconnection has to send. Read from any thread.
+    pub fn backlog(&self) -> u64 {
+        let written = self.written.load(Ordering::Relaxed);
+        let gone = self
+            .acked
+            .load(Ordering::Relaxed)
+            .max(self.drop_below.load(Ordering::Relaxed));
+        written.saturating_sub(gone)
+    }
 }
 
 /// Why a spool could not be opened.

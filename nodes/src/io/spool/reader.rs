@@ -82,6 +82,7 @@ impl SpoolReader {
         stored: Cursor,
         from_writer: Receiver<(SpoolIndex, File)>,
     ) -> SpoolReader {
+        shared.acked.store(stored.acked.0, Ordering::Relaxed);
         SpoolReader {
             dir: dir.to_owned(),
             shared,
@@ -342,6 +343,7 @@ impl SpoolReader {
     /// Everything below `upto` was acknowledged.
     pub fn ack(&mut self, upto: SpoolIndex) {
         self.acked = self.acked.max(upto);
+        self.shared.acked.store(self.acked.0, Ordering::Relaxed);
         self.pos = self.pos.max(self.acked);
     }
 
