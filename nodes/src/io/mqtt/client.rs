@@ -123,8 +123,8 @@ pub fn run(
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!(
-                "tandem: sink `{}`: cannot start its MQTT thread ({e}); records stay in the spool",
+            tracing::warn!(
+                "sink `{}`: cannot start its MQTT thread ({e}); records stay in the spool",
                 link.sink
             );
             return;
@@ -295,15 +295,15 @@ impl Publisher {
         self.backoff = BACKOFF.0;
         self.stats.connected.store(true, Ordering::Relaxed);
         match self.failing_since.take() {
-            Some((since, attempts)) => eprintln!(
-                "tandem: sink `{}`: connected to {} after {:.1} s and {attempts} attempts; {} records spooled",
+            Some((since, attempts)) => tracing::info!(
+                "sink `{}`: connected to {} after {:.1} s and {attempts} attempts; {} records spooled",
                 self.link.sink,
                 self.link.broker,
                 since.elapsed().as_secs_f64(),
                 self.reader.backlog()
             ),
-            None => eprintln!(
-                "tandem: sink `{}`: connected to {}",
+            None => tracing::info!(
+                "sink `{}`: connected to {}",
                 self.link.sink, self.link.broker
             ),
         }
@@ -352,8 +352,8 @@ impl Publisher {
     fn on_error(&mut self, error: &str, go: &UnboundedSender<Duration>) {
         if self.connected {
             self.stats.disconnects.fetch_add(1, Ordering::Relaxed);
-            eprintln!(
-                "tandem: sink `{}`: lost {} ({error}); spooling, {} records waiting",
+            tracing::warn!(
+                "sink `{}`: lost {} ({error}); spooling, {} records waiting",
                 self.link.sink,
                 self.link.broker,
                 self.reader.backlog()
@@ -363,9 +363,10 @@ impl Publisher {
         match &mut self.failing_since {
             Some((_, attempts)) => *attempts += 1,
             None => {
-                eprintln!(
-                    "tandem: sink `{}`: cannot reach {} ({error}); spooling and retrying",
-                    self.link.sink, self.link.broker
+                tracing::warn!(
+                    "sink `{}`: cannot reach {} ({error}); spooling and retrying",
+                    self.link.sink,
+                    self.link.broker
                 );
                 self.failing_since = Some((Instant::now(), 1));
             }
@@ -412,10 +413,7 @@ impl Publisher {
             let chunk = match self.reader.read(max, &mut entries) {
                 Ok(chunk) => chunk,
                 Err(e) => {
-                    eprintln!(
-                        "tandem: sink `{}`: cannot read its spool: {e}",
-                        self.link.sink
-                    );
+                    tracing::warn!("sink `{}`: cannot read its spool: {e}", self.link.sink);
                     self.entries = entries;
                     return;
                 }
@@ -510,10 +508,7 @@ impl Publisher {
     /// Fsyncs the spool, stores the cursor, writes the status file.
     fn sync(&mut self) {
         if let Err(e) = self.reader.sync() {
-            eprintln!(
-                "tandem: sink `{}`: cannot sync its spool: {e}",
-                self.link.sink
-            );
+            tracing::warn!("sink `{}`: cannot sync its spool: {e}", self.link.sink);
         }
         let status = status_json(&self.stats, &self.shared, self.reader.backlog());
         if status != self.status {

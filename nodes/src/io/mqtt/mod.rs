@@ -613,7 +613,7 @@ impl Sink for MqttSink {
 impl Drop for MqttSink {
     fn drop(&mut self) {
         if let Err(e) = self.writer.commit() {
-            eprintln!("tandem: sink `{}`: {e}", self.id);
+            tracing::warn!("sink `{}`: {e}", self.id);
         }
         // Release: pairs with the publisher's Acquire load.
         self.control.stop.store(true, Ordering::Release);

@@ -191,8 +191,8 @@ pub fn open(
         Ok(c) => c,
         Err(why) => {
             let path = dir.join(cursor::FILE_NAME);
-            eprintln!(
-                "tandem: spool {}: {} {why}; set aside as cursor.corrupt, delivery starts again from the oldest segment",
+            tracing::info!(
+                "spool {}: {} {why}; set aside as cursor.corrupt, delivery starts again from the oldest segment",
                 dir.display(),
                 path.display()
             );
@@ -252,8 +252,8 @@ pub fn open(
                 // Set aside now; the indices it may have held are not reused.
                 let aside = dir.join(format!("{}.corrupt", segment::file_name(first)));
                 disk.rename(&path, &aside).map_err(at(&path))?;
-                eprintln!(
-                    "tandem: spool {}: segment {} is damaged; set aside as {}",
+                tracing::warn!(
+                    "spool {}: segment {} is damaged; set aside as {}",
                     dir.display(),
                     path.display(),
                     aside.display()

@@ -305,8 +305,8 @@ impl SpoolReader {
             .counters
             .corrupt_segments
             .fetch_add(1, Ordering::Relaxed);
-        eprintln!(
-            "tandem: spool {}: segment {name} is damaged; set aside as {} and skipped",
+        tracing::warn!(
+            "spool {}: segment {name} is damaged; set aside as {} and skipped",
             self.dir.display(),
             aside.display()
         );
