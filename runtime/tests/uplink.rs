@@ -608,3 +608,55 @@ fn the_spool_lives_in_the_state_directory_and_its_backlog_is_shown() {
     });
     agent.stop();
 }
+
+#[test]
+fn a_broker_asking_for_tls_and_a_password_gets_them_and_a_wrong_password_is_spooled() {
+    use common::mqtt::USER;
+    let dir = TempDir::new("tls");
+    let Some(broker) = Broker::start_secure("tls", &dir.0.join("broker")) else {
+        return;
+    };
+    let sub = Subscriber::start(&broker, "sub-tls", &["tandem/#"]);
+    let secure = |password: &str| {
+        format!(
+            "tls = true\nca_file = \"{}\"\nusername = \"{}\"\npassword = \"{password}\"",
+            broker.ca_file().display(),
+            USER.0
+        )
+    };
+    graph(&dir.0, broker.port, 200, &secure(USER.1));
+    let mut agent = Agent::start(&dir.0, 1);
+    let context = || format!("agent:\n{}\nstatus: {}", agent.log(), status(&dir.0));
+    let (got, _) = wait_for("records over TLS", LIMIT, context, || {
+        let got = received(&sub.messages());
+        (got.0.len() >= 200).then_some(got)
+    });
+    let truth: HashMap<String, Rec> = truth(&dir.0, 0).into_iter().collect();
+    for (k, rec) in &got {
+        if let Some(want) = truth.get(k) {
+            assert_eq!(rec, want, "{k}");
+        }
+    }
+    agent.stop();
+
+    // The same broker, a wrong password: refused, logged, and nothing lost.
+    std::fs::remove_dir_all(dir.0.join("state")).unwrap();
+    std::fs::remove_dir_all(dir.0.join("spool")).unwrap();
+    graph(&dir.0, broker.port, 200, &secure("wrong"));
+    let agent = Agent::start(&dir.0, 2);
+    let context = || format!("agent:\n{}\nstatus: {}", agent.log(), status(&dir.0));
+    wait_for(
+        "the refusal logged, records spooled",
+        LIMIT,
+        context,
+        || {
+            let s = status(&dir.0);
+            (agent
+                .log()
+                .contains("tandem: warning: sink `up`: cannot reach")
+                && s["connected"] == false
+                && number(&s, "backlog") >= 100)
+                .then_some(())
+        },
+    );
+}

@@ -73,7 +73,14 @@ pub struct Broker {
     child: Option<Child>,
     pub port: u16,
     dir: PathBuf,
+    /// Configuration of the listener beyond its port (TLS, passwords).
+    listener: String,
+    /// Arguments mosquitto_pub and mosquitto_sub need to get in.
+    client_args: Vec<String>,
 }
+
+/// The user and password of [`Broker::start_secure`].
+pub const USER: (&str, &str) = ("tandem", "s3cret pass");
 
 impl Broker {
     /// Starts a broker keeping its files in `dir`, or `None` when the test
@@ -91,9 +98,81 @@ impl Broker {
             child: None,
             port,
             dir: dir.to_owned(),
+            listener: "allow_anonymous true\n".into(),
+            client_args: Vec::new(),
         };
         broker.run();
         Some(broker)
+    }
+
+    /// Starts a broker that takes TLS only (its certificate, for
+    /// 127.0.0.1, from a CA written to `DIR/ca.pem`) and only [`USER`].
+    pub fn start_secure(test: &str, dir: &Path) -> Option<Broker> {
+        if !available(test) {
+            return None;
+        }
+        std::fs::create_dir_all(dir).unwrap();
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
+        // Names of their own: a leaf named like its CA looks self-signed.
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "tandem test broker CA");
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "127.0.0.1");
+        let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+        std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+        std::fs::write(dir.join("server.pem"), cert.pem()).unwrap();
+        std::fs::write(dir.join("server.key"), key.serialize_pem()).unwrap();
+        let passwords = dir.join("passwords");
+        let made = Command::new(which("mosquitto_passwd").unwrap())
+            .args(["-c", "-b"])
+            .arg(&passwords)
+            .args([USER.0, USER.1])
+            .status()
+            .unwrap();
+        assert!(made.success(), "mosquitto_passwd");
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let ca_file = dir.join("ca.pem").display().to_string();
+        let mut broker = Broker {
+            child: None,
+            port,
+            dir: dir.to_owned(),
+            listener: format!(
+                "allow_anonymous false\npassword_file {}\ncafile {ca_file}\ncertfile {}\nkeyfile {}\n",
+                passwords.display(),
+                dir.join("server.pem").display(),
+                dir.join("server.key").display()
+            ),
+            client_args: vec![
+                "--cafile".into(),
+                ca_file,
+                "-u".into(),
+                USER.0.into(),
+                "-P".into(),
+                USER.1.into(),
+            ],
+        };
+        broker.run();
+        Some(broker)
+    }
+
+    /// The CA file a client must trust ([`Broker::start_secure`]).
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("ca.pem")
     }
 
     fn run(&mut self) {
@@ -101,8 +180,9 @@ impl Broker {
         std::fs::write(
             &conf,
             format!(
-                "listener {} 127.0.0.1\nallow_anonymous true\nuser {}\npersistence true\npersistence_location {}/\nmax_queued_messages 0\nlog_dest file {}\n",
+                "listener {} 127.0.0.1\n{}user {}\npersistence true\npersistence_location {}/\nmax_queued_messages 0\nlog_dest file {}\n",
                 self.port,
+                self.listener,
                 // Run as root, mosquitto would switch to its own user and
                 // could not write its files here; as anyone else it stays.
                 if is_root() { "root" } else { "mosquitto" },
@@ -160,6 +240,7 @@ impl Broker {
     pub fn publish(&self, topic: &str, payload: &str, retain: bool) {
         let mut cmd = Command::new(which("mosquitto_pub").unwrap());
         cmd.args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-q", "1"])
+            .args(&self.client_args)
             .args(["-t", topic, "-m", payload]);
         if retain {
             cmd.arg("-r");
@@ -209,6 +290,7 @@ impl Subscriber {
         let probe = format!("probe/{id}");
         let mut cmd = Command::new(which("mosquitto_sub").unwrap());
         cmd.args(["-h", "127.0.0.1", "-p", &broker.port.to_string()])
+            .args(&broker.client_args)
             .args(["-i", id, "-c", "-q", "1", "-F", "%r %t %p"])
             .args(["-t", &probe]);
         for t in topics {
