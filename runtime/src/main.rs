@@ -1187,9 +1187,8 @@ struct BundleArgs {
 }
 
 fn bundle_name(what: &str, text: &str) -> Result<tandem::bundle::manifest::Name, String> {
-    tandem::bundle::manifest::Name::parse(text).ok_or_else(|| {
-        format!("`{text}` is not a {what} name; use a-z, 0-9, `.`, `_` and `-`")
-    })
+    tandem::bundle::manifest::Name::parse(text)
+        .ok_or_else(|| format!("`{text}` is not a {what} name; use a-z, 0-9, `.`, `_` and `-`"))
 }
 
 fn semver_arg(what: &str, text: &str) -> Result<semver::Version, String> {
@@ -1201,8 +1200,9 @@ fn bundle_spec(a: BundleArgs) -> Result<tandem::bundle::build::BuildSpec, String
     use tandem::bundle::manifest::Constraint;
     use tandem::bundle::UnixTime;
     let expires = match &a.expires {
-        Some(at) => UnixTime::parse_rfc3339(at)
-            .ok_or_else(|| format!("--expires `{at}` is not a UTC time such as 2027-01-31T00:00:00Z"))?,
+        Some(at) => UnixTime::parse_rfc3339(at).ok_or_else(|| {
+            format!("--expires `{at}` is not a UTC time such as 2027-01-31T00:00:00Z")
+        })?,
         None => {
             let secs = match a.expires_in.strip_suffix('d').map(str::parse::<u64>) {
                 Some(Ok(days)) => days.saturating_mul(86_400),
