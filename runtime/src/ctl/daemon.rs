@@ -285,6 +285,14 @@ impl Driver {
         match request {
             Request::Status => Ok(self.fleet.snapshot(now).to_string()),
             Request::Enrol { gateway, address } => {
+                let controller = address.unwrap_or(self.advertise);
+                if controller.ip().is_unspecified() {
+                    return Err(format!(
+                        "the controller listens on {controller}, which a gateway cannot dial; \
+                         give `tandem ctl serve --advertise HOST:PORT` or `tandem ctl enrol \
+                         --address HOST:PORT`"
+                    ));
+                }
                 let (cert_pem, key_pem) = self
                     .ca
                     .issue_leaf(gateway.id.as_str())
@@ -293,7 +301,7 @@ impl Driver {
                     format: FORMAT,
                     gateway: gateway.id.clone(),
                     track: gateway.track.clone(),
-                    controller: address.unwrap_or(self.advertise),
+                    controller,
                     ca_pem: self.ca.cert_pem().to_owned(),
                     cert_pem,
                     key_pem,
