@@ -6,20 +6,27 @@ use std::time::{Duration, Instant};
 
 /// How long an idle worker spins before it parks, when spinning pays.
 const SPIN: Duration = Duration::from_micros(20);
+/// A worker that has stopped spinning still spins one idle period in this
+/// many, to notice when work comes quickly again (once parked, it cannot
+/// tell: the time it sees includes its own wake-up).
+const PROBE: u32 = 8;
 
 /// Backoff for one worker: call [`Idle::wait`] each time a pass found nothing
 /// to do, and [`Idle::reset`] each time one found work. A worker whose work
 /// has been arriving within [`SPIN`] of running out spins for it (records
 /// arriving microseconds apart are picked up without a wake-up); one whose
-/// last idle period was longer parks at once, so a worker waiting for
-/// batches that come every few hundred microseconds does not burn a core
-/// between them, and an idle graph uses no CPU.
+/// last idle period was longer parks at once (but for one period in
+/// [`PROBE`]), so a worker waiting for batches that come every few hundred
+/// microseconds does not burn a core between them, and an idle graph uses
+/// no CPU.
 #[derive(Debug)]
 pub struct Idle {
     /// When the current idle period began.
     since: Option<Instant>,
     /// The last idle period ended within [`SPIN`]: spinning is worth it.
     spin: bool,
+    /// Idle periods so far, for [`PROBE`].
+    periods: u32,
 }
 
 impl Idle {
@@ -28,6 +35,7 @@ impl Idle {
         Idle {
             since: None,
             spin: true,
+            periods: 0,
         }
     }
 
@@ -37,18 +45,19 @@ impl Idle {
     pub fn reset(&mut self) {
         if let Some(since) = self.since.take() {
             self.spin = since.elapsed() < SPIN;
+            self.periods = self.periods.wrapping_add(1);
         }
     }
 
     /// Waits until `until_due` has passed or an unpark arrives, for a worker
     /// whose only work is polling sources (the ingress): spinning cannot
-    /// make a source due sooner, so it parks unless the wait is shorter than
-    /// a spin.
+    /// make a source due sooner, so it parks, unless the wait is shorter
+    /// than a spin (a park that short oversleeps).
     pub fn wait_for_due(&mut self, parker: &Parker, until_due: Duration) {
+        self.since.get_or_insert_with(Instant::now);
         if until_due < SPIN {
-            self.wait(parker, until_due);
+            spin();
         } else {
-            self.since.get_or_insert_with(Instant::now);
             parker.park_timeout(until_due);
         }
     }
@@ -57,13 +66,19 @@ impl Idle {
     /// has passed, then parks up to `limit`. An unpark ends the park at once.
     pub fn wait(&mut self, parker: &Parker, limit: Duration) {
         let since = *self.since.get_or_insert_with(Instant::now);
-        if self.spin && since.elapsed() < SPIN {
-            for _ in 0..16 {
-                std::hint::spin_loop();
-            }
+        let spinning = self.spin || self.periods % PROBE == 0;
+        if spinning && since.elapsed() < SPIN {
+            spin();
         } else {
             parker.park_timeout(limit);
         }
+    }
+}
+
+/// A moment's busy wait.
+fn spin() {
+    for _ in 0..16 {
+        std::hint::spin_loop();
     }
 }
 
