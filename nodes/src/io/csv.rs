@@ -32,6 +32,7 @@
 //! once if more are due.
 
 pub mod reader;
+mod scan;
 
 use super::names_param;
 use super::text_param;

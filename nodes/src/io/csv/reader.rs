@@ -6,6 +6,7 @@
 //! next read. A line longer than the buffer is refused by number and skipped;
 //! the buffer never grows.
 
+use super::scan;
 use super::{parse_quality, parse_time};
 use std::io::{ErrorKind, Read};
 use tandem_core::{ChannelId, EventTime, Quality, Record, Seq};
@@ -212,7 +213,7 @@ impl<R: Read> RowReader<R> {
     fn next_line(&mut self) -> Result<Option<Line>, ReadError> {
         loop {
             let unread = self.buf.get(self.start..self.end).unwrap_or(&[]);
-            if let Some(n) = unread.iter().position(|&b| b == b'\n') {
+            if let Some(n) = scan::find_newline(unread) {
                 let from = self.start;
                 self.start += n + 1;
                 if std::mem::take(&mut self.skipping) {
@@ -335,13 +336,7 @@ fn parse_row(
     channels: &[(Box<[u8]>, ChannelId)],
 ) -> Result<Record, String> {
     let mut fields: [&[u8]; MAX_COLUMNS] = [&[]; MAX_COLUMNS];
-    let mut count = 0;
-    for field in line.split(|&b| b == b',') {
-        if let Some(slot) = fields.get_mut(count) {
-            *slot = field.trim_ascii();
-        }
-        count += 1;
-    }
+    let count = scan::split_fields(line, &mut fields);
     if count != columns.count {
         return Err(format!(
             "{count} fields, the header has {}; fields cannot be quoted or hold commas",
@@ -350,7 +345,11 @@ fn parse_row(
     }
     let field = |i: usize| fields.get(i).copied().unwrap_or(&[]);
 
-    let time = time_field(field(columns.time))?;
+    let text = field(columns.time);
+    let time = match scan::integer(text) {
+        Some(ns) => ns,
+        None => parse_time(&String::from_utf8_lossy(text))?,
+    };
     let name = field(columns.channel);
     let channel = match channels.binary_search_by(|(n, _)| (**n).cmp(name)) {
         Ok(i) => channels[i].1,
@@ -367,10 +366,13 @@ fn parse_row(
         }
     };
     let text = field(columns.value);
-    let value: f64 = std::str::from_utf8(text)
-        .ok()
-        .and_then(|t| t.parse().ok())
-        .ok_or_else(|| format!("value `{}` is not a number", String::from_utf8_lossy(text)))?;
+    let value: f64 = match scan::decimal(text) {
+        Some(value) => value,
+        None => std::str::from_utf8(text)
+            .ok()
+            .and_then(|t| t.parse().ok())
+            .ok_or_else(|| format!("value `{}` is not a number", String::from_utf8_lossy(text)))?,
+    };
     let quality = match columns.quality.map(field) {
         None | Some(b"" | b"good") => Quality::GOOD,
         Some(text) => parse_quality(&String::from_utf8_lossy(text))?,
@@ -382,20 +384,6 @@ fn parse_row(
         quality,
         value,
     })
-}
-
-/// A time field: integer nanoseconds read straight from the bytes, other
-/// forms by [`parse_time`].
-fn time_field(text: &[u8]) -> Result<i64, String> {
-    if !text.is_empty() && text.iter().all(u8::is_ascii_digit) {
-        let ns = text.iter().try_fold(0i64, |n, b| {
-            n.checked_mul(10)?.checked_add(i64::from(b - b'0'))
-        });
-        if let Some(ns) = ns {
-            return Ok(ns);
-        }
-    }
-    parse_time(&String::from_utf8_lossy(text))
 }
 
 #[cfg(test)]
