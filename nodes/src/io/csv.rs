@@ -6,9 +6,9 @@
 //! checked: a wrong path, header or `channels` list is a build error
 //! `path:line: what is wrong, what is valid`. A later row that is not valid
 //! (a malformed line, an unknown channel, a time that goes back, a last line
-//! cut short) is reported on stderr the same way, counted as an error of the
-//! source, and skipped; the replay goes on. A file that cannot be read any
-//! further ends the replay.
+//! cut short) is logged as a warning the same way (the first ten), counted
+//! as an error of the source, and skipped; the replay goes on. A file that
+//! cannot be read any further ends the replay.
 //!
 //! Format: a header naming the columns, in any order: `time` (or `time_ns`),
 //! `channel`, `value`, optionally `quality`, and an ignored `seq`, so files
@@ -147,10 +147,10 @@ impl CsvReplay {
                         } else {
                             "the row is skipped"
                         };
-                        eprintln!("tandem: source `{}`: {}:{e}; {then}", self.id, self.path);
+                        tracing::warn!("source `{}`: {}:{e}; {then}", self.id, self.path);
                         if self.errors == REPORTED_ERRORS && !fatal {
-                            eprintln!(
-                                "tandem: source `{}`: further bad rows are counted, not shown",
+                            tracing::warn!(
+                                "source `{}`: further bad rows are counted, not shown",
                                 self.id
                             );
                         }
