@@ -66,8 +66,8 @@ fn write_csv(path: &Path, rows: u64) {
         let step = (x % 2001) as f64 - 1000.0;
         power = (power + step * 0.37).clamp(-5000.0, 5000.0);
         let time = 1_767_225_600_000_000_000i64 + i as i64 * 250_000_000;
-        let quality = if x % 97 == 0 { "uncertain" } else { "good" };
-        let written = if x % 4 == 0 {
+        let quality = if x.is_multiple_of(97) { "uncertain" } else { "good" };
+        let written = if x.is_multiple_of(4) {
             writeln!(out, "{i},{time},power,{power},{quality}")
         } else {
             writeln!(out, "{i},{time},power,{power:.2},{quality}")
@@ -178,6 +178,8 @@ fn run_tandem(binary: &Path, job: &Job, layout: &str, expected: u64) -> Run {
     // at this process's peak: bring that down to what is resident now.
     reset_peak_rss();
     let start = Instant::now();
+    // Reaped below by `wait4`, which also gives its resource usage.
+    #[allow(clippy::zombie_processes)]
     let child = Command::new(binary)
         .arg("run")
         .arg(&job.graph)

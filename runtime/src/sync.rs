@@ -66,7 +66,7 @@ impl Idle {
     /// has passed, then parks up to `limit`. An unpark ends the park at once.
     pub fn wait(&mut self, parker: &Parker, limit: Duration) {
         let since = *self.since.get_or_insert_with(Instant::now);
-        let spinning = self.spin || self.periods % PROBE == 0;
+        let spinning = self.spin || self.periods.is_multiple_of(PROBE);
         if spinning && since.elapsed() < SPIN {
             spin();
         } else {
