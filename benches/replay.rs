@@ -66,7 +66,11 @@ fn write_csv(path: &Path, rows: u64) {
         let step = (x % 2001) as f64 - 1000.0;
         power = (power + step * 0.37).clamp(-5000.0, 5000.0);
         let time = 1_767_225_600_000_000_000i64 + i as i64 * 250_000_000;
-        let quality = if x.is_multiple_of(97) { "uncertain" } else { "good" };
+        let quality = if x.is_multiple_of(97) {
+            "uncertain"
+        } else {
+            "good"
+        };
         let written = if x.is_multiple_of(4) {
             writeln!(out, "{i},{time},power,{power},{quality}")
         } else {
