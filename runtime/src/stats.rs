@@ -19,7 +19,7 @@ const MAX_STRIDE: u32 = 256;
 
 /// Which calls of a node are timed: one in `stride`, where `stride` keeps
 /// reading the clock to about 1/64 of the node's time (1 for calls longer
-/// than about 3 us, up to 256 for calls of tens of nanoseconds). Which
+/// than 1.6 us, up to 256 for calls of tens of nanoseconds). Which
 /// call is timed never depends on that call's own duration, so each timed
 /// call stands for `stride` calls in the histogram.
 #[derive(Debug)]
