@@ -365,7 +365,14 @@ fn read_upgrade(file: PathBuf, program: Option<PathBuf>) -> Result<ReadUpgrade, 
 pub fn request(socket: &Path, line: &str) -> std::io::Result<String> {
     use std::io::{Read as _, Write as _};
     let mut stream = std::os::unix::net::UnixStream::connect(socket)?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    // An install may take the agent INSTALL_TIMEOUT to check and unpack;
+    // anything else is answered at once or after FILE_TIMEOUT at most.
+    let wait = if line.starts_with("install\t") {
+        INSTALL_TIMEOUT + Duration::from_secs(10)
+    } else {
+        Duration::from_secs(10)
+    };
+    stream.set_read_timeout(Some(wait))?;
     // A refusal may come before the request is read; it is still the answer.
     let _ = stream
         .write_all(line.as_bytes())
