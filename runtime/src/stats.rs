@@ -104,7 +104,7 @@ impl NodeStats {
 
     /// Ends a call begun with [`NodeStats::start_call`]. A timed call goes
     /// into the histogram standing for the calls left untimed before it,
-    /// and publishes the live figures as [`NodeStats::record_latency`] does;
+    /// and publishes the live figures;
     /// an untimed one only publishes the counters.
     #[inline]
     pub(crate) fn end_call(&mut self, started: Option<Instant>) {
@@ -122,22 +122,20 @@ impl NodeStats {
         let nanos = u64::try_from(started.elapsed().as_nanos())
             .unwrap_or(u64::MAX)
             .max(1);
-        let weight = u64::from(self.sampler.stride);
-        if weight > 1 {
-            // `record_latency` records the call itself; the rest of its weight here.
-            self.latency_ns.saturating_record_n(nanos, weight - 1);
-        }
-        self.record_latency(nanos);
+        let weight = u64::from(self.sampler.stride).max(1);
+        self.record_weighted(nanos, weight);
         self.sampler.stride = Sampler::stride_after(nanos);
         self.sampler.skip = self.sampler.stride - 1;
     }
 
-    /// Records the duration of one call, and publishes the figures as of
-    /// the call before it (the callers count a call's records after timing
-    /// it) to [`crate::metrics::live`].
-    pub(crate) fn record_latency(&mut self, nanos: u64) {
-        self.latency_ns.saturating_record(nanos.max(1));
-        self.live.record_latency(nanos.max(1));
+    /// Records a call of `nanos` standing for `calls` calls, in the
+    /// histogram and the live figures, and publishes the figures as of the
+    /// call before it (the callers count a call's records after timing it)
+    /// to [`crate::metrics::live`].
+    fn record_weighted(&mut self, nanos: u64, calls: u64) {
+        let nanos = nanos.max(1);
+        self.latency_ns.saturating_record_n(nanos, calls);
+        self.live.record_latency_n(nanos, calls);
         let high_water = u64::try_from(self.high_water()).unwrap_or(u64::MAX);
         self.live.store(
             self.records_in,

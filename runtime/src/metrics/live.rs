@@ -67,11 +67,14 @@ impl Default for LiveLatency {
 }
 
 impl LiveLatency {
-    fn record(&self, ns: u64) {
-        self.calls.fetch_add(1, Ordering::Relaxed);
-        self.total_ns.fetch_add(ns, Ordering::Relaxed);
+    /// Records `calls` calls of `ns` each (one timed call standing for the
+    /// untimed ones around it).
+    fn record(&self, ns: u64, calls: u64) {
+        self.calls.fetch_add(calls, Ordering::Relaxed);
+        self.total_ns
+            .fetch_add(ns.saturating_mul(calls), Ordering::Relaxed);
         if let Some(bucket) = self.buckets.get(bucket_of(ns)) {
-            bucket.fetch_add(1, Ordering::Relaxed);
+            bucket.fetch_add(calls, Ordering::Relaxed);
         }
     }
 
@@ -172,7 +175,13 @@ impl LiveNode {
 
     /// Adds one call's duration.
     pub fn record_latency(&self, ns: u64) {
-        self.latency.record(ns);
+        self.latency.record(ns, 1);
+    }
+
+    /// Records one timed call of `ns` standing for `calls` calls (the
+    /// executor times one call in a stride; see `stats.rs`).
+    pub fn record_latency_n(&self, ns: u64, calls: u64) {
+        self.latency.record(ns, calls);
     }
 
     /// The figures as they are now.
@@ -244,5 +253,23 @@ mod tests {
         assert_eq!(sample.latency.buckets, [(bucket_of(1_000) as u16, 1)]);
         drop(node);
         assert!(nodes().iter().all(|n| n.id != "live-test-node"));
+    }
+
+    #[test]
+    fn a_sampled_call_counts_for_the_calls_it_stands_for() {
+        let node = LiveNode::register("live-test-sampled", Role::Vertex);
+        node.record_latency_n(1_000, 8);
+        node.record_latency(2_000);
+        let sample = node.sample().latency;
+        assert_eq!(sample.calls, 9);
+        assert_eq!(sample.total_ns, 10_000);
+        let count = |ns: u64| {
+            sample
+                .buckets
+                .iter()
+                .find(|(b, _)| *b as usize == bucket_of(ns))
+                .map(|(_, n)| *n)
+        };
+        assert_eq!((count(1_000), count(2_000)), (Some(8), Some(1)));
     }
 }
