@@ -48,7 +48,8 @@ pub struct HaSettings {
     /// `retention`: input records the upstream junction keeps for replay to a
     /// rejoining instance. Default 65536; 1024 ..= 16 Mi.
     pub retention: usize,
-    /// `heartbeat`: interval of application heartbeats. Default "5ms";
+    /// `heartbeat`: interval of application heartbeats. Default: a fifth of
+    /// the timeout, at most "100ms" ([`HaSettings::heartbeat_for`]);
     /// 1 ms ..= 1 s.
     pub heartbeat: Duration,
     /// `timeout`: an instance silent this long is lost and restarted. Default
@@ -73,12 +74,23 @@ impl Default for HaSettings {
     fn default() -> Self {
         HaSettings {
             retention: 65536,
-            heartbeat: Duration::from_millis(5),
+            heartbeat: HaSettings::heartbeat_for(Duration::from_millis(500)),
             timeout: Duration::from_millis(500),
             tolerances: Vec::new(),
             supervise: Duration::from_secs(10),
             max_mismatch: 0.0,
         }
+    }
+}
+
+impl HaSettings {
+    /// The heartbeat when a file gives none: five in a timeout, and no more
+    /// often than every 100 ms, so an idle gateway's links cost next to
+    /// nothing (each heartbeat is a QUIC round trip per instance) while a
+    /// hung instance is still noticed within its timeout. Any frame proves an
+    /// instance alive, so under load heartbeats matter little anyway.
+    pub fn heartbeat_for(timeout: Duration) -> Duration {
+        (timeout / 5).clamp(Duration::from_millis(1), Duration::from_millis(100))
     }
 }
 

@@ -620,8 +620,11 @@ fn edge_settings(
 fn ha_settings(text: &str, spec: &Spec<'_, '_>, report: &mut Report) -> HaSettings {
     let ha = &spec.ha;
     let default = HaSettings::default();
-    let heartbeat = ha.heartbeat.as_ref().map_or(default.heartbeat, |h| h.value);
     let timeout = ha.timeout.as_ref().map_or(default.timeout, |t| t.value);
+    let heartbeat = ha
+        .heartbeat
+        .as_ref()
+        .map_or_else(|| HaSettings::heartbeat_for(timeout), |h| h.value);
     // A bad heartbeat is reported already; no timeout is checked against it.
     let heartbeat_known = ha.heartbeat.is_some() || !ha.has_heartbeat;
     let least = heartbeat.saturating_mul(3);

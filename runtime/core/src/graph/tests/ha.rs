@@ -76,7 +76,7 @@ fn durations_take_every_unit_and_numbers_of_seconds() {
 fn an_absent_or_empty_ha_table_gives_the_defaults() {
     let defaults = HaSettings {
         retention: 65536,
-        heartbeat: Duration::from_millis(5),
+        heartbeat: Duration::from_millis(100),
         timeout: Duration::from_millis(500),
         tolerances: Vec::new(),
         supervise: Duration::from_secs(10),
@@ -147,10 +147,11 @@ fn the_timeout_is_at_least_three_heartbeats() {
         &home_ha("heartbeat = \"50ms\"\ntimeout = \"120ms\"\n"),
         &["34:11: error: `timeout` must be at least 3 heartbeats, 150ms with `heartbeat` 50ms, got \"120ms\""],
     );
-    check(
-        &home_ha("timeout = \"10ms\"\n"),
-        &["33:11: error: `timeout` must be at least 3 heartbeats, 15ms with `heartbeat` 5ms, got \"10ms\""],
-    );
+    // With no heartbeat given, it is a fifth of the timeout, at most 100ms.
+    let short = load_str(&home_ha("timeout = \"10ms\"\n")).unwrap();
+    assert_eq!(short.ha.heartbeat, Duration::from_millis(2));
+    let long = load_str(&home_ha("timeout = \"5s\"\n")).unwrap();
+    assert_eq!(long.ha.heartbeat, Duration::from_millis(100));
     // The default timeout, 500ms, is too short for this heartbeat.
     check(
         &home_ha("heartbeat = \"200ms\"\n"),
