@@ -40,7 +40,7 @@ use tandem::up::dirs::StateDir;
 use tandem::up::instance::Launch;
 use tandem::{Attached, Clock};
 use tandem_core::graph::Loaded;
-use tandem_core::wire::Frame;
+use tandem_core::ha::ToAgent;
 use tandem_core::{
     freeze, thaw, Record, SchemaId, Seq, Sink, SinkError, Snapshot, SnapshotError, Vertex,
 };
@@ -599,7 +599,7 @@ fn snapshot_runs(runs: usize) -> Vec<SnapshotRun> {
         // The server sees the stream once something is sent on it.
         sender
             .writer
-            .send(&Frame::Heartbeat {
+            .send(&ToAgent::Heartbeat {
                 sent_ns: 0,
                 seq: 0,
                 processed: Seq::ZERO,
@@ -637,7 +637,7 @@ fn snapshot_runs(runs: usize) -> Vec<SnapshotRun> {
                     let end = (offset + CHUNK).min(image.len());
                     sender
                         .writer
-                        .send(&Frame::SnapshotChunk {
+                        .send(&ToAgent::SnapshotChunk {
                             barrier: run as u64,
                             vertex: 0,
                             offset: offset as u64,
@@ -649,7 +649,7 @@ fn snapshot_runs(runs: usize) -> Vec<SnapshotRun> {
                 }
                 sender
                     .writer
-                    .send(&Frame::SnapshotEnd {
+                    .send(&ToAgent::SnapshotEnd {
                         barrier: run as u64,
                         vertices: 1,
                         state_hash: 0,
@@ -661,8 +661,8 @@ fn snapshot_runs(runs: usize) -> Vec<SnapshotRun> {
                 let mut got = Vec::with_capacity(total as usize);
                 loop {
                     match receiver.reader.next().await.expect("frame") {
-                        Some(Frame::SnapshotChunk { bytes, .. }) => got.extend_from_slice(&bytes),
-                        Some(Frame::SnapshotEnd { .. }) => return got,
+                        Some(ToAgent::SnapshotChunk { bytes, .. }) => got.extend_from_slice(&bytes),
+                        Some(ToAgent::SnapshotEnd { .. }) => return got,
                         Some(_) => {}
                         None => panic!("the link ended inside a snapshot"),
                     }

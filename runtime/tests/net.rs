@@ -1,4 +1,4 @@
-//! QUIC links on loopback: mutual TLS from the site CA, frames both ways,
+//! QUIC links on loopback: mutual TLS from the site CA, messages both ways,
 //! bad peers refused or dropped and counted, the agent keeps serving.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -13,8 +13,8 @@ use tandem::net::{
     CaError, Client, LinkError, NetStats, Server, SiteCa, SiteTrust, TransportOptions,
     CLOSE_BAD_FRAME,
 };
-use tandem_core::ha::Color;
-use tandem_core::wire::{self, Frame, FrameError, WireRole};
+use tandem_core::ha::{Color, Role, ToAgent, ToInstance};
+use tandem_core::wire::{self, WireError};
 use tandem_core::{ChannelId, EventTime, Record, Seq};
 use tokio::sync::mpsc;
 
@@ -36,8 +36,8 @@ fn state_dir(test: &str) -> PathBuf {
     dir
 }
 
-/// An agent that echoes every frame back on each link, reporting how each
-/// link ended (or its handshake failed) on `ended`.
+/// An agent that answers every message on each link with [`answer`],
+/// reporting how each link ended (or its handshake failed) on `ended`.
 struct EchoAgent {
     server: Arc<Server>,
     addr: SocketAddr,
@@ -57,8 +57,8 @@ fn echo_agent(ca: &SiteCa) -> EchoAgent {
             tokio::spawn(async move {
                 let result = async {
                     let mut link = pending.establish().await?;
-                    while let Some(frame) = link.reader.next().await? {
-                        link.writer.send(&frame).await?;
+                    while let Some(msg) = link.reader.next().await? {
+                        link.writer.send(&answer(msg)).await?;
                     }
                     link.writer.finish()?;
                     // Keep the connection until the peer has read everything.
@@ -74,6 +74,49 @@ fn echo_agent(ca: &SiteCa) -> EchoAgent {
         server,
         addr,
         ended,
+    }
+}
+
+/// The echo agent's answer to `msg`: a message the other way that carries
+/// the same fields, so every message of both directions crosses a link.
+fn answer(msg: ToAgent) -> ToInstance {
+    match msg {
+        ToAgent::Hello { version, .. } => ToInstance::SetRole {
+            role: if version % 2 == 0 {
+                Role::Serving
+            } else {
+                Role::Shadow
+            },
+        },
+        ToAgent::Output { frontier, records } => ToInstance::Input { frontier, records },
+        ToAgent::SnapshotChunk {
+            barrier,
+            vertex,
+            offset,
+            total,
+            bytes,
+        } => ToInstance::SnapshotChunk {
+            barrier,
+            vertex,
+            offset,
+            total,
+            bytes,
+        },
+        ToAgent::SnapshotEnd {
+            barrier,
+            vertices,
+            state_hash,
+        } => ToInstance::SnapshotEnd {
+            barrier,
+            vertices,
+            state_hash,
+        },
+        ToAgent::Restored { barrier, .. } => ToInstance::SnapshotRequest { barrier },
+        ToAgent::StateHash { barrier, hash } => ToInstance::Barrier {
+            id: barrier,
+            at: Seq(hash),
+        },
+        ToAgent::Heartbeat { sent_ns, seq, .. } => ToInstance::Heartbeat { sent_ns, seq },
     }
 }
 
@@ -101,18 +144,18 @@ fn batch(n: u64) -> Vec<Record> {
         .collect()
 }
 
-/// Sends `frame` on a fresh link from `client` and checks it comes back.
-async fn echo_round_trip(client: &Client, addr: SocketAddr, frame: Frame) {
+/// Sends `msg` on a fresh link from `client` and checks its answer comes back.
+async fn echo_round_trip(client: &Client, addr: SocketAddr, msg: ToAgent) {
     let mut link = within("connect", client.connect(addr, "agent"))
         .await
         .unwrap();
-    link.writer.send(&frame).await.unwrap();
+    link.writer.send(&msg).await.unwrap();
     let back = within("echo", link.reader.next()).await.unwrap();
-    assert_eq!(back, Some(frame));
+    assert_eq!(back, Some(answer(msg)));
 }
 
 #[tokio::test]
-async fn site_instance_exchanges_frames_both_ways() {
+async fn site_instance_exchanges_every_message_both_ways() {
     let ca = SiteCa::generate().unwrap();
     let agent = echo_agent(&ca);
     let client = instance(&ca, "instance-blue");
@@ -120,50 +163,55 @@ async fn site_instance_exchanges_frames_both_ways() {
         .await
         .unwrap();
 
-    let frames = vec![
-        Frame::Hello {
+    let sent = vec![
+        ToAgent::Hello {
             color: Color::Blue,
             version: 1,
             pid: 42,
         },
-        Frame::Output {
+        ToAgent::Output {
             frontier: Seq(100),
             records: batch(100),
         },
-        Frame::SnapshotChunk {
+        ToAgent::SnapshotChunk {
             barrier: 1,
             vertex: 2,
             offset: 0,
             total: 5,
             bytes: Bytes::from_static(b"state"),
         },
-        Frame::SetRole {
-            role: WireRole::Shadow,
+        ToAgent::SnapshotEnd {
+            barrier: 1,
+            vertices: 1,
+            state_hash: 9,
         },
-        Frame::Heartbeat {
+        ToAgent::Restored {
+            barrier: 1,
+            state_hash: 9,
+        },
+        ToAgent::StateHash {
+            barrier: 2,
+            hash: 100,
+        },
+        ToAgent::Heartbeat {
             sent_ns: 7,
             seq: 1,
             processed: Seq(100),
         },
     ];
-    for f in &frames {
-        link.writer.send(f).await.unwrap();
+    for msg in &sent {
+        link.writer.send(msg).await.unwrap();
     }
-    // One batch encoded once, sent as the same bytes.
-    let shared = wire::encode_to_bytes(&Frame::Input {
-        frontier: Seq(3),
-        records: batch(3),
-    })
-    .unwrap();
-    link.writer.send_bytes(shared.clone()).await.unwrap();
+    // A batch straight from a slice.
+    link.writer.send_batch(Seq(3), &batch(3)).await.unwrap();
     link.writer.finish().unwrap();
 
     let mut back = Vec::new();
-    while let Some(f) = within("read echoes", link.reader.next()).await.unwrap() {
-        back.push(f);
+    while let Some(msg) = within("read answers", link.reader.next()).await.unwrap() {
+        back.push(msg);
     }
-    let mut want = frames;
-    want.push(Frame::Input {
+    let mut want: Vec<ToInstance> = sent.into_iter().map(answer).collect();
+    want.push(ToInstance::Input {
         frontier: Seq(3),
         records: batch(3),
     });
@@ -184,20 +232,20 @@ async fn one_encoded_batch_goes_to_two_instances() {
     let mut b = within("connect", green.connect(agent.addr, "agent"))
         .await
         .unwrap();
-    let frame = Frame::Input {
+    let msg = ToAgent::Output {
         frontier: Seq(64),
         records: batch(64),
     };
-    let bytes = wire::encode_to_bytes(&frame).unwrap();
+    let bytes = wire::encode_to_bytes(&msg).unwrap();
     a.writer.send_bytes(bytes.clone()).await.unwrap();
     b.writer.send_bytes(bytes).await.unwrap();
     assert_eq!(
         within("echo a", a.reader.next()).await.unwrap(),
-        Some(frame.clone())
+        Some(answer(msg.clone()))
     );
     assert_eq!(
         within("echo b", b.reader.next()).await.unwrap(),
-        Some(frame)
+        Some(answer(msg))
     );
 }
 
@@ -206,7 +254,7 @@ async fn assert_refused(client: &Client, addr: SocketAddr) {
     let outcome = within("refused client", async {
         let mut link = client.connect(addr, "agent").await?;
         link.writer
-            .send(&Frame::Hello {
+            .send(&ToAgent::Hello {
                 color: Color::Green,
                 version: 1,
                 pid: 1,
@@ -239,7 +287,10 @@ async fn client_without_certificate_is_refused() {
     echo_round_trip(
         &instance(&ca, "instance-blue"),
         agent.addr,
-        Frame::SnapshotRequest { barrier: 1 },
+        ToAgent::Restored {
+            barrier: 1,
+            state_hash: 0,
+        },
     )
     .await;
 }
@@ -262,7 +313,10 @@ async fn client_with_certificate_from_another_ca_is_refused() {
     echo_round_trip(
         &instance(&ca, "instance-blue"),
         agent.addr,
-        Frame::SnapshotRequest { barrier: 1 },
+        ToAgent::Restored {
+            barrier: 1,
+            state_hash: 0,
+        },
     )
     .await;
 }
@@ -335,7 +389,7 @@ async fn bad_frames_close_their_connection_are_counted_and_the_agent_keeps_servi
     let mut healthy = within("connect", good.connect(agent.addr, "agent"))
         .await
         .unwrap();
-    let hb = Frame::Heartbeat {
+    let hb = ToAgent::Heartbeat {
         sent_ns: 1,
         seq: 1,
         processed: Seq(0),
@@ -343,7 +397,7 @@ async fn bad_frames_close_their_connection_are_counted_and_the_agent_keeps_servi
     healthy.writer.send(&hb).await.unwrap();
     assert_eq!(
         within("echo", healthy.reader.next()).await.unwrap(),
-        Some(hb.clone())
+        Some(answer(hb.clone()))
     );
 
     // Garbage: not our magic.
@@ -355,7 +409,7 @@ async fn bad_frames_close_their_connection_are_counted_and_the_agent_keeps_servi
     )
     .await;
     assert!(
-        matches!(err, LinkError::BadFrame(FrameError::BadMagic { .. })),
+        matches!(err, LinkError::BadFrame(WireError::BadMagic { .. })),
         "{err:?}"
     );
     assert_eq!(counts(agent.server.stats()), (2, 1));
@@ -369,13 +423,13 @@ async fn bad_frames_close_their_connection_are_counted_and_the_agent_keeps_servi
     )
     .await;
     assert!(
-        matches!(err, LinkError::BadFrame(FrameError::TooLarge { .. })),
+        matches!(err, LinkError::BadFrame(WireError::TooLarge { .. })),
         "{err:?}"
     );
     assert_eq!(counts(agent.server.stats()), (3, 2));
 
     // A valid frame cut short, then the stream finished.
-    let whole = wire::encode_to_bytes(&Frame::Output {
+    let whole = wire::encode_to_bytes(&ToAgent::Output {
         frontier: Seq(4),
         records: batch(4),
     })
@@ -391,24 +445,74 @@ async fn bad_frames_close_their_connection_are_counted_and_the_agent_keeps_servi
     assert!(
         matches!(
             err,
-            LinkError::BadFrame(FrameError::RecordCountMismatch { .. })
+            LinkError::BadFrame(WireError::RecordCountMismatch { .. })
         ),
         "{err:?}"
     );
     assert_eq!(counts(agent.server.stats()), (5, 4));
 
+    // A well-formed message going the wrong way: an input sent to the agent.
+    let wrong_way = wire::encode_to_bytes(&ToInstance::Input {
+        frontier: Seq(4),
+        records: batch(4),
+    })
+    .unwrap();
+    let err = send_bad_bytes(&ca, &mut agent, wrong_way, false).await;
+    assert!(
+        matches!(
+            err,
+            LinkError::BadFrame(WireError::WrongWay {
+                frame_type: "input",
+                to: "agent"
+            })
+        ),
+        "{err:?}"
+    );
+    assert_eq!(counts(agent.server.stats()), (6, 5));
+
     // The healthy link never noticed; a new instance still gets served.
     healthy.writer.send(&hb).await.unwrap();
     assert_eq!(
         within("echo", healthy.reader.next()).await.unwrap(),
-        Some(hb)
+        Some(answer(hb))
     );
     echo_round_trip(
         &instance(&ca, "instance-blue"),
         agent.addr,
-        Frame::Restored {
+        ToAgent::Restored {
             barrier: 1,
             state_hash: 2,
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_peer_speaking_wire_format_1_is_told_to_upgrade_together() {
+    let ca = SiteCa::generate().unwrap();
+    let mut agent = echo_agent(&ca);
+    // A hello as version 1 wrote it.
+    let old_hello = Bytes::from_static(&[
+        0x0d, 0, 0, 0, b'T', b'D', 1, 0x01, 1, 7, 0, 0, 0, 0x34, 0x12, 0, 0,
+    ]);
+    let err = send_bad_bytes(&ca, &mut agent, old_hello, false).await;
+    let LinkError::Version { found: 1, peer } = err else {
+        panic!("expected a version refusal, got {err:?}");
+    };
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "wire format 1 from {peer}; this tandem speaks 2: \
+             upgrade the agent and instances together"
+        )
+    );
+    assert_eq!(counts(agent.server.stats()), (1, 1));
+    echo_round_trip(
+        &instance(&ca, "instance-blue"),
+        agent.addr,
+        ToAgent::StateHash {
+            barrier: 1,
+            hash: 2,
         },
     )
     .await;
@@ -438,7 +542,7 @@ async fn udp_garbage_at_the_agent_port_does_not_stop_it() {
     echo_round_trip(
         &instance(&ca, "instance-blue"),
         agent.addr,
-        Frame::StateHash {
+        ToAgent::StateHash {
             barrier: 3,
             hash: 4,
         },
@@ -484,7 +588,10 @@ fn site_ca_is_created_once_then_loaded() {
             let client = instance(&ca, "instance-blue");
             let mut link = client.connect(addr, "agent").await.unwrap();
             link.writer
-                .send(&Frame::SnapshotRequest { barrier: 9 })
+                .send(&ToAgent::Restored {
+                    barrier: 9,
+                    state_hash: 0,
+                })
                 .await
                 .unwrap();
             link.writer.finish().unwrap();
@@ -492,7 +599,13 @@ fn site_ca_is_created_once_then_loaded() {
         };
         let (got, _link) =
             within("reloaded CA link", async { tokio::join!(accept, connect) }).await;
-        assert_eq!(got, Some(Frame::SnapshotRequest { barrier: 9 }));
+        assert_eq!(
+            got,
+            Some(ToAgent::Restored {
+                barrier: 9,
+                state_hash: 0
+            })
+        );
     });
 }
 

@@ -18,8 +18,8 @@ use bytes::Bytes;
 use serde_json::Value;
 use tandem::net::{Client, TransportOptions, CLOSE_BAD_FRAME};
 use tandem::up::dirs::StateDir;
-use tandem_core::ha::Color;
-use tandem_core::wire::{self, Frame};
+use tandem_core::ha::{Color, ToAgent};
+use tandem_core::wire;
 
 /// The longest any one awaited event may take.
 const LIMIT: Duration = Duration::from_secs(20);
@@ -496,7 +496,7 @@ fn hello(
         let attempt = async {
             let mut link = client.connect(addr, "agent").await?;
             link.writer
-                .send(&Frame::Hello {
+                .send(&ToAgent::Hello {
                     color: Color::Green,
                     version: 1,
                     pid: 1,
@@ -626,7 +626,7 @@ fn bad_frames_from_a_site_peer_are_counted_and_output_flows_on() {
         false,
     );
     // A hello cut short, then the stream finished.
-    let whole = wire::encode_to_bytes(&Frame::Hello {
+    let whole = wire::encode_to_bytes(&ToAgent::Hello {
         color: Color::Blue,
         version: 1,
         pid: 1,
@@ -642,11 +642,27 @@ fn bad_frames_from_a_site_peer_are_counted_and_output_flows_on() {
         false,
     );
 
-    let counted = up.wait_status("three bad frames counted", |s| {
+    // A hello in wire format 1, from an instance of an older release.
+    send_bad_bytes(
+        &runtime,
+        &peer,
+        addr,
+        Bytes::from_static(&[
+            0x0d, 0, 0, 0, b'T', b'D', 1, 0x01, 1, 7, 0, 0, 0, 1, 0, 0, 0,
+        ]),
+        false,
+    );
+
+    let counted = up.wait_status("four bad frames counted", |s| {
         let n = s["bad_frames"].as_u64()?;
-        (n >= 3).then_some(n)
+        (n >= 4).then_some(n)
     });
-    assert_eq!(counted, 3, "{}", up.log());
+    assert_eq!(counted, 4, "{}", up.log());
+    wait_for("the old wire format logged", up.context(), || {
+        up.log()
+            .contains("this tandem speaks 2: upgrade the agent and instances together")
+            .then_some(())
+    });
     assert!(up.running(), "{}", up.log());
     up.wait_emitting(1000);
     let (exit, log) = up.interrupt();
@@ -665,7 +681,7 @@ fn a_site_peer_claiming_an_instance_colour_is_closed_and_the_instance_untouched(
     let _inside = runtime.enter();
     // A certificate from the site CA, but issued to another name.
     let peer = site_peer(&dir, "mallory");
-    let hello = wire::encode_to_bytes(&Frame::Hello {
+    let hello = wire::encode_to_bytes(&ToAgent::Hello {
         color: Color::Blue,
         version: 1,
         pid: u32::try_from(pids[0]).unwrap(),

@@ -1,10 +1,11 @@
 //! `baselines.raw_quinn`: how many records per second one quinn stream
 //! carries with our frames, with nothing of ours around it but the codec.
+//! The instance sends `Output` batches, the agent decodes them.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use tandem_core::wire::{BatchKind, Frame};
+use tandem_core::ha::ToAgent;
 use tandem_core::{ChannelId, EventTime, Record, Seq};
 use thiserror::Error;
 
@@ -51,7 +52,7 @@ pub enum BenchError {
     },
 }
 
-/// Sends `batches` `Input` frames of `batch` records over one loopback quinn
+/// Sends `batches` `Output` frames of `batch` records over one loopback quinn
 /// stream (mutual TLS, in-memory CA) and decodes them on the other side.
 /// Blocking: runs its own current-thread tokio runtime.
 pub fn raw_quinn_records_per_sec(batches: usize, batch: usize) -> Result<RawQuinnRun, BenchError> {
@@ -91,7 +92,7 @@ async fn run(batches: usize, batch: usize) -> Result<RawQuinnRun, BenchError> {
         let mut link = pending.establish().await?;
         let mut got = 0u64;
         while let Some(frame) = link.reader.next().await? {
-            if let Frame::Input { records, .. } = frame {
+            if let ToAgent::Output { records, .. } = frame {
                 got += records.len() as u64;
             }
         }
@@ -108,9 +109,7 @@ async fn run(batches: usize, batch: usize) -> Result<RawQuinnRun, BenchError> {
                 r.seq = Seq(seq);
                 r.value = seq as f64;
             }
-            link.writer
-                .send_batch(BatchKind::Input, Seq(seq), &records)
-                .await?;
+            link.writer.send_batch(Seq(seq), &records).await?;
         }
         link.writer.finish()?;
         Ok::<(Instant, quinn::Connection), LinkError>((start, link.connection))

@@ -10,7 +10,7 @@ use tandem_core::wire::MAX_FRAME_LEN;
 use thiserror::Error;
 
 use super::ca::{Identity, SiteTrust};
-use super::framed::{Link, LinkError};
+use super::framed::{AgentLink, InstanceLink, Link, LinkError};
 use super::{crypto_provider, NetStats, ALPN};
 
 /// Why an endpoint could not be set up.
@@ -192,7 +192,7 @@ pub struct PendingLink {
 impl PendingLink {
     /// Completes the handshake (mutual TLS) and accepts the instance's
     /// stream, which appears when the instance sends its first frame.
-    pub async fn establish(self) -> Result<Link, LinkError> {
+    pub async fn establish(self) -> Result<AgentLink, LinkError> {
         let connection = match self.incoming.await {
             Ok(c) => c,
             Err(e) => {
@@ -283,7 +283,11 @@ impl Client {
     /// Connects to the agent at `addr`, whose certificate must name
     /// `server_name`, and opens the link's stream. The agent sees the link
     /// once the first frame (`Hello`) is sent.
-    pub async fn connect(&self, addr: SocketAddr, server_name: &str) -> Result<Link, LinkError> {
+    pub async fn connect(
+        &self,
+        addr: SocketAddr,
+        server_name: &str,
+    ) -> Result<InstanceLink, LinkError> {
         let connecting = self
             .endpoint
             .connect_with(self.config.clone(), addr, server_name)

@@ -1,10 +1,15 @@
-//! Frames over one QUIC bidirectional stream.
+//! Messages over one QUIC bidirectional stream, typed by direction: the
+//! agent's end of a link reads [`ToAgent`] and writes [`ToInstance`], an
+//! instance's end the other way round.
 
+use std::marker::PhantomData;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use quinn::VarInt;
-use tandem_core::wire::{self, BatchKind, EncodeError, Frame, FrameError};
+use tandem_core::ha::{ToAgent, ToInstance};
+use tandem_core::wire::{self, EncodeError, Message, WireError, VERSION};
 use tandem_core::{Record, Seq};
 use thiserror::Error;
 
@@ -35,9 +40,19 @@ pub enum LinkError {
     /// The stream was already finished or reset.
     #[error("the link's stream is closed: {0}")]
     Closed(#[from] quinn::ClosedStream),
-    /// The peer sent a frame that failed validation; the connection was closed.
+    /// The peer sent a frame that failed validation, or one going the wrong
+    /// way; the connection was closed.
     #[error("bad frame from peer, connection closed: {0}")]
-    BadFrame(#[from] FrameError),
+    BadFrame(#[from] WireError),
+    /// The peer speaks another version of the wire format (an agent and
+    /// instances of different releases); the connection was closed.
+    #[error("wire format {found} from {peer}; this tandem speaks {VERSION}: upgrade the agent and instances together")]
+    Version {
+        /// The version byte the peer sent.
+        found: u8,
+        /// Who sent it.
+        peer: SocketAddr,
+    },
     /// The peer finished the stream in the middle of a frame; the
     /// connection was closed.
     #[error(
@@ -52,25 +67,31 @@ pub enum LinkError {
     Encode(#[from] EncodeError),
 }
 
-/// One authenticated connection and its frame stream.
+/// One authenticated connection and its message stream: reads `In`,
+/// writes `Out`.
 #[derive(Debug)]
-pub struct Link {
+pub struct Link<In: Message, Out: Message> {
     /// The QUIC connection (peer address, certificates, close).
     pub connection: quinn::Connection,
-    /// Frames from the peer.
-    pub reader: FrameReader,
-    /// Frames to the peer.
-    pub writer: FrameWriter,
+    /// Messages from the peer.
+    pub reader: FrameReader<In>,
+    /// Messages to the peer.
+    pub writer: FrameWriter<Out>,
 }
 
-impl Link {
+/// The agent's end of an instance link.
+pub type AgentLink = Link<ToAgent, ToInstance>;
+/// An instance's end of its link to the agent.
+pub type InstanceLink = Link<ToInstance, ToAgent>;
+
+impl<In: Message, Out: Message> Link<In, Out> {
     pub(crate) fn new(
         connection: quinn::Connection,
         send: quinn::SendStream,
         recv: quinn::RecvStream,
         stats: Arc<NetStats>,
         max_frame_len: usize,
-    ) -> Link {
+    ) -> Link<In, Out> {
         Link {
             reader: FrameReader {
                 recv,
@@ -78,36 +99,47 @@ impl Link {
                 max_frame_len,
                 connection: connection.clone(),
                 stats,
+                message: PhantomData,
             },
             writer: FrameWriter {
                 send,
                 scratch: BytesMut::new(),
+                message: PhantomData,
             },
             connection,
         }
     }
 }
 
-/// Decodes frames from a stream. On a bad frame it closes the whole
-/// connection with [`CLOSE_BAD_FRAME`] and counts it: a byte stream cannot
-/// be resynchronised, and a peer sending garbage is not to be trusted.
+/// Decodes messages of type `M` from a stream. On a bad frame, or one
+/// going the wrong way, it closes the whole connection with
+/// [`CLOSE_BAD_FRAME`] and counts it: a byte stream cannot be
+/// resynchronised, and a peer sending garbage is not to be trusted.
 #[derive(Debug)]
-pub struct FrameReader {
+pub struct FrameReader<M: Message> {
     recv: quinn::RecvStream,
     buf: BytesMut,
     max_frame_len: usize,
     connection: quinn::Connection,
     stats: Arc<NetStats>,
+    message: PhantomData<fn() -> M>,
 }
 
-impl FrameReader {
-    /// The next frame; `Ok(None)` when the peer finished the stream cleanly
-    /// between frames. Cancel-safe: dropping the future loses no bytes.
-    pub async fn next(&mut self) -> Result<Option<Frame>, LinkError> {
+impl<M: Message> FrameReader<M> {
+    /// The next message; `Ok(None)` when the peer finished the stream
+    /// cleanly between frames. Cancel-safe: dropping the future loses no bytes.
+    pub async fn next(&mut self) -> Result<Option<M>, LinkError> {
         loop {
-            match wire::decode_with_limit(&mut self.buf, self.max_frame_len) {
-                Ok(Some(frame)) => return Ok(Some(frame)),
+            match wire::decode_with_limit::<M>(&mut self.buf, self.max_frame_len) {
+                Ok(Some(msg)) => return Ok(Some(msg)),
                 Ok(None) => {}
+                Err(WireError::Version { found }) => {
+                    self.reject();
+                    return Err(LinkError::Version {
+                        found,
+                        peer: self.connection.remote_address(),
+                    });
+                }
                 Err(e) => {
                     self.reject();
                     return Err(LinkError::BadFrame(e));
@@ -134,32 +166,28 @@ impl FrameReader {
     }
 }
 
-/// Writes frames to a stream. Encode a batch once with
+/// Writes messages of type `M` to a stream. Encode a batch once with
 /// [`tandem_core::wire::encode_to_bytes`] or [`tandem_core::wire::encode_batch`]
 /// and hand clones of the same [`Bytes`] to several writers: no copy.
 #[derive(Debug)]
-pub struct FrameWriter {
+pub struct FrameWriter<M: Message> {
     send: quinn::SendStream,
     scratch: BytesMut,
+    message: PhantomData<fn(M)>,
 }
 
-impl FrameWriter {
-    /// Encodes and sends one frame.
-    pub async fn send(&mut self, frame: &Frame) -> Result<(), LinkError> {
-        wire::encode(frame, &mut self.scratch)?;
+impl<M: Message> FrameWriter<M> {
+    /// Encodes and sends one message.
+    pub async fn send(&mut self, msg: &M) -> Result<(), LinkError> {
+        wire::encode(msg, &mut self.scratch)?;
         let bytes = self.scratch.split().freeze();
         self.send_bytes(bytes).await
     }
 
-    /// Encodes `records` as an `Input` or `Output` frame straight from the
-    /// slice and sends it.
-    pub async fn send_batch(
-        &mut self,
-        kind: BatchKind,
-        frontier: Seq,
-        records: &[Record],
-    ) -> Result<(), LinkError> {
-        wire::encode_batch(kind, frontier, records, &mut self.scratch)?;
+    /// Encodes `records` as this direction's batch (`Input` to an
+    /// instance, `Output` to the agent) straight from the slice and sends it.
+    pub async fn send_batch(&mut self, frontier: Seq, records: &[Record]) -> Result<(), LinkError> {
+        wire::encode_batch(M::BATCH, frontier, records, &mut self.scratch)?;
         let bytes = self.scratch.split().freeze();
         self.send_bytes(bytes).await
     }

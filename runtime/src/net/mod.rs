@@ -5,8 +5,10 @@
 //! certificate does not chain to it (or who present none). A connection
 //! carries one bidirectional stream of frames ([`tandem_core::wire`]),
 //! opened by the instance, whose first frame is `Hello`: a [`Link`], read
-//! with a [`FrameReader`] and written with a [`FrameWriter`]. A bad frame
-//! closes its connection and is counted in [`NetStats`]; it never panics.
+//! with a [`FrameReader`] and written with a [`FrameWriter`], typed by
+//! direction ([`AgentLink`], [`InstanceLink`]). A bad frame, or one going
+//! the wrong way, closes its connection and is counted in [`NetStats`]; it
+//! never panics.
 
 mod bench;
 mod ca;
@@ -21,7 +23,7 @@ use rustls::crypto::CryptoProvider;
 pub use bench::{raw_quinn_records_per_sec, BenchError, RawQuinnRun};
 pub use ca::{CaError, Identity, SiteCa, SiteTrust};
 pub use endpoint::{Client, EndpointError, PendingLink, Server, TransportOptions};
-pub use framed::{FrameReader, FrameWriter, Link, LinkError};
+pub use framed::{AgentLink, FrameReader, FrameWriter, InstanceLink, Link, LinkError};
 
 /// ALPN protocol id of tandem links.
 pub const ALPN: &[u8] = b"tandem/1";

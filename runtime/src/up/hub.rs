@@ -15,7 +15,7 @@ use tandem_core::ha::{
     Color, Event, HaConfig, LivenessConfig, Nanos, Role, Supervisor, ToAgent, Tolerances,
     UpstreamConfig,
 };
-use tandem_core::wire::{self, Frame};
+use tandem_core::wire;
 use tandem_core::{Record, Seq};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
@@ -436,14 +436,14 @@ impl Hub {
     pub(super) fn flush(&mut self, to_sinks: &super::ends::RelayFeed) {
         for color in Color::BOTH {
             while let Some(msg) = self.sup.poll_control(color) {
-                if let Ok(bytes) = wire::encode_to_bytes(&Frame::from(msg)) {
+                if let Ok(bytes) = wire::encode_to_bytes(&msg) {
                     self.send(color, bytes);
                 }
             }
         }
         while let Some((recipients, msg)) = self.sup.poll_input() {
             // Encoded once; both instances get the same bytes.
-            if let Ok(bytes) = wire::encode_to_bytes(&Frame::from(msg)) {
+            if let Ok(bytes) = wire::encode_to_bytes(&msg) {
                 for color in recipients.iter() {
                     self.send(color, bytes.clone());
                 }

@@ -17,7 +17,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tandem_core::ha::{Color, Role, ToAgent, ToInstance};
 use tandem_core::split::{FROM_AGENT, TO_AGENT};
-use tandem_core::wire::{self, BatchKind, Frame};
+use tandem_core::wire::{self, BatchKind};
 use tandem_core::{ChannelId, ChannelTable, Plan, Record, Seq};
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -273,14 +273,14 @@ async fn serve(config: InstanceConfig) -> Result<(), String> {
         .spawn(move || control.run(&mut control_rx))
         .map_err(|e| format!("cannot start the control thread: {e}"))?;
     let result = loop {
-        let frame = match tokio::time::timeout(AGENT_SILENCE, reader.next()).await {
+        let msg = match tokio::time::timeout(AGENT_SILENCE, reader.next()).await {
             Err(_) => break Err(format!("the agent has been silent for {AGENT_SILENCE:?}")),
             Ok(Err(e)) => break Err(e.to_string()),
             Ok(Ok(None)) => break Ok(()),
-            Ok(Ok(Some(frame))) => frame,
+            Ok(Ok(Some(msg))) => msg,
         };
-        match ToInstance::try_from(frame) {
-            Ok(ToInstance::Heartbeat { sent_ns, seq }) => {
+        match msg {
+            ToInstance::Heartbeat { sent_ns, seq } => {
                 let processed = Seq(processed.load(Ordering::Relaxed));
                 send(
                     &out,
@@ -291,17 +291,10 @@ async fn serve(config: InstanceConfig) -> Result<(), String> {
                     },
                 );
             }
-            Ok(msg) => {
+            msg => {
                 if to_control.send(msg).await.is_err() {
                     break Err("the control thread stopped".into());
                 }
-            }
-            Err(unexpected) => {
-                link.connection.close(
-                    quinn::VarInt::from_u32(crate::net::CLOSE_BAD_FRAME),
-                    b"unexpected frame",
-                );
-                break Err(unexpected.to_string());
             }
         }
     };
@@ -315,7 +308,7 @@ async fn serve(config: InstanceConfig) -> Result<(), String> {
 }
 
 fn send(out: &Outbox, msg: ToAgent) {
-    if let Ok(bytes) = wire::encode_to_bytes(&Frame::from(msg)) {
+    if let Ok(bytes) = wire::encode_to_bytes(&msg) {
         out.push(bytes);
     }
 }
@@ -745,13 +738,13 @@ mod tests {
         let end = Seq(1_000_000);
         encode_output(end, &records, &mut buf);
         let mut frames = Vec::new();
-        while let Some(frame) = wire::decode(&mut buf).unwrap() {
+        while let Some(frame) = wire::decode::<ToAgent>(&mut buf).unwrap() {
             frames.push(frame);
         }
         assert_eq!(frames.len(), 3);
         let mut sent = 0;
         for (i, frame) in frames.iter().enumerate() {
-            let Frame::Output {
+            let ToAgent::Output {
                 frontier,
                 records: part,
             } = frame

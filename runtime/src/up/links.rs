@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tandem_core::ha::{Color, Nanos, ToAgent};
-use tandem_core::wire::Frame;
+use tandem_core::wire::Message as _;
 use tokio::sync::mpsc::{unbounded_channel, Sender, UnboundedSender};
 
-use crate::net::{Link, NetStats, Server};
+use crate::net::{AgentLink, Link, NetStats, Server};
 
 pub(super) enum Conn {
     Hello {
@@ -56,7 +56,7 @@ pub(super) async fn accept(server: Arc<Server>, events: Sender<Conn>, origin: In
 /// the hub, and what the hub queues goes out.
 async fn connection(
     conn: u64,
-    link: Link,
+    link: AgentLink,
     events: Sender<Conn>,
     origin: Instant,
     stats: &NetStats,
@@ -69,12 +69,12 @@ async fn connection(
     let closed = |reason: String| Conn::Closed { conn, reason };
     let first = tokio::time::timeout(Duration::from_secs(5), reader.next()).await;
     let (color, version, pid) = match first {
-        Ok(Ok(Some(Frame::Hello {
+        Ok(Ok(Some(ToAgent::Hello {
             color,
             version,
             pid,
         }))) if crate::net::peer_is(&connection, color.name()) => (color, version, pid),
-        Ok(Ok(Some(Frame::Hello { color, .. }))) => {
+        Ok(Ok(Some(ToAgent::Hello { color, .. }))) => {
             stats.refuse();
             tracing::warn!(
                 "refused a connection from {}: it claimed to be {color} without {color}'s \
@@ -95,7 +95,7 @@ async fn connection(
             );
             tracing::warn!(
                 "a peer sent a {} frame before its hello; closed",
-                other.frame_type().name()
+                other.name()
             );
             return;
         }
@@ -133,23 +133,12 @@ async fn connection(
     });
     loop {
         match reader.next().await {
-            Ok(Some(frame)) => match ToAgent::try_from(frame) {
-                Ok(msg) => {
-                    let at = Nanos(i64::try_from(origin.elapsed().as_nanos()).unwrap_or(i64::MAX));
-                    if events.send(Conn::Frame { conn, msg, at }).await.is_err() {
-                        return;
-                    }
-                }
-                Err(unexpected) => {
-                    stats.bad_frame();
-                    connection.close(
-                        quinn::VarInt::from_u32(crate::net::CLOSE_BAD_FRAME),
-                        b"unexpected frame",
-                    );
-                    let _ = events.send(closed(unexpected.to_string())).await;
+            Ok(Some(msg)) => {
+                let at = Nanos(i64::try_from(origin.elapsed().as_nanos()).unwrap_or(i64::MAX));
+                if events.send(Conn::Frame { conn, msg, at }).await.is_err() {
                     return;
                 }
-            },
+            }
             Ok(None) => {
                 let _ = events
                     .send(closed("the instance closed its link".into()))

@@ -1,4 +1,4 @@
-//! Errors of the frame codec: one enum for encoding, one for decoding.
+//! Errors of the wire codec: one enum for encoding, one for decoding.
 
 use thiserror::Error;
 
@@ -19,10 +19,11 @@ pub enum EncodeError {
     },
 }
 
-/// Why bytes received are not a valid frame. The connection they came on
-/// should be dropped: the stream cannot be resynchronised.
+/// Why bytes received are not a valid message for their receiver. The
+/// connection they came on should be dropped: the stream cannot be
+/// resynchronised.
 #[derive(Debug, Error, PartialEq, Eq)]
-pub enum FrameError {
+pub enum WireError {
     /// The length prefix is over the cap (checked before anything is allocated).
     #[error("frame length {len} is over the cap of {max} bytes")]
     TooLarge {
@@ -43,15 +44,25 @@ pub enum FrameError {
         /// The two bytes found.
         found: [u8; 2],
     },
-    /// The peer speaks another version of the wire format.
-    #[error("wire version {found} is not supported (this build speaks version {VERSION}); upgrade the older side")]
-    UnsupportedVersion {
+    /// The peer speaks another version of the wire format: the agent and
+    /// its instances run different releases.
+    #[error("wire format {found} from the peer; this tandem speaks {VERSION}: upgrade the agent and instances together")]
+    Version {
         /// The version byte found.
         found: u8,
     },
-    /// The type byte names no frame.
+    /// The type byte names no message.
     #[error("unknown frame type 0x{0:02x}")]
     UnknownType(u8),
+    /// A well-formed message of the other direction: the receiver never
+    /// takes it (an `output` sent to an instance).
+    #[error("a {frame_type} frame is never sent to the {to}")]
+    WrongWay {
+        /// The message found.
+        frame_type: &'static str,
+        /// Who received it: "agent" or "instance".
+        to: &'static str,
+    },
     /// The body ends before its fixed fields do.
     #[error("{frame_type} frame body is truncated: needs {needed} more bytes, has {available}")]
     Truncated {

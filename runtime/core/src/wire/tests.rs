@@ -1,6 +1,8 @@
 #![allow(clippy::unwrap_used)]
 
 use super::*;
+use crate::ha::{Color, Role};
+use core::fmt::Debug;
 use proptest::prelude::*;
 
 fn hex(s: &str) -> Vec<u8> {
@@ -11,120 +13,214 @@ fn hex(s: &str) -> Vec<u8> {
         .collect()
 }
 
-fn enc(frame: &Frame) -> Vec<u8> {
+fn enc<M: Message>(msg: &M) -> Vec<u8> {
     let mut buf = BytesMut::new();
-    encode(frame, &mut buf).unwrap();
+    encode(msg, &mut buf).unwrap();
     buf.to_vec()
 }
 
-fn dec_one(bytes: &[u8]) -> Result<Option<Frame>, FrameError> {
+fn dec<M: Message>(bytes: &[u8]) -> Result<Option<M>, WireError> {
     decode(&mut BytesMut::from(bytes))
 }
 
-/// One frame of each type and its bytes, written out by hand from the layout
-/// in the module docs. If this test fails the wire format changed: bump
-/// `VERSION` and keep a decoder for the old one.
-fn golden() -> Vec<(Frame, &'static str)> {
+fn record() -> Record {
+    Record {
+        seq: Seq(5),
+        time: EventTime(1_000_000_000),
+        channel: ChannelId(3),
+        quality: Quality::COMM_ERROR,
+        value: 1.5,
+    }
+}
+
+/// One message of each agent -> instance type and its bytes, written out
+/// by hand from the layout in `messages.rs`. If this test fails the wire
+/// format changed: bump `VERSION`.
+fn golden_to_instance() -> Vec<(ToInstance, &'static str)> {
     vec![
         (
-            Frame::Hello {
-                color: Color::Green,
-                version: 7,
-                pid: 0x1234,
-            },
-            "0d000000 54440101 01 07000000 34120000",
-        ),
-        (
-            Frame::Input {
+            ToInstance::Input {
                 frontier: Seq(5),
-                records: vec![Record {
-                    seq: Seq(5),
-                    time: EventTime(1_000_000_000),
-                    channel: ChannelId(3),
-                    quality: Quality::COMM_ERROR,
-                    value: 1.5,
-                }],
+                records: vec![record()],
             },
-            "30000000 54440102 0500000000000000 01000000
+            "30000000 54440201 0500000000000000 01000000
              0500000000000000 00ca9a3b00000000 03000000 02000000 000000000000f83f",
         ),
         (
-            Frame::Output {
-                frontier: Seq(9),
-                records: vec![],
-            },
-            "10000000 54440103 0900000000000000 00000000",
-        ),
-        (
-            Frame::Barrier {
+            ToInstance::Barrier {
                 id: 2,
                 at: Seq(100),
             },
-            "14000000 54440104 0200000000000000 6400000000000000",
+            "14000000 54440202 0200000000000000 6400000000000000",
         ),
         (
-            Frame::SnapshotRequest { barrier: 2 },
-            "0c000000 54440105 0200000000000000",
+            ToInstance::SnapshotRequest { barrier: 2 },
+            "0c000000 54440203 0200000000000000",
         ),
         (
-            Frame::SnapshotChunk {
+            ToInstance::SnapshotChunk {
                 barrier: 2,
                 vertex: 1,
                 offset: 4,
                 total: 8,
                 bytes: Bytes::from_static(&[0xaa, 0xbb, 0xcc]),
             },
-            "27000000 54440106 0200000000000000 01000000 0400000000000000 0800000000000000
+            "27000000 54440204 0200000000000000 01000000 0400000000000000 0800000000000000
              03000000 aabbcc",
         ),
         (
-            Frame::SnapshotEnd {
+            ToInstance::SnapshotEnd {
                 barrier: 2,
                 vertices: 3,
                 state_hash: 0x0102_0304_0506_0708,
             },
-            "18000000 54440107 0200000000000000 03000000 0807060504030201",
+            "18000000 54440205 0200000000000000 03000000 0807060504030201",
         ),
         (
-            Frame::Restored {
-                barrier: 2,
-                state_hash: 0xdead_beef,
-            },
-            "14000000 54440108 0200000000000000 efbeadde00000000",
+            ToInstance::SetRole { role: Role::Shadow },
+            "05000000 54440206 01",
         ),
         (
-            Frame::StateHash {
-                barrier: 2,
-                hash: 1,
-            },
-            "14000000 54440109 0200000000000000 0100000000000000",
-        ),
-        (
-            Frame::SetRole {
-                role: WireRole::Shadow,
-            },
-            "05000000 5444010a 01",
-        ),
-        (
-            Frame::Heartbeat {
+            ToInstance::Heartbeat {
                 sent_ns: -1,
                 seq: 3,
-                processed: Seq(100),
             },
-            "1c000000 5444010b ffffffffffffffff 0300000000000000 6400000000000000",
+            "14000000 54440207 ffffffffffffffff 0300000000000000",
         ),
     ]
 }
 
-#[test]
-fn golden_bytes_of_every_frame_type() {
-    let cases = golden();
-    assert_eq!(cases.len(), 11, "one case per frame type");
-    for (frame, text) in cases {
+/// The same for instance -> agent.
+fn golden_to_agent() -> Vec<(ToAgent, &'static str)> {
+    vec![
+        (
+            ToAgent::Hello {
+                color: Color::Green,
+                version: 7,
+                pid: 0x1234,
+            },
+            "0d000000 54440281 01 07000000 34120000",
+        ),
+        (
+            ToAgent::Output {
+                frontier: Seq(9),
+                records: vec![],
+            },
+            "10000000 54440282 0900000000000000 00000000",
+        ),
+        (
+            ToAgent::SnapshotChunk {
+                barrier: 2,
+                vertex: 1,
+                offset: 4,
+                total: 8,
+                bytes: Bytes::from_static(&[0xaa, 0xbb, 0xcc]),
+            },
+            "27000000 54440283 0200000000000000 01000000 0400000000000000 0800000000000000
+             03000000 aabbcc",
+        ),
+        (
+            ToAgent::SnapshotEnd {
+                barrier: 2,
+                vertices: 3,
+                state_hash: 0x0102_0304_0506_0708,
+            },
+            "18000000 54440284 0200000000000000 03000000 0807060504030201",
+        ),
+        (
+            ToAgent::Restored {
+                barrier: 2,
+                state_hash: 0xdead_beef,
+            },
+            "14000000 54440285 0200000000000000 efbeadde00000000",
+        ),
+        (
+            ToAgent::StateHash {
+                barrier: 2,
+                hash: 1,
+            },
+            "14000000 54440286 0200000000000000 0100000000000000",
+        ),
+        (
+            ToAgent::Heartbeat {
+                sent_ns: -1,
+                seq: 3,
+                processed: Seq(100),
+            },
+            "1c000000 54440287 ffffffffffffffff 0300000000000000 6400000000000000",
+        ),
+    ]
+}
+
+fn check_golden<M: Message + PartialEq + Debug>(cases: Vec<(M, &'static str)>) {
+    assert_eq!(cases.len(), 7, "one case per message");
+    for (msg, text) in cases {
         let bytes = hex(text);
-        assert_eq!(enc(&frame), bytes, "encoding of {:?}", frame.frame_type());
-        assert_eq!(dec_one(&bytes).unwrap(), Some(frame));
+        assert_eq!(enc(&msg), bytes, "encoding of {}", msg.name());
+        assert_eq!(bytes.len(), LEN_BYTES + msg.encoded_len());
+        assert_eq!(dec::<M>(&bytes).unwrap(), Some(msg));
     }
+}
+
+#[test]
+fn golden_bytes_of_every_message() {
+    check_golden(golden_to_instance());
+    check_golden(golden_to_agent());
+}
+
+#[test]
+fn every_message_going_the_wrong_way_is_refused() {
+    for (msg, text) in golden_to_agent() {
+        assert_eq!(
+            dec::<ToInstance>(&hex(text)),
+            Err(WireError::WrongWay {
+                frame_type: msg.name(),
+                to: "instance"
+            })
+        );
+    }
+    for (msg, text) in golden_to_instance() {
+        assert_eq!(
+            dec::<ToAgent>(&hex(text)),
+            Err(WireError::WrongWay {
+                frame_type: msg.name(),
+                to: "agent"
+            })
+        );
+    }
+    // From the header alone, before the body.
+    let err = dec::<ToAgent>(&hex("14000000 54440202")).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "a barrier frame is never sent to the agent"
+    );
+}
+
+/// Frames as version 1 wrote them (its golden bytes): a hello and an input.
+const VERSION_1_HELLO: &str = "0d000000 54440101 01 07000000 34120000";
+const VERSION_1_INPUT: &str = "30000000 54440102 0500000000000000 01000000
+     0500000000000000 00ca9a3b00000000 03000000 02000000 000000000000f83f";
+
+#[test]
+fn a_version_1_peer_is_refused_with_what_to_do() {
+    assert_eq!(
+        dec::<ToAgent>(&hex(VERSION_1_HELLO)),
+        Err(WireError::Version { found: 1 })
+    );
+    assert_eq!(
+        dec::<ToInstance>(&hex(VERSION_1_INPUT)),
+        Err(WireError::Version { found: 1 })
+    );
+    // Refused from the header, before the body has arrived.
+    assert_eq!(
+        dec::<ToAgent>(&hex(VERSION_1_HELLO)[..8]),
+        Err(WireError::Version { found: 1 })
+    );
+    assert_eq!(
+        WireError::Version { found: 1 }.to_string(),
+        "wire format 1 from the peer; this tandem speaks 2: \
+         upgrade the agent and instances together"
+    );
 }
 
 #[test]
@@ -132,12 +228,19 @@ fn batch_encodes_straight_from_a_slice() {
     let records = [Record::new(Seq(1), EventTime(2), ChannelId(3), 4.0); 3];
     let mut a = BytesMut::new();
     encode_batch(BatchKind::Output, Seq(1), &records, &mut a).unwrap();
-    let b = enc(&Frame::Output {
+    let b = enc(&ToAgent::Output {
         frontier: Seq(1),
         records: records.to_vec(),
     });
     assert_eq!(a.to_vec(), b);
     assert_eq!(a.len(), LEN_BYTES + HEADER_BYTES + 12 + 3 * RECORD_BYTES);
+    let mut a = BytesMut::new();
+    encode_batch(ToInstance::BATCH, Seq(1), &records, &mut a).unwrap();
+    let b = enc(&ToInstance::Input {
+        frontier: Seq(1),
+        records: records.to_vec(),
+    });
+    assert_eq!(a.to_vec(), b);
 }
 
 #[test]
@@ -145,8 +248,8 @@ fn over_cap_is_refused_from_the_prefix_alone() {
     // Only the length prefix has arrived: 16 MiB + 1.
     let mut buf = BytesMut::from(&((MAX_FRAME_LEN as u32) + 1).to_le_bytes()[..]);
     assert_eq!(
-        decode(&mut buf),
-        Err(FrameError::TooLarge {
+        decode::<ToAgent>(&mut buf),
+        Err(WireError::TooLarge {
             len: MAX_FRAME_LEN + 1,
             max: MAX_FRAME_LEN
         })
@@ -154,15 +257,18 @@ fn over_cap_is_refused_from_the_prefix_alone() {
     // And nothing was reserved for it.
     assert!(buf.capacity() < 1024);
     let mut buf = BytesMut::from(&hex("ffffffff")[..]);
-    assert!(matches!(decode(&mut buf), Err(FrameError::TooLarge { .. })));
+    assert!(matches!(
+        decode::<ToInstance>(&mut buf),
+        Err(WireError::TooLarge { .. })
+    ));
 }
 
 #[test]
-fn encode_refuses_frames_over_the_cap() {
+fn encode_refuses_messages_over_the_cap() {
     let records = vec![Record::new(Seq(1), EventTime(0), ChannelId(0), 0.0); 10];
     let mut buf = BytesMut::new();
     let err = encode_with_limit(
-        &Frame::Input {
+        &ToInstance::Input {
             frontier: Seq(1),
             records,
         },
@@ -183,124 +289,137 @@ fn encode_refuses_frames_over_the_cap() {
 #[test]
 fn header_errors_name_what_is_wrong() {
     assert_eq!(
-        dec_one(&hex("02000000 5444")),
-        Err(FrameError::TooShort { len: 2 })
+        dec::<ToAgent>(&hex("02000000 5444")),
+        Err(WireError::TooShort { len: 2 })
     );
     assert_eq!(
-        dec_one(&hex("05000000 47455401 01")),
-        Err(FrameError::BadMagic { found: *b"GE" })
+        dec::<ToAgent>(&hex("05000000 47455481 01")),
+        Err(WireError::BadMagic { found: *b"GE" })
     );
     assert_eq!(
-        dec_one(&hex("05000000 54440201 01")),
-        Err(FrameError::UnsupportedVersion { found: 2 })
+        dec::<ToAgent>(&hex("05000000 544403 81 01")),
+        Err(WireError::Version { found: 3 })
     );
     assert_eq!(
-        dec_one(&hex("05000000 544401ff 01")),
-        Err(FrameError::UnknownType(0xff))
+        dec::<ToAgent>(&hex("05000000 544402ff 01")),
+        Err(WireError::UnknownType(0xff))
+    );
+    assert_eq!(
+        dec::<ToInstance>(&hex("05000000 54440200 01")),
+        Err(WireError::UnknownType(0))
     );
     // A bad header is refused before the body has arrived.
     assert_eq!(
-        dec_one(&hex("00100000 544401ff")),
-        Err(FrameError::UnknownType(0xff))
-    );
-    let msg = FrameError::UnsupportedVersion { found: 2 }.to_string();
-    assert!(
-        msg.contains("version 2") && msg.contains("version 1"),
-        "{msg}"
+        dec::<ToInstance>(&hex("00100000 544402ff")),
+        Err(WireError::UnknownType(0xff))
     );
 }
 
 #[test]
 fn body_errors_name_what_is_wrong() {
     // Input claiming 2 records but carrying one.
-    let mut bytes = hex(golden()[1].1);
+    let mut bytes = hex(golden_to_instance()[0].1);
     bytes[16] = 2;
     assert_eq!(
-        dec_one(&bytes),
-        Err(FrameError::RecordCountMismatch {
+        dec::<ToInstance>(&bytes),
+        Err(WireError::RecordCountMismatch {
             frame_type: "input",
             declared: 2,
             bytes: 32
         })
     );
     // Count u32::MAX: the multiplication must not overflow or allocate.
-    let mut bytes = hex(golden()[1].1);
     bytes[16..20].copy_from_slice(&[0xff; 4]);
     assert!(matches!(
-        dec_one(&bytes),
-        Err(FrameError::RecordCountMismatch { .. })
+        dec::<ToInstance>(&bytes),
+        Err(WireError::RecordCountMismatch { .. })
     ));
     assert_eq!(
-        dec_one(&hex("05000000 54440101 02")),
-        Err(FrameError::InvalidEnum {
+        dec::<ToAgent>(&hex("05000000 54440281 02")),
+        Err(WireError::InvalidEnum {
             field: "hello color",
             value: 2,
             expected: "0 (blue) or 1 (green)"
         })
     );
     assert!(matches!(
-        dec_one(&hex("05000000 5444010a 07")),
-        Err(FrameError::InvalidEnum {
+        dec::<ToInstance>(&hex("05000000 54440206 07")),
+        Err(WireError::InvalidEnum {
             field: "set role role",
             value: 7,
             ..
         })
     ));
     assert_eq!(
-        dec_one(&hex("08000000 54440105 01020304")),
-        Err(FrameError::Truncated {
+        dec::<ToInstance>(&hex("08000000 54440203 01020304")),
+        Err(WireError::Truncated {
             frame_type: "snapshot request",
             needed: 8,
             available: 4
         })
     );
     assert_eq!(
-        dec_one(&hex("06000000 5444010a 0000")),
-        Err(FrameError::TrailingBytes {
+        dec::<ToInstance>(&hex("06000000 54440206 0000")),
+        Err(WireError::TrailingBytes {
             frame_type: "set role",
             extra: 1
         })
     );
+    // A heartbeat to the agent without its `processed`: the agent's
+    // 16-byte heartbeat sent the wrong way round is not one.
+    assert_eq!(
+        dec::<ToAgent>(&hex("14000000 54440287 ffffffffffffffff 0300000000000000")),
+        Err(WireError::Truncated {
+            frame_type: "heartbeat",
+            needed: 8,
+            available: 0
+        })
+    );
     // Chunk of 3 bytes at offset 6 of a total of 8.
-    let mut bytes = hex(golden()[5].1);
+    let mut bytes = hex(golden_to_agent()[2].1);
     bytes[20] = 6;
     assert_eq!(
-        dec_one(&bytes),
-        Err(FrameError::ChunkOutOfRange {
+        dec::<ToAgent>(&bytes),
+        Err(WireError::ChunkOutOfRange {
             offset: 6,
             len: 3,
             total: 8
         })
     );
     // Chunk length 4 with 3 bytes after it.
-    let mut bytes = hex(golden()[5].1);
+    let mut bytes = hex(golden_to_instance()[3].1);
     bytes[36] = 4;
     assert_eq!(
-        dec_one(&bytes),
-        Err(FrameError::ChunkLengthMismatch {
+        dec::<ToInstance>(&bytes),
+        Err(WireError::ChunkLengthMismatch {
             declared: 4,
             bytes: 3
         })
     );
 }
 
-#[test]
-fn need_more_consumes_nothing_then_frames_come_out_in_order() {
+fn check_stream<M: Message + PartialEq + Debug>(cases: Vec<(M, &'static str)>) {
     let mut all = Vec::new();
-    for (_, text) in golden() {
+    for (_, text) in &cases {
         all.extend(hex(text));
     }
     let mut buf = BytesMut::new();
     let mut out = Vec::new();
     for byte in all {
         buf.extend_from_slice(&[byte]);
-        while let Some(frame) = decode(&mut buf).unwrap() {
-            out.push(frame);
+        while let Some(msg) = decode::<M>(&mut buf).unwrap() {
+            out.push(msg);
         }
     }
     assert!(buf.is_empty());
-    let want: Vec<Frame> = golden().into_iter().map(|(f, _)| f).collect();
+    let want: Vec<M> = cases.into_iter().map(|(m, _)| m).collect();
     assert_eq!(out, want);
+}
+
+#[test]
+fn need_more_consumes_nothing_then_messages_come_out_in_order() {
+    check_stream(golden_to_instance());
+    check_stream(golden_to_agent());
 }
 
 fn arb_record() -> impl Strategy<Value = Record> + Clone {
@@ -320,59 +439,97 @@ fn arb_record() -> impl Strategy<Value = Record> + Clone {
         })
 }
 
-fn arb_frame() -> impl Strategy<Value = Frame> {
-    let color = prop_oneof![Just(Color::Blue), Just(Color::Green)];
-    let role = prop_oneof![Just(WireRole::Serving), Just(WireRole::Shadow)];
-    let records = prop::collection::vec(arb_record(), 0..40);
+/// `(barrier, vertex, offset, total, bytes)` of a valid chunk.
+fn arb_chunk() -> impl Strategy<Value = (u64, u32, u64, u64, Bytes)> {
+    (
+        any::<u64>(),
+        any::<u32>(),
+        any::<u64>(),
+        any::<u64>(),
+        prop::collection::vec(any::<u8>(), 0..200),
+    )
+        .prop_map(|(barrier, vertex, offset, extra, bytes)| {
+            let offset = offset / 2;
+            let total = offset + bytes.len() as u64 + extra / 2;
+            (barrier, vertex, offset, total, Bytes::from(bytes))
+        })
+}
+
+fn arb_to_instance() -> impl Strategy<Value = ToInstance> {
+    let role = prop_oneof![
+        Just(Role::Serving),
+        Just(Role::Shadow),
+        Just(Role::Starting)
+    ];
     prop_oneof![
-        (color, any::<u32>(), any::<u32>()).prop_map(|(color, version, pid)| Frame::Hello {
-            color,
-            version,
-            pid
+        (any::<u64>(), prop::collection::vec(arb_record(), 0..40)).prop_map(|(f, records)| {
+            ToInstance::Input {
+                frontier: Seq(f),
+                records,
+            }
         }),
-        (any::<u64>(), records.clone()).prop_map(|(f, records)| Frame::Input {
-            frontier: Seq(f),
-            records
-        }),
-        (any::<u64>(), records).prop_map(|(f, records)| Frame::Output {
-            frontier: Seq(f),
-            records
-        }),
-        (any::<u64>(), any::<u64>()).prop_map(|(id, at)| Frame::Barrier { id, at: Seq(at) }),
-        any::<u64>().prop_map(|barrier| Frame::SnapshotRequest { barrier }),
-        (
-            any::<u64>(),
-            any::<u32>(),
-            any::<u64>(),
-            any::<u64>(),
-            prop::collection::vec(any::<u8>(), 0..200)
-        )
-            .prop_map(|(barrier, vertex, offset, extra, bytes)| {
-                let offset = offset / 2;
-                let total = offset + bytes.len() as u64 + extra / 2;
-                Frame::SnapshotChunk {
-                    barrier,
-                    vertex,
-                    offset,
-                    total,
-                    bytes: Bytes::from(bytes),
-                }
-            }),
+        (any::<u64>(), any::<u64>()).prop_map(|(id, at)| ToInstance::Barrier { id, at: Seq(at) }),
+        any::<u64>().prop_map(|barrier| ToInstance::SnapshotRequest { barrier }),
+        arb_chunk().prop_map(
+            |(barrier, vertex, offset, total, bytes)| ToInstance::SnapshotChunk {
+                barrier,
+                vertex,
+                offset,
+                total,
+                bytes,
+            }
+        ),
         (any::<u64>(), any::<u32>(), any::<u64>()).prop_map(|(barrier, vertices, state_hash)| {
-            Frame::SnapshotEnd {
+            ToInstance::SnapshotEnd {
                 barrier,
                 vertices,
                 state_hash,
             }
         }),
-        (any::<u64>(), any::<u64>()).prop_map(|(barrier, state_hash)| Frame::Restored {
+        role.prop_map(|role| ToInstance::SetRole { role }),
+        (any::<i64>(), any::<u64>())
+            .prop_map(|(sent_ns, seq)| ToInstance::Heartbeat { sent_ns, seq }),
+    ]
+}
+
+fn arb_to_agent() -> impl Strategy<Value = ToAgent> {
+    let color = prop_oneof![Just(Color::Blue), Just(Color::Green)];
+    prop_oneof![
+        (color, any::<u32>(), any::<u32>()).prop_map(|(color, version, pid)| ToAgent::Hello {
+            color,
+            version,
+            pid
+        }),
+        (any::<u64>(), prop::collection::vec(arb_record(), 0..40)).prop_map(|(f, records)| {
+            ToAgent::Output {
+                frontier: Seq(f),
+                records,
+            }
+        }),
+        arb_chunk().prop_map(
+            |(barrier, vertex, offset, total, bytes)| ToAgent::SnapshotChunk {
+                barrier,
+                vertex,
+                offset,
+                total,
+                bytes,
+            }
+        ),
+        (any::<u64>(), any::<u32>(), any::<u64>()).prop_map(|(barrier, vertices, state_hash)| {
+            ToAgent::SnapshotEnd {
+                barrier,
+                vertices,
+                state_hash,
+            }
+        }),
+        (any::<u64>(), any::<u64>()).prop_map(|(barrier, state_hash)| ToAgent::Restored {
             barrier,
             state_hash
         }),
-        (any::<u64>(), any::<u64>()).prop_map(|(barrier, hash)| Frame::StateHash { barrier, hash }),
-        role.prop_map(|role| Frame::SetRole { role }),
+        (any::<u64>(), any::<u64>())
+            .prop_map(|(barrier, hash)| ToAgent::StateHash { barrier, hash }),
         (any::<i64>(), any::<u64>(), any::<u64>()).prop_map(|(sent_ns, seq, p)| {
-            Frame::Heartbeat {
+            ToAgent::Heartbeat {
                 sent_ns,
                 seq,
                 processed: Seq(p),
@@ -381,69 +538,100 @@ fn arb_frame() -> impl Strategy<Value = Frame> {
     ]
 }
 
-/// Decodes everything in `bytes` with cap `max` until an error or lack of bytes;
-/// every frame that comes out must be within the cap.
-fn decode_all(bytes: &[u8], max: usize) {
+/// Decodes everything in `bytes` as `M` with cap `max` until an error or
+/// lack of bytes; every message that comes out must be within the cap.
+fn decode_all<M: Message + Debug>(bytes: &[u8], max: usize) {
     let mut buf = BytesMut::from(bytes);
-    while let Ok(Some(frame)) = decode_with_limit(&mut buf, max) {
-        assert!(frame.encoded_len() <= max, "{frame:?} over cap {max}");
+    while let Ok(Some(msg)) = decode_with_limit::<M>(&mut buf, max) {
+        assert!(msg.encoded_len() <= max, "{msg:?} over cap {max}");
     }
+}
+
+/// Decodes `bytes` both ways.
+fn decode_both(bytes: &[u8], max: usize) {
+    decode_all::<ToInstance>(bytes, max);
+    decode_all::<ToAgent>(bytes, max);
+}
+
+fn round_trip<M: Message + Debug>(msg: &M) -> Result<(), TestCaseError> {
+    let bytes = enc(msg);
+    prop_assert_eq!(bytes.len(), LEN_BYTES + msg.encoded_len());
+    let mut buf = BytesMut::from(&bytes[..]);
+    let back = decode::<M>(&mut buf).unwrap().unwrap();
+    prop_assert!(buf.is_empty());
+    // Bytes, not PartialEq: NaN values must come back bit for bit.
+    prop_assert_eq!(enc(&back), bytes);
+    prop_assert_eq!(back.name(), msg.name());
+    Ok(())
+}
+
+fn prefixes_need_more<M: Message + Debug>(bytes: &[u8]) -> Result<(), TestCaseError> {
+    for cut in 0..bytes.len() {
+        prop_assert!(
+            matches!(dec::<M>(&bytes[..cut]), Ok(None)),
+            "cut at {}",
+            cut
+        );
+    }
+    Ok(())
+}
+
+/// `whole` with one bit flipped, cut short, and cut short before another frame.
+fn abuse(whole: &[u8], flip: &prop::sample::Index, bit: u8, cut: &prop::sample::Index) {
+    let mut bytes = whole.to_vec();
+    bytes[flip.index(whole.len())] ^= 1 << bit;
+    let cut = cut.index(whole.len());
+    decode_both(&bytes, 2048);
+    decode_both(&bytes[..cut], 2048);
+    // A truncated frame followed by another frame.
+    let mut spliced = bytes[..cut].to_vec();
+    spliced.extend_from_slice(whole);
+    decode_both(&spliced, 2048);
 }
 
 proptest! {
     #[test]
-    fn round_trip(frame in arb_frame()) {
-        let bytes = enc(&frame);
-        prop_assert_eq!(bytes.len(), LEN_BYTES + frame.encoded_len());
-        let mut buf = BytesMut::from(&bytes[..]);
-        let back = decode(&mut buf).unwrap().unwrap();
-        prop_assert!(buf.is_empty());
-        // Bytes, not PartialEq: NaN values must come back bit for bit.
-        prop_assert_eq!(enc(&back), bytes);
-        prop_assert_eq!(back.frame_type(), frame.frame_type());
+    fn round_trip_to_instance(msg in arb_to_instance()) {
+        round_trip(&msg)?;
     }
 
     #[test]
-    fn every_strict_prefix_needs_more(frame in arb_frame()) {
-        let bytes = enc(&frame);
-        for cut in 0..bytes.len() {
-            prop_assert_eq!(dec_one(&bytes[..cut]), Ok(None), "cut at {}", cut);
-        }
+    fn round_trip_to_agent(msg in arb_to_agent()) {
+        round_trip(&msg)?;
+    }
+
+    #[test]
+    fn every_strict_prefix_needs_more(a in arb_to_agent(), i in arb_to_instance()) {
+        prefixes_need_more::<ToAgent>(&enc(&a))?;
+        prefixes_need_more::<ToInstance>(&enc(&i))?;
     }
 
     #[test]
     fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
-        decode_all(&bytes, 256);
-        decode_all(&bytes, MAX_FRAME_LEN);
+        decode_both(&bytes, 256);
+        decode_both(&bytes, MAX_FRAME_LEN);
     }
 
     #[test]
     fn arbitrary_bodies_behind_a_valid_header_never_panic(
-        ty in 0u8..13,
+        ty in any::<u8>(),
         body in prop::collection::vec(any::<u8>(), 0..200),
     ) {
         let mut bytes = ((HEADER_BYTES + body.len()) as u32).to_le_bytes().to_vec();
         bytes.extend_from_slice(&[MAGIC[0], MAGIC[1], VERSION, ty]);
         bytes.extend_from_slice(&body);
-        decode_all(&bytes, 256);
+        decode_both(&bytes, 256);
     }
 
     #[test]
     fn bit_flips_and_truncations_never_panic(
-        frame in arb_frame(),
+        a in arb_to_agent(),
+        i in arb_to_instance(),
         flip in any::<prop::sample::Index>(),
         bit in 0u8..8,
         cut in any::<prop::sample::Index>(),
     ) {
-        let mut bytes = enc(&frame);
-        let i = flip.index(bytes.len());
-        bytes[i] ^= 1 << bit;
-        decode_all(&bytes, 2048);
-        let c = cut.index(bytes.len());
-        decode_all(&bytes[..c], 2048);
-        // A truncated frame followed by another frame.
-        let mut spliced = bytes[..c].to_vec();
-        spliced.extend(enc(&frame));
-        decode_all(&spliced, 2048);
+        abuse(&enc(&a), &flip, bit, &cut);
+        abuse(&enc(&i), &flip, bit, &cut);
     }
 }
