@@ -158,13 +158,14 @@ fn a_scrape_shows_both_instances_serving_and_ready_follows_them() {
         1.0
     );
 
-    // Open the gate for these instances and the ones that replace them.
+    // Open the gate for these two instances only: replacements wait at it
+    // until the test lets them through.
     let mut gate = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open(&gate)
         .unwrap();
-    gate.write_all(&[b'\n'; 64]).unwrap();
+    gate.write_all(b"\n\n").unwrap();
     up.wait_both_serving();
     wait("ready", &up, || {
         (get(addr, "/readyz").0 == 200).then_some(())
@@ -224,8 +225,9 @@ fn a_scrape_shows_both_instances_serving_and_ready_follows_them() {
         "{build:?}"
     );
 
-    // Both instances stopped: once the agent declares them lost, not ready;
-    // their replacements (through the open gate) make it ready again.
+    // Both instances stopped: once the agent declares them lost, not ready
+    // (their replacements wait at the gate, so this holds until the test
+    // opens it); once they are through, ready again.
     let pids = instance_pids(&up.status());
     assert_eq!(pids.len(), 2);
     for &pid in &pids {
@@ -241,6 +243,7 @@ fn a_scrape_shows_both_instances_serving_and_ready_follows_them() {
         // SAFETY: kill(2) on pids this test stopped; they may be gone by now.
         unsafe { libc::kill(pid, libc::SIGCONT) };
     }
+    gate.write_all(b"\n\n").unwrap();
     wait("ready again", &up, || {
         (get(addr, "/readyz").0 == 200).then_some(())
     });
