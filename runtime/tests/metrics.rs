@@ -14,6 +14,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::scratch::TempDir;
 use common::up::Up;
 use serde_json::Value;
 
@@ -76,24 +77,6 @@ fn endpoint(up: &Up) -> SocketAddr {
     status["metrics"].as_str().unwrap().parse().unwrap()
 }
 
-/// A directory of the test's own, removed on drop.
-struct Scratch(std::path::PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("tandem-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// An executable in `dir` that waits for a line on the FIFO `dir/gate`
 /// before it becomes `tandem`: instances started through it wait for the
 /// test. Returns it and the FIFO.
@@ -130,7 +113,7 @@ fn instance_pids(status: &Value) -> Vec<i32> {
 
 #[test]
 fn a_scrape_shows_both_instances_serving_and_ready_follows_them() {
-    let scratch = Scratch::new("metrics-gate");
+    let scratch = TempDir::new("metrics-gate");
     let (binary, gate) = gated_tandem(&scratch.0);
     let up = Up::launch_full(
         "metrics",

@@ -11,6 +11,10 @@
 //! gone) with a bound.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::scratch::TempDir;
+
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -36,17 +40,7 @@ const POLL: Duration = Duration::from_millis(10);
 /// How far past the newest checkpoint the output must be when the agent is killed.
 const PAST_CHECKPOINT: u64 = 1000;
 
-/// A directory of its own, removed at the end unless the test failed.
-struct TempDir(PathBuf);
-
 impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("tandem-seq-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
     fn state(&self) -> PathBuf {
         self.0.join("state")
     }
@@ -94,16 +88,6 @@ format = "csv"
         )
         .unwrap();
         file
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("kept {} for inspection", self.0.display());
-        } else {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
     }
 }
 
@@ -290,7 +274,7 @@ fn file_len(path: &Path) -> usize {
 
 #[test]
 fn numbers_after_whole_gateway_crashes_are_never_reused() {
-    let dir = TempDir::new("crashes");
+    let dir = TempDir::new("seq-crashes");
     let graph = dir.graph();
     let output = dir.output();
     // Where each run's output starts in the file.
@@ -489,7 +473,7 @@ fn contiguous_from(seqs: &[u64], first: u64) -> u64 {
 
 #[test]
 fn the_ingress_never_numbers_past_what_the_disk_has_reserved() {
-    let dir = TempDir::new("ingress");
+    let dir = TempDir::new("seq-ingress");
     let disk = Flaky::default();
     let state = Path::new("state");
     const BLOCK: u64 = 1000;

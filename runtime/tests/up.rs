@@ -6,6 +6,10 @@
 //! bound; the agent is killed when a test ends, however it ends.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::scratch::TempDir;
+
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -23,25 +27,13 @@ use tandem_core::wire;
 
 /// The longest any one awaited event may take.
 const LIMIT: Duration = Duration::from_secs(20);
-/// Between two looks at what is awaited.
-const POLL: Duration = Duration::from_millis(10);
 
 /// The `[ha]` table of tests that are not about liveness: a generous
 /// heartbeat timeout, so that what they assert does not hang on how busy
 /// two cores running debug builds are. The stopped-instance test keeps 100 ms.
 const PATIENT: &str = r#"timeout = "1s""#;
 
-/// A directory of its own, removed at the end unless the test failed.
-struct TempDir(PathBuf);
-
 impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("tandem-up-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
     fn state(&self) -> PathBuf {
         self.0.join("state")
     }
@@ -88,35 +80,10 @@ format = "csv"
     }
 }
 
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("kept {} for inspection", self.0.display());
-        } else {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
 /// Waits up to [`LIMIT`] for `probe` to return something; panics naming
 /// `what`, with `context()` (the agent's log), when it does not.
-fn wait_for<T>(
-    what: &str,
-    context: impl Fn() -> String,
-    mut probe: impl FnMut() -> Option<T>,
-) -> T {
-    let deadline = Instant::now() + LIMIT;
-    loop {
-        if let Some(found) = probe() {
-            return found;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "waited {LIMIT:?} for {what}; the agent said:\n{}",
-            context()
-        );
-        std::thread::sleep(POLL);
-    }
+fn wait_for<T>(what: &str, context: impl Fn() -> String, probe: impl FnMut() -> Option<T>) -> T {
+    common::scratch::wait_for(what, LIMIT, context, probe)
 }
 
 /// A running `tandem up`, killed on drop.
@@ -377,7 +344,7 @@ impl Dice {
 
 #[test]
 fn killing_serving_instances_loses_and_repeats_nothing() {
-    let dir = TempDir::new("kills");
+    let dir = TempDir::new("up-kills");
     let up = Up::start(&dir.graph(PATIENT), &dir.state(), &[]);
     let mut dice = Dice::new();
     let mut killed = Vec::new();
@@ -427,7 +394,7 @@ fn killing_serving_instances_loses_and_repeats_nothing() {
 
 #[test]
 fn killing_both_instances_at_once_loses_and_repeats_nothing() {
-    let dir = TempDir::new("both");
+    let dir = TempDir::new("up-both");
     let up = Up::start(
         &dir.graph(PATIENT),
         &dir.state(),
@@ -456,7 +423,7 @@ fn killing_both_instances_at_once_loses_and_repeats_nothing() {
 
 #[test]
 fn an_instance_stopped_past_the_timeout_is_replaced_and_never_heard_from() {
-    let dir = TempDir::new("sigstop");
+    let dir = TempDir::new("up-sigstop");
     let up = Up::start(&dir.graph(r#"timeout = "100ms""#), &dir.state(), &[]);
     let [stopped, _] = up.both_serving(&[]);
     signal(stopped, libc::SIGSTOP);
@@ -532,7 +499,7 @@ fn tandem_status(state: &Path) -> std::process::Output {
 
 #[test]
 fn a_client_without_a_certificate_is_refused_and_the_agent_runs_on() {
-    let dir = TempDir::new("anonymous");
+    let dir = TempDir::new("up-anonymous");
     let mut up = Up::start(&dir.graph(PATIENT), &dir.state(), &[]);
     up.both_serving(&[]);
     let status = up.status().unwrap();
@@ -607,7 +574,7 @@ fn site_peer(dir: &TempDir, name: &str) -> Client {
 
 #[test]
 fn bad_frames_from_a_site_peer_are_counted_and_output_flows_on() {
-    let dir = TempDir::new("garbage");
+    let dir = TempDir::new("up-garbage");
     let mut up = Up::start(&dir.graph(PATIENT), &dir.state(), &[]);
     up.both_serving(&[]);
     let status = up.status().unwrap();
@@ -672,7 +639,7 @@ fn bad_frames_from_a_site_peer_are_counted_and_output_flows_on() {
 
 #[test]
 fn a_site_peer_claiming_an_instance_colour_is_closed_and_the_instance_untouched() {
-    let dir = TempDir::new("impostor");
+    let dir = TempDir::new("up-impostor");
     let up = Up::start(&dir.graph(PATIENT), &dir.state(), &[]);
     let pids = up.both_serving(&[]);
     let status = up.status().unwrap();
@@ -743,7 +710,7 @@ fn rows_after(up: &Up, output: &Path, from: usize) -> Vec<Row> {
 
 #[test]
 fn a_restarted_agent_resumes_from_the_newest_checkpoint() {
-    let dir = TempDir::new("resume");
+    let dir = TempDir::new("up-resume");
     let graph = dir.graph(PATIENT);
     let written = run_then_kill(&dir, &graph, 2);
     let newest = Color::BOTH
@@ -782,7 +749,7 @@ fn a_restarted_agent_resumes_from_the_newest_checkpoint() {
 
 #[test]
 fn a_corrupt_newest_checkpoint_is_refused_by_name_and_the_one_before_used() {
-    let dir = TempDir::new("corrupt");
+    let dir = TempDir::new("up-corrupt");
     let graph = dir.graph(PATIENT);
     let written = run_then_kill(&dir, &graph, 3);
     let mut corrupted = Vec::new();
@@ -827,7 +794,7 @@ fn a_corrupt_newest_checkpoint_is_refused_by_name_and_the_one_before_used() {
 
 #[test]
 fn a_toggle_keeps_its_position_across_a_restart() {
-    let dir = TempDir::new("toggle-restart");
+    let dir = TempDir::new("up-toggle-restart");
     let graph = dir.0.join("toggled.toml");
     std::fs::write(
         &graph,

@@ -12,6 +12,7 @@
 mod common;
 
 use common::mqtt::{wait_for, Broker, Message, Subscriber};
+use common::scratch::TempDir;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -22,28 +23,6 @@ use std::time::{Duration, Instant};
 const LIMIT: Duration = Duration::from_secs(60);
 /// The gateway id of every test graph.
 const GATEWAY: &str = "gw";
-
-/// A directory of its own, removed at the end unless the test failed.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("tandem-uplink-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("kept {} for inspection", self.0.display());
-        } else {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
 
 /// The test graph: a synthetic source of two channels at `rate` records/s
 /// each, one of them through a vertex, to an `mqtt` sink and a `file` sink
@@ -317,7 +296,7 @@ fn wait_delivered(
 
 #[test]
 fn a_broker_outage_under_load_loses_nothing_and_repeats_nothing_once_duplicates_are_dropped() {
-    let dir = TempDir::new("outage");
+    let dir = TempDir::new("uplink-outage");
     let Some(mut broker) = Broker::start("outage", &dir.0.join("broker")) else {
         return;
     };
@@ -378,7 +357,7 @@ fn a_broker_outage_under_load_loses_nothing_and_repeats_nothing_once_duplicates_
 
 #[test]
 fn an_agent_killed_while_spooling_delivers_everything_once_by_key_after_restart() {
-    let dir = TempDir::new("killed");
+    let dir = TempDir::new("uplink-killed");
     let Some(mut broker) = Broker::start("killed", &dir.0.join("broker")) else {
         return;
     };
@@ -470,7 +449,7 @@ fn an_agent_killed_while_spooling_delivers_everything_once_by_key_after_restart(
 
 #[test]
 fn home_assistant_gets_retained_configs_availability_the_will_and_a_republish() {
-    let dir = TempDir::new("discovery");
+    let dir = TempDir::new("uplink-discovery");
     let Some(broker) = Broker::start("discovery", &dir.0.join("broker")) else {
         return;
     };
@@ -572,7 +551,7 @@ fn spool_bytes(status: &Value) -> Option<u64> {
 
 #[test]
 fn the_spool_lives_in_the_state_directory_and_its_backlog_is_shown() {
-    let dir = TempDir::new("state-spool");
+    let dir = TempDir::new("uplink-state-spool");
     let Some(mut broker) = Broker::start("state-spool", &dir.0.join("broker")) else {
         return;
     };
@@ -612,7 +591,7 @@ fn the_spool_lives_in_the_state_directory_and_its_backlog_is_shown() {
 #[test]
 fn a_broker_asking_for_tls_and_a_password_gets_them_and_a_wrong_password_is_spooled() {
     use common::mqtt::USER;
-    let dir = TempDir::new("tls");
+    let dir = TempDir::new("uplink-tls");
     let Some(broker) = Broker::start_secure("tls", &dir.0.join("broker")) else {
         return;
     };

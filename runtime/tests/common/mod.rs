@@ -144,4 +144,5 @@ pub fn draft(
 }
 pub mod fleet;
 pub mod mqtt;
+pub mod scratch;
 pub mod up;

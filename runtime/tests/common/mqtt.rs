@@ -45,27 +45,7 @@ fn which(binary: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Waits up to `bound` for `probe` to give something; panics naming
-/// `what`, with `context()`, when it does not.
-pub fn wait_for<T>(
-    what: &str,
-    bound: Duration,
-    context: impl Fn() -> String,
-    mut probe: impl FnMut() -> Option<T>,
-) -> T {
-    let deadline = Instant::now() + bound;
-    loop {
-        if let Some(found) = probe() {
-            return found;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "waited {bound:?} for {what}\n{}",
-            context()
-        );
-        std::thread::sleep(POLL);
-    }
-}
+pub use super::scratch::wait_for;
 
 /// A mosquitto process on 127.0.0.1, persistent (so a subscriber's
 /// session and queued messages survive a stop and a start), killed on drop.
