@@ -256,7 +256,9 @@ impl Ingress {
                 }
                 None => {
                     if let Some(reservation) = &mut self.reservation {
-                        let last = self.next_seq + (node.out.len() - before) as u64;
+                        let last = self
+                            .next_seq
+                            .saturating_add((node.out.len() - before) as u64);
                         if reservation.cover(Seq(last)).is_err() {
                             // A pass larger than half a block, on a disk that
                             // fails: what has no number that is sure to be

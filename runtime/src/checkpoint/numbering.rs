@@ -86,6 +86,12 @@ pub enum MarkError {
         /// CRC of the bytes read.
         computed: u32,
     },
+    /// The mark leaves no number to stamp: nothing tandem wrote says that.
+    #[error("says numbers up to {mark} were used, which leaves none to stamp: it was not written by tandem")]
+    Exhausted {
+        /// The mark in the file.
+        mark: u64,
+    },
 }
 
 /// The bytes of a mark file saying numbers up to `mark` may have been used.
@@ -117,7 +123,11 @@ pub fn decode(bytes: &[u8]) -> Result<Seq, MarkError> {
     if stored != computed {
         return Err(MarkError::Checksum { stored, computed });
     }
-    Ok(Seq(u64::from_le_bytes([s0, s1, s2, s3, s4, s5, s6, s7])))
+    let mark = u64::from_le_bytes([s0, s1, s2, s3, s4, s5, s6, s7]);
+    if mark >= MAX_MARK.0 {
+        return Err(MarkError::Exhausted { mark });
+    }
+    Ok(Seq(mark))
 }
 
 /// Which numbers may be stamped without writing a new mark first. Pure:
@@ -302,7 +312,14 @@ pub struct Reservation {
     after: Seq,
     /// The last write failed (and was reported).
     failing: bool,
+    /// After a failed write, while numbers remain, the next try waits until
+    /// then: a failing disk is not written again on every ingress step.
+    retry_at: Option<std::time::Instant>,
 }
+
+/// How long a failed mark write waits before the next try, while numbers
+/// remain reserved.
+const RETRY_AHEAD: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl std::fmt::Debug for Reservation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -347,6 +364,7 @@ impl Reservation {
             previous,
             after,
             failing: false,
+            retry_at: None,
         })
     }
 
@@ -367,22 +385,32 @@ impl Reservation {
     }
 
     /// Makes sure numbers up to `last` may be stamped, writing a new mark
-    /// (and waiting for it) once fewer than half a block lie ahead. Fails
+    /// (and waiting for it) once fewer than half a block lie ahead; after a
+    /// failed write, while `last` is still covered, it tries again only
+    /// after [`RETRY_AHEAD`]. Fails
     /// only when `last` is not covered; a failure and the recovery after it
     /// are reported once each on stderr.
     pub fn cover(&mut self, last: Seq) -> Result<(), StoreError> {
         let Some(mark) = self.ahead.wanted(last) else {
             return Ok(());
         };
+        let waiting = self
+            .retry_at
+            .is_some_and(|at| std::time::Instant::now() < at);
+        if waiting && self.ahead.covers(last) {
+            return Ok(());
+        }
         match self.file.save(mark) {
             Ok(()) => {
                 self.ahead.saved(mark);
+                self.retry_at = None;
                 if std::mem::take(&mut self.failing) {
                     tracing::info!("origin sequence numbers are reserved again; input goes on");
                 }
                 Ok(())
             }
             Err(e) if self.ahead.covers(last) => {
+                self.retry_at = Some(std::time::Instant::now() + RETRY_AHEAD);
                 if !std::mem::replace(&mut self.failing, true) {
                     tracing::warn!("cannot reserve origin sequence numbers ahead: {e}");
                 }
@@ -495,6 +523,11 @@ mod tests {
             Err(MarkError::UnsupportedFormat { found: 2 })
         );
         assert_eq!(decode(&[0u8; LEN]), Err(MarkError::BadMagic));
+        // Well-formed, but past any number tandem stamps: refused, not used.
+        assert_eq!(
+            decode(&encode(Seq(u64::MAX))),
+            Err(MarkError::Exhausted { mark: u64::MAX })
+        );
     }
 
     #[test]
