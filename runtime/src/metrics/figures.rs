@@ -73,6 +73,15 @@ pub fn parse_samples(text: &str) -> Option<Vec<NodeSample>> {
                     Some((index, pair.get(1)?.as_u64()?))
                 })
                 .collect::<Option<Vec<_>>>()?;
+            // From another process (perhaps another release): the buckets
+            // must be ours, in order, or the answer is not used.
+            let ordered = buckets.windows(2).all(|w| w[0].0 < w[1].0);
+            let known = buckets
+                .iter()
+                .all(|&(i, _)| usize::from(i) < crate::metrics::live::BUCKETS);
+            if !(ordered && known) {
+                return None;
+            }
             Some(NodeSample {
                 id: n["id"].as_str()?.to_owned(),
                 role: role_of(n["role"].as_str()?)?,
@@ -200,6 +209,16 @@ mod tests {
         let other = text.replace("\"format\":1", "\"format\":2");
         assert_eq!(parse_samples(&other), None);
         assert_eq!(parse_samples("not json"), None);
+    }
+
+    #[test]
+    fn buckets_this_build_does_not_have_or_out_of_order_are_refused() {
+        let text = samples_json(&[sample()]);
+        assert!(text.contains("[70,2],[71,1]"), "{text}");
+        let beyond = text.replace("[71,1]", "[600,1]");
+        assert_eq!(parse_samples(&beyond), None);
+        let backwards = text.replace("[70,2],[71,1]", "[71,1],[70,2]");
+        assert_eq!(parse_samples(&backwards), None);
     }
 
     #[test]

@@ -108,7 +108,9 @@ pub fn quantiles(from: &LatencySample, to: &LatencySample) -> Option<[f64; 3]> {
         })
         .filter(|&(_, n)| n > 0)
         .collect();
-    let total: u64 = counts.iter().map(|&(_, n)| n).sum();
+    let total = counts
+        .iter()
+        .fold(0u64, |sum, &(_, n)| sum.saturating_add(n));
     if total == 0 {
         return None;
     }
@@ -117,7 +119,7 @@ pub fn quantiles(from: &LatencySample, to: &LatencySample) -> Option<[f64; 3]> {
         let rank = ((q * total as f64).ceil() as u64).clamp(1, total);
         let mut seen = 0;
         for &(index, n) in &counts {
-            seen += n;
+            seen = n.saturating_add(seen);
             if seen >= rank {
                 let lo = bucket_floor(usize::from(index));
                 let hi = bucket_floor(usize::from(index) + 1).max(lo + 1);
