@@ -285,10 +285,9 @@ pub fn sign_file(file: &Path, key: &SecretKey) -> Result<(Contents, usize), Buil
     Ok((opened.contents, signatures.len()))
 }
 
-/// Writes `bytes` to `path` (beside it first, then renamed).
+/// Writes `bytes` to `path` atomically and durably (see
+/// [`crate::private::write_atomically`]): a crash leaves the old file or
+/// the whole new one.
 pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), BuildError> {
-    let temp = path.with_extension("partial");
-    std::fs::write(&temp, bytes)
-        .and_then(|()| std::fs::rename(&temp, path))
-        .map_err(io_err(path))
+    crate::private::write_atomically(path, bytes).map_err(io_err(path))
 }

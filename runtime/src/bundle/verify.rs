@@ -5,9 +5,11 @@
 //! 2. the archive's structure (pass 1, [`super::archive::read_layout`]),
 //!    the statement parsed, and the entries matched against the manifest;
 //! 3. the signatures: the k-of-n rule of the statement's track ([`Trust::check`]);
-//! 4. each payload's hashes and sizes while streaming it (pass 2);
-//! 5. the policy ([`super::policy::check`]): expiry, compatibility,
-//!    constraints, kinds and migrations, the floor, revocations.
+//! 4. the policy ([`super::policy::check`]): expiry, compatibility,
+//!    constraints, kinds and migrations, the floor, revocations; it needs
+//!    only the signed manifest, so an expired or older bundle is refused
+//!    before any payload is read;
+//! 5. each payload's hashes and sizes while streaming it (pass 2).
 //!
 //! [`Opened`] is what steps 1 and 2 give, for `tandem bundle inspect`,
 //! which shows a bundle whatever its signatures say.
@@ -225,10 +227,10 @@ pub fn verify<R: Read + Seek>(
 ) -> Result<Verified, Refusal> {
     let opened = open(r, max_bytes)?;
     let signers = opened.check_signatures(trust)?;
-    opened.check_payloads(r, sink)?;
     if let Contents::Bundle(m) = &opened.contents {
         policy::check(m, gateway)?;
     }
+    opened.check_payloads(r, sink)?;
     Ok(Verified {
         contents: opened.contents,
         signers,
