@@ -273,6 +273,7 @@ async fn serve(
     let mut hub = Hub::new(&config, addr, after, stats);
     hub.origin = origin;
     hub.board = board;
+    hub.kept_toggles = keep_toggles(config.state.clone(), positions.clone());
     hub.toggle_positions = positions;
     hub.toggles = toggles.into_iter().map(|(id, sw, _)| (id, sw)).collect();
     tracing::info!(
@@ -286,7 +287,15 @@ async fn serve(
     )
     .await;
 
-    // Orderly end: instances are told by their link closing.
+    // Orderly end: instances are told by their link closing. The toggles'
+    // last positions are on disk whatever the writer had yet to do.
+    let kept = hub.toggle_positions.clone();
+    if let Err(e) = tokio::task::block_in_place(|| config.state.save_toggles(&kept)) {
+        tracing::warn!(
+            "cannot keep the toggles' positions in {}: {e}",
+            config.state.toggles_file().display()
+        );
+    }
     hub.close_links();
     tokio::task::block_in_place(|| hub.reap(Duration::from_secs(2)));
     server.close();
@@ -299,6 +308,33 @@ async fn serve(
         Err(e) => return Err(e.to_string()),
     }
     Ok(())
+}
+
+/// Starts the writer that keeps the toggles' positions in the state
+/// directory: it saves the latest positions sent, off the hub's loop (each
+/// save is a write, fsync and rename), and says so when it cannot.
+fn keep_toggles(
+    state: StateDir,
+    positions: std::collections::BTreeMap<String, bool>,
+) -> tokio::sync::watch::Sender<std::collections::BTreeMap<String, bool>> {
+    let (tx, mut rx) = tokio::sync::watch::channel(positions);
+    tokio::spawn(async move {
+        while rx.changed().await.is_ok() {
+            let latest = rx.borrow_and_update().clone();
+            let state = state.clone();
+            let saved = tokio::task::spawn_blocking(move || {
+                state.save_toggles(&latest).map_err(|e| (state, e))
+            })
+            .await;
+            if let Ok(Err((state, e))) = saved {
+                tracing::warn!(
+                    "cannot keep the toggles' positions in {} ({e}); a restart starts them as the graph says",
+                    state.toggles_file().display()
+                );
+            }
+        }
+    });
+    tx
 }
 
 /// Each toggle's position: as last switched with `tandem toggle` (kept in

@@ -61,6 +61,8 @@ pub(super) struct Hub {
     pub(super) toggles: Vec<(String, Switches)>,
     /// Each toggle's position as last asked (the graph's `on` list at start).
     pub(super) toggle_positions: std::collections::BTreeMap<String, bool>,
+    /// Positions to keep on disk: a writer off this loop saves the latest.
+    pub(super) kept_toggles: tokio::sync::watch::Sender<std::collections::BTreeMap<String, bool>>,
     /// Losses the agent caused itself (restarts onto another release).
     pub(super) expect_loss: [bool; 2],
     pub(super) name: String,
@@ -152,6 +154,7 @@ impl Hub {
             bundles: crate::bundle::install::Installs::open(config.state.bundle_gateway()),
             toggles: Vec::new(),
             toggle_positions: Default::default(),
+            kept_toggles: tokio::sync::watch::channel(Default::default()).0,
             expect_loss: [false; 2],
             name: config.stamp.name.clone(),
             shadow_log,

@@ -378,16 +378,12 @@ impl Hub {
         };
         match matching.as_slice() {
             [(full, switches, short)] => {
-                let mut positions = self.toggle_positions.clone();
-                positions.insert(full.clone(), on);
-                self.state.save_toggles(&positions).map_err(|e| {
-                    format!(
-                        "cannot keep the toggle's position in {} ({e}); not switched",
-                        self.state.toggles_file().display()
-                    )
-                })?;
                 switches.switch(short, on);
-                self.toggle_positions = positions;
+                self.toggle_positions.insert(full.clone(), on);
+                // Kept on disk by the writer `keep_toggles` runs, not here:
+                // an fsync on this loop would hold the records up.
+                self.kept_toggles
+                    .send_replace(self.toggle_positions.clone());
                 let state = if on { "on" } else { "off" };
                 self.log(&format!("toggle {full} {state}"));
                 Ok(format!(
