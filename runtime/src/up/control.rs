@@ -8,7 +8,8 @@
 //!   0600 in a 0700 directory, and each peer's uid is checked again
 //!   (`SO_PEERCRED`); others are refused and logged.
 //! - At most [`MAX_CONNECTIONS`] connections are served at once. One that
-//!   has not sent its request within [`REQUEST_TIMEOUT`] is closed, and when
+//!   has not sent its request within [`REQUEST_TIMEOUT`] (or not read its
+//!   answer within as long) is closed, and when
 //!   all are taken, the oldest one still silent makes room for a new one,
 //!   so idle connections cannot starve `tandem status`.
 //! - Files named in a request (an upgrade's graph, its executable) are read
@@ -197,8 +198,12 @@ async fn connection(
         }
         Err(text) => format!("error: {text}"),
     };
-    let _ = write.write_all(answer.as_bytes()).await;
-    let _ = write.write_all(b"\n").await;
+    // A client that asked and never reads keeps no slot for ever.
+    let answered = async {
+        write.write_all(answer.as_bytes()).await?;
+        write.write_all(b"\n").await
+    };
+    let _ = tokio::time::timeout(REQUEST_TIMEOUT, answered).await;
 }
 
 /// Parses a request line: `status`; `rollback`; `toggle NAME on|off`;

@@ -201,8 +201,16 @@ impl StateDir {
     /// reported and read as empty (the graph's `on` lists hold).
     pub fn load_toggles(&self) -> BTreeMap<String, bool> {
         let path = self.toggles_file();
-        let Ok(text) = std::fs::read(&path) else {
-            return BTreeMap::new();
+        let text = match std::fs::read(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return BTreeMap::new(),
+            Err(e) => {
+                tracing::warn!(
+                    "{}: unreadable ({e}); the toggles start as the graph says",
+                    path.display()
+                );
+                return BTreeMap::new();
+            }
         };
         serde_json::from_slice(&text).unwrap_or_else(|e| {
             tracing::warn!(
