@@ -432,17 +432,25 @@ impl Publisher {
                     end: Some(chunk.end),
                 });
                 self.pop_acked();
+                self.entries = entries;
             } else {
-                self.publish_chunk(&entries, chunk.end);
+                let published = self.publish_chunk(&entries, chunk.end);
+                self.entries = entries;
+                if !published {
+                    // The event loop is gone; reading the chunk again now
+                    // would fail the same way, forever. Wait for it.
+                    return;
+                }
             }
-            self.entries = entries;
         }
     }
 
     /// Publishes one chunk: a message per record, or per run of up to
     /// `batch` records of one channel (channels in order of first
-    /// appearance, records in spool order).
-    fn publish_chunk(&mut self, entries: &[Entry], end: SpoolIndex) {
+    /// appearance, records in spool order). False when a message could not
+    /// be handed to the client: the reader was rewound, and nothing more
+    /// should be read until the connection is back.
+    fn publish_chunk(&mut self, entries: &[Entry], end: SpoolIndex) -> bool {
         let names: Vec<String> = self.reader.channels().to_vec();
         let batch = self.link.batch;
         let mut groups: Vec<(u32, Vec<&Entry>)> = Vec::new();
@@ -481,7 +489,7 @@ impl Publisher {
                     // The request channel has room for every chunk; this is
                     // only the event loop gone. Send again after reconnecting.
                     self.reader.rewind();
-                    return;
+                    return false;
                 }
                 self.fifo.push_back(InFlight {
                     message: true,
@@ -503,6 +511,7 @@ impl Publisher {
             .sent_messages
             .fetch_add(messages, Ordering::Relaxed);
         self.stats.sent_records.fetch_add(sent, Ordering::Relaxed);
+        true
     }
 
     /// Fsyncs the spool, stores the cursor, writes the status file.

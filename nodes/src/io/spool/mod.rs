@@ -99,7 +99,9 @@ impl SpoolConfig {
 pub struct Counters {
     /// Entries appended.
     pub appended: AtomicU64,
-    /// Entries refused at the size cap ([`Overflow::DropNewest`]).
+    /// Entries refused at the size cap ([`Overflow::DropNewest`]), or
+    /// because a commit failed (a full disk) and 64 KiB were already
+    /// waiting for the next one (see [`writer`]).
     pub dropped_newest: AtomicU64,
     /// Entries given up at the size cap before they were ever sent
     /// ([`Overflow::DropOldest`]).

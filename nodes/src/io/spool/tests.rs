@@ -334,3 +334,65 @@ fn records_sharing_a_channel_and_sequence_number_get_ordinals() {
     let ordinals: Vec<(u32, u32)> = out.iter().map(|e| (e.channel, e.ordinal)).collect();
     assert_eq!(ordinals, [(0, 0), (0, 1), (1, 0), (0, 2), (0, 0)]);
 }
+
+/// A full disk takes part of a commit: the next commit writes the whole
+/// batch again where the good entries end, so every entry stays aligned,
+/// the reader gets all of them in order, and the segment is not set aside
+/// when the spool opens again.
+#[test]
+fn a_commit_cut_short_by_a_full_disk_is_written_again_in_place() {
+    let dir = temp_dir("spool-full-disk");
+    let mut spool = open(&dir, &inputs(), big()).unwrap();
+    spool.writer.append(&records(0, 10)).unwrap();
+    spool.writer.commit().unwrap();
+    // Room for two entries and a half of the next ten.
+    spool.writer.set_room(Some(2 * ENTRY_LEN as u64 + 20));
+    spool.writer.append(&records(10, 20)).unwrap();
+    assert!(spool.writer.commit().is_err());
+    assert!(spool.writer.commit().is_err());
+    spool.writer.set_room(None);
+    spool.writer.append(&records(20, 30)).unwrap();
+    spool.writer.commit().unwrap();
+    assert_eq!(drain(&mut spool.reader), (0..30).collect::<Vec<_>>());
+    drop(spool);
+
+    let mut spool = open(&dir, &inputs(), big()).unwrap();
+    let c = &spool.shared.counters;
+    assert_eq!(c.corrupt_segments.load(Ordering::Relaxed), 0);
+    assert_eq!(c.torn_bytes.load(Ordering::Relaxed), 0);
+    assert_eq!(spool.writer.next_index(), SpoolIndex(30));
+    spool.writer.append(&records(30, 40)).unwrap();
+    spool.writer.commit().unwrap();
+    assert_eq!(drain(&mut spool.reader), (0..40).collect::<Vec<_>>());
+    assert_eq!(c.lost_damaged.load(Ordering::Relaxed), 0);
+}
+
+/// While the disk stays full, the writer stages no more than its usual
+/// 64 KiB and counts the rest as dropped; once there is room again what it
+/// staged and what comes after are delivered in order.
+#[test]
+fn a_full_disk_bounds_what_is_staged_and_counts_the_rest_dropped() {
+    let dir = temp_dir("spool-full-disk-bound");
+    let mut spool = open(&dir, &inputs(), big()).unwrap();
+    spool.writer.set_room(Some(0));
+    let n = 5_000u64;
+    let mut errors = 0;
+    for chunk in records(0, n).chunks(100) {
+        errors += usize::from(spool.writer.append(chunk).is_err());
+    }
+    assert!(spool.writer.commit().is_err());
+    assert!(errors > 0);
+    let c = &spool.shared.counters;
+    let kept = c.appended.load(Ordering::Relaxed);
+    let dropped = c.dropped_newest.load(Ordering::Relaxed);
+    assert_eq!(kept + dropped, n);
+    assert!(kept as usize * ENTRY_LEN <= 64 * 1024 + ENTRY_LEN, "{kept}");
+    assert!(kept > 1_000, "{kept}");
+    assert_eq!(spool.reader.backlog(), 0);
+
+    spool.writer.set_room(None);
+    spool.writer.append(&records(n, n + 10)).unwrap();
+    spool.writer.commit().unwrap();
+    let expect: Vec<u64> = (0..kept).chain(n..n + 10).collect();
+    assert_eq!(drain(&mut spool.reader), expect);
+}

@@ -8,6 +8,15 @@
 //! ([`super::reader::SpoolReader::sync`]), so a process crash loses
 //! nothing committed, and a power cut at most what was committed since the
 //! reader's last sync.
+//!
+//! A write that fails (a full disk) may have written part of the staged
+//! bytes: the writer remembers where the segment's committed bytes end,
+//! cuts the file back there and writes the whole staging buffer at that
+//! offset again on the next commit, so entries stay aligned. Until a
+//! commit succeeds, entries are staged only up to the usual 64 KiB; the
+//! rest are refused and counted in
+//! [`super::Counters::dropped_newest`]. Each [`SpoolWriter::append`] and
+//! [`SpoolWriter::commit`] tries the disk again.
 
 use super::segment::{self, encode_entry, Entry, Header, SpoolIndex, ENTRY_LEN};
 use super::{Overflow, Shared, SpoolConfig};
@@ -15,6 +24,7 @@ use crossbeam_channel::Sender;
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -41,6 +51,11 @@ pub struct SpoolWriter {
     /// Index of the next entry appended.
     next: SpoolIndex,
     staging: Vec<u8>,
+    /// Bytes of `file` that hold its header and committed entries: where
+    /// the next commit writes.
+    committed: u64,
+    /// The last commit, or segment creation, failed: see the [module](self).
+    failing: bool,
     /// Segments not yet removed, oldest first; the last is `file`.
     live: VecDeque<Live>,
     /// Bytes of the live segments not yet given up to overflow.
@@ -58,6 +73,9 @@ pub struct SpoolWriter {
     to_sync: Sender<(SpoolIndex, File)>,
     /// Entries were committed since [`SpoolWriter::take_wake`] last said so.
     wake: bool,
+    /// A simulated full disk: how many more entry bytes it takes.
+    #[cfg(test)]
+    room: Option<u64>,
 }
 
 impl SpoolWriter {
@@ -97,6 +115,8 @@ impl SpoolWriter {
             file,
             next,
             staging: Vec::with_capacity(STAGE_BYTES + ENTRY_LEN),
+            committed: header_len,
+            failing: false,
             live,
             live_bytes,
             given_up: 0,
@@ -105,6 +125,8 @@ impl SpoolWriter {
             channels,
             to_sync,
             wake: false,
+            #[cfg(test)]
+            room: None,
         };
         writer.live.push_back(Live {
             first: next,
@@ -125,17 +147,45 @@ impl SpoolWriter {
         std::mem::take(&mut self.wake)
     }
 
-    /// Appends `records`, dropping what the overflow policy says.
+    /// Appends `records`, dropping what the overflow policy says, and what
+    /// does not fit while the disk is full (see the [module](self)).
+    /// Returns the first error met; the records after it are still
+    /// appended or counted as dropped.
     pub fn append(&mut self, records: &[Record]) -> io::Result<()> {
         if self.shared.rotate.swap(false, Ordering::AcqRel) {
             self.rotate()?;
         }
+        let mut result = Ok(());
+        if self.stalled() {
+            // The disk may have room again.
+            result = self.commit().and_then(|()| {
+                if self.segment_full() {
+                    self.rotate()
+                } else {
+                    Ok(())
+                }
+            });
+        }
+        let (mut appended, mut refused) = (0u64, 0u64);
         for record in records {
             let Some(&channel) = self.local.get(record.channel.index()) else {
                 continue;
             };
-            if channel as usize >= self.last.len() || !self.room_for_one()? {
+            if channel as usize >= self.last.len() {
                 continue;
+            }
+            if self.stalled() {
+                refused += 1;
+                continue;
+            }
+            match self.room_for_one() {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    refused += 1;
+                    result = result.and(Err(e));
+                    continue;
+                }
             }
             let Some(last) = self.last.get_mut(channel as usize) else {
                 continue;
@@ -160,23 +210,40 @@ impl SpoolWriter {
             if let Some(current) = self.live.back_mut() {
                 current.bytes += ENTRY_LEN as u64;
             }
-            self.shared
-                .counters
-                .appended
-                .fetch_add(1, Ordering::Relaxed);
+            appended += 1;
             if self.staging.len() >= STAGE_BYTES {
-                self.commit()?;
+                if let Err(e) = self.commit() {
+                    result = result.and(Err(e));
+                }
             }
         }
-        Ok(())
+        let counters = &self.shared.counters;
+        counters.appended.fetch_add(appended, Ordering::Relaxed);
+        if refused > 0 {
+            counters
+                .dropped_newest
+                .fetch_add(refused, Ordering::Relaxed);
+        }
+        result
     }
 
-    /// Hands staged entries to the kernel and makes them visible to the reader.
+    /// Hands staged entries to the kernel and makes them visible to the
+    /// reader. On an error nothing is visible and nothing is lost: the
+    /// entries stay staged and the next commit writes them again.
     pub fn commit(&mut self) -> io::Result<()> {
         if self.staging.is_empty() {
+            self.failing = false;
             return Ok(());
         }
-        self.file.write_all(&self.staging)?;
+        if let Err(e) = self.write_staged() {
+            self.failing = true;
+            // Best effort: give back what a partial write took. The next
+            // commit writes at `committed` whether or not this succeeds.
+            let _ = self.file.set_len(self.committed);
+            return Err(e);
+        }
+        self.failing = false;
+        self.committed += self.staging.len() as u64;
         self.staging.clear();
         // Release: pairs with the reader's Acquire load; the bytes written
         // above are in the file before it reads up to this index.
@@ -185,11 +252,68 @@ impl SpoolWriter {
         Ok(())
     }
 
+    /// Writes the whole staging buffer at `committed`.
+    fn write_staged(&mut self) -> io::Result<()> {
+        let mut done = 0;
+        while done < self.staging.len() {
+            let at = self.committed + done as u64;
+            match self.write_at(done, at) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes staged bytes from `from` on at file offset `at`.
+    #[cfg(not(test))]
+    fn write_at(&mut self, from: usize, at: u64) -> io::Result<usize> {
+        self.file.write_at(&self.staging[from..], at)
+    }
+
+    /// Writes staged bytes from `from` on at file offset `at`, as far as
+    /// the simulated disk has room.
+    #[cfg(test)]
+    fn write_at(&mut self, from: usize, at: u64) -> io::Result<usize> {
+        let bytes = &self.staging[from..];
+        let Some(room) = self.room else {
+            return self.file.write_at(bytes, at);
+        };
+        if room == 0 {
+            return Err(io::ErrorKind::StorageFull.into());
+        }
+        let n = self
+            .file
+            .write_at(&bytes[..bytes.len().min(room as usize)], at)?;
+        self.room = Some(room - n as u64);
+        Ok(n)
+    }
+
+    /// Simulates a disk that takes `room` more entry bytes (`None`: no limit).
+    #[cfg(test)]
+    pub(super) fn set_room(&mut self, room: Option<u64>) {
+        self.room = room;
+    }
+
+    /// A commit failed and an entry has nowhere to go until one succeeds:
+    /// staging holds its usual size, or the segment is full and cannot be
+    /// ended.
+    fn stalled(&self) -> bool {
+        self.failing && (self.staging.len() >= STAGE_BYTES || self.segment_full())
+    }
+
+    /// The newest segment has no room for another entry.
+    fn segment_full(&self) -> bool {
+        let current = self.live.back().map_or(0, |l| l.bytes);
+        current + ENTRY_LEN as u64 > self.config.segment_bytes
+    }
+
     /// Makes room for one entry: rotates a full segment, and applies the
     /// overflow policy at the size cap. False when the entry is dropped.
     fn room_for_one(&mut self) -> io::Result<bool> {
-        let current = self.live.back().map_or(0, |l| l.bytes);
-        if current + ENTRY_LEN as u64 > self.config.segment_bytes {
+        if self.segment_full() {
             self.rotate()?;
         }
         // Segments the reader removed since.
@@ -241,9 +365,13 @@ impl SpoolWriter {
         if self.live.back().is_some_and(|l| l.first == self.next) {
             return Ok(()); // Still empty: nothing to end.
         }
-        let (file, header_len) = create_segment(&self.dir, self.next, &self.channels)?;
+        let (file, header_len) =
+            create_segment(&self.dir, self.next, &self.channels).inspect_err(|_| {
+                self.failing = true;
+            })?;
         let _ = self.to_sync.send((self.next, file.try_clone()?));
         self.file = file;
+        self.committed = header_len;
         // Release: pairs with the reader's Acquire load; the segment exists.
         self.shared.current.store(self.next.0, Ordering::Release);
         self.live.push_back(Live {
