@@ -965,16 +965,7 @@ fn run(
         .map(|d| tandem::checkpoint::Reservation::open(&d.dir, checkpointed))
     {
         None => None,
-        Some(Ok(numbering)) => {
-            if numbering.after() > checkpointed {
-                eprintln!(
-                    "tandem: new input is numbered after origin sequence {}, above every number \
-                     the last run may have used",
-                    numbering.after()
-                );
-            }
-            Some(numbering)
-        }
+        Some(Ok(numbering)) => Some(numbering),
         Some(Err(e)) => {
             eprintln!("tandem: {e}");
             return ExitCode::from(UNREADABLE);

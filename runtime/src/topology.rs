@@ -345,9 +345,11 @@ impl Topology {
                 }),
             )
         });
-        let after = checkpoint
-            .map_or(Seq::ZERO, |c| c.seq)
-            .max(reservation.as_ref().map_or(Seq::ZERO, Reservation::after));
+        // A reservation resumes above its checkpoint already.
+        let after = reservation.as_ref().map_or_else(
+            || checkpoint.map_or(Seq::ZERO, |c| c.seq),
+            Reservation::after,
+        );
         let mut reservation = reservation;
         let (mut relaying, mut stamping) = (Vec::new(), Vec::new());
         for (node, rt) in plan.nodes.iter().zip(&built) {

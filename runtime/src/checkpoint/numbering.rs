@@ -335,8 +335,9 @@ impl std::fmt::Debug for Reservation {
 impl Reservation {
     /// Reads the mark in `dir` (created, mode 0700, if missing), resumes
     /// numbering after the larger of it and `checkpoint` (the newest
-    /// checkpoint's sequence number), and reserves the first block. The
-    /// file is mode 0600, as everything in the state directory.
+    /// checkpoint's sequence number), and reserves the first block; says so
+    /// when numbering jumps past the checkpoint. The file is mode 0600, as
+    /// everything in the state directory.
     pub fn open(dir: &Path, checkpoint: Seq) -> Result<Reservation, OpenError> {
         crate::private::create_dir(dir).map_err(io_err("create directory", dir))?;
         Reservation::with_storage(dir, Box::new(FsStorage), checkpoint, BLOCK)
@@ -358,6 +359,12 @@ impl Reservation {
         let first = Seq(after.0.saturating_add(ahead.block)).min(MAX_MARK);
         file.save(first)?;
         ahead.saved(first);
+        if after > checkpoint {
+            tracing::info!(
+                "new input is numbered after origin sequence {after}, above every number the \
+                 last run may have used"
+            );
+        }
         Ok(Reservation {
             ahead,
             file,

@@ -123,13 +123,6 @@ pub fn run_with_metrics(
     // Numbers the last run may have emitted past its checkpoint stay used.
     let numbering =
         Reservation::open(config.state.root(), checkpointed).map_err(|e| e.to_string())?;
-    if numbering.after() > checkpointed {
-        tracing::info!(
-            "new input is numbered after origin sequence {}, above every number the \
-             last run may have used",
-            numbering.after()
-        );
-    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("tandem-agent")
