@@ -108,42 +108,31 @@ impl NodeStats {
     /// an untimed one only publishes the counters.
     #[inline]
     pub(crate) fn end_call(&mut self, started: Option<Instant>) {
-        let Some(started) = started else {
-            let high_water = u64::try_from(self.high_water()).unwrap_or(u64::MAX);
-            self.live.store(
-                self.records_in,
-                self.records_out,
-                self.errors,
-                self.drops(),
-                high_water,
-            );
-            return;
-        };
-        let nanos = u64::try_from(started.elapsed().as_nanos())
-            .unwrap_or(u64::MAX)
-            .max(1);
-        let weight = u64::from(self.sampler.stride).max(1);
-        self.record_weighted(nanos, weight);
-        self.sampler.stride = Sampler::stride_after(nanos);
-        self.sampler.skip = self.sampler.stride - 1;
+        if let Some(started) = started {
+            let nanos = u64::try_from(started.elapsed().as_nanos())
+                .unwrap_or(u64::MAX)
+                .max(1);
+            self.record_weighted(nanos, u64::from(self.sampler.stride));
+            self.sampler.stride = Sampler::stride_after(nanos);
+            self.sampler.skip = self.sampler.stride - 1;
+        }
+        // Three stores to this node's own figures; drops and high-water
+        // marks are read from the rings when sampled.
+        self.live
+            .store(self.records_in, self.records_out, self.errors);
+    }
+
+    /// Counts the ring into this node that `counters` belong to.
+    pub(crate) fn add_ring_in(&mut self, counters: Arc<RingCounters>) {
+        self.live.attach_ring(counters.clone());
+        self.rings_in.push(counters);
     }
 
     /// Records a call of `nanos` standing for `calls` calls, in the
-    /// histogram and the live figures, and publishes the figures as of the
-    /// call before it (the callers count a call's records after timing it)
-    /// to [`crate::metrics::live`].
+    /// histogram and the live figures ([`crate::metrics::live`]).
     fn record_weighted(&mut self, nanos: u64, calls: u64) {
-        let nanos = nanos.max(1);
         self.latency_ns.saturating_record_n(nanos, calls);
         self.live.record_latency_n(nanos, calls);
-        let high_water = u64::try_from(self.high_water()).unwrap_or(u64::MAX);
-        self.live.store(
-            self.records_in,
-            self.records_out,
-            self.errors,
-            self.drops(),
-            high_water,
-        );
     }
 
     /// Records dropped by overflow policies on the rings into this node.

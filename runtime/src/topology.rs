@@ -272,7 +272,7 @@ impl Topology {
                 .map(|e| Port {
                     from: match rxs.remove(e) {
                         Some(rx) => {
-                            stats.rings_in.push(rx.counters());
+                            stats.add_ring_in(rx.counters());
                             PortFrom::Ring(rx)
                         }
                         None => PortFrom::Local,

@@ -118,8 +118,9 @@ pub struct LiveNode {
     records_in: AtomicU64,
     records_out: AtomicU64,
     errors: AtomicU64,
-    drops: AtomicU64,
-    high_water: AtomicU64,
+    /// The rings into the node: their drops and high-water marks are read
+    /// when sampled, not copied on every call.
+    rings: Mutex<Vec<Arc<crate::ring::RingCounters>>>,
     latency: LiveLatency,
 }
 
@@ -154,8 +155,7 @@ impl LiveNode {
             records_in: AtomicU64::new(0),
             records_out: AtomicU64::new(0),
             errors: AtomicU64::new(0),
-            drops: AtomicU64::new(0),
-            high_water: AtomicU64::new(0),
+            rings: Mutex::new(Vec::new()),
             latency: LiveLatency::default(),
         });
         let mut all = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
@@ -165,12 +165,18 @@ impl LiveNode {
     }
 
     /// Stores the counters as the worker has them after a call.
-    pub fn store(&self, records_in: u64, records_out: u64, errors: u64, drops: u64, hwm: u64) {
+    pub fn store(&self, records_in: u64, records_out: u64, errors: u64) {
         self.records_in.store(records_in, Ordering::Relaxed);
         self.records_out.store(records_out, Ordering::Relaxed);
         self.errors.store(errors, Ordering::Relaxed);
-        self.drops.store(drops, Ordering::Relaxed);
-        self.high_water.store(hwm, Ordering::Relaxed);
+    }
+
+    /// Adds a ring into the node, whose drops and high-water mark are its own.
+    pub(crate) fn attach_ring(&self, ring: Arc<crate::ring::RingCounters>) {
+        self.rings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(ring);
     }
 
     /// Adds one call's duration.
@@ -186,14 +192,22 @@ impl LiveNode {
 
     /// The figures as they are now.
     pub fn sample(&self) -> NodeSample {
+        let rings = self.rings.lock().unwrap_or_else(|e| e.into_inner());
         NodeSample {
             id: self.id.clone(),
             role: self.role,
             records_in: self.records_in.load(Ordering::Relaxed),
             records_out: self.records_out.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),
-            drops: self.drops.load(Ordering::Relaxed),
-            high_water: self.high_water.load(Ordering::Relaxed),
+            drops: rings
+                .iter()
+                .map(|r| r.drops.load(Ordering::Relaxed))
+                .fold(0, u64::saturating_add),
+            high_water: rings
+                .iter()
+                .map(|r| r.high_water.load(Ordering::Relaxed) as u64)
+                .max()
+                .unwrap_or(0),
             latency: self.latency.sample(),
         }
     }
@@ -240,7 +254,11 @@ mod tests {
     #[test]
     fn a_registered_node_is_listed_until_dropped() {
         let node = LiveNode::register("live-test-node", Role::Vertex);
-        node.store(3, 2, 0, 1, 7);
+        node.store(3, 2, 0);
+        let ring = Arc::new(crate::ring::RingCounters::default());
+        ring.drops.store(1, Ordering::Relaxed);
+        ring.high_water.store(7, Ordering::Relaxed);
+        node.attach_ring(ring);
         node.record_latency(1_000);
         let listed = nodes()
             .into_iter()
