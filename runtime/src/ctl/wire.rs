@@ -8,8 +8,11 @@
 //! - kind 2, a bundle: a 4-byte big-endian length, that many bytes of JSON
 //!   (a [`ToGateway::Bundle`] header), then the bundle file's bytes.
 //!
-//! Frames longer than [`MAX_FRAME`] are refused, so are other versions and
-//! kinds; nothing in a frame is trusted before it decodes.
+//! Each direction has its own limit ([`Direction::MAX_FRAME`]): an agent
+//! sends the controller small JSON messages ([`MAX_MESSAGE_FRAME`]), the
+//! controller sends bundles ([`MAX_FRAME`]). A longer frame is refused from
+//! its length prefix, before anything is allocated for it; so are other
+//! versions and kinds. Nothing in a frame is trusted before it decodes.
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -19,8 +22,24 @@ use serde_json::Value;
 pub const VERSION: u8 = 1;
 /// The longest frame: a bundle of up to 64 MiB less its header.
 pub const MAX_FRAME: usize = 64 << 20;
+/// The longest frame an agent sends its controller: JSON messages only.
+pub const MAX_MESSAGE_FRAME: usize = 1 << 20;
 const KIND_MESSAGE: u8 = 1;
 const KIND_BUNDLE: u8 = 2;
+
+/// A direction of the link, named by the messages it carries.
+pub trait Direction: DeserializeOwned {
+    /// The longest frame [`read`] accepts in this direction.
+    const MAX_FRAME: usize;
+}
+
+impl Direction for ToController {
+    const MAX_FRAME: usize = MAX_MESSAGE_FRAME;
+}
+
+impl Direction for ToGateway {
+    const MAX_FRAME: usize = MAX_FRAME;
+}
 
 /// From an agent to its controller.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -89,9 +108,14 @@ pub enum Decoded<M> {
 /// Why a frame was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
-    /// Longer than [`MAX_FRAME`].
-    #[error("a frame of {0} bytes is longer than the limit of {MAX_FRAME}")]
-    TooLong(usize),
+    /// Longer than the limit of its direction.
+    #[error("a frame of {len} bytes is longer than the limit of {max}")]
+    TooLong {
+        /// The length the frame announced (or would have).
+        len: usize,
+        /// The limit: [`MAX_FRAME`] or [`MAX_MESSAGE_FRAME`].
+        max: usize,
+    },
     /// Shorter than its header.
     #[error("a frame of {0} bytes is too short for its header")]
     TooShort(usize),
@@ -133,7 +157,10 @@ pub fn encode_bundle<M: Serialize>(header: &M, bytes: &[u8]) -> Result<Vec<u8>, 
     let json = serde_json::to_vec(header).unwrap_or_default();
     let len = 2 + 4 + json.len() + bytes.len();
     if len > MAX_FRAME {
-        return Err(FrameError::TooLong(len));
+        return Err(FrameError::TooLong {
+            len,
+            max: MAX_FRAME,
+        });
     }
     let mut out = Vec::with_capacity(4 + len);
     out.extend_from_slice(&(len as u32).to_be_bytes());
@@ -144,11 +171,11 @@ pub fn encode_bundle<M: Serialize>(header: &M, bytes: &[u8]) -> Result<Vec<u8>, 
     Ok(out)
 }
 
-/// The length a frame's 4-byte prefix announces, checked against the limit.
-pub fn frame_len(prefix: [u8; 4]) -> Result<usize, FrameError> {
+/// The length a frame's 4-byte prefix announces, checked against `max`.
+pub fn frame_len(prefix: [u8; 4], max: usize) -> Result<usize, FrameError> {
     let len = u32::from_be_bytes(prefix) as usize;
-    if len > MAX_FRAME {
-        return Err(FrameError::TooLong(len));
+    if len > max {
+        return Err(FrameError::TooLong { len, max });
     }
     if len < 2 {
         return Err(FrameError::TooShort(len));
@@ -185,7 +212,12 @@ pub fn decode<M: DeserializeOwned>(body: &[u8]) -> Result<Decoded<M>, FrameError
 }
 
 /// Reads one frame from `recv`; `Ok(None)` when the peer finished cleanly.
-pub async fn read<M: DeserializeOwned>(
+/// A frame longer than `M`'s [`Direction::MAX_FRAME`] is refused before its
+/// body is read.
+///
+/// Not cancel-safe: dropped part-way, it leaves `recv` inside a frame. Keep
+/// it out of `select!`; a task of its own that forwards frames is.
+pub async fn read<M: Direction>(
     recv: &mut quinn::RecvStream,
 ) -> Result<Option<Decoded<M>>, String> {
     let mut prefix = [0u8; 4];
@@ -194,7 +226,7 @@ pub async fn read<M: DeserializeOwned>(
         Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(None),
         Err(e) => return Err(e.to_string()),
     }
-    let len = frame_len(prefix).map_err(|e| e.to_string())?;
+    let len = frame_len(prefix, M::MAX_FRAME).map_err(|e| e.to_string())?;
     let mut body = vec![0u8; len];
     recv.read_exact(&mut body)
         .await
@@ -203,9 +235,83 @@ pub async fn read<M: DeserializeOwned>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::ctl::transport::{self, CONTROLLER_NAME};
+
+    /// A controller and a gateway `gw-1` connected over loopback QUIC, with
+    /// the endpoints that keep them up.
+    pub(crate) struct Link {
+        pub(crate) gateway: quinn::Connection,
+        pub(crate) controller: quinn::Connection,
+        _endpoints: (quinn::Endpoint, quinn::Endpoint),
+    }
+
+    /// Connects a [`Link`]; its CA lives in a directory named after `test`.
+    pub(crate) async fn link(test: &str) -> Link {
+        let dir = std::env::temp_dir().join(format!("tandem-wire-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let ca = crate::net::SiteCa::open_or_create(&dir).unwrap();
+        let trust = ca.trust().unwrap();
+        let identity = ca.issue_identity(CONTROLLER_NAME).unwrap();
+        let server = transport::server(([127, 0, 0, 1], 0).into(), &identity, &trust).unwrap();
+        let addr = server.local_addr().unwrap();
+        let identity = ca.issue_identity("gw-1").unwrap();
+        let (client, config) = transport::client(addr, &identity, &trust).unwrap();
+        let dial = async {
+            let connecting = client.connect_with(config, addr, CONTROLLER_NAME).unwrap();
+            connecting.await.unwrap()
+        };
+        let accept = async { server.accept().await.unwrap().await.unwrap() };
+        let (gateway, controller) = tokio::join!(dial, accept);
+        let _ = std::fs::remove_dir_all(&dir);
+        Link {
+            gateway,
+            controller,
+            _endpoints: (client, server),
+        }
+    }
+
+    pub(crate) fn block_on<F: std::future::Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(future)
+    }
+
+    #[test]
+    fn a_frame_over_its_directions_limit_is_refused_before_its_body() {
+        block_on(async {
+            let link = link("limit").await;
+            let (mut send, _recv) = link.gateway.open_bi().await.unwrap();
+            let hello = ToController::Hello {
+                gateway: "gw-1".into(),
+                runtime: "0.1.0".into(),
+            };
+            send.write_all(&encode_message(&hello)).await.unwrap();
+            // A prefix announcing a bundle-sized frame, and no body: the
+            // refusal comes from the prefix alone.
+            let len = MAX_MESSAGE_FRAME + 1;
+            send.write_all(&(len as u32).to_be_bytes()).await.unwrap();
+            send.write_all(&[VERSION, KIND_MESSAGE]).await.unwrap();
+            let (_send, mut recv) = link.controller.accept_bi().await.unwrap();
+            assert_eq!(
+                read::<ToController>(&mut recv).await,
+                Ok(Some(Decoded::Message(hello)))
+            );
+            let refused = tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                read::<ToController>(&mut recv),
+            );
+            let max = MAX_MESSAGE_FRAME;
+            assert_eq!(
+                refused.await.unwrap(),
+                Err(FrameError::TooLong { len, max }.to_string())
+            );
+        });
+    }
 
     #[test]
     fn messages_and_bundles_round_trip() {
@@ -214,7 +320,7 @@ mod tests {
             runtime: "0.1.0".into(),
         };
         let frame = encode_message(&hello);
-        let len = frame_len(frame[..4].try_into().unwrap()).unwrap();
+        let len = frame_len(frame[..4].try_into().unwrap(), MAX_MESSAGE_FRAME).unwrap();
         assert_eq!(len, frame.len() - 4);
         assert_eq!(decode(&frame[4..]), Ok(Decoded::Message(hello)));
 
@@ -232,10 +338,32 @@ mod tests {
     }
 
     #[test]
+    fn each_direction_has_its_own_limit() {
+        // A bundle-sized frame is fine towards a gateway, not towards the
+        // controller, whose messages are small JSON.
+        let len = (MAX_MESSAGE_FRAME as u32 + 1).to_be_bytes();
+        assert_eq!(
+            frame_len(len, ToGateway::MAX_FRAME),
+            Ok(MAX_MESSAGE_FRAME + 1)
+        );
+        assert_eq!(
+            frame_len(len, ToController::MAX_FRAME),
+            Err(FrameError::TooLong {
+                len: MAX_MESSAGE_FRAME + 1,
+                max: MAX_MESSAGE_FRAME
+            })
+        );
+        assert_eq!(ToGateway::MAX_FRAME, MAX_FRAME);
+    }
+
+    #[test]
     fn bad_frames_are_refused_by_name() {
         assert_eq!(
-            frame_len((MAX_FRAME as u32 + 1).to_be_bytes()),
-            Err(FrameError::TooLong(MAX_FRAME + 1))
+            frame_len((MAX_FRAME as u32 + 1).to_be_bytes(), MAX_FRAME),
+            Err(FrameError::TooLong {
+                len: MAX_FRAME + 1,
+                max: MAX_FRAME
+            })
         );
         assert_eq!(
             decode::<ToGateway>(&[2, 1, b'{', b'}']),

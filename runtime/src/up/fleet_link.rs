@@ -153,7 +153,7 @@ impl FleetLink {
         memory: &mut Memory,
         installing: &mut Option<(String, String)>,
     ) -> Result<(), String> {
-        let (mut send, mut recv) = connection
+        let (mut send, recv) = connection
             .open_bi()
             .await
             .map_err(|e| format!("the controller's connection closed: {e}"))?;
@@ -162,12 +162,15 @@ impl FleetLink {
             runtime: env!("CARGO_PKG_VERSION").to_owned(),
         };
         write(&mut send, &wire::encode_message(&hello)).await?;
+        let (mut frames, _reader) = Reader::start(recv);
         let mut sent: Option<Report> = None;
         let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<(String, String)>();
         let mut tick = tokio::time::interval(POLL);
         loop {
             tokio::select! {
-                frame = wire::read::<ToGateway>(&mut recv) => match frame {
+                // `frames.recv()` is cancel-safe, where `wire::read` is not: a bundle
+                // that takes longer than a tick to arrive is read whole.
+                frame = frames.recv() => match frame.unwrap_or_else(|| Err("its reader stopped".into())) {
                     Ok(Some(Decoded::Bundle(ToGateway::Bundle { sha256, name, version, .. }, bytes))) => {
                         let actual = wire::sha256_hex(&bytes);
                         if actual != sha256 {
@@ -318,6 +321,39 @@ impl FleetLink {
     }
 }
 
+/// What the reader of a connection hands on: a frame, the end of the
+/// stream (`Ok(None)`), or why it failed.
+type Frame = Result<Option<Decoded<ToGateway>>, String>;
+
+/// The task that reads a connection's frames, so that a frame cut by a
+/// tick is never half-read. Dropping it stops the task.
+struct Reader(tokio::task::JoinHandle<()>);
+
+impl Reader {
+    /// Reads `recv` until it ends or fails, one frame ahead of the link at
+    /// most: a frame is read only when there is room to hand it on.
+    fn start(mut recv: quinn::RecvStream) -> (tokio::sync::mpsc::Receiver<Frame>, Reader) {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Frame>(1);
+        let task = tokio::spawn(async move {
+            while let Ok(room) = tx.reserve().await {
+                let frame = wire::read::<ToGateway>(&mut recv).await;
+                let last = !matches!(frame, Ok(Some(_)));
+                room.send(frame);
+                if last {
+                    return;
+                }
+            }
+        });
+        (rx, Reader(task))
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Writes `bytes` to `path` (0600) and asks the agent to install it, as
 /// `tandem install` does. The agent's answer line.
 fn install(path: &Path, bytes: &[u8], socket: &Path) -> String {
@@ -366,4 +402,65 @@ async fn write(send: &mut quinn::SendStream, bytes: &[u8]) -> Result<(), String>
     send.write_all(bytes)
         .await
         .map_err(|e| format!("cannot write to the controller: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::ctl::wire::tests::{block_on, link};
+
+    #[test]
+    fn a_bundle_slower_than_a_tick_is_read_whole() {
+        block_on(async {
+            let link = link("slow-bundle").await;
+            let (mut to_controller, recv) = link.gateway.open_bi().await.unwrap();
+            let hello = ToController::Hello {
+                gateway: "gw-1".into(),
+                runtime: "0.1.0".into(),
+            };
+            to_controller
+                .write_all(&wire::encode_message(&hello))
+                .await
+                .unwrap();
+            let (mut to_gateway, mut from_gateway) = link.controller.accept_bi().await.unwrap();
+            wire::read::<ToController>(&mut from_gateway).await.unwrap();
+
+            let bytes: Vec<u8> = (0..200_000u32).map(|i| i as u8).collect();
+            let header = ToGateway::Bundle {
+                rollout: 1,
+                sha256: wire::sha256_hex(&bytes),
+                name: "home".into(),
+                version: "1.2.0".into(),
+            };
+            let frame = wire::encode_bundle(&header, &bytes).unwrap();
+            // The frame arrives in pieces, many ticks apart.
+            let controller = tokio::spawn(async move {
+                for piece in frame.chunks(frame.len() / 4 + 1) {
+                    to_gateway.write_all(piece).await.unwrap();
+                    tokio::time::sleep(Duration::from_millis(60)).await;
+                }
+                to_gateway.finish().unwrap();
+                to_gateway
+            });
+
+            let (mut frames, _reader) = Reader::start(recv);
+            let mut tick = tokio::time::interval(Duration::from_millis(5));
+            let mut ticks = 0;
+            let mut got = Vec::new();
+            loop {
+                tokio::select! {
+                    frame = frames.recv() => match frame.unwrap() {
+                        Ok(Some(frame)) => got.push(frame),
+                        Ok(None) => break,
+                        Err(e) => panic!("the link failed: {e}"),
+                    },
+                    _ = tick.tick() => ticks += 1,
+                }
+            }
+            let _to_gateway = controller.await.unwrap();
+            assert!(ticks > 20, "only {ticks} ticks while the bundle arrived");
+            assert_eq!(got, vec![Decoded::Bundle(header, bytes)]);
+        });
+    }
 }
