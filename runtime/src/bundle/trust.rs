@@ -181,7 +181,9 @@ impl GatewayConfig {
 }
 
 /// The distinct keys of `dir/*.pub` (none when it does not exist).
-fn load_keys(dir: &Path) -> Result<Vec<PublicKey>, TrustError> {
+/// The public keys (`*.pub`, each read with a size cap) in `dir`, in name
+/// order and each once; none when `dir` does not exist.
+pub(crate) fn load_keys(dir: &Path) -> Result<Vec<PublicKey>, TrustError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),

@@ -7,7 +7,6 @@
 
 use std::path::Path;
 
-use crate::bundle::sign::PublicKey;
 use crate::bundle::trust::{Track as TrustTrack, Trust};
 use crate::bundle::verify::{self, Contents};
 
@@ -33,7 +32,7 @@ pub fn check(bytes: &[u8], track: &str, keys: Option<&Path>) -> Result<BundleRef
         ));
     }
     if let Some(dir) = keys {
-        let keys = load_keys(dir)?;
+        let keys = crate::bundle::trust::load_keys(dir).map_err(|e| e.to_string())?;
         if keys.is_empty() {
             return Err(format!(
                 "track `{track}`'s key directory {} holds no *.pub key",
@@ -53,22 +52,4 @@ pub fn check(bytes: &[u8], track: &str, keys: Option<&Path>) -> Result<BundleRef
         name: manifest.name.as_str().to_owned(),
         version: manifest.version.to_string(),
     })
-}
-
-fn load_keys(dir: &Path) -> Result<Vec<PublicKey>, String> {
-    let entries =
-        std::fs::read_dir(dir).map_err(|e| format!("{}: cannot read keys: {e}", dir.display()))?;
-    let mut paths: Vec<_> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "pub"))
-        .collect();
-    paths.sort();
-    let mut keys = Vec::new();
-    for path in paths {
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-        keys.push(PublicKey::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?);
-    }
-    Ok(keys)
 }
