@@ -82,7 +82,7 @@ impl FleetLink {
                 {
                     Ok(runtime) => runtime,
                     Err(e) => {
-                        eprintln!("tandem: fleet: cannot start the link's runtime: {e}");
+                        tracing::warn!("fleet: cannot start the link's runtime: {e}");
                         return;
                     }
                 };
@@ -97,19 +97,19 @@ impl FleetLink {
         let (identity, trust) = match (self.enrolment.identity(), self.enrolment.trust()) {
             (Ok(i), Ok(t)) => (i, t),
             (Err(e), _) | (_, Err(e)) => {
-                eprintln!("tandem: fleet: {e}");
+                tracing::warn!("fleet: {e}");
                 return;
             }
         };
         let (endpoint, config) = match transport::client(controller, &identity, &trust) {
             Ok(pair) => pair,
             Err(e) => {
-                eprintln!("tandem: fleet: {e}");
+                tracing::warn!("fleet: {e}");
                 return;
             }
         };
         if let Err(e) = crate::private::create_dir(&self.dir) {
-            eprintln!("tandem: fleet: {}: {e}", self.dir.display());
+            tracing::warn!("fleet: {}: {e}", self.dir.display());
         }
         let mut memory = self.load_memory();
         // A bundle the controller sent and this agent took, until its
@@ -123,8 +123,8 @@ impl FleetLink {
             let result = match connecting {
                 Ok(connecting) => match connecting.await {
                     Ok(connection) => {
-                        eprintln!(
-                            "tandem: fleet: connected to the controller at {controller} as {}",
+                        tracing::info!(
+                            "fleet: connected to the controller at {controller} as {}",
                             self.enrolment.gateway
                         );
                         last_error.clear();
@@ -137,7 +137,7 @@ impl FleetLink {
             };
             if let Err(e) = result {
                 if e != last_error {
-                    eprintln!("tandem: fleet: {e}; retrying");
+                    tracing::warn!("fleet: {e}; retrying");
                     last_error = e;
                 }
             }
@@ -181,7 +181,7 @@ impl FleetLink {
                             continue;
                         }
                         *installing = Some((sha256.clone(), format!("{name} {version}")));
-                        eprintln!("tandem: fleet: the controller sent {name} {version}; installing it");
+                        tracing::info!("fleet: the controller sent {name} {version}; installing it");
                         let path = self.dir.join(format!("{sha256}.bundle"));
                         let socket = self.socket.clone();
                         let done = done_tx.clone();
@@ -316,7 +316,7 @@ impl FleetLink {
     fn save_memory(&self, memory: &Memory) {
         let bytes = serde_json::to_vec(memory).unwrap_or_default();
         if let Err(e) = crate::private::write_atomically(&self.memory_file(), &bytes) {
-            eprintln!("tandem: fleet: {}: {e}", self.memory_file().display());
+            tracing::warn!("fleet: {}: {e}", self.memory_file().display());
         }
     }
 }
