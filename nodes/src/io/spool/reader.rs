@@ -277,7 +277,7 @@ impl SpoolReader {
         };
         let len = file.metadata()?.len();
         let entries = len.saturating_sub(header_len) / ENTRY_LEN as u64;
-        Ok(first.0 + entries > index.0)
+        Ok(first.0.saturating_add(entries) > index.0)
     }
 
     /// Sets a damaged segment aside (renamed `*.seg.corrupt`) once the

@@ -310,7 +310,7 @@ pub fn scan(input: &mut impl Read, len: u64) -> Result<Scan, ScanError> {
                     if decode_entry(&buf).is_ok() {
                         return Err(ScanError::Corrupt(format!(
                             "entry {} (byte {pos}) is bad ({e:?}) and good entries follow it",
-                            header.first.0 + entries
+                            header.first.0.saturating_add(entries)
                         )));
                     }
                     rest += ENTRY_LEN as u64;
@@ -323,7 +323,7 @@ pub fn scan(input: &mut impl Read, len: u64) -> Result<Scan, ScanError> {
         header,
         entries,
         good_len: pos,
-        torn: len - pos,
+        torn: len.saturating_sub(pos),
     })
 }
 
