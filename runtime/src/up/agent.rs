@@ -97,7 +97,7 @@ pub fn run_with_metrics(
     mut config: AgentConfig,
     metrics: Option<SocketAddr>,
 ) -> Result<(), String> {
-    let _lock = config.state.lock()?;
+    let _lock = config.state.lock().map_err(|e| e.to_string())?;
     let ca = config
         .state
         .site_ca()

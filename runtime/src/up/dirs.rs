@@ -39,6 +39,44 @@ pub const SERVICE_RUNTIME_DIR: &str = "/run/tandem";
 /// The control socket's name in its directory.
 const SOCKET: &str = "agent.sock";
 
+/// Why the state directory's lock was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    /// The directory could not be made.
+    #[error("{}: error: cannot create the state directory: {source}", dir.display())]
+    Create {
+        /// The state directory.
+        dir: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// `DIR/LOCK` could not be opened.
+    #[error("{}: error: cannot open the lock file: {source}", path.display())]
+    Open {
+        /// The lock file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Another agent or `tandem run` holds it.
+    #[error(
+        "{}: error: another tandem is running on this state directory; stop it or use another --state-dir",
+        dir.display()
+    )]
+    Held {
+        /// The state directory.
+        dir: PathBuf,
+    },
+    /// Locking failed for another reason.
+    #[error("{}: error: cannot lock: {source}", path.display())]
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
 /// Paths inside one state directory.
 #[derive(Clone, Debug)]
 pub struct StateDir {
@@ -127,29 +165,27 @@ impl StateDir {
 
     /// Takes the directory's lock for as long as the returned file lives:
     /// one agent (or `tandem run`) per state directory.
-    pub fn lock(&self) -> Result<File, String> {
-        crate::private::create_dir(&self.root).map_err(|e| {
-            format!(
-                "{}: error: cannot create the state directory: {e}",
-                self.root.display()
-            )
+    pub fn lock(&self) -> Result<File, LockError> {
+        crate::private::create_dir(&self.root).map_err(|source| LockError::Create {
+            dir: self.root.clone(),
+            source,
         })?;
         let path = self.root.join("LOCK");
-        let file = crate::private::file_options()
+        let file = match crate::private::file_options()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&path)
-            .map_err(|e| format!("{}: error: cannot open the lock file: {e}", path.display()))?;
+        {
+            Ok(file) => file,
+            Err(source) => return Err(LockError::Open { path, source }),
+        };
         match file.try_lock() {
             Ok(()) => Ok(file),
-            Err(std::fs::TryLockError::WouldBlock) => Err(format!(
-                "{}: error: another tandem is running on this state directory; stop it or use another --state-dir",
-                self.root.display()
-            )),
-            Err(std::fs::TryLockError::Error(e)) => {
-                Err(format!("{}: error: cannot lock: {e}", path.display()))
-            }
+            Err(std::fs::TryLockError::WouldBlock) => Err(LockError::Held {
+                dir: self.root.clone(),
+            }),
+            Err(std::fs::TryLockError::Error(source)) => Err(LockError::Lock { path, source }),
         }
     }
 
