@@ -9,10 +9,14 @@
 //! - [`event`]: what the supervisor reports.
 //! - [`rejoin`]: the [`Supervisor`] that owns the above, the roles and the
 //!   barrier-and-rejoin protocol; the agent drives one per unit.
+//! - [`upgrade`]: the [`Upgrader`] beside it: what each colour runs, and the
+//!   phases of a live upgrade (transfer, shadow, promoted, replacing) with
+//!   their rollback rules and deadlines.
 //!
 //! A seeded simulation (`sim`, tests only) runs the supervisor against two
 //! simulated instances over a delaying, reordering network with crashes and
-//! hangs; `TANDEM_SIM_SEED=<n> cargo test -p tandem-core ha::sim` replays a
+//! hangs, and live upgrades through every phase with crashes and hangs in
+//! each; `TANDEM_SIM_SEED=<n> cargo test -p tandem-core ha::sim` replays a
 //! seed with a trace.
 
 pub mod downstream;
@@ -22,6 +26,7 @@ pub mod msg;
 pub mod rejoin;
 #[cfg(test)]
 mod sim;
+pub mod upgrade;
 pub mod upstream;
 
 pub use downstream::{Divergence, Downstream, DownstreamConfig, DownstreamStats, Tolerances};
@@ -29,6 +34,7 @@ pub use event::{Event, LostReason};
 pub use liveness::{Liveness, LivenessConfig};
 pub use msg::{Color, Nanos, Role, StreamId, ToAgent, ToInstance};
 pub use rejoin::{HaConfig, Supervisor};
+pub use upgrade::Upgrader;
 pub use upstream::{
     BarrierMark, Recipients, RetentionError, Upstream, UpstreamConfig, UpstreamEvent,
 };

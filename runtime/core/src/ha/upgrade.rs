@@ -1,0 +1,1218 @@
+//! A live upgrade of a unit's vertices, as a pure state machine beside the
+//! [`Supervisor`] (ARCHITECTURE, "Rejoin and upgrade without losing state"):
+//!
+//! 1. **transfer**: the new colour's instance is restarted on the new
+//!    release; it restores a barrier snapshot of the serving (old) one and
+//!    replays to the live edge, where the supervisor makes it a shadow.
+//! 2. **shadow**: it runs beside the old version; the downstream junction
+//!    compares their outputs. After the supervision period, with the
+//!    mismatch rate within policy (`max_mismatch` above the noise floor
+//!    measured between the two old instances before the upgrade), it is
+//!    promoted: new serving, old shadow.
+//! 3. **promoted**: after a second period within policy, the old colour is
+//!    restarted on the new release too, restoring the new version's state.
+//! 4. **replacing**: when that second copy serves, the upgrade is done.
+//!
+//! A rollback (asked for, divergence past policy, a phase past its deadline,
+//! or the new instance lost in phases 1 to 3, or the old one in phase 1)
+//! makes the old instance serve again and restarts the new colour on the old
+//! release; the old one never stopped, so its state is current. The old
+//! instance lost in phase 2 or 3 leaves the new one serving alone: the old
+//! colour comes back as a second copy of it (phase 4). A phase past its
+//! deadline in phase 4 ends the upgrade as promoted, with a warning: the old
+//! state is gone, there is nothing to roll back to.
+//!
+//! Releases are opaque (`R`: the runtime's files and executable, the
+//! simulation's version number); [`Upgrader::release`] says which one each
+//! colour runs. Driving it, beside the supervisor:
+//! - a request: [`Upgrader::start`] or [`Upgrader::handle_rollback`];
+//! - the supervisor's [`Event::RoleChanged`](super::Event::RoleChanged):
+//!   [`Upgrader::handle_role`]; an instance lost that the driver did not
+//!   stop itself: [`Upgrader::handle_lost`];
+//! - periodically, or at [`Upgrader::poll_timeout`]: [`Upgrader::handle_tick`];
+//! - after any of those: drain [`Upgrader::poll_action`] (apply each to the
+//!   supervisor and the processes) and [`Upgrader::poll_event`] (logs, the
+//!   outcome).
+
+use super::downstream::Divergence;
+use super::msg::{Color, Nanos, Role};
+use super::rejoin::Supervisor;
+use core::fmt;
+use std::collections::VecDeque;
+use thiserror::Error;
+
+/// Where an upgrade is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Phase {
+    /// The new version restores and catches up.
+    Transfer,
+    /// The new version runs as a shadow, compared with the old.
+    Shadow,
+    /// The new version serves; the old one is its shadow.
+    Promoted,
+    /// The old colour is being replaced by a second copy of the new version.
+    Replacing,
+}
+
+impl Phase {
+    /// Every phase, in order.
+    pub const ALL: [Phase; 4] = [
+        Phase::Transfer,
+        Phase::Shadow,
+        Phase::Promoted,
+        Phase::Replacing,
+    ];
+
+    /// The name in status and logs.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Phase::Transfer => "transfer",
+            Phase::Shadow => "shadow",
+            Phase::Promoted => "promoted",
+            Phase::Replacing => "replacing",
+        }
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How long a supervision period (shadow, then promoted) lasts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Period {
+    /// This much time.
+    Time(Nanos),
+    /// Until this many output records were compared.
+    Records(u64),
+}
+
+/// What an upgrade must meet to go on.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Policy {
+    /// Each supervision period.
+    pub period: Period,
+    /// How long a phase may last beyond its supervision period (see
+    /// [`Policy::allowed`]).
+    pub phase_timeout: Nanos,
+    /// Mismatch rate allowed above the noise floor (0: none).
+    pub max_mismatch: f64,
+}
+
+impl Policy {
+    /// How long `phase` may last: transfer and replacing `phase_timeout`;
+    /// shadow and promoted their supervision period and then `phase_timeout`
+    /// more (a period counted in records: `phase_timeout` in all).
+    pub fn allowed(&self, phase: Phase) -> Nanos {
+        match (phase, self.period) {
+            (Phase::Shadow | Phase::Promoted, Period::Time(period)) => {
+                period.add(self.phase_timeout)
+            }
+            _ => self.phase_timeout,
+        }
+    }
+}
+
+/// A phase that outlived its deadline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Deadline {
+    /// The phase.
+    pub phase: Phase,
+    /// How long it was allowed.
+    pub allowed: Nanos,
+}
+
+impl fmt::Display for Deadline {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "phase {} did not end within its deadline of {:.1} s",
+            self.phase,
+            self.allowed.0 as f64 / 1e9
+        )
+    }
+}
+
+/// What kept a phase from ending in time, when it is known.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lateness {
+    /// Transfer: the new colour's instance never said hello.
+    NeverConnected,
+    /// Transfer: it connected but did not restore and catch up.
+    NotCaughtUp,
+    /// A period counted in records: too few were compared.
+    TooFewRecords,
+}
+
+impl fmt::Display for Lateness {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Lateness::NeverConnected => "the new version's instance never connected",
+            Lateness::NotCaughtUp => "the new version's instance did not catch up",
+            Lateness::TooFewRecords => "too few records were compared",
+        })
+    }
+}
+
+/// The comparison figures of a period that went past policy.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Mismatch {
+    /// Records compared in the period.
+    pub compared: u64,
+    /// Of those, how many differed.
+    pub mismatched: u64,
+    /// The policy's allowance above the noise floor.
+    pub max_mismatch: f64,
+    /// The rate between the two old instances before the upgrade.
+    pub noise_floor: f64,
+    /// The first difference kept, if any.
+    pub first: Option<Divergence>,
+}
+
+impl Mismatch {
+    /// Mismatched over compared.
+    pub fn rate(&self) -> f64 {
+        rate(self.compared, self.mismatched)
+    }
+}
+
+impl fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} of {} compared records differ (rate {:.4}), above the {} allowed over a noise floor of {:.4}",
+            self.mismatched,
+            self.compared,
+            self.rate(),
+            self.max_mismatch,
+            self.noise_floor
+        )?;
+        if let Some(first) = &self.first {
+            write!(f, "; the first: {first}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Why an upgrade rolled back.
+#[derive(Clone, Copy, Debug, Error, PartialEq)]
+pub enum RollbackReason {
+    /// Someone asked for it.
+    #[error("asked for by `tandem rollback`")]
+    Asked,
+    /// The outputs differed past policy.
+    #[error("{0}")]
+    Mismatch(Mismatch),
+    /// A phase outlived its deadline.
+    #[error("{deadline}{}", .why.map(|w| format!("; {w}")).unwrap_or_default())]
+    Overdue {
+        /// Which phase, and its deadline.
+        deadline: Deadline,
+        /// What held it up, when known.
+        why: Option<Lateness>,
+    },
+    /// The new version's instance was lost before the old one was replaced.
+    #[error("the new version's instance was lost")]
+    NewLost,
+    /// The old version's instance was lost before the new one had restored:
+    /// neither has state to give.
+    #[error("the old version's instance was lost during the transfer")]
+    OldLostInTransfer,
+}
+
+/// Why an upgrade ended promoted but not as planned.
+#[derive(Clone, Copy, Debug, Error, PartialEq, Eq)]
+pub enum Warning {
+    /// The replacing phase outlived its deadline.
+    #[error(
+        "{deadline}: {color}'s second copy of the new version is not serving yet; it keeps \
+         being restarted (the old version's state is gone, so there is nothing to roll back to)"
+    )]
+    NotServingYet {
+        /// The replacing phase's deadline.
+        deadline: Deadline,
+        /// The old colour, restarting on the new release.
+        color: Color,
+    },
+}
+
+/// Why an upgrade cannot start.
+#[derive(Clone, Copy, Debug, Error, PartialEq, Eq)]
+pub enum StartError {
+    /// One runs already.
+    #[error("an upgrade is running (phase {phase}); wait for it or `tandem rollback`")]
+    Running {
+        /// Its phase.
+        phase: Phase,
+    },
+    /// The unit is not redundant: the old state must survive the transfer.
+    #[error("both instances must be serving before an upgrade starts; see `tandem status`")]
+    NotRedundant,
+}
+
+/// Why a rollback cannot be done.
+#[derive(Clone, Copy, Debug, Error, PartialEq, Eq)]
+pub enum RollbackError {
+    /// No upgrade runs.
+    #[error("no upgrade is running")]
+    NotRunning,
+    /// The old version's state is already gone.
+    #[error(
+        "too late: the old version is being replaced by a second copy of the new one; \
+         upgrade again to the old graph instead"
+    )]
+    TooLate,
+}
+
+/// Times from the start of an upgrade.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Timings {
+    /// To the new version running as a shadow.
+    pub to_shadow: Option<Nanos>,
+    /// To its promotion.
+    pub to_promoted: Option<Nanos>,
+    /// To both instances serving on it.
+    pub done: Option<Nanos>,
+}
+
+/// How an upgrade ended.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Outcome {
+    /// The new release is the current one.
+    Promoted {
+        /// How long it took.
+        timings: Timings,
+        /// Set when it ended with one instance serving.
+        warning: Option<Warning>,
+    },
+    /// The old release serves on; the new colour restarts on it.
+    RolledBack {
+        /// The phase it was in.
+        phase: Phase,
+        /// Why.
+        reason: RollbackReason,
+    },
+}
+
+/// What the driver does for the upgrade.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action<R> {
+    /// Forget the divergences kept so far
+    /// ([`Supervisor::clear_divergences`]): keep this comparison's first ones.
+    ClearDivergences,
+    /// Make `color` serve and the other, if live, shadow it
+    /// ([`Supervisor::promote`]).
+    Promote(Color),
+    /// Stop `color`'s instance and start it again on `release`. A loss this
+    /// causes is not reported with [`Upgrader::handle_lost`].
+    Restart {
+        /// The instance.
+        color: Color,
+        /// What it runs from now on (also [`Upgrader::release`]).
+        release: R,
+    },
+}
+
+/// What happened, for logs and status.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum UpgradeEvent {
+    /// A phase began: the one before it ended within policy.
+    Entered(Phase),
+    /// The old instance was lost in shadow or promoted: the new version
+    /// serves alone, and the old colour comes back as a second copy of it
+    /// (phase replacing).
+    OldLost(Color),
+    /// The upgrade ended.
+    Ended(Outcome),
+}
+
+/// The figures of a running upgrade, for status.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct UpgradeStatus {
+    /// Where it is.
+    pub phase: Phase,
+    /// The colour that runs the new version first.
+    pub new_color: Color,
+    /// Its policy.
+    pub policy: Policy,
+    /// The mismatch rate between the two old instances before it.
+    pub noise_floor: f64,
+    /// Records compared in the current period.
+    pub compared: u64,
+    /// Of those, how many differed.
+    pub mismatched: u64,
+    /// Mismatched over compared (0 when nothing was compared).
+    pub mismatch_rate: f64,
+    /// How long the current phase has lasted.
+    pub phase_elapsed: Nanos,
+    /// Times so far.
+    pub timings: Timings,
+}
+
+/// Which release a colour runs during an upgrade.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Which {
+    Old,
+    New,
+}
+
+#[derive(Clone, Debug)]
+struct Run<R> {
+    phase: Phase,
+    since: Nanos,
+    started: Nanos,
+    new_color: Color,
+    new: R,
+    runs: [Which; 2],
+    policy: Policy,
+    noise_floor: f64,
+    /// Downstream (compared, diverged) when the current period began, and now.
+    baseline: (u64, u64),
+    current: (u64, u64),
+    timings: Timings,
+}
+
+impl<R> Run<R> {
+    fn window(&self) -> (u64, u64) {
+        (
+            self.current.0.saturating_sub(self.baseline.0),
+            self.current.1.saturating_sub(self.baseline.1),
+        )
+    }
+
+    fn enter(&mut self, now: Nanos, phase: Phase) {
+        self.phase = phase;
+        self.since = now;
+        self.baseline = self.current;
+    }
+
+    fn overdue(&self, now: Nanos) -> Option<Deadline> {
+        let allowed = self.policy.allowed(self.phase);
+        (elapsed(now, self.since) > allowed).then_some(Deadline {
+            phase: self.phase,
+            allowed,
+        })
+    }
+
+    /// True when the mismatches of this period are past policy; a period
+    /// with no mismatch allowed fails at the first one.
+    fn past_policy(&self) -> bool {
+        let (compared, mismatched) = self.window();
+        mismatched > 0 && rate(compared, mismatched) > self.policy.max_mismatch + self.noise_floor
+    }
+
+    fn period_over(&self, now: Nanos) -> bool {
+        match self.policy.period {
+            Period::Records(records) => self.window().0 >= records,
+            Period::Time(period) => elapsed(now, self.since) >= period,
+        }
+    }
+}
+
+/// What a tick reads of the supervisor.
+#[derive(Clone, Copy, Debug, Default)]
+struct Seen {
+    compared: u64,
+    diverged: u64,
+    first: Option<Divergence>,
+    /// The new colour's role (`None`: not connected).
+    new_role: Option<Role>,
+    new_live: bool,
+}
+
+impl Seen {
+    fn of(sup: &Supervisor, new_color: Color) -> Seen {
+        let stats = sup.downstream().stats();
+        Seen {
+            compared: stats.compared,
+            diverged: stats.diverged,
+            first: sup.downstream().divergences().first().copied(),
+            new_role: sup.role(new_color),
+            new_live: sup.is_live(new_color),
+        }
+    }
+}
+
+/// The upgrades of one unit: what each colour runs, the running upgrade if
+/// any, and the last outcome (see the module docs for how to drive it).
+#[derive(Clone, Debug)]
+pub struct Upgrader<R> {
+    current: R,
+    run: Option<Run<R>>,
+    last: Option<Outcome>,
+    actions: VecDeque<Action<R>>,
+    events: VecDeque<UpgradeEvent>,
+}
+
+impl<R: Clone> Upgrader<R> {
+    /// Both colours run `current`; no upgrade.
+    pub fn new(current: R) -> Upgrader<R> {
+        Upgrader {
+            current,
+            run: None,
+            last: None,
+            actions: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// The release outside an upgrade (the old one during one).
+    pub fn current(&self) -> &R {
+        &self.current
+    }
+
+    /// The release being upgraded to, while an upgrade runs.
+    pub fn upgrading_to(&self) -> Option<&R> {
+        self.run.as_ref().map(|run| &run.new)
+    }
+
+    /// What `color` runs, or is to be started on.
+    pub fn release(&self, color: Color) -> &R {
+        match &self.run {
+            Some(run) if run.runs[color.index()] == Which::New => &run.new,
+            _ => &self.current,
+        }
+    }
+
+    /// The running upgrade's phase.
+    pub fn phase(&self) -> Option<Phase> {
+        self.run.as_ref().map(|run| run.phase)
+    }
+
+    /// How the last upgrade ended.
+    pub fn last(&self) -> Option<&Outcome> {
+        self.last.as_ref()
+    }
+
+    /// The running upgrade's figures as of `now`.
+    pub fn status(&self, now: Nanos) -> Option<UpgradeStatus> {
+        let run = self.run.as_ref()?;
+        let (compared, mismatched) = run.window();
+        Some(UpgradeStatus {
+            phase: run.phase,
+            new_color: run.new_color,
+            policy: run.policy,
+            noise_floor: run.noise_floor,
+            compared,
+            mismatched,
+            mismatch_rate: rate(compared, mismatched),
+            phase_elapsed: elapsed(now, run.since),
+            timings: run.timings,
+        })
+    }
+
+    /// Starts an upgrade to `new`: green restarts on it from blue's state.
+    /// Both instances must be serving. Returns the new colour.
+    pub fn start(
+        &mut self,
+        now: Nanos,
+        new: R,
+        policy: Policy,
+        sup: &Supervisor,
+    ) -> Result<Color, StartError> {
+        let serving = |c: Color| sup.is_live(c) && sup.role(c) == Some(Role::Serving);
+        let redundant = Color::BOTH.into_iter().all(serving);
+        let stats = sup.downstream().stats();
+        self.begin(
+            now,
+            new,
+            policy,
+            redundant,
+            (stats.compared, stats.diverged),
+        )
+    }
+
+    fn begin(
+        &mut self,
+        now: Nanos,
+        new: R,
+        policy: Policy,
+        redundant: bool,
+        (compared, diverged): (u64, u64),
+    ) -> Result<Color, StartError> {
+        if let Some(run) = &self.run {
+            return Err(StartError::Running { phase: run.phase });
+        }
+        if !redundant {
+            return Err(StartError::NotRedundant);
+        }
+        let new_color = Color::Green;
+        let mut runs = [Which::Old; 2];
+        runs[new_color.index()] = Which::New;
+        self.run = Some(Run {
+            phase: Phase::Transfer,
+            since: now,
+            started: now,
+            new_color,
+            new: new.clone(),
+            runs,
+            policy,
+            noise_floor: rate(compared, diverged),
+            baseline: (compared, diverged),
+            current: (compared, diverged),
+            timings: Timings::default(),
+        });
+        self.actions.push_back(Action::ClearDivergences);
+        self.actions.push_back(Action::Restart {
+            color: new_color,
+            release: new,
+        });
+        Ok(new_color)
+    }
+
+    /// `tandem rollback`: possible until the old colour is being replaced.
+    /// Returns the new colour, which restarts on the old release.
+    pub fn handle_rollback(&mut self) -> Result<Color, RollbackError> {
+        match &self.run {
+            None => Err(RollbackError::NotRunning),
+            Some(run) if run.phase == Phase::Replacing => Err(RollbackError::TooLate),
+            Some(run) => {
+                let new_color = run.new_color;
+                self.roll_back(RollbackReason::Asked);
+                Ok(new_color)
+            }
+        }
+    }
+
+    /// The supervisor changed `color`'s role.
+    pub fn handle_role(&mut self, now: Nanos, color: Color, role: Role) {
+        let Some(run) = self.run.as_mut() else {
+            return;
+        };
+        match (run.phase, role) {
+            (Phase::Transfer, Role::Shadow) if color == run.new_color => {
+                run.timings.to_shadow = Some(elapsed(now, run.started));
+                run.enter(now, Phase::Shadow);
+                self.events.push_back(UpgradeEvent::Entered(Phase::Shadow));
+            }
+            (Phase::Replacing, Role::Serving) if color != run.new_color => {
+                run.timings.done = Some(elapsed(now, run.started));
+                let timings = run.timings;
+                self.end_promoted(timings, None);
+            }
+            _ => {}
+        }
+    }
+
+    /// An instance was lost that the driver did not stop itself.
+    pub fn handle_lost(&mut self, now: Nanos, color: Color) {
+        let Some(run) = self.run.as_mut() else {
+            return;
+        };
+        match run.phase {
+            Phase::Replacing => {}
+            _ if color == run.new_color => self.roll_back(RollbackReason::NewLost),
+            Phase::Transfer => self.roll_back(RollbackReason::OldLostInTransfer),
+            Phase::Shadow | Phase::Promoted => {
+                // The new one is all there is: it serves, and the old colour
+                // comes back (the driver restarts it) as a second copy.
+                run.runs[color.index()] = Which::New;
+                run.enter(now, Phase::Replacing);
+                self.events.push_back(UpgradeEvent::OldLost(color));
+            }
+        }
+    }
+
+    /// Reads the comparison figures and roles of `sup`: rolls back past
+    /// policy or a deadline, and moves on when a period is over.
+    pub fn handle_tick(&mut self, now: Nanos, sup: &Supervisor) {
+        if let Some(run) = &self.run {
+            let seen = Seen::of(sup, run.new_color);
+            self.tick(now, seen);
+        }
+    }
+
+    fn tick(&mut self, now: Nanos, seen: Seen) {
+        let Some(run) = self.run.as_mut() else {
+            return;
+        };
+        run.current = (seen.compared, seen.diverged);
+        if let Some(deadline) = run.overdue(now) {
+            self.overdue(deadline, seen.new_role);
+            return;
+        }
+        if !matches!(run.phase, Phase::Shadow | Phase::Promoted) {
+            return;
+        }
+        if run.past_policy() {
+            let (compared, mismatched) = run.window();
+            let mismatch = Mismatch {
+                compared,
+                mismatched,
+                max_mismatch: run.policy.max_mismatch,
+                noise_floor: run.noise_floor,
+                first: seen.first,
+            };
+            self.roll_back(RollbackReason::Mismatch(mismatch));
+            return;
+        }
+        if !run.period_over(now) {
+            return;
+        }
+        let new_color = run.new_color;
+        match run.phase {
+            Phase::Shadow if seen.new_live => {
+                run.timings.to_promoted = Some(elapsed(now, run.started));
+                run.enter(now, Phase::Promoted);
+                self.actions.push_back(Action::Promote(new_color));
+                self.events
+                    .push_back(UpgradeEvent::Entered(Phase::Promoted));
+            }
+            Phase::Promoted => {
+                let old = new_color.other();
+                run.runs[old.index()] = Which::New;
+                run.enter(now, Phase::Replacing);
+                self.actions.push_back(Action::Restart {
+                    color: old,
+                    release: run.new.clone(),
+                });
+                self.events
+                    .push_back(UpgradeEvent::Entered(Phase::Replacing));
+            }
+            _ => {}
+        }
+    }
+
+    /// A phase outlived its deadline. Until the old version is replaced it
+    /// still runs with current state, so the upgrade rolls back; once it is
+    /// being replaced there is no old state to go back to, so the new
+    /// version stays and the second copy keeps being restarted.
+    fn overdue(&mut self, deadline: Deadline, new_role: Option<Role>) {
+        let Some(run) = &self.run else {
+            return;
+        };
+        let why = match (deadline.phase, new_role, run.policy.period) {
+            (Phase::Transfer, None, _) => Some(Lateness::NeverConnected),
+            (Phase::Transfer, Some(_), _) => Some(Lateness::NotCaughtUp),
+            (Phase::Shadow | Phase::Promoted, _, Period::Records(_)) => {
+                Some(Lateness::TooFewRecords)
+            }
+            _ => None,
+        };
+        if deadline.phase != Phase::Replacing {
+            self.roll_back(RollbackReason::Overdue { deadline, why });
+            return;
+        }
+        let warning = Warning::NotServingYet {
+            deadline,
+            color: run.new_color.other(),
+        };
+        let timings = run.timings;
+        self.end_promoted(timings, Some(warning));
+    }
+
+    fn roll_back(&mut self, reason: RollbackReason) {
+        let Some(run) = self.run.take() else {
+            return;
+        };
+        self.actions
+            .push_back(Action::Promote(run.new_color.other()));
+        self.actions.push_back(Action::Restart {
+            color: run.new_color,
+            release: self.current.clone(),
+        });
+        self.end(Outcome::RolledBack {
+            phase: run.phase,
+            reason,
+        });
+    }
+
+    fn end_promoted(&mut self, timings: Timings, warning: Option<Warning>) {
+        if let Some(run) = self.run.take() {
+            self.current = run.new;
+            self.end(Outcome::Promoted { timings, warning });
+        }
+    }
+
+    fn end(&mut self, outcome: Outcome) {
+        self.last = Some(outcome);
+        self.events.push_back(UpgradeEvent::Ended(outcome));
+    }
+
+    /// When to call [`Upgrader::handle_tick`] next: the end of a period
+    /// counted in time, or just past the phase's deadline.
+    pub fn poll_timeout(&self) -> Option<Nanos> {
+        let run = self.run.as_ref()?;
+        let deadline = run.since.add(run.policy.allowed(run.phase)).add(Nanos(1));
+        let period_end = match (run.phase, run.policy.period) {
+            (Phase::Shadow | Phase::Promoted, Period::Time(period)) => Some(run.since.add(period)),
+            _ => None,
+        };
+        Some(period_end.map_or(deadline, |end| end.min(deadline)))
+    }
+
+    /// The next thing the driver must do.
+    pub fn poll_action(&mut self) -> Option<Action<R>> {
+        self.actions.pop_front()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<UpgradeEvent> {
+        self.events.pop_front()
+    }
+}
+
+fn elapsed(now: Nanos, since: Nanos) -> Nanos {
+    Nanos(now.0.saturating_sub(since.0))
+}
+
+fn rate(compared: u64, mismatched: u64) -> f64 {
+    if compared == 0 {
+        0.0
+    } else {
+        mismatched as f64 / compared as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::ha::msg::StreamId;
+    use crate::record::Seq;
+
+    const MS: i64 = 1_000_000;
+    const OLD: Color = Color::Blue;
+    const NEW: Color = Color::Green;
+
+    fn policy(period: Period) -> Policy {
+        Policy {
+            period,
+            phase_timeout: Nanos(1_000 * MS),
+            max_mismatch: 0.0,
+        }
+    }
+
+    /// An upgrader from release 1 to 2 started at 0 with 100 ms periods.
+    fn started(period: Period) -> Upgrader<u32> {
+        let mut up = Upgrader::new(1);
+        assert_eq!(up.begin(Nanos(0), 2, policy(period), true, (0, 0)), Ok(NEW));
+        up
+    }
+
+    fn actions(up: &mut Upgrader<u32>) -> Vec<Action<u32>> {
+        std::iter::from_fn(|| up.poll_action()).collect()
+    }
+
+    fn events(up: &mut Upgrader<u32>) -> Vec<UpgradeEvent> {
+        std::iter::from_fn(|| up.poll_event()).collect()
+    }
+
+    fn seen(compared: u64, diverged: u64) -> Seen {
+        Seen {
+            compared,
+            diverged,
+            first: None,
+            new_role: Some(Role::Shadow),
+            new_live: true,
+        }
+    }
+
+    /// Through transfer into shadow at 20 ms.
+    fn shadowing(period: Period) -> Upgrader<u32> {
+        let mut up = started(period);
+        up.handle_role(Nanos(20 * MS), NEW, Role::Shadow);
+        actions(&mut up);
+        events(&mut up);
+        up
+    }
+
+    /// Through shadow into promoted at 120 ms.
+    fn promoted() -> Upgrader<u32> {
+        let mut up = shadowing(Period::Time(Nanos(100 * MS)));
+        up.tick(Nanos(120 * MS), seen(50, 0));
+        actions(&mut up);
+        events(&mut up);
+        assert_eq!(up.phase(), Some(Phase::Promoted));
+        up
+    }
+
+    fn rolled_back(up: &mut Upgrader<u32>) -> (Phase, RollbackReason) {
+        let ended = events(up).into_iter().find_map(|e| match e {
+            UpgradeEvent::Ended(Outcome::RolledBack { phase, reason }) => Some((phase, reason)),
+            _ => None,
+        });
+        let (phase, reason) = ended.expect("no rollback");
+        assert_eq!(
+            actions(up),
+            [
+                Action::Promote(OLD),
+                Action::Restart {
+                    color: NEW,
+                    release: 1
+                }
+            ]
+        );
+        assert_eq!(up.phase(), None);
+        assert_eq!(
+            (*up.release(OLD), *up.release(NEW), *up.current()),
+            (1, 1, 1)
+        );
+        (phase, reason)
+    }
+
+    #[test]
+    fn start_restarts_the_new_colour_on_the_new_release() {
+        let mut up = Upgrader::new(1);
+        let start = up.begin(Nanos(5), 2, policy(Period::Records(10)), true, (1000, 10));
+        assert_eq!(start, Ok(NEW));
+        assert_eq!(
+            actions(&mut up),
+            [
+                Action::ClearDivergences,
+                Action::Restart {
+                    color: NEW,
+                    release: 2
+                }
+            ]
+        );
+        assert_eq!((*up.release(OLD), *up.release(NEW)), (1, 2));
+        let status = up.status(Nanos(5 + 7 * MS)).unwrap();
+        assert_eq!(status.phase, Phase::Transfer);
+        assert_eq!(status.noise_floor, 0.01);
+        assert_eq!((status.compared, status.mismatched), (0, 0));
+        assert_eq!(status.phase_elapsed, Nanos(7 * MS));
+    }
+
+    #[test]
+    fn start_is_refused_while_one_runs_or_without_redundancy() {
+        let mut up = started(Period::Records(10));
+        let again = up.begin(Nanos(1), 3, policy(Period::Records(10)), true, (0, 0));
+        assert_eq!(
+            again.unwrap_err().to_string(),
+            "an upgrade is running (phase transfer); wait for it or `tandem rollback`"
+        );
+        let mut idle = Upgrader::new(1);
+        let lonely = idle.begin(Nanos(1), 2, policy(Period::Records(10)), false, (0, 0));
+        assert_eq!(lonely, Err(StartError::NotRedundant));
+        assert!(actions(&mut idle).is_empty());
+        assert_eq!(*idle.release(NEW), 1);
+    }
+
+    #[test]
+    fn the_new_colour_as_shadow_ends_the_transfer() {
+        let mut up = started(Period::Records(10));
+        up.handle_role(Nanos(3 * MS), OLD, Role::Shadow);
+        up.handle_role(Nanos(4 * MS), NEW, Role::Serving);
+        assert_eq!(up.phase(), Some(Phase::Transfer));
+        up.handle_role(Nanos(20 * MS), NEW, Role::Shadow);
+        assert_eq!(up.phase(), Some(Phase::Shadow));
+        assert_eq!(events(&mut up), [UpgradeEvent::Entered(Phase::Shadow)]);
+        assert_eq!(
+            up.status(Nanos(20 * MS)).unwrap().timings.to_shadow,
+            Some(Nanos(20 * MS))
+        );
+    }
+
+    #[test]
+    fn a_period_in_time_promotes_then_replaces() {
+        let mut up = shadowing(Period::Time(Nanos(100 * MS)));
+        up.tick(Nanos(119 * MS), seen(40, 0));
+        assert_eq!(up.phase(), Some(Phase::Shadow));
+        assert_eq!(up.poll_timeout(), Some(Nanos(120 * MS)));
+        up.tick(Nanos(120 * MS), seen(50, 0));
+        assert_eq!(up.phase(), Some(Phase::Promoted));
+        assert_eq!(actions(&mut up), [Action::Promote(NEW)]);
+        assert_eq!(events(&mut up), [UpgradeEvent::Entered(Phase::Promoted)]);
+        // The second period counts from the promotion.
+        let status = up.status(Nanos(120 * MS)).unwrap();
+        assert_eq!(
+            (status.compared, status.timings.to_promoted),
+            (0, Some(Nanos(120 * MS)))
+        );
+        up.tick(Nanos(220 * MS), seen(90, 0));
+        assert_eq!(up.phase(), Some(Phase::Replacing));
+        assert_eq!(
+            actions(&mut up),
+            [Action::Restart {
+                color: OLD,
+                release: 2
+            }]
+        );
+        assert_eq!(
+            (*up.release(OLD), *up.release(NEW), *up.current()),
+            (2, 2, 1)
+        );
+    }
+
+    #[test]
+    fn a_period_in_records_waits_for_them() {
+        let mut up = shadowing(Period::Records(30));
+        up.tick(Nanos(900 * MS), seen(29, 0));
+        assert_eq!(up.phase(), Some(Phase::Shadow));
+        up.tick(Nanos(901 * MS), seen(30, 0));
+        assert_eq!(up.phase(), Some(Phase::Promoted));
+    }
+
+    #[test]
+    fn shadow_is_not_promoted_while_the_new_instance_is_not_live() {
+        let mut up = shadowing(Period::Time(Nanos(100 * MS)));
+        let gone = Seen {
+            new_live: false,
+            new_role: None,
+            ..seen(50, 0)
+        };
+        up.tick(Nanos(150 * MS), gone);
+        assert_eq!(up.phase(), Some(Phase::Shadow));
+        assert!(actions(&mut up).is_empty());
+    }
+
+    #[test]
+    fn the_second_copy_serving_ends_the_upgrade_promoted() {
+        let mut up = promoted();
+        up.tick(Nanos(220 * MS), seen(90, 0));
+        actions(&mut up);
+        events(&mut up);
+        up.handle_role(Nanos(230 * MS), NEW, Role::Serving);
+        assert_eq!(up.phase(), Some(Phase::Replacing));
+        up.handle_role(Nanos(250 * MS), OLD, Role::Serving);
+        let timings = Timings {
+            to_shadow: Some(Nanos(20 * MS)),
+            to_promoted: Some(Nanos(120 * MS)),
+            done: Some(Nanos(250 * MS)),
+        };
+        let outcome = Outcome::Promoted {
+            timings,
+            warning: None,
+        };
+        assert_eq!(events(&mut up), [UpgradeEvent::Ended(outcome)]);
+        assert_eq!(up.last(), Some(&outcome));
+        assert_eq!(
+            (*up.release(OLD), *up.release(NEW), *up.current()),
+            (2, 2, 2)
+        );
+        assert_eq!(up.phase(), None);
+        assert_eq!(up.poll_timeout(), None);
+    }
+
+    #[test]
+    fn a_mismatch_past_policy_rolls_back_with_the_figures_and_the_first_difference() {
+        let mut up = Upgrader::new(1);
+        let policy = Policy {
+            max_mismatch: 0.01,
+            ..policy(Period::Time(Nanos(100 * MS)))
+        };
+        // Noise floor 0.02 before the upgrade.
+        up.begin(Nanos(0), 2, policy, true, (100, 2)).unwrap();
+        up.handle_role(Nanos(10 * MS), NEW, Role::Shadow);
+        events(&mut up);
+        actions(&mut up);
+        // 3 in 100: within 0.01 over the floor of 0.02.
+        up.tick(Nanos(20 * MS), seen(200, 5));
+        assert_eq!(up.phase(), Some(Phase::Shadow));
+        let first = Divergence {
+            stream: StreamId(7),
+            seq: Seq(42),
+            ordinal: 0,
+            blue: None,
+            green: None,
+        };
+        let over = Seen {
+            first: Some(first),
+            ..seen(300, 10)
+        };
+        up.tick(Nanos(30 * MS), over);
+        let (phase, reason) = rolled_back(&mut up);
+        assert_eq!(phase, Phase::Shadow);
+        assert_eq!(
+            reason.to_string(),
+            "8 of 200 compared records differ (rate 0.0400), above the 0.01 allowed over a \
+             noise floor of 0.0200; the first: stream 7 at origin sequence 42 (#0): blue none, green none"
+        );
+    }
+
+    #[test]
+    fn no_mismatch_allowed_fails_at_the_first_one_even_in_promoted() {
+        let mut up = promoted();
+        up.tick(Nanos(130 * MS), seen(1000, 1));
+        let (phase, reason) = rolled_back(&mut up);
+        assert_eq!(phase, Phase::Promoted);
+        assert!(
+            matches!(reason, RollbackReason::Mismatch(m) if m.mismatched == 1 && m.compared == 950)
+        );
+    }
+
+    #[test]
+    fn a_mismatch_in_transfer_is_not_the_new_versions() {
+        let mut up = started(Period::Records(10));
+        up.tick(Nanos(10 * MS), seen(10, 10));
+        assert_eq!(up.phase(), Some(Phase::Transfer));
+    }
+
+    #[test]
+    fn asking_rolls_back_until_the_old_colour_is_replaced() {
+        let mut up = shadowing(Period::Records(10));
+        assert_eq!(up.handle_rollback(), Ok(NEW));
+        let (phase, reason) = rolled_back(&mut up);
+        assert_eq!(
+            (phase, reason.to_string().as_str()),
+            (Phase::Shadow, "asked for by `tandem rollback`")
+        );
+        assert_eq!(
+            up.handle_rollback().unwrap_err().to_string(),
+            "no upgrade is running"
+        );
+
+        let mut up = promoted();
+        up.tick(Nanos(220 * MS), seen(90, 0));
+        assert_eq!(up.handle_rollback(), Err(RollbackError::TooLate));
+        assert_eq!(up.phase(), Some(Phase::Replacing));
+    }
+
+    #[test]
+    fn the_new_instance_lost_before_replacing_rolls_back() {
+        for phase in [Phase::Transfer, Phase::Shadow, Phase::Promoted] {
+            let mut up = match phase {
+                Phase::Transfer => started(Period::Records(10)),
+                Phase::Shadow => shadowing(Period::Records(10)),
+                _ => promoted(),
+            };
+            actions(&mut up);
+            up.handle_lost(Nanos(200 * MS), NEW);
+            let (at, reason) = rolled_back(&mut up);
+            assert_eq!((at, reason), (phase, RollbackReason::NewLost), "{phase}");
+            assert_eq!(reason.to_string(), "the new version's instance was lost");
+        }
+    }
+
+    #[test]
+    fn the_old_instance_lost_in_transfer_rolls_back() {
+        let mut up = started(Period::Records(10));
+        actions(&mut up);
+        up.handle_lost(Nanos(5 * MS), OLD);
+        let (_, reason) = rolled_back(&mut up);
+        assert_eq!(
+            reason.to_string(),
+            "the old version's instance was lost during the transfer"
+        );
+    }
+
+    #[test]
+    fn the_old_instance_lost_later_leaves_the_new_one_serving_and_copied() {
+        for mut up in [shadowing(Period::Records(10)), promoted()] {
+            up.handle_lost(Nanos(200 * MS), OLD);
+            assert_eq!(up.phase(), Some(Phase::Replacing));
+            assert_eq!(events(&mut up), [UpgradeEvent::OldLost(OLD)]);
+            // No restart: the driver restarts a lost instance anyway, on
+            // what it now runs.
+            assert!(actions(&mut up).is_empty());
+            assert_eq!(*up.release(OLD), 2);
+            up.handle_role(Nanos(210 * MS), OLD, Role::Serving);
+            assert!(matches!(
+                up.last(),
+                Some(Outcome::Promoted { warning: None, .. })
+            ));
+            assert_eq!(*up.current(), 2);
+        }
+    }
+
+    #[test]
+    fn losses_while_replacing_change_nothing() {
+        let mut up = promoted();
+        up.tick(Nanos(220 * MS), seen(90, 0));
+        actions(&mut up);
+        up.handle_lost(Nanos(230 * MS), NEW);
+        up.handle_lost(Nanos(231 * MS), OLD);
+        assert_eq!(up.phase(), Some(Phase::Replacing));
+        assert!(actions(&mut up).is_empty());
+    }
+
+    #[test]
+    fn a_transfer_past_its_deadline_rolls_back_saying_why() {
+        let mut up = started(Period::Records(10));
+        actions(&mut up);
+        let silent = Seen {
+            new_role: None,
+            new_live: false,
+            ..Seen::default()
+        };
+        up.tick(Nanos(1_000 * MS), silent);
+        assert_eq!(up.phase(), Some(Phase::Transfer));
+        assert_eq!(up.poll_timeout(), Some(Nanos(1_000 * MS + 1)));
+        up.tick(Nanos(1_000 * MS + 1), silent);
+        let (_, reason) = rolled_back(&mut up);
+        assert_eq!(
+            reason.to_string(),
+            "phase transfer did not end within its deadline of 1.0 s; the new version's instance never connected"
+        );
+
+        let mut up = started(Period::Records(10));
+        actions(&mut up);
+        let starting = Seen {
+            new_role: Some(Role::Starting),
+            ..silent
+        };
+        up.tick(Nanos(1_001 * MS), starting);
+        let (_, reason) = rolled_back(&mut up);
+        assert!(reason.to_string().ends_with("did not catch up"), "{reason}");
+    }
+
+    #[test]
+    fn a_supervision_period_has_its_length_plus_the_phase_timeout() {
+        let mut up = shadowing(Period::Time(Nanos(100 * MS)));
+        // Not live, so not promoted; the deadline is 20 + 100 + 1000 ms.
+        let gone = Seen {
+            new_live: false,
+            ..seen(0, 0)
+        };
+        up.tick(Nanos(1_120 * MS), gone);
+        assert_eq!(up.phase(), Some(Phase::Shadow));
+        up.tick(Nanos(1_121 * MS), gone);
+        let (phase, reason) = rolled_back(&mut up);
+        assert_eq!(phase, Phase::Shadow);
+        assert_eq!(
+            reason.to_string(),
+            "phase shadow did not end within its deadline of 1.1 s"
+        );
+
+        let mut up = shadowing(Period::Records(100));
+        up.tick(Nanos(1_021 * MS), seen(99, 0));
+        let (_, reason) = rolled_back(&mut up);
+        assert_eq!(
+            reason.to_string(),
+            "phase shadow did not end within its deadline of 1.0 s; too few records were compared"
+        );
+    }
+
+    #[test]
+    fn replacing_past_its_deadline_ends_promoted_with_a_warning() {
+        let mut up = promoted();
+        up.tick(Nanos(220 * MS), seen(90, 0));
+        actions(&mut up);
+        events(&mut up);
+        up.tick(Nanos(1_221 * MS), seen(90, 0));
+        let ended = events(&mut up);
+        let [UpgradeEvent::Ended(Outcome::Promoted {
+            warning: Some(warning),
+            timings,
+        })] = ended[..]
+        else {
+            panic!("{ended:?}");
+        };
+        assert_eq!(timings.done, None);
+        assert_eq!(
+            warning.to_string(),
+            "phase replacing did not end within its deadline of 1.0 s: blue's second copy of the \
+             new version is not serving yet; it keeps being restarted (the old version's state is \
+             gone, so there is nothing to roll back to)"
+        );
+        // Nothing to roll back to: both run the new release from now on.
+        assert!(actions(&mut up).is_empty());
+        assert_eq!((*up.release(OLD), *up.current()), (2, 2));
+    }
+
+    #[test]
+    fn inputs_without_an_upgrade_do_nothing() {
+        let mut up = Upgrader::new(1);
+        up.handle_lost(Nanos(0), NEW);
+        up.handle_role(Nanos(0), OLD, Role::Serving);
+        up.tick(Nanos(0), seen(10, 10));
+        assert!(actions(&mut up).is_empty() && events(&mut up).is_empty());
+        assert_eq!(
+            (up.phase(), up.last(), up.poll_timeout()),
+            (None, None, None)
+        );
+    }
+}
