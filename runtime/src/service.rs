@@ -85,6 +85,12 @@ impl Notifier {
         }
     }
 
+    /// When the next watchdog ping is due (none: no watchdog, or the first
+    /// ping is yet to be said, which the next turn does).
+    pub fn next_ping(&self) -> Option<Instant> {
+        self.ping_every.and(self.next_ping)
+    }
+
     fn ping_due(&mut self, now: Instant) -> bool {
         let Some(every) = self.ping_every else {
             return false;

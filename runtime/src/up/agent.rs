@@ -17,7 +17,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tandem_core::graph::HaSettings;
-use tandem_core::ha::Color;
 use tandem_core::split::{Split, FROM_INSTANCES, TO_INSTANCES};
 use tandem_core::{Record, Seq};
 use tokio::sync::mpsc::unbounded_channel;
@@ -25,7 +24,7 @@ use tokio::sync::mpsc::unbounded_channel;
 use super::control::{self, Envelope};
 use super::dirs::StateDir;
 use super::ends::{relay, Forward};
-use super::hub::Hub;
+use super::hub::{Ended, Hub, Inputs, Wiring};
 use super::links::{accept, Conn};
 use crate::checkpoint::{GraphStamp, Reservation};
 use crate::net::{Server, TransportOptions};
@@ -263,26 +262,39 @@ async fn serve(
         tracing::warn!("cannot install the handler of Ctrl-C and SIGTERM: {e}");
     }
 
-    let mut hub = Hub::new(&config, addr, after, stats);
-    hub.origin = origin;
-    hub.board = board;
-    hub.kept_toggles = keep_toggles(config.state.clone(), positions.clone());
-    hub.toggle_positions = positions;
-    hub.toggles = toggles.into_iter().map(|(id, sw, _)| (id, sw)).collect();
+    let wiring = Wiring {
+        addr,
+        after,
+        net: stats,
+        origin,
+        board,
+        kept_toggles: keep_toggles(config.state.clone(), positions.clone()),
+        positions,
+        toggles: toggles.into_iter().map(|(id, sw, _)| (id, sw)).collect(),
+    };
+    let mut hub = Hub::new(&config, wiring);
     tracing::info!(
         "up `{}`: agent on {addr}, blue and green instances starting; Ctrl-C stops",
         config.stamp.name
     );
-    hub.spawn(Color::Blue);
-    hub.spawn(Color::Green);
-    hub.run(
-        ingress_rx, conn_rx, stop_rx, request_rx, &ingress, &to_sinks,
-    )
-    .await;
+    hub.start();
+    let inputs = Inputs {
+        ingress: ingress_rx,
+        conns: conn_rx,
+        stop: stop_rx,
+        requests: request_rx,
+        ingress_topology: &ingress,
+        to_sinks: &to_sinks,
+    };
+    if hub.run(inputs).await == Ended::Abandoned {
+        // A second stop signal: the person wants out now.
+        hub.kill_all();
+        std::process::exit(130);
+    }
 
     // Orderly end: instances are told by their link closing. The toggles'
     // last positions are on disk whatever the writer had yet to do.
-    let kept = hub.toggle_positions.clone();
+    let kept = hub.toggle_positions().clone();
     if let Err(e) = tokio::task::block_in_place(|| config.state.save_toggles(&kept)) {
         tracing::warn!(
             "cannot keep the toggles' positions in {}: {e}",

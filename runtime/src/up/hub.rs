@@ -1,11 +1,8 @@
 //! The agent's hub: the one task that owns the HA supervisor, and the
 //! instance processes it starts, watches and restarts.
 
-use std::ffi::OsString;
 use std::io::IsTerminal as _;
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,8 +17,9 @@ use tandem_core::{Record, Seq};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use super::control::Envelope;
-use super::dirs::StateDir;
 use super::ends::Batch;
+use super::processes::{Exited, Launch, Processes};
+use super::shadow_log::ShadowLog;
 use super::status::{InstanceStatus, Status};
 use super::upgrade::{Release, Upgrade};
 use crate::topology::Topology;
@@ -30,25 +28,78 @@ use tandem_nodes::io::toggles::Switches;
 use super::agent::{AgentConfig, Ingress, BACKLOG_BYTES, EGRESS_BATCHES};
 use super::links::Conn;
 
-/// One instance slot: its process and its link.
-#[derive(Default)]
-pub(super) struct Slot {
-    pub(super) child: Option<Child>,
-    /// It has served or shadowed since it was started.
-    pub(super) live: bool,
-    pub(super) respawn_at: Option<Instant>,
-    pub(super) failures: u32,
-    pub(super) restarts: u64,
-    pub(super) conn: Option<(u64, UnboundedSender<Bytes>, Arc<AtomicUsize>)>,
-    pub(super) pid: Option<u32>,
-    pub(super) received: u64,
-    pub(super) rate: f64,
+/// How often the loop turns with nothing to do: the heartbeat `/livez`
+/// reads, the status figures (and the terminal's line), the shadow log's
+/// flush.
+const HOUSEKEEPING: Duration = Duration::from_millis(250);
+/// How often a running upgrade checks its policy and deadlines.
+const UPGRADE_TICK: Duration = Duration::from_millis(20);
+/// How long a drain may take before the agent stops without it.
+const DRAIN: Duration = Duration::from_secs(10);
+
+/// An instance's link, once it said hello.
+pub(super) struct Link {
+    pub(super) conn: u64,
+    pub(super) tx: UnboundedSender<Bytes>,
+    /// Bytes queued to `tx` and not yet written.
+    pub(super) queued: Arc<AtomicUsize>,
+}
+
+/// An instance's output rate, as status shows it.
+#[derive(Clone, Copy, Debug, Default)]
+struct Rate {
+    received: u64,
+    per_sec: f64,
+}
+
+/// What the hub is given besides the configuration: the parts `agent.rs`
+/// wires up before the hub starts.
+pub(super) struct Wiring {
+    /// Where the agent listens for instances.
+    pub(super) addr: SocketAddr,
+    /// Origin sequence numbers already used: numbering resumes above.
+    pub(super) after: Seq,
+    pub(super) net: Arc<crate::net::NetStats>,
+    /// When the agent started: link events carry times since then.
+    pub(super) origin: Instant,
+    /// Its heartbeat and the node figures, shared with the metrics endpoint.
+    pub(super) board: Arc<crate::metrics::Board>,
+    /// The graph's `toggles` sources, by node id.
+    pub(super) toggles: Vec<(String, Switches)>,
+    /// Each toggle's position at start.
+    pub(super) positions: std::collections::BTreeMap<String, bool>,
+    /// The writer that keeps positions on disk.
+    pub(super) kept_toggles: tokio::sync::watch::Sender<std::collections::BTreeMap<String, bool>>,
+}
+
+/// What the hub's loop reads: the agent's event sources.
+pub(super) struct Inputs<'a> {
+    pub(super) ingress: tokio::sync::mpsc::Receiver<Ingress>,
+    pub(super) conns: tokio::sync::mpsc::Receiver<Conn>,
+    pub(super) stop: UnboundedReceiver<()>,
+    pub(super) requests: UnboundedReceiver<Envelope>,
+    pub(super) ingress_topology: &'a Topology,
+    pub(super) to_sinks: &'a super::ends::RelayFeed,
+}
+
+/// How the hub's loop ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Ended {
+    /// Everything ingested reached the sinks and the last checkpoint was taken.
+    Drained,
+    /// The drain did not finish in time, or `--for` ended it.
+    Unfinished,
+    /// A second stop signal: exit at once, without draining.
+    Abandoned,
 }
 
 pub(super) struct Hub {
     pub(super) sup: Supervisor,
     pub(super) origin: Instant,
-    pub(super) slots: [Slot; 2],
+    pub(super) processes: Processes,
+    exits: Option<UnboundedReceiver<Exited>>,
+    pub(super) links: [Option<Link>; 2],
+    rates: [Rate; 2],
     /// What each colour runs (they differ during an upgrade).
     pub(super) releases: [Release; 2],
     /// What the graph is, outside an upgrade.
@@ -66,37 +117,23 @@ pub(super) struct Hub {
     /// Losses the agent caused itself (restarts onto another release).
     pub(super) expect_loss: [bool; 2],
     pub(super) name: String,
-    /// Shadow outputs go here, with the channel names of `channels`.
-    pub(super) shadow_log: Option<std::io::BufWriter<std::fs::File>>,
-    pub(super) channels: Arc<tandem_core::ChannelTable>,
-    pub(super) state: StateDir,
-    pub(super) args: Vec<OsString>,
-    /// The graph the agent's sources and sinks come from: instances on
-    /// another graph translate channel ids to its table.
-    pub(super) base_file: PathBuf,
-    pub(super) batch: usize,
-    pub(super) addr: SocketAddr,
-    pub(super) checkpoint_every: Duration,
-    pub(super) run_for: Option<Duration>,
-    pub(super) net: Arc<crate::net::NetStats>,
-    pub(super) emitted: Vec<Record>,
-    pub(super) sent_frontier: Seq,
+    shadow_log: ShadowLog,
+    addr: SocketAddr,
+    checkpoint_every: Duration,
+    run_for: Option<Duration>,
+    net: Arc<crate::net::NetStats>,
+    emitted: Vec<Record>,
+    sent_frontier: Seq,
     pub(super) divergence_logged: usize,
-    pub(super) hashes: Option<(u64, u64, u64)>,
-    /// Its heartbeat and the node figures, shared with the metrics endpoint.
-    pub(super) board: Arc<crate::metrics::Board>,
-    pub(super) tty: bool,
+    hashes: Option<(u64, u64, u64)>,
+    board: Arc<crate::metrics::Board>,
+    tty: bool,
     /// What systemd is told: ready, watchdog pings, stopping.
-    pub(super) service: crate::service::Notifier,
+    service: crate::service::Notifier,
 }
 
 impl Hub {
-    pub(super) fn new(
-        config: &AgentConfig,
-        addr: SocketAddr,
-        after: Seq,
-        net: Arc<crate::net::NetStats>,
-    ) -> Hub {
+    pub(super) fn new(config: &AgentConfig, wiring: Wiring) -> Hub {
         let mut tolerances = Tolerances::exact();
         for &(channel, abs) in &config.ha.tolerances {
             tolerances = tolerances.with(channel, abs);
@@ -114,67 +151,69 @@ impl Hub {
             ..HaConfig::default()
         };
         let mut sup = Supervisor::new(ha);
-        if after > Seq::ZERO {
+        if wiring.after > Seq::ZERO {
             // Numbering resumes after the checkpoint, or past it, above every
             // number the last run may have used: the retention ring starts
             // there, and an instance restored at its checkpoint is told that
             // nothing lies in between.
-            sup.handle_ingress(after, &[]);
+            sup.handle_ingress(wiring.after, &[]);
         }
-        let shadow_log = config.shadow_log.as_ref().and_then(|path| {
-            let opened = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path);
-            match opened {
-                Ok(file) => Some(std::io::BufWriter::new(file)),
-                Err(e) => {
-                    tracing::warn!(
-                        "{}: cannot open the shadow log: {e}; shadow output is not kept",
-                        path.display()
-                    );
-                    None
-                }
-            }
-        });
+        let channels = config.split.egress.channels.clone();
         let current = Release {
             file: config.file.clone(),
             program: config.instance.program.clone(),
             version: super::instance::version_of(&config.stamp),
             split: config.split.clone(),
         };
+        let (processes, exits) = Processes::new(Launch {
+            args: config.instance.args.clone(),
+            agent: wiring.addr,
+            state_dir: config.state.root().to_path_buf(),
+            batch: config.batch,
+            base_file: config.file.clone(),
+        });
         Hub {
             sup,
-            origin: Instant::now(),
-            slots: Default::default(),
+            origin: wiring.origin,
+            processes,
+            exits: Some(exits),
+            links: Default::default(),
+            rates: Default::default(),
             releases: [current.clone(), current.clone()],
             current,
             upgrade: None,
             last_upgrade: serde_json::Value::Null,
             bundles: crate::bundle::install::Installs::open(config.state.bundle_gateway()),
-            toggles: Vec::new(),
-            toggle_positions: Default::default(),
-            kept_toggles: tokio::sync::watch::channel(Default::default()).0,
+            toggles: wiring.toggles,
+            toggle_positions: wiring.positions,
+            kept_toggles: wiring.kept_toggles,
             expect_loss: [false; 2],
             name: config.stamp.name.clone(),
-            shadow_log,
-            channels: config.split.egress.channels.clone(),
-            state: config.state.clone(),
-            args: config.instance.args.clone(),
-            base_file: config.file.clone(),
-            batch: config.batch,
-            addr,
+            shadow_log: ShadowLog::open(config.shadow_log.as_deref(), channels),
+            addr: wiring.addr,
             checkpoint_every: config.checkpoint_every,
             run_for: config.run_for,
-            net,
+            net: wiring.net,
             emitted: Vec::new(),
             sent_frontier: Seq::ZERO,
             divergence_logged: 0,
             hashes: None,
-            board: crate::metrics::board(),
+            board: wiring.board,
             tty: std::io::stderr().is_terminal(),
             service: crate::service::Notifier::from_env(),
         }
+    }
+
+    /// Starts both instances.
+    pub(super) fn start(&mut self) {
+        for color in Color::BOTH {
+            self.processes.spawn(color, &self.releases[color.index()]);
+        }
+    }
+
+    /// The toggles' positions as last asked.
+    pub(super) fn toggle_positions(&self) -> &std::collections::BTreeMap<String, bool> {
+        &self.toggle_positions
     }
 
     pub(super) fn now(&self) -> Nanos {
@@ -191,27 +230,38 @@ impl Hub {
         tracing::warn!("{line}");
     }
 
-    pub(super) async fn run(
-        &mut self,
-        mut ingress: tokio::sync::mpsc::Receiver<Ingress>,
-        mut conns: tokio::sync::mpsc::Receiver<Conn>,
-        mut stop: UnboundedReceiver<()>,
-        mut requests: UnboundedReceiver<Envelope>,
-        ingress_topology: &Topology,
-        to_sinks: &super::ends::RelayFeed,
-    ) {
-        let mut tick = tokio::time::interval(Duration::from_millis(20));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut last_checkpoint = Instant::now();
-        let mut last_status = Instant::now();
-        let deadline = self.run_for.map(|d| tokio::time::Instant::now() + d);
+    /// The agent's loop: takes one event at a time (a stop signal, an
+    /// ingress batch, a link event, an instance's exit, a control request,
+    /// or a deadline), then sends what the supervisor queued. With nothing
+    /// to do it sleeps until the next deadline: heartbeats, a restart, a
+    /// checkpoint, or the housekeeping of [`HOUSEKEEPING`].
+    pub(super) async fn run(&mut self, inputs: Inputs<'_>) -> Ended {
+        let Inputs {
+            mut ingress,
+            mut conns,
+            mut stop,
+            mut requests,
+            ingress_topology,
+            to_sinks,
+        } = inputs;
+        let mut exits = self.exits.take().unwrap_or_else(|| {
+            // Only one loop may run; a second one hears of no exits.
+            tokio::sync::mpsc::unbounded_channel().1
+        });
+        let started = Instant::now();
+        let mut next_checkpoint = started + self.checkpoint_every;
+        let mut next_housekeeping = started;
+        let mut last_housekeeping = started;
+        let mut next_upgrade_tick = started;
+        let run_until = self.run_for.map(|d| tokio::time::Instant::now() + d);
         let mut stopping: Option<Instant> = None;
         let mut input_ended = false;
         let mut final_barrier: Option<u64> = None;
         loop {
-            // Fed on every turn, not on the tick, which a burst of frames
-            // can hold off: only a loop that stops turning starves it.
-            self.service.tick(Instant::now());
+            // Fed on every turn, and at least every HOUSEKEEPING: only a
+            // loop that stops turning starves them.
+            let turn = Instant::now();
+            self.service.tick(turn);
             self.board.beat();
             // Pings and deadlines first: with a burst of frames always ready
             // (an instance catching up), the biased select below would
@@ -228,29 +278,38 @@ impl Hub {
                 }
                 self.sup.handle_timeout(self.now());
             }
-            let timeout = self.sup.poll_timeout().map(|n| {
-                let d =
-                    Duration::from_nanos(u64::try_from((n.0 - self.now().0).max(0)).unwrap_or(0));
-                tokio::time::Instant::now() + d
-            });
+            let deadlines = [
+                self.sup.poll_timeout().map(|n| {
+                    let wait = u64::try_from(n.0.saturating_sub(self.now().0)).unwrap_or(0);
+                    turn + Duration::from_nanos(wait)
+                }),
+                self.processes.next_start(),
+                stopping.is_none().then_some(next_checkpoint),
+                Some(next_housekeeping),
+                self.upgrade.is_some().then_some(next_upgrade_tick),
+                stopping.map(|since| since + DRAIN),
+                self.service.next_ping(),
+            ];
+            let wake = deadlines.into_iter().flatten().min();
+            let wake = wake.map(tokio::time::Instant::from_std);
+            let takes_input = !input_ended && !self.backlogged() && to_sinks.len() < EGRESS_BATCHES;
             tokio::select! {
                 biased;
                 Some(()) = stop.recv() => {
                     if stopping.is_some() {
                         self.warn("second stop signal: exiting without draining");
-                        self.kill_all();
-                        std::process::exit(130);
+                        return Ended::Abandoned;
                     }
                     self.log("stopping: draining in-flight records, taking a last checkpoint");
                     self.service.stopping("draining in-flight records, taking a last checkpoint");
                     stopping = Some(Instant::now());
                     ingress_topology.stop();
                 }
-                _ = sleep_until(deadline), if stopping.is_none() => {
+                _ = sleep_until(run_until), if stopping.is_none() => {
                     stopping = Some(Instant::now());
                     ingress_topology.stop();
                 }
-                Some(msg) = ingress.recv(), if !input_ended && !self.backlogged() && to_sinks.len() < EGRESS_BATCHES => match msg {
+                Some(msg) = ingress.recv(), if takes_input => match msg {
                     Ingress::Batch(frontier, records) => self.sup.handle_ingress(frontier, &records),
                     Ingress::Ended => {
                         input_ended = true;
@@ -259,50 +318,78 @@ impl Hub {
                     }
                 },
                 Some(event) = conns.recv() => self.connection_event(event),
+                Some(exited) = exits.recv() => self.child_exited(exited),
                 Some((request, reply)) = requests.recv() => {
                     let _ = reply.send(self.request(request));
                 }
-                _ = sleep_until(timeout) => {
-                    let now = self.now();
-                    self.sup.handle_timeout(now);
-                }
-                _ = tick.tick() => {
-                    self.drop_laggards();
-                    if let Some(log) = self.shadow_log.as_mut() {
-                        let _ = std::io::Write::flush(log);
-                    }
-                    self.poll_children();
-                    self.upgrade_tick();
-                    // Ready once the gateway is redundant (docs/service.md).
-                    if !self.service.is_ready()
-                        && Color::BOTH.iter().all(|&c| self.sup.role(c) == Some(Role::Serving))
-                    {
-                        self.service.ready("blue and green serving");
-                    }
-                    if last_checkpoint.elapsed() >= self.checkpoint_every && stopping.is_none() {
-                        last_checkpoint = Instant::now();
-                        if Color::BOTH.iter().any(|&c| self.sup.is_live(c)) {
-                            let _ = self.sup.place_barrier();
-                        }
-                    }
-                    if last_status.elapsed() >= Duration::from_millis(250) {
-                        let dt = last_status.elapsed().as_secs_f64();
-                        last_status = Instant::now();
-                        self.refresh_status(dt);
-                    }
+                _ = sleep_until(wake) => {}
+            }
+            // Whatever woke the loop, what is due now is done.
+            let at = Instant::now();
+            if self.sup.poll_timeout().is_some_and(|t| t <= self.now()) {
+                self.sup.handle_timeout(self.now());
+            }
+            let due: Vec<Color> = self.processes.due(at).collect();
+            for color in due {
+                self.processes.spawn(color, &self.releases[color.index()]);
+            }
+            if at >= next_checkpoint {
+                next_checkpoint = at + self.checkpoint_every;
+                if stopping.is_none() && Color::BOTH.iter().any(|&c| self.sup.is_live(c)) {
+                    let _ = self.sup.place_barrier();
                 }
             }
+            if self.upgrade.is_some() && at >= next_upgrade_tick {
+                next_upgrade_tick = at + UPGRADE_TICK;
+                self.upgrade_tick();
+            }
+            if at >= next_housekeeping {
+                next_housekeeping = at + HOUSEKEEPING;
+                self.shadow_log.flush();
+                self.refresh_status(at.duration_since(last_housekeeping).as_secs_f64());
+                last_housekeeping = at;
+            }
             self.flush(to_sinks);
+            self.drop_laggards();
+            // Ready once the gateway is redundant (docs/service.md).
+            if !self.service.is_ready()
+                && Color::BOTH
+                    .iter()
+                    .all(|&c| self.sup.role(c) == Some(Role::Serving))
+            {
+                self.service.ready("blue and green serving");
+            }
             if let Some(since) = stopping {
                 let drained = input_ended
                     && self.sup.downstream().frontier() >= self.sup.upstream().head()
                     && final_barrier.is_some_and(|b| self.hashes.is_some_and(|(h, _, _)| h >= b));
-                if drained || since.elapsed() > Duration::from_secs(10) {
-                    if !drained {
-                        self.warn("stopping without the last checkpoint: the instances did not finish in 10 s");
-                    }
-                    return;
+                if drained {
+                    return Ended::Drained;
                 }
+                if since.elapsed() > DRAIN {
+                    self.warn("stopping without the last checkpoint: the instances did not finish in 10 s");
+                    return Ended::Unfinished;
+                }
+            }
+        }
+    }
+
+    /// An instance process exited: it is reaped, its link dropped, and the
+    /// supervisor told (or, before its hello, a new one scheduled).
+    fn child_exited(&mut self, exited: Exited) {
+        let color = exited.color;
+        let Some(status) = self.processes.reap_exited(exited) else {
+            return;
+        };
+        self.links[color.index()] = None;
+        self.warn(&format!("{color}: exited ({status})"));
+        if self.sup.role(color).is_some() {
+            self.sup.handle_disconnected(color);
+        } else {
+            // It died before its hello: no Lost event will come.
+            self.upgrade_lost(color);
+            if self.processes.is_idle(color) {
+                self.processes.schedule_respawn(color, true);
             }
         }
     }
@@ -318,15 +405,17 @@ impl Hub {
                 tx,
                 queued,
             } => {
-                let slot = &mut self.slots[color.index()];
-                if slot.child.as_ref().is_some_and(|c| c.id() != pid) {
+                if self
+                    .processes
+                    .pid(color)
+                    .is_some_and(|started| started != pid)
+                {
                     self.warn(&format!(
                         "{color}: hello from pid {pid}, which this agent did not start; refused"
                     ));
                     return;
                 }
-                slot.conn = Some((conn, tx, queued));
-                slot.pid = Some(pid);
+                self.links[color.index()] = Some(Link { conn, tx, queued });
                 self.sup.handle_message(
                     now,
                     color,
@@ -341,7 +430,8 @@ impl Hub {
                 if let Some(color) = self.color_of(conn) {
                     if let ToAgent::Output { records, .. } = &msg {
                         if self.sup.role(color) == Some(Role::Shadow) {
-                            self.log_shadow(color, records);
+                            self.shadow_log
+                                .append(color, self.sup.version(color), records);
                         }
                     }
                     self.sup.handle_message(at, color, msg);
@@ -350,56 +440,25 @@ impl Hub {
             Conn::Closed { conn, reason } => {
                 if let Some(color) = self.color_of(conn) {
                     self.log(&format!("{color}: link closed: {reason}"));
-                    self.slots[color.index()].conn = None;
+                    self.links[color.index()] = None;
                     self.sup.handle_disconnected(color);
                 }
             }
         }
     }
 
-    /// Appends a shadow instance's output records to the shadow log.
-    pub(super) fn log_shadow(&mut self, color: Color, records: &[Record]) {
-        let version = self.sup.version(color).map(|v| format!("{v:08x}"));
-        let Some(log) = self.shadow_log.as_mut() else {
-            return;
-        };
-        for r in records {
-            let quality: Vec<&str> = tandem_core::Quality::NAMES
-                .iter()
-                .filter(|(q, _)| r.quality.contains(*q))
-                .map(|(_, name)| *name)
-                .collect();
-            let line = serde_json::json!({
-                "shadow": true,
-                "color": color.name(),
-                "version": version,
-                "seq": r.seq.0,
-                "time_ns": r.time.0,
-                "channel": self.channels.name(r.channel),
-                "value": r.value,
-                "quality": if quality.is_empty() { "good".to_owned() } else { quality.join("|") },
-            });
-            if std::io::Write::write_all(log, format!("{line}\n").as_bytes()).is_err() {
-                tracing::warn!("cannot write the shadow log; shadow output is not kept");
-                self.shadow_log = None;
-                return;
-            }
-        }
-    }
-
     pub(super) fn color_of(&self, conn: u64) -> Option<Color> {
         Color::BOTH.into_iter().find(|c| {
-            self.slots[c.index()]
-                .conn
+            self.links[c.index()]
                 .as_ref()
-                .is_some_and(|(id, _, _)| *id == conn)
+                .is_some_and(|link| link.conn == conn)
         })
     }
 
     pub(super) fn send(&self, color: Color, bytes: Bytes) {
-        if let Some((_, tx, queued)) = &self.slots[color.index()].conn {
-            queued.fetch_add(bytes.len(), Ordering::Relaxed);
-            let _ = tx.send(bytes);
+        if let Some(link) = &self.links[color.index()] {
+            link.queued.fetch_add(bytes.len(), Ordering::Relaxed);
+            let _ = link.tx.send(bytes);
         }
     }
 
@@ -407,10 +466,9 @@ impl Hub {
     /// catching up that cannot) is lost and restarted: queues are bounded.
     pub(super) fn drop_laggards(&mut self) {
         for color in Color::BOTH {
-            let behind = self.slots[color.index()]
-                .conn
+            let behind = self.links[color.index()]
                 .as_ref()
-                .is_some_and(|(_, _, queued)| queued.load(Ordering::Relaxed) > 4 * BACKLOG_BYTES);
+                .is_some_and(|link| link.queued.load(Ordering::Relaxed) > 4 * BACKLOG_BYTES);
             if behind && self.sup.role(color).is_some() {
                 self.warn(&format!(
                     "{color}: more than {} MiB waiting for it; it cannot keep up",
@@ -428,10 +486,9 @@ impl Hub {
     pub(super) fn backlogged(&self) -> bool {
         Color::BOTH.into_iter().any(|c| {
             self.sup.role(c).is_some()
-                && self.slots[c.index()]
-                    .conn
+                && self.links[c.index()]
                     .as_ref()
-                    .is_some_and(|(_, _, queued)| queued.load(Ordering::Relaxed) > BACKLOG_BYTES)
+                    .is_some_and(|link| link.queued.load(Ordering::Relaxed) > BACKLOG_BYTES)
         })
     }
 
@@ -484,8 +541,8 @@ impl Hub {
                     self.warn(&format!("{color}: lost ({reason:?}); restarting it"));
                     self.upgrade_lost(color);
                 }
-                self.slots[color.index()].conn = None;
-                self.stop_child(color, expected);
+                self.links[color.index()] = None;
+                self.processes.stop(color, expected);
             }
             Event::StateHashes {
                 barrier,
@@ -502,7 +559,7 @@ impl Hub {
             }
             Event::RoleChanged { color, role } => {
                 self.log(&format!("{color}: {role}"));
-                self.slots[color.index()].live = true;
+                self.processes.mark_live(color);
                 self.upgrade_role(color, role);
             }
             Event::ColdStart { color, from } => {
@@ -512,7 +569,7 @@ impl Hub {
                 ));
             }
             Event::Connected { color, version } => {
-                let pid = self.slots[color.index()].pid.unwrap_or(0);
+                let pid = self.processes.pid(color).unwrap_or(0);
                 self.log(&format!(
                     "{color}: connected (pid {pid}, version {version:08x})"
                 ));
@@ -544,170 +601,30 @@ impl Hub {
         }
     }
 
-    pub(super) fn spawn(&mut self, color: Color) {
-        let release = &self.releases[color.index()];
-        let mut command = Command::new(&release.program);
-        command
-            .args(&self.args)
-            .arg("instance")
-            .arg("--color")
-            .arg(color.name())
-            .arg("--agent")
-            .arg(self.addr.to_string())
-            .arg("--state-dir")
-            .arg(self.state.root())
-            .arg("--batch")
-            .arg(self.batch.to_string())
-            .args(
-                (release.file != self.base_file)
-                    .then(|| {
-                        [
-                            OsString::from("--channels-of"),
-                            self.base_file.clone().into(),
-                        ]
-                    })
-                    .into_iter()
-                    .flatten(),
-            )
-            .arg(&release.file)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null());
-        for var in crate::service::INHERITED {
-            command.env_remove(var);
-        }
-        #[cfg(target_os = "linux")]
-        {
-            use std::os::unix::process::CommandExt as _;
-            // A process group of its own (setpgid(0, 0)): a terminal's
-            // Ctrl-C reaches the agent only, and the instance stops when the
-            // agent has drained it and closes its link.
-            command.process_group(0);
-            // SAFETY: prctl is async-signal-safe; it only sets a flag of the child.
-            unsafe {
-                command.pre_exec(|| {
-                    // The instance dies with the agent, however the agent ends.
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                    Ok(())
-                });
-            }
-        }
-        let slot = &mut self.slots[color.index()];
-        slot.respawn_at = None;
-        match command.spawn() {
-            Ok(child) => {
-                slot.pid = Some(child.id());
-                slot.child = Some(child);
-            }
-            Err(e) => {
-                let program = self.releases[color.index()].program.display().to_string();
-                self.warn(&format!("{color}: cannot start `{program}`: {e}"));
-                self.schedule_respawn(color, true);
-            }
-        }
-    }
-
-    /// Kills `color`'s process and schedules a new one; `expected` when the
-    /// agent asked for it (an upgrade), so it is not counted as a failure.
-    pub(super) fn stop_child(&mut self, color: Color, expected: bool) {
-        let slot = &mut self.slots[color.index()];
-        if let Some(mut child) = slot.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        slot.pid = None;
-        self.schedule_respawn(color, !expected);
-    }
-
-    /// An instance that dies before it ever served or shadowed backs off
-    /// (up to 5 s: it cannot start, and restarting it at once would spin);
-    /// one that was live restarts at once.
-    pub(super) fn schedule_respawn(&mut self, color: Color, failed: bool) {
-        let slot = &mut self.slots[color.index()];
-        slot.restarts += 1;
-        slot.failures = if failed && !slot.live {
-            slot.failures + 1
-        } else {
-            0
-        };
-        slot.live = false;
-        let delay = if slot.failures <= 1 {
-            Duration::ZERO
-        } else {
-            Duration::from_millis(100 << slot.failures.min(6)).min(Duration::from_secs(5))
-        };
-        slot.respawn_at = Some(Instant::now() + delay);
-    }
-
-    pub(super) fn poll_children(&mut self) {
-        for color in Color::BOTH {
-            let slot = &mut self.slots[color.index()];
-            let exited = slot
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten());
-            if let Some(status) = exited {
-                slot.child = None;
-                slot.conn = None;
-                self.warn(&format!("{color}: exited ({status})"));
-                if self.sup.role(color).is_some() {
-                    self.sup.handle_disconnected(color);
-                } else {
-                    // It died before its hello: no Lost event will come.
-                    self.upgrade_lost(color);
-                    if self.slots[color.index()].respawn_at.is_none() {
-                        self.schedule_respawn(color, true);
-                    }
-                }
-            }
-            let slot = &self.slots[color.index()];
-            if slot.child.is_none() && slot.respawn_at.is_some_and(|t| t <= Instant::now()) {
-                self.spawn(color);
-            }
-        }
-    }
-
+    /// Drops both links: the instances drain and stop.
     pub(super) fn close_links(&mut self) {
-        for slot in &mut self.slots {
-            slot.conn = None;
-        }
+        self.links = Default::default();
     }
 
+    /// Kills both instances, without waiting.
     pub(super) fn kill_all(&mut self) {
-        for slot in &mut self.slots {
-            if let Some(child) = slot.child.as_mut() {
-                let _ = child.kill();
-            }
-        }
+        self.processes.kill_all();
     }
 
     /// Waits up to `grace` for the instances to exit, then kills them.
     pub(super) fn reap(&mut self, grace: Duration) {
-        let deadline = Instant::now() + grace;
-        for slot in &mut self.slots {
-            let Some(child) = slot.child.as_mut() else {
-                continue;
-            };
-            while Instant::now() < deadline {
-                if child.try_wait().ok().flatten().is_some() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-            slot.child = None;
-        }
+        self.processes.reap(grace);
     }
 
     /// Updates each instance's output rate and the terminal's status line.
     pub(super) fn refresh_status(&mut self, dt: f64) {
         for color in Color::BOTH {
-            let slot = &mut self.slots[color.index()];
+            let rate = &mut self.rates[color.index()];
             let received = self.sup.downstream().stats().received[color.index()];
             // Smoothed over a few refreshes: outputs come in bursts.
-            let now_rate = received.saturating_sub(slot.received) as f64 / dt.max(1e-3);
-            slot.rate = 0.75 * slot.rate + 0.25 * now_rate;
-            slot.received = received;
+            let now_rate = received.saturating_sub(rate.received) as f64 / dt.max(1e-3);
+            rate.per_sec = 0.75 * rate.per_sec + 0.25 * now_rate;
+            rate.received = received;
         }
         if self.tty {
             eprint!("\r\x1b[K{}", self.status().line());
@@ -719,17 +636,16 @@ impl Hub {
         let head = self.sup.upstream().head();
         let mut instances = Vec::new();
         for color in Color::BOTH {
-            let slot = &self.slots[color.index()];
             let role = self.sup.role(color);
             instances.push(InstanceStatus {
                 color,
                 role: role.unwrap_or(Role::Starting),
                 connected: role.is_some(),
-                pid: slot.pid,
+                pid: self.processes.pid(color),
                 version: self.sup.version(color),
                 lag: role.map(|_| head.0.saturating_sub(self.sup.processed(color).0)),
-                records_per_sec: slot.rate,
-                restarts: slot.restarts,
+                records_per_sec: self.rates[color.index()].per_sec,
+                restarts: self.processes.restarts(color),
             });
         }
         let down = self.sup.downstream().stats();

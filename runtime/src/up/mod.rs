@@ -1,8 +1,10 @@
 //! `tandem up`: the graph as 1+1, an agent process and two instance processes.
 //!
 //! - [`agent`]: sources, junctions and sinks; supervises the instances.
-//!   Its hub (`hub.rs`) owns the HA supervisor and the instance processes;
-//!   `links.rs` moves frames between each instance link and the hub.
+//!   Its hub (`hub.rs`) is the one loop that owns the HA supervisor; it
+//!   starts and restarts instances through `processes.rs`, writes shadow
+//!   output through `shadow_log.rs`; `links.rs` moves frames between each
+//!   instance link and the hub.
 //! - [`instance`]: the vertices between a relay and a forwarding sink.
 //! - [`ends`]: those junction ends inside a topology.
 //! - [`dirs`]: the state directory's layout.
@@ -18,5 +20,7 @@ pub mod fleet_link;
 mod hub;
 pub mod instance;
 mod links;
+mod processes;
+mod shadow_log;
 pub mod status;
 pub mod upgrade;

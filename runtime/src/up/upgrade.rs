@@ -489,7 +489,7 @@ impl Hub {
             self.expect_loss[color.index()] = true;
             self.sup.handle_disconnected(color);
         } else {
-            self.stop_child(color, true);
+            self.processes.stop(color, true);
         }
     }
 

@@ -1,0 +1,94 @@
+//! The shadow log: a shadow instance's output records as JSON lines
+//! tagged `"shadow": true`, for people to study a new version's output.
+
+use std::fs::File;
+use std::io::{BufWriter, Write as _};
+use std::path::Path;
+use std::sync::Arc;
+
+use tandem_core::ha::Color;
+use tandem_core::{ChannelTable, Quality, Record};
+
+/// Where shadow output goes, if anywhere.
+pub(super) struct ShadowLog {
+    out: Option<BufWriter<File>>,
+    /// Written since the last flush.
+    dirty: bool,
+    channels: Arc<ChannelTable>,
+}
+
+impl ShadowLog {
+    /// Appends to `path` (none: shadow output is not kept). A file that
+    /// cannot be opened is a warning, and shadow output is not kept.
+    pub(super) fn open(path: Option<&Path>, channels: Arc<ChannelTable>) -> ShadowLog {
+        let out = path.and_then(|path| {
+            let opened = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path);
+            match opened {
+                Ok(file) => Some(BufWriter::new(file)),
+                Err(e) => {
+                    tracing::warn!(
+                        "{}: cannot open the shadow log: {e}; shadow output is not kept",
+                        path.display()
+                    );
+                    None
+                }
+            }
+        });
+        ShadowLog {
+            out,
+            dirty: false,
+            channels,
+        }
+    }
+
+    /// Appends `color`'s output `records`, made by `version`.
+    pub(super) fn append(&mut self, color: Color, version: Option<u32>, records: &[Record]) {
+        let Some(out) = self.out.as_mut() else {
+            return;
+        };
+        let version = version.map(|v| format!("{v:08x}"));
+        for r in records {
+            let quality: Vec<&str> = Quality::NAMES
+                .iter()
+                .filter(|(q, _)| r.quality.contains(*q))
+                .map(|(_, name)| *name)
+                .collect();
+            let line = serde_json::json!({
+                "shadow": true,
+                "color": color.name(),
+                "version": version,
+                "seq": r.seq.0,
+                "time_ns": r.time.0,
+                "channel": self.channels.name(r.channel),
+                "value": r.value,
+                "quality": if quality.is_empty() { "good".to_owned() } else { quality.join("|") },
+            });
+            if writeln!(out, "{line}").is_err() {
+                self.fail();
+                return;
+            }
+        }
+        self.dirty |= !records.is_empty();
+    }
+
+    /// Writes what is buffered, if anything is.
+    pub(super) fn flush(&mut self) {
+        if !std::mem::take(&mut self.dirty) {
+            return;
+        }
+        if let Some(out) = self.out.as_mut() {
+            if out.flush().is_err() {
+                self.fail();
+            }
+        }
+    }
+
+    fn fail(&mut self) {
+        tracing::warn!("cannot write the shadow log; shadow output is not kept");
+        self.out = None;
+        self.dirty = false;
+    }
+}
