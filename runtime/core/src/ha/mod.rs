@@ -36,5 +36,5 @@ pub use msg::{Color, Nanos, Role, StreamId, ToAgent, ToInstance};
 pub use rejoin::{HaConfig, Supervisor};
 pub use upgrade::Upgrader;
 pub use upstream::{
-    BarrierMark, Recipients, RetentionError, Upstream, UpstreamConfig, UpstreamEvent,
+    BarrierMark, Recipients, RetentionError, Transmit, Upstream, UpstreamConfig, UpstreamEvent,
 };

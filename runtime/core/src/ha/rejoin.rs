@@ -31,8 +31,9 @@ use super::downstream::{Downstream, DownstreamConfig, Tolerances};
 use super::event::{Event, LostReason};
 use super::liveness::{Liveness, LivenessConfig};
 use super::msg::{Color, Nanos, Role, ToAgent, ToInstance};
-use super::upstream::{BarrierMark, Recipients, Upstream, UpstreamConfig, UpstreamEvent};
+use super::upstream::{BarrierMark, Recipients, Transmit, Upstream, UpstreamConfig, UpstreamEvent};
 use crate::record::{Record, Seq};
+use crate::wire::EncodedBatch;
 use std::collections::VecDeque;
 
 /// Settings of one unit's HA machinery.
@@ -187,9 +188,20 @@ impl Supervisor {
         true
     }
 
-    /// A sequenced ingress batch.
+    /// A sequenced ingress batch, as records (encoded here).
     pub fn handle_ingress(&mut self, frontier: Seq, records: &[Record]) {
         self.upstream.handle_ingress(frontier, records);
+        self.overruns();
+    }
+
+    /// A sequenced ingress batch encoded once at ingress (the hot path): its
+    /// bytes are retained and sent to the instances as they are.
+    pub fn handle_input(&mut self, batch: EncodedBatch) {
+        self.upstream.handle_input(batch);
+        self.overruns();
+    }
+
+    fn overruns(&mut self) {
         while let Some(UpstreamEvent::Overrun { color, .. }) = self.upstream.poll_event() {
             self.lose(color, LostReason::Overrun);
         }
@@ -321,12 +333,19 @@ impl Supervisor {
         mark
     }
 
-    /// The next frame for `color`: control frames first, then input and barriers.
-    pub fn poll_transmit(&mut self, color: Color) -> Option<ToInstance> {
+    /// The next frame for `color`: control frames first, then input
+    /// (encoded: the bytes kept in the retention ring) and barriers.
+    pub fn poll_transmit_frame(&mut self, color: Color) -> Option<Transmit> {
         if let Some(msg) = self.control[color.index()].pop_front() {
-            return Some(msg);
+            return Some(Transmit::Message(msg));
         }
         self.upstream.poll_transmit(color)
+    }
+
+    /// [`Supervisor::poll_transmit_frame`], decoded: for tests and the
+    /// simulation, which read messages (the runtime writes the bytes).
+    pub fn poll_transmit(&mut self, color: Color) -> Option<ToInstance> {
+        self.poll_transmit_frame(color)?.into_message().ok()
     }
 
     /// The next control frame for `color` (roles, snapshot traffic, pings).
@@ -336,9 +355,15 @@ impl Supervisor {
     }
 
     /// The next input or barrier frame and whom it is for: one frame for both
-    /// instances when they are at the same place (encode once, send twice).
-    pub fn poll_input(&mut self) -> Option<(Recipients, ToInstance)> {
+    /// instances when they are at the same place (the same bytes to both).
+    pub fn poll_input_frame(&mut self) -> Option<(Recipients, Transmit)> {
         self.upstream.poll_input()
+    }
+
+    /// [`Supervisor::poll_input_frame`], decoded (tests and the simulation).
+    pub fn poll_input(&mut self) -> Option<(Recipients, ToInstance)> {
+        let (to, frame) = self.poll_input_frame()?;
+        Some((to, frame.into_message().ok()?))
     }
 
     /// Moves the records to emit toward the sinks onto the end of `out`.

@@ -1,15 +1,28 @@
 //! The upstream junction: keeps a bounded retention ring of the last ingress
-//! records, feeds each attached instance from its own cursor into that ring
-//! (live instances sit at the head, a rejoining one replays from its restore
-//! point), and slots barriers into each instance's input in sequence order.
+//! batches, **encoded once** as `Input` frames, feeds each attached instance
+//! from its own cursor into that ring (live instances sit at the head, a
+//! rejoining one replays from its restore point), and slots barriers into
+//! each instance's input in sequence order.
 //!
-//! Drive it with [`Upstream::handle_ingress`] for every sequenced batch and
-//! drain [`Upstream::poll_transmit`] per instance until it returns `None`;
-//! both instances at the head get the same records, so the runtime may encode
-//! the batch once and send the bytes twice.
+//! Drive it with [`Upstream::handle_input`] for every batch the ingress
+//! encoded ([`BatchEncoder`], one `Input` frame of at most
+//! [`UpstreamConfig::max_batch`] records each), or [`Upstream::handle_ingress`]
+//! with plain records (encoded here), and drain [`Upstream::poll_input`] (or
+//! [`Upstream::poll_transmit`] per instance) until it returns `None`. A frame
+//! is [`Transmit::Encoded`]: the very bytes kept in the ring, to write to
+//! the link as they are, to both instances, and again for a replay. Barriers
+//! are placed at the head, after a whole batch, so a replay from a barrier
+//! starts at a frame boundary; only a replay from elsewhere (none the
+//! supervisor asks for) re-encodes part of one frame.
+//!
+//! Memory: the ring holds at most [`UpstreamConfig::retention`] records
+//! (each frame counts at least one) plus the newest frame, evicting whole
+//! frames oldest first: 32 bytes a record, plus 20 a frame.
 
 use super::msg::{Color, ToInstance};
 use crate::record::{Record, Seq};
+use crate::wire::{self, BatchEncoder, BatchKind, EncodedBatch, WireError};
+use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
 use thiserror::Error;
 
@@ -99,6 +112,31 @@ impl Recipients {
     }
 }
 
+/// A frame for an instance, as the upstream junction hands it out.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Transmit {
+    /// A whole encoded frame (an `Input`), shared with the retention ring:
+    /// write these bytes as they are.
+    Encoded(Bytes),
+    /// A message to encode (a barrier, a control frame).
+    Message(ToInstance),
+}
+
+impl Transmit {
+    /// The message, decoding an encoded frame (tests and simulations read
+    /// frames this way; the runtime writes the bytes).
+    pub fn into_message(self) -> Result<ToInstance, WireError> {
+        match self {
+            Transmit::Message(msg) => Ok(msg),
+            Transmit::Encoded(bytes) => {
+                let mut buf = BytesMut::from(&bytes[..]);
+                wire::decode::<ToInstance>(&mut buf)?
+                    .ok_or(WireError::TooShort { len: bytes.len() })
+            }
+        }
+    }
+}
+
 /// Where one instance is in the input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Cursor {
@@ -108,12 +146,28 @@ struct Cursor {
     next_barrier: u64,
 }
 
+/// One retained frame: it holds every input record in `(after, frontier]`.
+#[derive(Clone, Debug)]
+struct Retained {
+    after: Seq,
+    batch: EncodedBatch,
+}
+
+impl Retained {
+    /// What it counts against the retention: its records, at least one.
+    fn weight(&self) -> usize {
+        self.batch.len().max(1)
+    }
+}
+
 /// The upstream junction of one unit.
 #[derive(Debug)]
 pub struct Upstream {
     config: UpstreamConfig,
-    ring: VecDeque<Record>,
-    /// Highest seq dropped from the ring (ZERO when none was).
+    ring: VecDeque<Retained>,
+    /// Sum of the ring's weights.
+    retained: usize,
+    /// Frontier of the last frame dropped from the ring (ZERO when none was).
     evicted: Seq,
     /// Ingress frontier: nothing more will be ingested at or below it.
     head: Seq,
@@ -122,6 +176,8 @@ pub struct Upstream {
     cursors: [Option<Cursor>; 2],
     events: VecDeque<UpstreamEvent>,
     rejected: u64,
+    /// Encodes what comes as plain records, and re-encodes partial frames.
+    encoder: BatchEncoder,
 }
 
 impl Upstream {
@@ -129,12 +185,13 @@ impl Upstream {
     pub fn new(config: UpstreamConfig) -> Upstream {
         let config = UpstreamConfig {
             retention: config.retention.max(1),
-            max_batch: config.max_batch.max(1),
+            max_batch: config.max_batch.clamp(1, wire::MAX_BATCH_RECORDS),
             max_barriers: config.max_barriers.max(1),
         };
         Upstream {
             config,
-            ring: VecDeque::with_capacity(config.retention),
+            ring: VecDeque::new(),
+            retained: 0,
             evicted: Seq::ZERO,
             head: Seq::ZERO,
             barriers: VecDeque::new(),
@@ -142,28 +199,79 @@ impl Upstream {
             cursors: [None, None],
             events: VecDeque::new(),
             rejected: 0,
+            encoder: BatchEncoder::new(BatchKind::Input, config.max_batch),
         }
     }
 
-    /// Takes a sequenced ingress batch. Records must have strictly increasing
-    /// sequence numbers above the previous frontier; others are dropped and
-    /// counted in [`Upstream::rejected`].
+    /// The sizes it runs with (after clamping).
+    pub fn config(&self) -> UpstreamConfig {
+        self.config
+    }
+
+    /// Takes a sequenced ingress batch as plain records, encoding it here.
+    /// Records must have strictly increasing sequence numbers above the
+    /// previous frontier; others are dropped and counted in
+    /// [`Upstream::rejected`].
     pub fn handle_ingress(&mut self, frontier: Seq, records: &[Record]) {
-        for record in records {
-            let last = self.ring.back().map_or(self.evicted, |r| r.seq);
-            if record.seq <= self.head || record.seq <= last {
-                self.rejected += 1;
-                continue;
-            }
-            if self.ring.len() == self.config.retention {
-                if let Some(old) = self.ring.pop_front() {
-                    self.evicted = old.seq;
-                }
-            }
-            self.ring.push_back(*record);
+        let mut last = self.head;
+        let in_order = records.iter().all(|r| {
+            let ok = r.seq > last;
+            last = r.seq;
+            ok
+        });
+        if in_order {
+            self.encoder.push(records);
+        } else {
+            let mut last = self.head;
+            let kept: Vec<Record> = records
+                .iter()
+                .filter(|r| {
+                    let ok = r.seq > last;
+                    last = last.max(r.seq);
+                    ok
+                })
+                .copied()
+                .collect();
+            self.rejected += (records.len() - kept.len()) as u64;
+            self.encoder.push(&kept);
         }
-        let last = self.ring.back().map_or(Seq::ZERO, |r| r.seq);
-        self.head = self.head.max(frontier).max(last);
+        self.encoder.finish(frontier.max(self.head));
+        while let Some(batch) = self.encoder.poll() {
+            self.retain(batch);
+        }
+    }
+
+    /// Takes one `Input` frame encoded by the ingress (the hot path: its
+    /// bytes are kept and sent as they are). A frame whose records are not
+    /// all above the head is re-encoded without those, which are counted in
+    /// [`Upstream::rejected`].
+    pub fn handle_input(&mut self, batch: EncodedBatch) {
+        if batch.first().is_none_or(|first| first > self.head) {
+            self.retain(batch);
+        } else {
+            let records: Vec<Record> = batch.records().collect();
+            self.handle_ingress(batch.frontier(), &records);
+        }
+    }
+
+    fn retain(&mut self, batch: EncodedBatch) {
+        let frontier = batch.frontier().max(batch.last().unwrap_or(Seq::ZERO));
+        if frontier <= self.head && batch.is_empty() {
+            return;
+        }
+        let retained = Retained {
+            after: self.head,
+            batch,
+        };
+        self.head = self.head.max(frontier);
+        self.retained += retained.weight();
+        self.ring.push_back(retained);
+        while self.retained > self.config.retention && self.ring.len() > 1 {
+            if let Some(old) = self.ring.pop_front() {
+                self.retained -= old.weight();
+                self.evicted = old.batch.frontier().max(old.after);
+            }
+        }
         for color in Color::BOTH {
             if let Some(cursor) = self.cursors[color.index()] {
                 if cursor.sent < self.evicted {
@@ -190,7 +298,18 @@ impl Upstream {
 
     /// Records dropped because their seq was not above the previous one.
     pub fn rejected(&self) -> u64 {
-        self.rejected
+        self.rejected + self.encoder.rejected()
+    }
+
+    /// Records (and empty frames) retained for replay, at most
+    /// [`UpstreamConfig::retention`] plus the newest frame's.
+    pub fn retained(&self) -> usize {
+        self.retained
+    }
+
+    /// Bytes of the frames retained for replay.
+    pub fn retained_bytes(&self) -> usize {
+        self.ring.iter().map(|r| r.batch.bytes().len()).sum()
     }
 
     /// Places a barrier after everything ingested so far.
@@ -211,10 +330,14 @@ impl Upstream {
     pub fn replay_from(
         &self,
         from: Seq,
-    ) -> Result<impl Iterator<Item = &Record> + '_, RetentionError> {
+    ) -> Result<impl Iterator<Item = Record> + '_, RetentionError> {
         self.check_replay(from)?;
-        let start = self.ring.partition_point(|r| r.seq < from);
-        Ok(self.ring.range(start..))
+        let start = self.ring.partition_point(|r| r.batch.frontier() < from);
+        Ok(self
+            .ring
+            .range(start..)
+            .flat_map(|r| r.batch.records())
+            .filter(move |r| r.seq >= from))
     }
 
     fn check_replay(&self, from: Seq) -> Result<(), RetentionError> {
@@ -261,8 +384,8 @@ impl Upstream {
         self.cursors[color.index()].map(|c| c.sent)
     }
 
-    /// The next message for `color`: input or a barrier, in sequence order.
-    pub fn poll_transmit(&mut self, color: Color) -> Option<ToInstance> {
+    /// The next frame for `color`: input or a barrier, in sequence order.
+    pub fn poll_transmit(&mut self, color: Color) -> Option<Transmit> {
         let mut cursor = self.cursors[color.index()]?;
         let barrier = self
             .barriers
@@ -274,39 +397,48 @@ impl Upstream {
                 cursor.next_barrier = b.id + 1;
                 self.cursors[color.index()] = Some(cursor);
                 self.prune_barriers();
-                return Some(ToInstance::Barrier { id: b.id, at: b.at });
+                return Some(Transmit::Message(ToInstance::Barrier {
+                    id: b.id,
+                    at: b.at,
+                }));
             }
         }
         let limit = barrier.map_or(self.head, |b| b.at);
-        let start = self.ring.partition_point(|r| r.seq <= cursor.sent);
-        let count = self
-            .ring
-            .range(start..)
-            .take(self.config.max_batch)
-            .take_while(|r| r.seq <= limit)
-            .count();
-        let end = start + count;
-        let upto = self
-            .ring
-            .get(end)
-            .map_or(self.head, |r| Seq(r.seq.0 - 1))
-            .min(limit.max(cursor.sent));
-        if count == 0 && upto <= cursor.sent {
+        if cursor.sent >= limit {
             return None;
         }
-        let records: Vec<Record> = self.ring.range(start..end).copied().collect();
-        cursor.sent = upto;
+        // The frame holding the first seq not yet sent.
+        let index = self
+            .ring
+            .partition_point(|r| r.batch.frontier().max(r.after) <= cursor.sent);
+        let retained = self.ring.get(index)?;
+        let frontier = retained.batch.frontier();
+        let transmit = if retained.after == cursor.sent && frontier <= limit {
+            cursor.sent = frontier;
+            Transmit::Encoded(retained.batch.bytes().clone())
+        } else {
+            // A replay from inside a frame, or a frame across a barrier
+            // (neither happens with barriers at the head): re-encode the part.
+            let upto = frontier.min(limit);
+            let sent = cursor.sent;
+            let mut part = BytesMut::new();
+            let records: Vec<Record> = retained
+                .batch
+                .records()
+                .filter(|r| r.seq > sent && r.seq <= upto)
+                .collect();
+            wire::encode_batch(BatchKind::Input, upto, &records, &mut part).ok()?;
+            cursor.sent = upto;
+            Transmit::Encoded(part.freeze())
+        };
         self.cursors[color.index()] = Some(cursor);
-        Some(ToInstance::Input {
-            frontier: upto,
-            records,
-        })
+        Some(transmit)
     }
 
     /// The next input frame and whom it is for. When both instances are at
     /// the same place (the usual case: both live at the head) the frame is
-    /// for both, so the runtime encodes it once and sends the bytes twice.
-    pub fn poll_input(&mut self) -> Option<(Recipients, ToInstance)> {
+    /// for both: the same bytes go to both links.
+    pub fn poll_input(&mut self) -> Option<(Recipients, Transmit)> {
         if let [Some(blue), Some(green)] = self.cursors {
             if blue == green {
                 let msg = self.poll_transmit(Color::Blue)?;
@@ -345,6 +477,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::record::{ChannelId, EventTime};
+    use crate::wire::BATCH_PREFIX;
 
     fn rec(seq: u64) -> Record {
         Record::new(Seq(seq), EventTime(0), ChannelId(0), seq as f64)
@@ -355,8 +488,17 @@ mod tests {
         up.handle_ingress(Seq(*seqs.end()), &records);
     }
 
+    /// One batch per record: the ring evicts whole frames.
+    fn ingest_each(up: &mut Upstream, seqs: core::ops::RangeInclusive<u64>) {
+        for seq in seqs {
+            ingest(up, seq..=seq);
+        }
+    }
+
     fn drain(up: &mut Upstream, color: Color) -> Vec<ToInstance> {
-        core::iter::from_fn(|| up.poll_transmit(color)).collect()
+        core::iter::from_fn(|| up.poll_transmit(color))
+            .map(|t| t.into_message().unwrap())
+            .collect()
     }
 
     fn seqs(msgs: &[ToInstance]) -> Vec<u64> {
@@ -402,8 +544,9 @@ mod tests {
         ingest(&mut up, 1..=4);
         up.start_replay(Color::Green, Seq(3)).unwrap();
         ingest(&mut up, 5..=6);
-        let frames: Vec<(Recipients, ToInstance)> =
-            core::iter::from_fn(|| up.poll_input()).collect();
+        let frames: Vec<(Recipients, ToInstance)> = core::iter::from_fn(|| up.poll_input())
+            .map(|(to, t)| (to, t.into_message().unwrap()))
+            .collect();
         let for_color = |c: Color| -> Vec<ToInstance> {
             frames
                 .iter()
@@ -415,8 +558,9 @@ mod tests {
         assert_eq!(seqs(&for_color(Color::Green)), vec![3, 4, 5, 6]);
         // Once green caught up, frames are shared.
         ingest(&mut up, 7..=8);
-        let shared: Vec<(Recipients, ToInstance)> =
-            core::iter::from_fn(|| up.poll_input()).collect();
+        let shared: Vec<(Recipients, ToInstance)> = core::iter::from_fn(|| up.poll_input())
+            .map(|(to, t)| (to, t.into_message().unwrap()))
+            .collect();
         assert_eq!(shared.len(), 1);
         assert_eq!(shared[0].0, Recipients::BOTH);
         assert_eq!(seqs(&[shared[0].1.clone()]), vec![7, 8]);
@@ -440,7 +584,7 @@ mod tests {
     #[test]
     fn replay_after_the_ring_moved_names_the_oldest_seq() {
         let mut up = Upstream::new(config(4, 100));
-        ingest(&mut up, 1..=10);
+        ingest_each(&mut up, 1..=10);
         let err = up.replay_from(Seq(6)).err().unwrap();
         assert_eq!(
             err,
@@ -477,15 +621,17 @@ mod tests {
         up.start_replay(Color::Blue, Seq(1)).unwrap();
         ingest(&mut up, 1..=2);
         drain(&mut up, Color::Blue);
-        ingest(&mut up, 3..=10);
+        ingest_each(&mut up, 3..=10);
+        // Reported as soon as the first record it is owed (3) leaves.
         assert_eq!(
             up.poll_event(),
             Some(UpstreamEvent::Overrun {
                 color: Color::Blue,
                 sent: Seq(2),
-                oldest: Seq(7)
+                oldest: Seq(4)
             })
         );
+        assert_eq!(up.poll_event(), None);
         assert_eq!(up.poll_transmit(Color::Blue), None);
     }
 
@@ -503,5 +649,62 @@ mod tests {
         );
         ingest(&mut up, 3..=3);
         assert_eq!(up.rejected(), 1);
+    }
+
+    #[test]
+    fn the_ring_keeps_at_most_its_retention_whatever_comes_in() {
+        let mut up = Upstream::new(config(1000, 100));
+        up.start_replay(Color::Blue, Seq(1)).unwrap();
+        let mut seq = 0;
+        for _ in 0..500 {
+            ingest(&mut up, seq + 1..=seq + 100);
+            seq += 100;
+            drain(&mut up, Color::Blue);
+            // Whole frames of 100 are evicted: at most the retention plus the newest.
+            assert!(up.retained() <= 1000 + 100, "{} retained", up.retained());
+            assert!(up.retained_bytes() <= 11 * (BATCH_PREFIX + 100 * 32));
+        }
+        assert_eq!(up.retained(), 1000);
+        assert_eq!(up.oldest(), Seq(seq - 999));
+        // Frames with no record count too: a frontier-only trickle is bounded.
+        for _ in 0..5000 {
+            seq += 1;
+            up.handle_ingress(Seq(seq), &[]);
+        }
+        assert!(up.retained() <= 1000 + 1);
+        assert_eq!(up.head(), Seq(seq));
+    }
+
+    #[test]
+    fn both_instances_and_a_replay_get_the_bytes_encoded_at_ingress() {
+        let mut up = Upstream::new(config(100, 100));
+        up.start_replay(Color::Blue, Seq(1)).unwrap();
+        up.start_replay(Color::Green, Seq(1)).unwrap();
+        let mut encoder = BatchEncoder::new(BatchKind::Input, 100);
+        encoder.push(&(1..=5).map(rec).collect::<Vec<_>>());
+        encoder.finish(Seq(5));
+        let batch = encoder.poll().unwrap();
+        let pointer = batch.bytes().as_ptr();
+        up.handle_input(batch);
+        let (to, frame) = up.poll_input().unwrap();
+        assert_eq!(to, Recipients::BOTH);
+        let Transmit::Encoded(bytes) = frame else {
+            panic!("input is sent encoded");
+        };
+        assert_eq!(bytes.as_ptr(), pointer, "sent without copying");
+        // Green is lost and comes back from a barrier at 0: the same bytes again.
+        up.detach(Color::Green);
+        up.start_replay(Color::Green, Seq(1)).unwrap();
+        let Some(Transmit::Encoded(again)) = up.poll_transmit(Color::Green) else {
+            panic!("replay is sent encoded");
+        };
+        assert_eq!(again.as_ptr(), pointer, "replayed without copying");
+        // A frame that repeats what was ingested is cut down to what is new.
+        let mut late = BatchEncoder::new(BatchKind::Input, 100);
+        late.push(&(4..=7).map(rec).collect::<Vec<_>>());
+        late.finish(Seq(7));
+        up.handle_input(late.poll().unwrap());
+        assert_eq!(up.rejected(), 2);
+        assert_eq!(seqs(&drain(&mut up, Color::Blue)), vec![6, 7]);
     }
 }

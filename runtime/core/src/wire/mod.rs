@@ -33,11 +33,13 @@ use crate::record::{ChannelId, EventTime, Quality, Record, Seq};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use codec::Body;
 
+mod batch;
 mod error;
 mod messages;
 #[cfg(test)]
 mod tests;
 
+pub use batch::{BatchEncoder, EncodedBatch, BATCH_PREFIX, BLOCK_BYTES, MAX_BATCH_RECORDS};
 pub use error::{EncodeError, WireError};
 
 /// First two bytes of every frame header.
@@ -257,11 +259,7 @@ fn put_records(dst: &mut BytesMut, frontier: Seq, records: &[Record]) {
     // Under the cap, so the count fits in a u32.
     dst.put_u32_le(records.len() as u32);
     for r in records {
-        dst.put_u64_le(r.seq.0);
-        dst.put_i64_le(r.time.0);
-        dst.put_u32_le(r.channel.0);
-        dst.put_u32_le(r.quality.0);
-        dst.put_u64_le(r.value.to_bits());
+        batch::put_record(dst, r);
     }
 }
 
