@@ -99,6 +99,90 @@ pub struct UpgradeRequest {
 /// people (`Err` is shown as an error).
 pub type Envelope = (Request, oneshot::Sender<Result<String, String>>);
 
+/// Why a peer of the control socket is not answered (it is logged; the
+/// peer is told only that it was refused).
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    /// The kernel did not say who connected.
+    #[error("cannot tell who connected ({0})")]
+    Unknown(#[source] std::io::Error),
+    /// Neither root nor the agent's user.
+    #[error(
+        "a request from uid {uid} (pid {}): only root and the agent's user (uid {agent}) may control it",
+        pid.map_or_else(|| "?".to_owned(), |p| p.to_string())
+    )]
+    Foreign {
+        /// The peer's user.
+        uid: u32,
+        /// Its process, when the kernel says.
+        pid: Option<i32>,
+        /// The agent's (effective) user.
+        agent: u32,
+    },
+}
+
+/// Why a request line is refused before it reaches the hub; the client is
+/// answered `error: ` and this.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// `install` named no file.
+    #[error("install needs a bundle or revocation file")]
+    NoBundle,
+    /// `upgrade` named no graph.
+    #[error("upgrade needs a graph file")]
+    NoGraph,
+    /// A toggle's position other than `on` or `off`.
+    #[error("a toggle is switched `on` or `off`, not `{0}`")]
+    TogglePosition(String),
+    /// A field that must be a whole number.
+    #[error("`{text}` is not a number of {unit}")]
+    NotANumber {
+        /// The field, as sent.
+        text: String,
+        /// What it counts (`milliseconds`, `records`).
+        unit: &'static str,
+    },
+    /// A request the agent does not take.
+    #[error(
+        "unknown request `{0}`; the agent takes `status`, `upgrade`, `rollback`, `toggle` and `install`"
+    )]
+    Unknown(String),
+    /// The upgrade's graph or executable was refused.
+    #[error(transparent)]
+    UpgradeFile(#[from] UpgradeFileError),
+    /// The task reading the upgrade's files ended without an answer.
+    #[error("reading the upgrade's files failed")]
+    UpgradeReadFailed,
+    /// Reading the upgrade's files took longer than [`FILE_TIMEOUT`].
+    #[error(
+        "reading the upgrade's files took more than {} s; copy them to a local disk",
+        FILE_TIMEOUT.as_secs()
+    )]
+    UpgradeReadSlow,
+    /// The hub no longer takes requests.
+    #[error("the agent is stopping")]
+    Stopping,
+}
+
+/// Why an upgrade's graph or executable is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum UpgradeFileError {
+    /// The executable is missing, not one, or others may write it.
+    #[error(transparent)]
+    Executable(#[from] crate::private::ExecutableError),
+    /// The graph file is unreadable or invalid.
+    #[error(transparent)]
+    Graph(#[from] crate::graph_file::GraphFileError),
+    /// The graph cannot run as 1+1.
+    #[error("{}: {source}", file.display())]
+    Split {
+        /// The graph file.
+        file: PathBuf,
+        /// Why.
+        source: tandem_core::split::SplitError,
+    },
+}
+
 /// One served connection: whether its request arrived, and how to drop it.
 struct Served {
     asked: Arc<AtomicBool>,
@@ -153,19 +237,16 @@ pub async fn serve(listener: UnixListener, requests: mpsc::UnboundedSender<Envel
 }
 
 /// Refuses peers other than the agent's user and root.
-fn check_peer(stream: &UnixStream) -> Result<(), String> {
-    let cred = stream
-        .peer_cred()
-        .map_err(|e| format!("cannot tell who connected ({e})"))?;
+fn check_peer(stream: &UnixStream) -> Result<(), PeerError> {
+    let cred = stream.peer_cred().map_err(PeerError::Unknown)?;
     if crate::private::may_control(cred.uid()) {
         return Ok(());
     }
-    Err(format!(
-        "a request from uid {} (pid {}): only root and the agent's user (uid {}) may control it",
-        cred.uid(),
-        cred.pid().map_or_else(|| "?".to_owned(), |p| p.to_string()),
-        crate::private::effective_uid()
-    ))
+    Err(PeerError::Foreign {
+        uid: cred.uid(),
+        pid: cred.pid(),
+        agent: crate::private::effective_uid(),
+    })
 }
 
 async fn connection(
@@ -209,7 +290,10 @@ async fn connection(
 /// Parses a request line: `status`; `rollback`; `toggle NAME on|off`;
 /// `upgrade FILE [PROGRAM [SUPERVISE_MS [RECORDS [PHASE_TIMEOUT_MS]]]]`;
 /// `install FILE`; tab-separated, empty fields for defaults.
-async fn parse(line: &str, requests: &mpsc::UnboundedSender<Envelope>) -> Result<Request, String> {
+async fn parse(
+    line: &str,
+    requests: &mpsc::UnboundedSender<Envelope>,
+) -> Result<Request, RequestError> {
     let mut words = line.split('\t');
     match words.next() {
         Some("install") => {
@@ -217,7 +301,7 @@ async fn parse(line: &str, requests: &mpsc::UnboundedSender<Envelope>) -> Result
                 .next()
                 .filter(|f| !f.is_empty())
                 .map(PathBuf::from)
-                .ok_or("install needs a bundle or revocation file")?;
+                .ok_or(RequestError::NoBundle)?;
             prepare_install(requests, file).await
         }
         Some("status") => Ok(Request::Status),
@@ -227,12 +311,7 @@ async fn parse(line: &str, requests: &mpsc::UnboundedSender<Envelope>) -> Result
             let on = match words.next() {
                 Some("on") => true,
                 Some("off") => false,
-                other => {
-                    return Err(format!(
-                        "a toggle is switched `on` or `off`, not `{}`",
-                        other.unwrap_or("")
-                    ))
-                }
+                other => return Err(RequestError::TogglePosition(other.unwrap_or("").to_owned())),
             };
             Ok(Request::Toggle { name, on })
         }
@@ -241,7 +320,7 @@ async fn parse(line: &str, requests: &mpsc::UnboundedSender<Envelope>) -> Result
                 .next()
                 .filter(|f| !f.is_empty())
                 .map(PathBuf::from)
-                .ok_or("upgrade needs a graph file")?;
+                .ok_or(RequestError::NoGraph)?;
             let program = words.next().filter(|p| !p.is_empty()).map(PathBuf::from);
             let supervise = optional(words.next(), "milliseconds")?.map(Duration::from_millis);
             let records = optional(words.next(), "records")?;
@@ -250,13 +329,8 @@ async fn parse(line: &str, requests: &mpsc::UnboundedSender<Envelope>) -> Result
             let (file, loaded, split, program) =
                 match tokio::time::timeout(FILE_TIMEOUT, read).await {
                     Ok(Ok(read)) => read?,
-                    Ok(Err(_)) => return Err("reading the upgrade's files failed".into()),
-                    Err(_) => {
-                        return Err(format!(
-                    "reading the upgrade's files took more than {} s; copy them to a local disk",
-                    FILE_TIMEOUT.as_secs()
-                ))
-                    }
+                    Ok(Err(_)) => return Err(RequestError::UpgradeReadFailed),
+                    Err(_) => return Err(RequestError::UpgradeReadSlow),
                 };
             Ok(Request::Upgrade(Box::new(UpgradeRequest {
                 file,
@@ -268,18 +342,17 @@ async fn parse(line: &str, requests: &mpsc::UnboundedSender<Envelope>) -> Result
                 phase_timeout,
             })))
         }
-        _ => Err(format!(
-            "unknown request `{line}`; the agent takes `status`, `upgrade`, `rollback`, `toggle` and `install`"
-        )),
+        _ => Err(RequestError::Unknown(line.to_owned())),
     }
 }
 
-fn optional(word: Option<&str>, what: &str) -> Result<Option<u64>, String> {
+/// An optional whole number of `unit`: an empty or missing field is `None`.
+fn optional(word: Option<&str>, unit: &'static str) -> Result<Option<u64>, RequestError> {
     match word.filter(|w| !w.is_empty()) {
-        Some(n) => n
-            .parse()
-            .map(Some)
-            .map_err(|_| format!("`{n}` is not a number of {what}")),
+        Some(n) => n.parse().map(Some).map_err(|_| RequestError::NotANumber {
+            text: n.to_owned(),
+            unit,
+        }),
         None => Ok(None),
     }
 }
@@ -290,14 +363,13 @@ fn optional(word: Option<&str>, what: &str) -> Result<Option<u64>, String> {
 async fn prepare_install(
     requests: &mpsc::UnboundedSender<Envelope>,
     file: PathBuf,
-) -> Result<Request, String> {
-    const STOPPING: &str = "the agent is stopping";
+) -> Result<Request, RequestError> {
     let (tx, rx) = oneshot::channel();
     let (ignored, _) = oneshot::channel();
     requests
         .send((Request::Gateway(tx), ignored))
-        .map_err(|_| STOPPING)?;
-    let gateway = rx.await.map_err(|_| STOPPING)?;
+        .map_err(|_| RequestError::Stopping)?;
+    let gateway = rx.await.map_err(|_| RequestError::Stopping)?;
     // The wall clock, read once for this install's expiry check.
     let now = crate::bundle::UnixTime::now();
     let shown = file.clone();
@@ -343,26 +415,28 @@ pub async fn install(
     requests: &mpsc::UnboundedSender<Envelope>,
     file: PathBuf,
 ) -> Result<String, String> {
-    let request = prepare_install(requests, file).await?;
+    let stopping = || RequestError::Stopping.to_string();
+    let request = prepare_install(requests, file)
+        .await
+        .map_err(|e| e.to_string())?;
     let (tx, rx) = oneshot::channel();
-    requests
-        .send((request, tx))
-        .map_err(|_| "the agent is stopping".to_owned())?;
-    rx.await
-        .unwrap_or_else(|_| Err("the agent is stopping".to_owned()))
+    requests.send((request, tx)).map_err(|_| stopping())?;
+    rx.await.unwrap_or_else(|_| Err(stopping()))
 }
 
 type ReadUpgrade = (PathBuf, Loaded, Split, Option<PathBuf>);
 
 /// Reads and checks an upgrade's graph and executable (blocking).
-fn read_upgrade(file: PathBuf, program: Option<PathBuf>) -> Result<ReadUpgrade, String> {
+fn read_upgrade(file: PathBuf, program: Option<PathBuf>) -> Result<ReadUpgrade, UpgradeFileError> {
     let program = program
-        .map(|p| crate::private::trusted_executable(&p).map_err(|e| e.to_string()))
+        .map(|p| crate::private::trusted_executable(&p))
         .transpose()?;
-    let loaded = crate::graph_file::load_regular(&file).map_err(|e| e.to_string())?;
+    let loaded = crate::graph_file::load_regular(&file)?;
     let file = std::fs::canonicalize(&file).unwrap_or(file);
-    let split =
-        tandem_core::split::split(&loaded.plan).map_err(|e| format!("{}: {e}", file.display()))?;
+    let split = match tandem_core::split::split(&loaded.plan) {
+        Ok(split) => split,
+        Err(source) => return Err(UpgradeFileError::Split { file, source }),
+    };
     Ok((file, loaded, split, program))
 }
 
@@ -397,4 +471,65 @@ pub fn request(socket: &Path, line: &str) -> std::io::Result<String> {
         }
     }
     Ok(String::from_utf8_lossy(&answer).trim_end().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// What a client is told for `line`, when the agent refuses it.
+    fn refusal(line: &str) -> String {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (requests, _hub) = mpsc::unbounded_channel();
+        match runtime.block_on(parse(line, &requests)) {
+            Ok(request) => panic!("`{line}` was taken: {request:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_bad_request_is_refused_saying_what_is_valid() {
+        assert_eq!(
+            refusal("toggle\tfeatures.double\tmaybe"),
+            "a toggle is switched `on` or `off`, not `maybe`"
+        );
+        assert_eq!(
+            refusal("upgrade\t/g.toml\t\t1.5s"),
+            "`1.5s` is not a number of milliseconds"
+        );
+        assert_eq!(
+            refusal("upgrade\t/g.toml\t\t\tmany"),
+            "`many` is not a number of records"
+        );
+        assert_eq!(refusal("upgrade"), "upgrade needs a graph file");
+        assert_eq!(
+            refusal("install\t"),
+            "install needs a bundle or revocation file"
+        );
+        assert!(refusal("reboot").starts_with("unknown request `reboot`; the agent takes"));
+    }
+
+    #[test]
+    fn an_upgrade_to_a_missing_graph_names_the_file() {
+        let said = refusal("upgrade\t/nonexistent/tandem-new.toml");
+        assert!(said.contains("/nonexistent/tandem-new.toml"), "{said}");
+    }
+
+    #[test]
+    fn a_foreign_peer_is_named_in_the_log() {
+        let refused = PeerError::Foreign {
+            uid: 65534,
+            pid: None,
+            agent: 1000,
+        }
+        .to_string();
+        assert_eq!(
+            refused,
+            "a request from uid 65534 (pid ?): only root and the agent's user (uid 1000) may control it"
+        );
+    }
 }
