@@ -23,6 +23,7 @@
 //! `DIR/fleet/link.json` across restarts.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -49,6 +50,54 @@ struct Memory {
     comparisons: BTreeMap<String, Value>,
 }
 
+/// Why the link did not start; `tandem up` does not start without it.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The enrolment is unreadable, readable by others, or damaged (the
+    /// reason names the file).
+    #[error("{0}")]
+    Enrolment(String),
+    /// No thread for the link.
+    #[error("cannot start the fleet link: {0}")]
+    Thread(#[source] std::io::Error),
+}
+
+/// Why a connection to the controller ended. It is logged (once, while the
+/// same) and the link dials again.
+#[derive(Debug, thiserror::Error)]
+enum LinkError {
+    /// The controller's address or the link's TLS setup was refused.
+    #[error("cannot dial the controller at {controller}: {source}")]
+    Dial {
+        controller: SocketAddr,
+        source: quinn::ConnectError,
+    },
+    /// No connection came up (not listening, unreachable, TLS refused).
+    #[error("cannot reach the controller at {controller}: {source}")]
+    Unreachable {
+        controller: SocketAddr,
+        source: quinn::ConnectionError,
+    },
+    /// The connection closed before the link's stream opened.
+    #[error("the controller's connection closed: {0}")]
+    Closed(#[source] quinn::ConnectionError),
+    /// A frame could not be sent.
+    #[error("cannot write to the controller: {0}")]
+    Write(#[source] quinn::WriteError),
+    /// A frame could not be read, or was refused (the reason).
+    #[error("the controller's link failed: {0}")]
+    Read(String),
+    /// The task reading frames ended.
+    #[error("the controller's link failed: its reader stopped")]
+    ReaderStopped,
+    /// The controller finished its stream.
+    #[error("the controller closed the link")]
+    Ended,
+    /// A message the controller should not send to a gateway.
+    #[error("the controller sent a message out of place: {0:?}")]
+    OutOfPlace(Box<ToGateway>),
+}
+
 /// The link, until the process ends.
 #[derive(Debug)]
 pub struct FleetLink {
@@ -61,8 +110,12 @@ pub struct FleetLink {
 impl FleetLink {
     /// A link for the agent whose control socket is `socket` and state
     /// directory `state_dir`; the enrolment is read and checked now.
-    pub fn new(enrolment: &Path, socket: PathBuf, state_dir: &Path) -> Result<FleetLink, String> {
-        let enrolment = Enrolment::load(enrolment)?;
+    pub fn new(
+        enrolment: &Path,
+        socket: PathBuf,
+        state_dir: &Path,
+    ) -> Result<FleetLink, StartError> {
+        let enrolment = Enrolment::load(enrolment).map_err(StartError::Enrolment)?;
         Ok(FleetLink {
             enrolment,
             socket,
@@ -72,7 +125,7 @@ impl FleetLink {
     }
 
     /// Runs the link on a thread of its own, for as long as the process.
-    pub fn start(self) -> Result<(), String> {
+    pub fn start(self) -> Result<(), StartError> {
         std::thread::Builder::new()
             .name("tandem-fleet".into())
             .spawn(move || {
@@ -89,7 +142,7 @@ impl FleetLink {
                 runtime.block_on(self.run());
             })
             .map(|_| ())
-            .map_err(|e| format!("cannot start the fleet link: {e}"))
+            .map_err(StartError::Thread)
     }
 
     async fn run(self) {
@@ -131,11 +184,12 @@ impl FleetLink {
                         backoff = Duration::from_millis(100);
                         self.serve(&connection, &mut memory, &mut installing).await
                     }
-                    Err(e) => Err(format!("cannot reach the controller at {controller}: {e}")),
+                    Err(source) => Err(LinkError::Unreachable { controller, source }),
                 },
-                Err(e) => Err(format!("cannot dial the controller at {controller}: {e}")),
+                Err(source) => Err(LinkError::Dial { controller, source }),
             };
             if let Err(e) = result {
+                let e = e.to_string();
                 if e != last_error {
                     tracing::warn!("fleet: {e}; retrying");
                     last_error = e;
@@ -152,11 +206,8 @@ impl FleetLink {
         connection: &quinn::Connection,
         memory: &mut Memory,
         installing: &mut Option<(String, String)>,
-    ) -> Result<(), String> {
-        let (mut send, recv) = connection
-            .open_bi()
-            .await
-            .map_err(|e| format!("the controller's connection closed: {e}"))?;
+    ) -> Result<(), LinkError> {
+        let (mut send, recv) = connection.open_bi().await.map_err(LinkError::Closed)?;
         let hello = ToController::Hello {
             gateway: self.enrolment.gateway.to_string(),
             runtime: env!("CARGO_PKG_VERSION").to_owned(),
@@ -170,7 +221,7 @@ impl FleetLink {
             tokio::select! {
                 // `frames.recv()` is cancel-safe, where `wire::read` is not: a bundle
                 // that takes longer than a tick to arrive is read whole.
-                frame = frames.recv() => match frame.unwrap_or_else(|| Err("its reader stopped".into())) {
+                frame = frames.recv() => match frame.ok_or(LinkError::ReaderStopped)?.map_err(LinkError::Read) {
                     Ok(Some(Decoded::Bundle(ToGateway::Bundle { sha256, name, version, .. }, bytes))) => {
                         let actual = wire::sha256_hex(&bytes);
                         if actual != sha256 {
@@ -191,11 +242,9 @@ impl FleetLink {
                             let _ = done.send((sha256, text));
                         });
                     }
-                    Ok(Some(Decoded::Message(other))) => {
-                        return Err(format!("the controller sent a message out of place: {other:?}"));
-                    }
-                    Ok(None) => return Err("the controller closed the link".into()),
-                    Err(e) => return Err(format!("the controller's link failed: {e}")),
+                    Ok(Some(Decoded::Message(other))) => return Err(LinkError::OutOfPlace(Box::new(other))),
+                    Ok(None) => return Err(LinkError::Ended),
+                    Err(e) => return Err(e),
                 },
                 Some((sha256, text)) = done_rx.recv() => {
                     let accepted = text.starts_with("ok: ");
@@ -398,10 +447,8 @@ fn read_history(path: &Path) -> Vec<Value> {
     lines
 }
 
-async fn write(send: &mut quinn::SendStream, bytes: &[u8]) -> Result<(), String> {
-    send.write_all(bytes)
-        .await
-        .map_err(|e| format!("cannot write to the controller: {e}"))
+async fn write(send: &mut quinn::SendStream, bytes: &[u8]) -> Result<(), LinkError> {
+    send.write_all(bytes).await.map_err(LinkError::Write)
 }
 
 #[cfg(test)]
