@@ -1,0 +1,154 @@
+//! The commands that ask a running `tandem up` through its control socket
+//! (`tandem::up::control`): `status`, `upgrade`, `rollback`, `toggle`,
+//! `install` and `top`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use super::INVALID;
+
+/// Where a command finds the control socket of a running `tandem up`.
+#[derive(Debug, clap::Args)]
+pub struct AgentDirs {
+    /// The state directory `tandem up` was given (default: .tandem, or the
+    /// service's /run/tandem socket when .tandem has none).
+    #[arg(long, env = "TANDEM_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+    /// The runtime directory `tandem up` was given.
+    #[arg(long, env = "TANDEM_RUNTIME_DIR")]
+    runtime_dir: Option<PathBuf>,
+}
+
+impl AgentDirs {
+    /// The control socket, as the agent placed it.
+    fn socket(&self) -> PathBuf {
+        tandem::up::dirs::locate_socket(
+            self.state_dir.as_deref(),
+            self.runtime_dir.as_deref(),
+            Path::exists,
+        )
+    }
+}
+
+/// What `tandem upgrade` asks for.
+pub struct Upgrade {
+    /// The new graph file.
+    pub new: PathBuf,
+    /// The executable it runs, when not the running one.
+    pub binary: Option<PathBuf>,
+    /// Each supervision period's length, when not the graph's.
+    pub supervise: Option<Duration>,
+    /// Or the output records compared per period.
+    pub supervise_records: Option<u64>,
+    /// How long a phase may last before the upgrade rolls back.
+    pub phase_timeout: Duration,
+}
+
+/// `tandem upgrade`: the files are named absolutely, as the agent reads
+/// them from its own working directory.
+pub fn upgrade(agent: &AgentDirs, upgrade: Upgrade) -> ExitCode {
+    let absolute = |p: PathBuf| std::fs::canonicalize(&p).unwrap_or(p);
+    let line = format!(
+        "upgrade\t{}\t{}\t{}\t{}\t{}",
+        absolute(upgrade.new).display(),
+        upgrade
+            .binary
+            .map(absolute)
+            .map_or(String::new(), |b| b.display().to_string()),
+        upgrade
+            .supervise
+            .map_or(String::new(), |d| d.as_millis().to_string()),
+        upgrade
+            .supervise_records
+            .map_or(String::new(), |n| n.to_string()),
+        upgrade.phase_timeout.as_millis()
+    );
+    ask(agent, &line)
+}
+
+/// `tandem install FILE`.
+pub fn install(agent: &AgentDirs, file: PathBuf) -> ExitCode {
+    let absolute = std::fs::canonicalize(&file).unwrap_or(file);
+    ask(agent, &format!("install\t{}", absolute.display()))
+}
+
+/// `tandem rollback`.
+pub fn rollback(agent: &AgentDirs) -> ExitCode {
+    ask(agent, "rollback")
+}
+
+/// `tandem toggle NAME on|off`.
+pub fn toggle(agent: &AgentDirs, name: &str, state: &str) -> ExitCode {
+    ask(agent, &format!("toggle\t{name}\t{state}"))
+}
+
+/// `tandem top`.
+pub fn top(agent: &AgentDirs, every: Duration) -> ExitCode {
+    match tandem::top::run(&agent.socket(), every) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tandem: {e}");
+            ExitCode::from(INVALID)
+        }
+    }
+}
+
+/// Sends one request to the agent and prints its answer; exit 1 when it refuses.
+fn ask(agent: &AgentDirs, line: &str) -> ExitCode {
+    let socket = agent.socket();
+    match tandem::up::control::request(&socket, line) {
+        Ok(answer) => match answer.strip_prefix("ok: ") {
+            Some(text) => {
+                outln!("{text}");
+                ExitCode::SUCCESS
+            }
+            None => {
+                eprintln!(
+                    "tandem: {}",
+                    answer.strip_prefix("error: ").unwrap_or(&answer)
+                );
+                ExitCode::from(INVALID)
+            }
+        },
+        Err(e) => {
+            eprintln!("tandem: {}", no_agent(&socket, &e));
+            ExitCode::from(INVALID)
+        }
+    }
+}
+
+/// What to say when no agent answers on `socket`.
+fn no_agent(socket: &Path, e: &dyn std::fmt::Display) -> String {
+    format!(
+        "no `tandem up` answers on {} ({e}); give the --state-dir (or --runtime-dir) it was \
+         started with; for the service, `systemctl status tandem` says whether it runs",
+        socket.display()
+    )
+}
+
+/// `tandem status [--json]`.
+pub fn status(agent: &AgentDirs, json: bool) -> ExitCode {
+    let socket = agent.socket();
+    let answer = match tandem::up::control::request(&socket, "status") {
+        Ok(answer) => answer,
+        Err(e) => {
+            eprintln!("tandem: {}", no_agent(&socket, &e));
+            return ExitCode::from(INVALID);
+        }
+    };
+    if json {
+        outln!("{answer}");
+        return ExitCode::SUCCESS;
+    }
+    match tandem::up::status::render(&answer) {
+        Ok(text) => {
+            out!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("tandem: {e}");
+            ExitCode::from(INVALID)
+        }
+    }
+}
