@@ -8,10 +8,11 @@
 //! tolerance, and disagreements are counted and the first few kept.
 //!
 //! Memory is bounded: per stream, one ring holds the copies that one instance
-//! delivered and the other has not yet; an entry leaves when its twin
-//! arrives, when the other instance's frontier passes it (a divergence: it
-//! will never come), when the other instance is lost, or when the ring is
-//! full (counted as uncompared).
+//! delivered and the other has not yet, at most
+//! [`DownstreamConfig::max_pending`] over all streams (48 bytes each); an
+//! entry leaves when its twin arrives, when the other instance's frontier
+//! passes it (a divergence: it will never come), when the other instance is
+//! lost, or when the rings are full (counted as uncompared).
 
 use super::msg::{Color, Role, StreamId};
 use crate::record::{ChannelId, Record, Seq};
@@ -22,7 +23,8 @@ use std::collections::VecDeque;
 pub struct DownstreamConfig {
     /// Stream ids must be below this; records of other streams are counted as invalid.
     pub max_streams: u32,
-    /// Most copies per stream waiting for their twin; older ones go uncompared.
+    /// Most copies waiting for their twin, over all streams; past it the
+    /// oldest of the stream at hand (or the new copy) goes uncompared.
     pub max_pending: usize,
     /// How many divergent pairs to keep for logging.
     pub keep_divergences: usize,
@@ -202,6 +204,8 @@ pub struct Downstream {
     frontier: Seq,
     divergences: Vec<Divergence>,
     stats: DownstreamStats,
+    /// Copies waiting for their twin, over all streams.
+    pending: usize,
 }
 
 impl Downstream {
@@ -216,6 +220,7 @@ impl Downstream {
             frontier: Seq::ZERO,
             divergences: Vec::new(),
             stats: DownstreamStats::default(),
+            pending: 0,
         }
     }
 
@@ -243,6 +248,7 @@ impl Downstream {
             }
         }
         self.stats.uncompared += dropped;
+        self.pending = self.pending.saturating_sub(dropped as usize);
     }
 
     /// Changes the role of a present instance. An instance that starts
@@ -271,6 +277,7 @@ impl Downstream {
             }
             if !partner_present {
                 self.stats.uncompared += stream.queue.len() as u64;
+                self.pending = self.pending.saturating_sub(stream.queue.len());
                 stream.queue.clear();
             }
         }
@@ -296,6 +303,7 @@ impl Downstream {
             }
         }
         self.stats.uncompared += dropped;
+        self.pending = self.pending.saturating_sub(dropped as usize);
     }
 
     /// Takes one `Output` message of `color`.
@@ -306,19 +314,50 @@ impl Downstream {
         }
         self.stats.received[color.index()] += records.len() as u64;
         for record in records {
-            self.handle_record(color, record);
+            if self.handle_record(color, record) {
+                self.emitted.push(*record);
+            }
         }
         self.handle_frontier(color, frontier);
     }
 
-    fn handle_record(&mut self, color: Color, record: &Record) {
+    /// [`Downstream::handle_output`] of a decoded batch it may keep: when
+    /// every record of it is emitted (the serving instance ahead, the usual
+    /// case) and nothing else waits, the batch itself is what
+    /// [`Downstream::poll_emitted`] hands out, with no copy.
+    pub fn handle_output_owned(&mut self, color: Color, frontier: Seq, records: Vec<Record>) {
+        if !self.instances[color.index()].present {
+            self.stats.invalid += records.len() as u64;
+            return;
+        }
+        self.stats.received[color.index()] += records.len() as u64;
+        // While every record so far is emitted, none is copied yet.
+        let mut whole = self.emitted.is_empty();
+        for (i, record) in records.iter().enumerate() {
+            let emit = self.handle_record(color, record);
+            if whole && !emit {
+                self.emitted
+                    .extend_from_slice(records.get(..i).unwrap_or_default());
+                whole = false;
+            } else if !whole && emit {
+                self.emitted.push(*record);
+            }
+        }
+        if whole && !records.is_empty() {
+            self.emitted = records;
+        }
+        self.handle_frontier(color, frontier);
+    }
+
+    /// Merges one record; true when it is to be emitted now.
+    fn handle_record(&mut self, color: Color, record: &Record) -> bool {
         let c = color.index();
         let o = color.other().index();
         let stream_id = StreamId::of(record.channel);
         let index = stream_id.index();
         if stream_id.0 >= self.config.max_streams {
             self.stats.invalid += 1;
-            return;
+            return false;
         }
         if self.streams.len() <= index {
             self.streams.resize_with(index + 1, Stream::new);
@@ -326,33 +365,33 @@ impl Downstream {
         let me = self.instances[c];
         let partner = self.instances[o];
         let Some(stream) = self.streams.get_mut(index) else {
-            return;
+            return false;
         };
         let ordinal = match stream.last[c] {
             Some((seq, ord)) if seq == record.seq => ord.saturating_add(1),
             Some((seq, _)) if seq > record.seq => {
                 self.stats.invalid += 1;
-                return;
+                return false;
             }
             _ => 0,
         };
         if record.seq <= me.start {
             self.stats.invalid += 1;
-            return;
+            return false;
         }
         let key = (record.seq, ordinal);
         stream.last[c] = Some(key);
-        if me.role == Role::Serving && stream.emitted.is_none_or(|e| key > e) {
+        let emit = me.role == Role::Serving && stream.emitted.is_none_or(|e| key > e);
+        if emit {
             stream.emitted = Some(key);
-            self.emitted.push(*record);
             self.stats.emitted += 1;
         }
         if !partner.present || record.seq <= partner.start {
-            return;
+            return emit;
         }
         if stream.overflowed.is_some_and(|dropped| key <= dropped) {
             // Its twin was dropped from a full queue (and counted then).
-            return;
+            return emit;
         }
         if stream.owner != color {
             while let Some(front) = stream.queue.front().copied() {
@@ -367,9 +406,10 @@ impl Downstream {
                         (color, Some(*record)),
                         None,
                     );
-                    return;
+                    return emit;
                 }
                 stream.queue.pop_front();
+                self.pending = self.pending.saturating_sub(1);
                 if front.key() == key {
                     self.stats.compared += 1;
                     if !self.tolerances.agree(&front.record, record) {
@@ -383,7 +423,7 @@ impl Downstream {
                             Some(front.record),
                         );
                     }
-                    return;
+                    return emit;
                 }
                 // The partner made `front`, we skipped it.
                 note(
@@ -408,19 +448,30 @@ impl Downstream {
                 (color, Some(*record)),
                 None,
             );
-            return;
+            return emit;
         }
-        if stream.queue.len() >= self.config.max_pending {
-            if let Some(dropped) = stream.queue.pop_front() {
-                stream.overflowed = stream.overflowed.max(Some(dropped.key()));
-            }
+        if self.pending >= self.config.max_pending {
             self.stats.uncompared += 1;
+            // The queue, if any, is this instance's (the loop above emptied
+            // the partner's): its oldest goes; with none, this copy does.
+            match stream.queue.pop_front() {
+                Some(dropped) => {
+                    stream.overflowed = stream.overflowed.max(Some(dropped.key()));
+                    self.pending -= 1;
+                }
+                None => {
+                    stream.overflowed = stream.overflowed.max(Some(key));
+                    return emit;
+                }
+            }
         }
         stream.owner = color;
         stream.queue.push_back(Pending {
             ordinal,
             record: *record,
         });
+        self.pending += 1;
+        emit
     }
 
     fn handle_frontier(&mut self, color: Color, frontier: Seq) {
@@ -441,6 +492,7 @@ impl Downstream {
                     break;
                 }
                 stream.queue.pop_front();
+                self.pending = self.pending.saturating_sub(1);
                 let stream_id = StreamId(u32::try_from(index).unwrap_or(u32::MAX));
                 note(
                     &mut self.stats,
@@ -455,9 +507,14 @@ impl Downstream {
         }
     }
 
-    /// Moves the records to emit, in order per stream, onto the end of `out`.
+    /// Moves the records to emit, in order per stream, onto the end of `out`
+    /// (an empty `out` takes the buffer itself, and leaves its own).
     pub fn poll_emitted(&mut self, out: &mut Vec<Record>) {
-        out.append(&mut self.emitted);
+        if out.is_empty() {
+            std::mem::swap(out, &mut self.emitted);
+        } else {
+            out.append(&mut self.emitted);
+        }
     }
 
     /// Every output at or below this has been emitted: the sinks' frontier.
@@ -486,9 +543,10 @@ impl Downstream {
         self.divergences.clear();
     }
 
-    /// Copies waiting for their twin, over all streams.
+    /// Copies waiting for their twin, over all streams (at most
+    /// [`DownstreamConfig::max_pending`]).
     pub fn pending(&self) -> usize {
-        self.streams.iter().map(|s| s.queue.len()).sum()
+        self.pending
     }
 }
 
@@ -728,7 +786,58 @@ mod tests {
     fn pending_copies_are_bounded() {
         let mut d = both_serving_with_room_for(4);
         d.handle_output(BLUE, Seq(10), &output(1..=10));
-        assert_eq!(d.pending(), 8);
-        assert_eq!(d.stats().uncompared, 21 - 8);
+        // Over both streams.
+        assert_eq!(d.pending(), 4);
+        assert_eq!(d.stats().uncompared, 21 - 4);
+    }
+
+    #[test]
+    fn a_batch_emitted_whole_is_handed_on_as_it_is_and_a_mixed_one_in_order() {
+        let mut d = both_serving();
+        let batch = output(1..=4);
+        let pointer = batch.as_ptr();
+        d.handle_output_owned(BLUE, Seq(4), batch);
+        let out = emitted(&mut d);
+        assert_eq!(out, output(1..=4));
+        assert_eq!(out.as_ptr(), pointer, "the decoded batch itself goes on");
+        // Green's copies of 1..=4 are compared, not emitted; 5 and 6 are new.
+        d.handle_output_owned(GREEN, Seq(6), output(1..=6));
+        assert_eq!(emitted(&mut d), output(5..=6));
+        let stats = d.stats();
+        assert_eq!((stats.compared, stats.diverged), (9, 0));
+        // Behind what was emitted, slices and owned batches agree.
+        d.handle_output(BLUE, Seq(7), &output(5..=7));
+        d.handle_output_owned(GREEN, Seq(8), output(7..=8));
+        assert_eq!(emitted(&mut d), output(7..=8));
+    }
+
+    #[test]
+    fn copies_waiting_for_their_twin_are_bounded_over_all_streams() {
+        let config = DownstreamConfig {
+            max_pending: 10,
+            ..DownstreamConfig::default()
+        };
+        let mut d = Downstream::new(config, Tolerances::exact());
+        d.expect(BLUE, Seq::ZERO, Role::Serving);
+        d.expect(GREEN, Seq::ZERO, Role::Serving);
+        // Blue runs far ahead on 100 streams; green says nothing.
+        for seq in 1..=50u64 {
+            let batch: Vec<Record> = (0..100).map(|c| rec(seq, c, seq as f64)).collect();
+            d.handle_output(BLUE, Seq(seq), &batch);
+            assert!(d.pending() <= 10);
+        }
+        assert_eq!(d.pending(), 10);
+        let held: usize = d.streams.iter().map(|s| s.queue.len()).sum();
+        assert_eq!(held, 10, "the count is the rings' length");
+        assert_eq!(d.stats().uncompared, 5000 - 10);
+        assert_eq!(emitted(&mut d).len(), 5000);
+        // Green catches up: what was dropped is no divergence.
+        for seq in 1..=50u64 {
+            let batch: Vec<Record> = (0..100).map(|c| rec(seq, c, seq as f64)).collect();
+            d.handle_output(GREEN, Seq(seq), &batch);
+        }
+        assert_eq!(d.stats().diverged, 0);
+        assert_eq!(d.stats().compared, 10);
+        assert_eq!(d.pending(), 0);
     }
 }

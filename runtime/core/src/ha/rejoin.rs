@@ -269,7 +269,14 @@ impl Supervisor {
         }
         match msg {
             ToAgent::Hello { color, version, .. } => self.hello(now, color, version),
-            ToAgent::Output { frontier, records } => self.handle_output(color, frontier, &records),
+            ToAgent::Output { frontier, records } => {
+                if self.slots[color.index()].phase != Phase::Absent {
+                    let frontier = frontier.min(self.upstream.head());
+                    // The decoded batch itself goes on to the sinks when it can.
+                    self.downstream
+                        .handle_output_owned(color, frontier, records);
+                }
+            }
             ToAgent::SnapshotChunk {
                 barrier,
                 vertex,
