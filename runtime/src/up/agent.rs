@@ -17,15 +17,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tandem_core::graph::HaSettings;
+use tandem_core::ha::UpstreamConfig;
 use tandem_core::split::{Split, FROM_INSTANCES, TO_INSTANCES};
-use tandem_core::{Record, Seq};
+use tandem_core::wire::{BatchKind, EncodedBatch};
+use tandem_core::Seq;
 use tokio::sync::mpsc::unbounded_channel;
 
 use super::control::{self, Envelope};
 use super::dirs::StateDir;
-use super::ends::{relay, Forward};
+use super::ends::{relay, Encode, Encoded};
 use super::hub::{Ended, Hub, Inputs, Wiring};
-use super::links::{accept, Conn};
+use super::links::{accept, Conn, FrameBudget};
 use crate::checkpoint::{GraphStamp, Reservation};
 use crate::net::{Server, TransportOptions};
 use crate::topology::{Attached, RunOptions, Topology};
@@ -75,15 +77,22 @@ pub struct AgentConfig {
     pub egress: Attached,
 }
 
-/// Ingress batches waiting for the hub at most.
-const INGRESS_BATCHES: usize = 256;
+// What bounds the agent's memory (docs/ha.md, "Memory"): each queue is
+// bounded in bytes or records, never by load.
+
+/// Encoded input frames waiting for the hub at most (each at most
+/// [`UpstreamConfig::max_batch`] records: 64 x 128 KiB = 8 MiB).
+const INGRESS_BATCHES: usize = 64;
 /// Bytes queued toward an instance beyond which the hub stops taking input
-/// until it has caught up.
-pub(super) const BACKLOG_BYTES: usize = 32 << 20;
-/// Link events waiting for the hub at most.
+/// until it has caught up (four times that loses the instance).
+pub(super) const BACKLOG_BYTES: usize = 8 << 20;
+/// Link events waiting for the hub at most (a frame counts its bytes in
+/// [`CONN_BYTES`] too).
 const CONN_EVENTS: usize = 1024;
-/// Merged batches waiting for the sinks beyond which input waits.
-pub(super) const EGRESS_BATCHES: usize = 1024;
+/// Bytes of decoded frames from both links waiting for the hub at most.
+const CONN_BYTES: usize = 8 << 20;
+/// Merged records waiting for the sinks beyond which input waits (8 MiB).
+pub(super) const EGRESS_RECORDS: usize = 1 << 18;
 
 /// Runs the agent until Ctrl-C, `--for`, or the end of the input.
 pub fn run(config: AgentConfig) -> Result<(), String> {
@@ -133,7 +142,8 @@ pub fn run_with_metrics(
 }
 
 pub(super) enum Ingress {
-    Batch(Seq, Vec<Record>),
+    /// One `Input` frame, encoded once at ingress.
+    Batch(EncodedBatch),
     Ended,
 }
 
@@ -157,7 +167,7 @@ async fn serve(
 
     // Egress: merged output -> sinks.
     // Unbounded, so the hub never waits on it; the hub holds input back
-    // while more than EGRESS_BATCHES wait for the sinks.
+    // while more than EGRESS_RECORDS wait for the sinks.
     let (to_sinks, from_hub) = relay(None);
     attached
         .sources
@@ -182,11 +192,13 @@ async fn serve(
     // Bounded: when the hub stops taking batches (both instances behind),
     // the ingress worker waits here, and the sources are polled later.
     let (ingress_tx, ingress_rx) = tokio::sync::mpsc::channel::<Ingress>(INGRESS_BATCHES);
-    let sink = Forward::new(move |frontier: Seq, records: &mut Vec<Record>| {
-        let msg = if frontier == Seq::END {
-            Ingress::Ended
-        } else {
-            Ingress::Batch(frontier, std::mem::take(records))
+    // Each record is encoded here, once, into the `Input` frame that the
+    // retention ring keeps and both links send.
+    let max_batch = UpstreamConfig::default().max_batch;
+    let sink = Encode::new(BatchKind::Input, max_batch, move |encoded| {
+        let msg = match encoded {
+            Encoded::Batch(batch) => Ingress::Batch(batch),
+            Encoded::End => Ingress::Ended,
         };
         // A plain worker thread, outside the runtime: it may block. It fails
         // only once the hub is gone.
@@ -222,7 +234,8 @@ async fn serve(
     let server = Arc::new(server);
     let stats = server.stats().clone();
     let origin = Instant::now();
-    tokio::spawn(accept(server.clone(), conn_tx, origin));
+    let budget = FrameBudget::new(CONN_BYTES);
+    tokio::spawn(accept(server.clone(), conn_tx, budget, origin));
 
     let (request_tx, request_rx) = unbounded_channel::<Envelope>();
     if let Some(addr) = metrics {

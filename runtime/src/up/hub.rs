@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tandem_core::ha::{
-    Color, Event, HaConfig, LivenessConfig, Nanos, Role, Supervisor, ToAgent, Tolerances,
-    UpstreamConfig,
+    Color, Event, HaConfig, LivenessConfig, Nanos, Role, Supervisor, ToAgent, ToInstance,
+    Tolerances, Transmit, UpstreamConfig,
 };
 use tandem_core::wire;
 use tandem_core::{Record, Seq};
@@ -25,7 +25,7 @@ use super::upgrade::{Release, Upgrade};
 use crate::topology::Topology;
 use tandem_nodes::io::toggles::Switches;
 
-use super::agent::{AgentConfig, Ingress, BACKLOG_BYTES, EGRESS_BATCHES};
+use super::agent::{AgentConfig, Ingress, BACKLOG_BYTES, EGRESS_RECORDS};
 use super::links::Conn;
 
 /// How often the loop turns with nothing to do: the heartbeat `/livez`
@@ -123,6 +123,8 @@ pub(super) struct Hub {
     run_for: Option<Duration>,
     net: Arc<crate::net::NetStats>,
     emitted: Vec<Record>,
+    /// Control frames and barriers are encoded here (the blocks are reused).
+    frames: bytes::BytesMut,
     sent_frontier: Seq,
     pub(super) divergence_logged: usize,
     hashes: Option<(u64, u64, u64)>,
@@ -195,6 +197,7 @@ impl Hub {
             run_for: config.run_for,
             net: wiring.net,
             emitted: Vec::new(),
+            frames: bytes::BytesMut::new(),
             sent_frontier: Seq::ZERO,
             divergence_logged: 0,
             hashes: None,
@@ -292,7 +295,8 @@ impl Hub {
             ];
             let wake = deadlines.into_iter().flatten().min();
             let wake = wake.map(tokio::time::Instant::from_std);
-            let takes_input = !input_ended && !self.backlogged() && to_sinks.len() < EGRESS_BATCHES;
+            let takes_input =
+                !input_ended && !self.backlogged() && to_sinks.queued_records() < EGRESS_RECORDS;
             tokio::select! {
                 biased;
                 Some(()) = stop.recv() => {
@@ -310,7 +314,7 @@ impl Hub {
                     ingress_topology.stop();
                 }
                 Some(msg) = ingress.recv(), if takes_input => match msg {
-                    Ingress::Batch(frontier, records) => self.sup.handle_ingress(frontier, &records),
+                    Ingress::Batch(batch) => self.sup.handle_input(batch),
                     Ingress::Ended => {
                         input_ended = true;
                         stopping.get_or_insert_with(Instant::now);
@@ -426,7 +430,7 @@ impl Hub {
                     },
                 );
             }
-            Conn::Frame { conn, msg, at } => {
+            Conn::Frame { conn, msg, at, .. } => {
                 if let Some(color) = self.color_of(conn) {
                     if let ToAgent::Output { records, .. } = &msg {
                         if self.sup.role(color) == Some(Role::Shadow) {
@@ -453,6 +457,12 @@ impl Hub {
                 .as_ref()
                 .is_some_and(|link| link.conn == conn)
         })
+    }
+
+    /// Encodes a control frame or a barrier into the hub's reused buffer.
+    fn encode(&mut self, msg: &ToInstance) -> Result<Bytes, wire::EncodeError> {
+        wire::encode(msg, &mut self.frames)?;
+        Ok(self.frames.split().freeze())
     }
 
     pub(super) fn send(&self, color: Color, bytes: Bytes) {
@@ -496,27 +506,33 @@ impl Hub {
     pub(super) fn flush(&mut self, to_sinks: &super::ends::RelayFeed) {
         for color in Color::BOTH {
             while let Some(msg) = self.sup.poll_control(color) {
-                if let Ok(bytes) = wire::encode_to_bytes(&msg) {
+                if let Ok(bytes) = self.encode(&msg) {
                     self.send(color, bytes);
                 }
             }
         }
-        while let Some((recipients, msg)) = self.sup.poll_input() {
-            // Encoded once; both instances get the same bytes.
-            if let Ok(bytes) = wire::encode_to_bytes(&msg) {
-                for color in recipients.iter() {
-                    self.send(color, bytes.clone());
-                }
+        while let Some((recipients, frame)) = self.sup.poll_input_frame() {
+            // Input is the bytes encoded at ingress and kept in the
+            // retention ring: both instances get them as they are.
+            let bytes = match frame {
+                Transmit::Encoded(bytes) => bytes,
+                Transmit::Message(msg) => match self.encode(&msg) {
+                    Ok(bytes) => bytes,
+                    Err(_) => continue,
+                },
+            };
+            for color in recipients.iter() {
+                self.send(color, bytes.clone());
             }
         }
         self.sup.poll_emitted(&mut self.emitted);
         let frontier = self.sup.downstream().frontier();
         if !self.emitted.is_empty() || frontier > self.sent_frontier {
             self.sent_frontier = frontier;
-            to_sinks.send(Batch {
-                frontier,
-                records: std::mem::take(&mut self.emitted),
-            });
+            // The merged records go on in their own buffer; the next ones
+            // fill one the egress is done with.
+            let records = std::mem::replace(&mut self.emitted, to_sinks.spare());
+            to_sinks.send(Batch { frontier, records });
         }
         while let Some(event) = self.sup.poll_event() {
             self.event(event);

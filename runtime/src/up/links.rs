@@ -9,6 +9,7 @@ use bytes::Bytes;
 use tandem_core::ha::{Color, Nanos, ToAgent};
 use tandem_core::wire::Message as _;
 use tokio::sync::mpsc::{unbounded_channel, Sender, UnboundedSender};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::net::{AgentLink, Link, NetStats, Server};
 
@@ -28,6 +29,8 @@ pub(super) enum Conn {
         /// When it arrived (nanoseconds since the agent started): liveness
         /// is judged by arrival, however long the hub took to get to it.
         at: Nanos,
+        /// Its bytes in the [`FrameBudget`], given back when the hub is done with it.
+        _held: Option<OwnedSemaphorePermit>,
     },
     Closed {
         conn: u64,
@@ -35,17 +38,51 @@ pub(super) enum Conn {
     },
 }
 
+/// Bytes of frames read from the links and not yet handled by the hub, at
+/// most: a link's reader waits for room before it hands the hub a frame, so
+/// a hub behind its links holds at most this much of their output (the
+/// rest waits in QUIC's flow control, then in the instances).
+#[derive(Clone, Debug)]
+pub(super) struct FrameBudget {
+    permits: Arc<Semaphore>,
+    total: usize,
+}
+
+impl FrameBudget {
+    /// A budget of `total` bytes (at least 1).
+    pub(super) fn new(total: usize) -> FrameBudget {
+        let total = total.clamp(1, u32::MAX as usize);
+        FrameBudget {
+            permits: Arc::new(Semaphore::new(total)),
+            total,
+        }
+    }
+
+    /// Waits until `bytes` (at most the whole budget) are free and holds them.
+    async fn take(&self, bytes: usize) -> Option<OwnedSemaphorePermit> {
+        // Clamped to the budget, which fits a u32.
+        let n = bytes.clamp(1, self.total) as u32;
+        self.permits.clone().acquire_many_owned(n).await.ok()
+    }
+}
+
 /// Accepts instance connections; each runs in its own task.
-pub(super) async fn accept(server: Arc<Server>, events: Sender<Conn>, origin: Instant) {
+pub(super) async fn accept(
+    server: Arc<Server>,
+    events: Sender<Conn>,
+    budget: FrameBudget,
+    origin: Instant,
+) {
     let mut next = 0u64;
     while let Some(pending) = server.accept().await {
         next += 1;
         let conn = next;
         let events = events.clone();
         let stats = server.stats().clone();
+        let budget = budget.clone();
         tokio::spawn(async move {
             match pending.establish().await {
-                Ok(link) => connection(conn, link, events, origin, &stats).await,
+                Ok(link) => connection(conn, link, events, &budget, origin, &stats).await,
                 Err(e) => tracing::warn!("refused a connection: {e}"),
             }
         });
@@ -58,6 +95,7 @@ async fn connection(
     conn: u64,
     link: AgentLink,
     events: Sender<Conn>,
+    budget: &FrameBudget,
     origin: Instant,
     stats: &NetStats,
 ) {
@@ -135,7 +173,14 @@ async fn connection(
         match reader.next().await {
             Ok(Some(msg)) => {
                 let at = Nanos(i64::try_from(origin.elapsed().as_nanos()).unwrap_or(i64::MAX));
-                if events.send(Conn::Frame { conn, msg, at }).await.is_err() {
+                let held = budget.take(msg.encoded_len()).await;
+                let frame = Conn::Frame {
+                    conn,
+                    msg,
+                    at,
+                    _held: held,
+                };
+                if events.send(frame).await.is_err() {
                     return;
                 }
             }
