@@ -7,14 +7,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 use tandem_core::Layout;
 
-/// Writes a line to stdout. When the reader has gone away (`tandem check |
-/// head`), the command ends quietly with 141, as a SIGPIPE would end it.
+/// Writes a line to stdout: `Err(`[`cli::ReaderGone`]`)` when the reader
+/// has gone away (`tandem check | head`), for the command to end quietly.
 macro_rules! outln {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        if writeln!(std::io::stdout().lock(), $($arg)*).is_err() {
-            std::process::exit(141);
-        }
+        writeln!(std::io::stdout().lock(), $($arg)*).map_err(|_| crate::cli::ReaderGone)
     }};
 }
 
@@ -22,9 +20,7 @@ macro_rules! outln {
 macro_rules! out {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        if write!(std::io::stdout().lock(), $($arg)*).is_err() {
-            std::process::exit(141);
-        }
+        write!(std::io::stdout().lock(), $($arg)*).map_err(|_| crate::cli::ReaderGone)
     }};
 }
 
@@ -299,7 +295,7 @@ impl From<ColorArg> for tandem_core::ha::Color {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tandem::logging::init(log_name(&cli.command));
-    match cli.command {
+    let done = match cli.command {
         Command::Check { files, layout } => cli::graph::check(&files, layout.map(Layout::from)),
         Command::Run {
             file,
@@ -311,7 +307,7 @@ fn main() -> ExitCode {
             batch,
             state_dir,
             checkpoint_every,
-        } => cli::run::command(
+        } => Ok(cli::run::command(
             &file,
             layout.map(Layout::from),
             cli::run::RunArgs {
@@ -323,14 +319,14 @@ fn main() -> ExitCode {
                 state_dir,
                 checkpoint_every,
             },
-        ),
+        )),
         Command::Diff {
             old,
             new,
             allow_drop,
         } => cli::graph::diff(&old, &new, allow_drop),
         Command::Kinds { name } => cli::graph::kinds(name.as_deref()),
-        Command::Ctl { action } => tandem::ctl::cli::run(action),
+        Command::Ctl { action } => Ok(tandem::ctl::cli::run(action)),
         Command::Up {
             file,
             state_dir,
@@ -344,7 +340,7 @@ fn main() -> ExitCode {
             binary,
             shadow_log,
             metrics,
-        } => cli::up::up(
+        } => Ok(cli::up::up(
             &file,
             cli::up::UpOptions {
                 state_dir,
@@ -359,7 +355,7 @@ fn main() -> ExitCode {
                 shadow_log,
                 metrics,
             },
-        ),
+        )),
         Command::Status { agent, json } => cli::agent::status(&agent, json),
         Command::Top { agent, every } => cli::agent::top(&agent, every),
         Command::Upgrade {
@@ -390,15 +386,16 @@ fn main() -> ExitCode {
             state_dir,
             batch,
             channels_of,
-        } => cli::up::instance(
+        } => Ok(cli::up::instance(
             &file,
             color.into(),
             agent,
             state_dir,
             batch as usize,
             channels_of.as_deref(),
-        ),
-    }
+        )),
+    };
+    done.unwrap_or_else(ExitCode::from)
 }
 
 /// How a process's log lines begin: instances name their colour.

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use super::INVALID;
+use super::{Printed, INVALID};
 
 /// Where a command finds the control socket of a running `tandem up`.
 #[derive(Debug, clap::Args)]
@@ -47,7 +47,7 @@ pub struct Upgrade {
 
 /// `tandem upgrade`: the files are named absolutely, as the agent reads
 /// them from its own working directory.
-pub fn upgrade(agent: &AgentDirs, upgrade: Upgrade) -> ExitCode {
+pub fn upgrade(agent: &AgentDirs, upgrade: Upgrade) -> Printed {
     let absolute = |p: PathBuf| std::fs::canonicalize(&p).unwrap_or(p);
     let line = format!(
         "upgrade\t{}\t{}\t{}\t{}\t{}",
@@ -68,52 +68,52 @@ pub fn upgrade(agent: &AgentDirs, upgrade: Upgrade) -> ExitCode {
 }
 
 /// `tandem install FILE`.
-pub fn install(agent: &AgentDirs, file: PathBuf) -> ExitCode {
+pub fn install(agent: &AgentDirs, file: PathBuf) -> Printed {
     let absolute = std::fs::canonicalize(&file).unwrap_or(file);
     ask(agent, &format!("install\t{}", absolute.display()))
 }
 
 /// `tandem rollback`.
-pub fn rollback(agent: &AgentDirs) -> ExitCode {
+pub fn rollback(agent: &AgentDirs) -> Printed {
     ask(agent, "rollback")
 }
 
 /// `tandem toggle NAME on|off`.
-pub fn toggle(agent: &AgentDirs, name: &str, state: &str) -> ExitCode {
+pub fn toggle(agent: &AgentDirs, name: &str, state: &str) -> Printed {
     ask(agent, &format!("toggle\t{name}\t{state}"))
 }
 
 /// `tandem top`.
-pub fn top(agent: &AgentDirs, every: Duration) -> ExitCode {
+pub fn top(agent: &AgentDirs, every: Duration) -> Printed {
     match tandem::top::run(&agent.socket(), every) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e) => {
             eprintln!("tandem: {e}");
-            ExitCode::from(INVALID)
+            Ok(ExitCode::from(INVALID))
         }
     }
 }
 
 /// Sends one request to the agent and prints its answer; exit 1 when it refuses.
-fn ask(agent: &AgentDirs, line: &str) -> ExitCode {
+fn ask(agent: &AgentDirs, line: &str) -> Printed {
     let socket = agent.socket();
     match tandem::up::control::request(&socket, line) {
         Ok(answer) => match answer.strip_prefix("ok: ") {
             Some(text) => {
-                outln!("{text}");
-                ExitCode::SUCCESS
+                outln!("{text}")?;
+                Ok(ExitCode::SUCCESS)
             }
             None => {
                 eprintln!(
                     "tandem: {}",
                     answer.strip_prefix("error: ").unwrap_or(&answer)
                 );
-                ExitCode::from(INVALID)
+                Ok(ExitCode::from(INVALID))
             }
         },
         Err(e) => {
             eprintln!("tandem: {}", no_agent(&socket, &e));
-            ExitCode::from(INVALID)
+            Ok(ExitCode::from(INVALID))
         }
     }
 }
@@ -128,27 +128,32 @@ fn no_agent(socket: &Path, e: &dyn std::fmt::Display) -> String {
 }
 
 /// `tandem status [--json]`.
-pub fn status(agent: &AgentDirs, json: bool) -> ExitCode {
+pub fn status(agent: &AgentDirs, json: bool) -> Printed {
     let socket = agent.socket();
     let answer = match tandem::up::control::request(&socket, "status") {
         Ok(answer) => answer,
         Err(e) => {
             eprintln!("tandem: {}", no_agent(&socket, &e));
-            return ExitCode::from(INVALID);
+            return Ok(ExitCode::from(INVALID));
         }
     };
+    // A refusal (another user, a busy agent) is an error, with --json too.
+    if let Some(reason) = answer.strip_prefix("error: ") {
+        eprintln!("tandem: {reason}");
+        return Ok(ExitCode::from(INVALID));
+    }
     if json {
-        outln!("{answer}");
-        return ExitCode::SUCCESS;
+        outln!("{answer}")?;
+        return Ok(ExitCode::SUCCESS);
     }
     match tandem::up::status::render(&answer) {
         Ok(text) => {
-            out!("{text}");
-            ExitCode::SUCCESS
+            out!("{text}")?;
+            Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
             eprintln!("tandem: {e}");
-            ExitCode::from(INVALID)
+            Ok(ExitCode::from(INVALID))
         }
     }
 }

@@ -9,7 +9,7 @@ use tandem::bundle::build::BuildSpec;
 use tandem::bundle::manifest::Name;
 use tandem::bundle::revocation::Revocation;
 
-use super::{duration_arg, INVALID};
+use super::{duration_arg, Printed, INVALID};
 
 /// `tandem bundle ...`.
 #[derive(Debug, Subcommand)]
@@ -123,7 +123,7 @@ pub struct GatewayDirs {
 }
 
 /// `tandem bundle ...`: prints what was done; exit 1 with the reason otherwise.
-pub fn run(action: BundleCommand) -> ExitCode {
+pub fn run(action: BundleCommand) -> Printed {
     use tandem::bundle::command;
     let done = match action {
         BundleCommand::Keygen { name, dir } => command::keygen(&name, &dir),
@@ -179,12 +179,12 @@ pub fn run(action: BundleCommand) -> ExitCode {
     };
     match done {
         Ok(text) => {
-            outln!("{}", text.trim_end());
-            ExitCode::SUCCESS
+            outln!("{}", text.trim_end())?;
+            Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
             eprintln!("tandem: {e}");
-            ExitCode::from(INVALID)
+            Ok(ExitCode::from(INVALID))
         }
     }
 }

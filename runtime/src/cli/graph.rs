@@ -8,7 +8,7 @@ use tandem_core::graph::Loaded;
 use tandem_core::param::format_duration;
 use tandem_core::{Layout, ParamDefault, Role};
 
-use super::{INVALID, UNREADABLE};
+use super::{Printed, INVALID, UNREADABLE};
 
 /// Reads and validates one graph file. Errors are printed; the code says which kind.
 pub fn load(path: &Path, layout: Option<Layout>) -> Result<Loaded, u8> {
@@ -30,32 +30,32 @@ pub fn load(path: &Path, layout: Option<Layout>) -> Result<Loaded, u8> {
 }
 
 /// `tandem check FILE...`: exit 0 valid, 1 invalid, 2 unreadable (the worst of them).
-pub fn check(files: &[PathBuf], layout: Option<Layout>) -> ExitCode {
+pub fn check(files: &[PathBuf], layout: Option<Layout>) -> Printed {
     let mut worst = 0u8;
     for file in files {
         match load(file, layout) {
             Ok(loaded) => {
-                outln!("{}: ok", file.display());
-                out!("{}", loaded.plan);
+                outln!("{}: ok", file.display())?;
+                out!("{}", loaded.plan)?;
             }
             Err(code) => worst = worst.max(code),
         }
     }
-    ExitCode::from(worst)
+    Ok(ExitCode::from(worst))
 }
 
 /// Exit code of an upgrade `tandem diff` refuses.
 const REFUSED: u8 = 1;
 
 /// `tandem diff OLD NEW`: exit 0 safe, 1 refused, 2 unreadable or invalid.
-pub fn diff(old: &Path, new: &Path, allow_drop: bool) -> ExitCode {
+pub fn diff(old: &Path, new: &Path, allow_drop: bool) -> Printed {
     // Both files are read and checked, so that every error is shown at once.
     let (old_graph, new_graph) = (load(old, None), load(new, None));
     let (Ok(old_graph), Ok(new_graph)) = (old_graph, new_graph) else {
-        return ExitCode::from(UNREADABLE);
+        return Ok(ExitCode::from(UNREADABLE));
     };
     let changes = tandem_core::diff::diff(&old_graph.plan, &new_graph.plan);
-    out!("{changes}");
+    out!("{changes}")?;
     let mut refusals: Vec<String> = changes
         .refusals(allow_drop)
         .iter()
@@ -81,7 +81,7 @@ pub fn diff(old: &Path, new: &Path, allow_drop: bool) -> ExitCode {
             "tandem: upgrade refused: {} change(s) would lose state",
             refusals.len()
         );
-        return ExitCode::from(REFUSED);
+        return Ok(ExitCode::from(REFUSED));
     }
     let dropped: Vec<&str> = changes
         .nodes
@@ -90,20 +90,20 @@ pub fn diff(old: &Path, new: &Path, allow_drop: bool) -> ExitCode {
         .map(|n| n.id.as_str())
         .collect();
     if changes.is_empty() && old_graph.name == new_graph.name {
-        outln!("no change");
+        outln!("no change")?;
     } else if dropped.is_empty() {
-        outln!("safe: the state of every vertex carries over");
+        outln!("safe: the state of every vertex carries over")?;
     } else {
         outln!(
             "safe with --allow-drop: the state of every vertex carries over but {}",
             dropped.join(", ")
-        );
+        )?;
     }
-    ExitCode::SUCCESS
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `tandem kinds [NAME]`.
-pub fn kinds(only: Option<&str>) -> ExitCode {
+pub fn kinds(only: Option<&str>) -> Printed {
     let registry = tandem_nodes::registry();
     let mut found = false;
     for role in [Role::Source, Role::Vertex, Role::Sink] {
@@ -118,9 +118,9 @@ pub fn kinds(only: Option<&str>) -> ExitCode {
                 kind.name,
                 kind.version,
                 kind.doc
-            );
+            )?;
             if !kind.input_names.is_empty() {
-                outln!("    inputs: {}", kind.input_names.join(", "));
+                outln!("    inputs: {}", kind.input_names.join(", "))?;
             }
             let outs: Vec<String> = kind
                 .outputs
@@ -140,10 +140,10 @@ pub fn kinds(only: Option<&str>) -> ExitCode {
                 .chain(kind.outputs_from.map(|p| format!("<id>.<each of `{p}`>")))
                 .collect();
             if !outs.is_empty() {
-                outln!("    outputs: {}", outs.join(", "));
+                outln!("    outputs: {}", outs.join(", "))?;
             }
             if let Some(schema) = kind.state_schema {
-                outln!("    state schema: {schema}");
+                outln!("    state schema: {schema}")?;
             }
             for p in kind.params {
                 let default = match p.default {
@@ -161,15 +161,15 @@ pub fn kinds(only: Option<&str>) -> ExitCode {
                     p.name,
                     p.ty.expected(),
                     p.doc
-                );
+                )?;
             }
         }
     }
     if !found {
         if let Some(name) = only {
             eprintln!("error: no kind `{name}`; `tandem kinds` lists them all");
-            return ExitCode::from(INVALID);
+            return Ok(ExitCode::from(INVALID));
         }
     }
-    ExitCode::SUCCESS
+    Ok(ExitCode::SUCCESS)
 }

@@ -12,6 +12,7 @@
 //!
 //! `tandem ctl ...` lives with the controller, in `tandem::ctl::cli`.
 
+use std::process::ExitCode;
 use std::time::Duration;
 
 use tandem_core::param::parse_duration;
@@ -27,6 +28,23 @@ pub mod up;
 pub const INVALID: u8 = 1;
 /// Exit code of a file that could not be read.
 pub const UNREADABLE: u8 = 2;
+
+/// The reader of stdout went away (`tandem check | head`): the command
+/// stops printing and ends quietly with 141, as a SIGPIPE would end it.
+#[derive(Debug)]
+pub struct ReaderGone;
+
+/// The exit code of a command whose reader went away.
+pub const READER_GONE: u8 = 141;
+
+impl From<ReaderGone> for ExitCode {
+    fn from(_: ReaderGone) -> ExitCode {
+        ExitCode::from(READER_GONE)
+    }
+}
+
+/// How a command that prints ends: its exit code, or [`ReaderGone`].
+pub type Printed = Result<ExitCode, ReaderGone>;
 
 /// `--for`, `--every` and the like: `500ms`, `10s`, `2m`, `1h`.
 pub fn duration_arg(text: &str) -> Result<Duration, String> {
