@@ -71,7 +71,7 @@ pub struct InstallRequest {
     /// The file, as named.
     pub file: PathBuf,
     /// Accepted and unpacked, or why not.
-    pub prepared: Result<crate::bundle::Prepared, String>,
+    pub prepared: Result<crate::bundle::Prepared, PrepareError>,
     /// The bundle's `NAME VERSION` when known, else the file (for the history).
     pub what: String,
 }
@@ -181,6 +181,24 @@ pub enum UpgradeFileError {
         /// Why.
         source: tandem_core::split::SplitError,
     },
+}
+
+/// Why a bundle or revocation that `install` named was not accepted before
+/// it reached the hub (the hub records the refusal and answers with it).
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    /// The checks refused it (the reason names the file or the bundle).
+    #[error(transparent)]
+    Refused(#[from] crate::bundle::InstallError),
+    /// The task checking it ended without an answer.
+    #[error("checking the bundle failed")]
+    CheckFailed,
+    /// Checking and unpacking it took longer than [`INSTALL_TIMEOUT`].
+    #[error(
+        "checking the bundle took more than {} s; copy it to a local disk",
+        INSTALL_TIMEOUT.as_secs()
+    )]
+    CheckSlow,
 }
 
 /// One served connection: whether its request arrived, and how to drop it.
@@ -382,21 +400,12 @@ async fn prepare_install(
             }
             Err(e) => crate::bundle::install::Installs::what(&file, e),
         };
-        (result.map_err(|e| e.to_string()), what)
+        (result.map_err(PrepareError::Refused), what)
     });
     let (prepared, what) = match tokio::time::timeout(INSTALL_TIMEOUT, check).await {
         Ok(Ok(done)) => done,
-        Ok(Err(_)) => (
-            Err("checking the bundle failed".to_owned()),
-            shown.display().to_string(),
-        ),
-        Err(_) => (
-            Err(format!(
-                "checking the bundle took more than {} s; copy it to a local disk",
-                INSTALL_TIMEOUT.as_secs()
-            )),
-            shown.display().to_string(),
-        ),
+        Ok(Err(_)) => (Err(PrepareError::CheckFailed), shown.display().to_string()),
+        Err(_) => (Err(PrepareError::CheckSlow), shown.display().to_string()),
     };
     Ok(Request::Install(Box::new(InstallRequest {
         file: shown,

@@ -274,7 +274,7 @@ impl Hub {
             Err(reason)
         };
         let mut unpacked = match prepared {
-            Err(reason) => return refuse(self, reason),
+            Err(reason) => return refuse(self, reason.to_string()),
             Ok(Prepared::Revocation { revocation, .. }) => {
                 let answer = self.bundles.revoke(revocation);
                 if let Ok(text) = &answer {
