@@ -7,6 +7,11 @@ pub mod checkpoint;
 pub mod cpu;
 pub mod ctl;
 pub mod graph_file;
+// The one harness for `tandem up` in tests and benches; only their
+// dev-dependencies turn the feature on.
+#[cfg(feature = "harness")]
+#[doc(hidden)]
+pub mod harness;
 pub mod ingress;
 pub mod logging;
 pub mod metrics;

@@ -1,0 +1,62 @@
+//! A bench executable as `tandem`: `<exe> instance ..` is an instance (what
+//! an agent starts), `<exe> up GRAPH --state-dir DIR ..` an agent with the
+//! graph's own sinks, as a process of its own (so that what it costs, its
+//! memory, is its own).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::up::instance::Launch;
+
+/// The options of `tandem up` a bench uses.
+#[derive(Debug, Parser)]
+#[command(name = "up", no_binary_name = true)]
+struct UpArgs {
+    file: PathBuf,
+    #[arg(long)]
+    state_dir: PathBuf,
+    /// Stop after this long (such as 30s).
+    #[arg(long = "for", value_parser = duration)]
+    run_for: Option<Duration>,
+    #[arg(long, value_parser = duration, default_value = "1s")]
+    checkpoint_every: Duration,
+    #[arg(long, default_value_t = 1024)]
+    batch: usize,
+}
+
+fn duration(text: &str) -> Result<Duration, String> {
+    tandem_core::param::parse_duration(text)
+        .and_then(|ns| u64::try_from(ns).ok())
+        .map(Duration::from_nanos)
+        .ok_or_else(|| format!("`{text}` is not a duration (such as 500ms, 10s)"))
+}
+
+/// Runs the role `args` (this process's, the program name first) ask for,
+/// and exits; returns when they ask for none. `name` starts error lines.
+pub fn serve_roles(name: &str, args: &[String]) {
+    let result = match args.get(1).map(String::as_str) {
+        Some("instance") => Launch::parse(&args[1..]).and_then(Launch::run),
+        Some("up") => up(&args[2..]),
+        _ => return,
+    };
+    match result {
+        Ok(()) => std::process::exit(0),
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            std::process::exit(1)
+        }
+    }
+}
+
+fn up(args: &[String]) -> Result<(), String> {
+    let args = UpArgs::try_parse_from(args).map_err(|e| e.to_string())?;
+    crate::logging::init("tandem");
+    let program = std::env::current_exe().map_err(|e| format!("this executable: {e}"))?;
+    let mut config = super::agent_config(&args.file, &args.state_dir, program)?;
+    config.run_for = args.run_for;
+    config.checkpoint_every = args.checkpoint_every;
+    config.batch = args.batch;
+    crate::up::agent::run(config)
+}
