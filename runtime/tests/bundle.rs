@@ -8,8 +8,9 @@
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
+use tandem::harness::{Agent as _, Launcher, Scratch, Up};
 
 /// Longest wait for anything the agent does.
 const BOUND: Duration = Duration::from_secs(60);
@@ -46,14 +47,17 @@ fn refused(args: &[&str]) -> String {
 /// (track `stable`, threshold 2), removed on drop.
 struct Bench {
     dir: PathBuf,
+    _scratch: Scratch,
 }
 
 impl Bench {
     fn new(name: &str) -> Bench {
-        let dir = std::env::temp_dir().join(format!("tandem-bundle-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("config/keys/stable")).unwrap();
-        let b = Bench { dir };
+        let scratch = Scratch::new(&format!("bundle-{name}"));
+        std::fs::create_dir_all(scratch.join("config/keys/stable")).unwrap();
+        let b = Bench {
+            dir: scratch.0.clone(),
+            _scratch: scratch,
+        };
         for k in ["ops1", "ops2"] {
             ok(&["bundle", "keygen", k, "--dir", b.s(&b.dir)]);
             std::fs::copy(
@@ -155,14 +159,6 @@ supervise = "700ms"
     }
 }
 
-impl Drop for Bench {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
-}
-
 #[test]
 fn bundles_are_built_signed_verified_and_inspected_through_the_cli() {
     let b = Bench::new("cli");
@@ -249,115 +245,25 @@ fn bundles_are_built_signed_verified_and_inspected_through_the_cli() {
     assert!(e.contains("is not a tandem-ed25519-secret key file"), "{e}");
 }
 
-/// A `tandem up` process on a state directory of its own; killed on drop.
-struct Agent {
-    child: Child,
-    state: PathBuf,
-    log: PathBuf,
+/// `tandem up` on the bench's state and config directories, its stderr in
+/// the first free `agent-N.log`.
+fn start(b: &Bench, graph: &Path) -> Up {
+    let log = (1..)
+        .map(|n| b.path(&format!("agent-{n}.log")))
+        .find(|p| !p.exists())
+        .unwrap();
+    Launcher::new(env!("CARGO_BIN_EXE_tandem"), graph, b.path("state"))
+        .arg("--config-dir")
+        .arg(b.path("config"))
+        .args(["--checkpoint-every", "200ms"])
+        .log_to(log)
+        .bound(BOUND)
+        .spawn()
 }
 
-impl Agent {
-    fn start(b: &Bench, graph: &Path) -> Agent {
-        let state = b.path("state");
-        let log = (1..)
-            .map(|n| b.path(&format!("agent-{n}.log")))
-            .find(|p| !p.exists())
-            .unwrap();
-        let child = tandem()
-            .arg("up")
-            .arg(graph)
-            .arg("--state-dir")
-            .arg(&state)
-            .arg("--config-dir")
-            .arg(b.path("config"))
-            .arg("--checkpoint-every")
-            .arg("200ms")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
-            .spawn()
-            .unwrap();
-        Agent { child, state, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn status(&self) -> Value {
-        match tandem::up::control::request(&self.state.join("agent.sock"), "status") {
-            Ok(text) => serde_json::from_str(&text).unwrap_or(Value::Null),
-            Err(_) => Value::Null,
-        }
-    }
-
-    fn wait_for(&mut self, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + BOUND;
-        loop {
-            let v = self.status();
-            if !v.is_null() && done(&v) {
-                return v;
-            }
-            if let Some(exit) = self.child.try_wait().unwrap() {
-                panic!(
-                    "the agent exited ({exit}) waiting for {what}\n{}",
-                    self.log()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {what} within {BOUND:?}; last status {v}\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn wait_both_serving(&mut self) -> Value {
-        self.wait_for("both instances serving", |v| {
-            v["instances"].as_array().is_some_and(|all| {
-                all.iter()
-                    .all(|i| i["role"] == "serving" && i["connected"] == true)
-            }) && v["upgrade"]["phase"] == "idle"
-        })
-    }
-
-    fn install(&self, file: &Path) -> Result<String, String> {
-        let out = tandem()
-            .arg("install")
-            .arg(file)
-            .arg("--state-dir")
-            .arg(&self.state)
-            .output()
-            .unwrap();
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
-    }
-
-    fn stop(mut self) {
-        // SAFETY: kill(2) of the agent this test started.
-        let rc = unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        assert_eq!(rc, 0);
-        let deadline = Instant::now() + BOUND;
-        while self.child.try_wait().unwrap().is_none() {
-            assert!(
-                Instant::now() < deadline,
-                "the agent did not stop\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `tandem install FILE` against `agent`.
+fn install(agent: &Up, file: &Path) -> Result<String, String> {
+    agent.cli(&["install", file.to_str().unwrap()])
 }
 
 fn bundles_last(v: &Value) -> &str {
@@ -370,11 +276,9 @@ fn a_good_bundle_upgrades_live_and_its_floor_survives_a_restart() {
     let old = b.graph("old", 1, 1.0);
     let new = b.graph("new", 2, 1.0);
     let file = b.bundle("up-1.2.0.bundle", &new, "1.2.0", &[], &["ops1", "ops2"]);
-    let mut agent = Agent::start(&b, &old);
+    let agent = start(&b, &old);
     agent.wait_both_serving();
-    let answer = agent
-        .install(&file)
-        .unwrap_or_else(|e| panic!("{e}\n{}", agent.log()));
+    let answer = install(&agent, &file).unwrap_or_else(|e| panic!("{e}\n{}", agent.log()));
     assert!(
         answer.contains("up 1.2.0 accepted; upgrading to"),
         "{answer}"
@@ -385,18 +289,18 @@ fn a_good_bundle_upgrades_live_and_its_floor_survives_a_restart() {
     assert_eq!(done["upgrade"]["last"]["result"], "promoted", "{done}");
     assert_eq!(done["bundles"]["installed"]["version"], "1.2.0", "{done}");
     assert_eq!(done["bundles"]["floor"]["up"], "1.2.0", "{done}");
-    let unpacked = agent.state.join("bundles/up-1.2.0/graph/new.toml");
+    let unpacked = agent.state().join("bundles/up-1.2.0/graph/new.toml");
     assert!(unpacked.is_file());
-    let history = std::fs::read_to_string(agent.state.join("bundles/history.jsonl")).unwrap();
+    let history = std::fs::read_to_string(agent.state().join("bundles/history.jsonl")).unwrap();
     assert!(
         history.contains("\"bundle\":\"up 1.2.0\"") && history.contains("\"promoted\""),
         "{history}"
     );
-    agent.stop();
+    let _ = agent.interrupt();
     // The floor is on disk: a restarted agent refuses the same version.
-    let mut agent = Agent::start(&b, &new);
+    let agent = start(&b, &new);
     agent.wait_both_serving();
-    let e = agent.install(&file).unwrap_err();
+    let e = install(&agent, &file).unwrap_err();
     assert!(
         e.contains(
             "up 1.2.0 is not newer than 1.2.0, which this gateway installed (anti-rollback)"
@@ -415,11 +319,9 @@ fn a_diverging_bundle_is_rolled_back_and_the_floor_stays() {
     let old = b.graph("old", 1, 1.0);
     let wrong = b.graph("wrong", 2, 1.01);
     let file = b.bundle("up-1.3.0.bundle", &wrong, "1.3.0", &[], &["ops1", "ops2"]);
-    let mut agent = Agent::start(&b, &old);
+    let agent = start(&b, &old);
     agent.wait_both_serving();
-    agent
-        .install(&file)
-        .unwrap_or_else(|e| panic!("{e}\n{}", agent.log()));
+    install(&agent, &file).unwrap_or_else(|e| panic!("{e}\n{}", agent.log()));
     let after = agent.wait_for("the rollback", |v| {
         v["upgrade"]["phase"] == "idle" && bundles_last(v) == "rolled back"
     });
@@ -429,7 +331,7 @@ fn a_diverging_bundle_is_rolled_back_and_the_floor_stays() {
         after["bundles"]["floor"].as_object().unwrap().is_empty(),
         "{after}"
     );
-    assert!(!agent.state.join("bundles/floor.json").exists());
+    assert!(!agent.state().join("bundles/floor.json").exists());
     agent.wait_both_serving();
 }
 
@@ -438,7 +340,7 @@ fn refusals_through_the_cli_change_nothing() {
     let b = Bench::new("refusals");
     let old = b.graph("old", 1, 1.0);
     let new = b.graph("new", 2, 1.0);
-    let mut agent = Agent::start(&b, &old);
+    let agent = start(&b, &old);
     let pids = |v: &Value| -> Vec<Value> {
         v["instances"]
             .as_array()
@@ -497,13 +399,13 @@ fn refusals_through_the_cli_change_nothing() {
         (&flipped, "is refused"),
         (&cut, "the file is truncated"),
     ] {
-        let e = agent.install(file).unwrap_err();
+        let e = install(&agent, file).unwrap_err();
         assert!(e.contains(expected), "{}: {e}", file.display());
         let v = agent.status();
         assert_eq!(v["upgrade"]["phase"], "idle", "{v}");
         assert!(v["upgrade"]["last"].is_null(), "an upgrade ran: {v}");
         assert_eq!(bundles_last(&v), "refused", "{v}");
-        let left: Vec<String> = std::fs::read_dir(agent.state.join("bundles"))
+        let left: Vec<String> = std::fs::read_dir(agent.state().join("bundles"))
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();

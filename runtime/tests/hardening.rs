@@ -13,7 +13,7 @@ use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::up::Up;
 use serde_json::Value;
@@ -172,11 +172,9 @@ fn other_users_are_refused_by_the_control_socket_and_logged() {
         said.contains("only root and the agent's user may control this agent"),
         "{said}"
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !up.log().contains("only root and the agent's user") {
-        assert!(Instant::now() < deadline, "not logged:\n{}", up.log());
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    up.wait_log("the refusal logged", |log| {
+        log.contains("only root and the agent's user")
+    });
     assert!(up.log().contains(&format!("uid {NOBODY}")), "{}", up.log());
     // Root is still answered.
     up.wait_both_serving();

@@ -5,22 +5,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
 use common::up::Up;
-
-/// Waits up to 30 s for the agent's log to satisfy `probe`.
-fn wait_log(up: &Up, what: &str, probe: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let log = up.log();
-        if probe(&log) {
-            return log;
-        }
-        assert!(Instant::now() < deadline, "no {what} in the log:\n{log}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
 
 fn launch(name: &str, filter: Option<&'static str>) -> Up {
     Up::launch_with(
@@ -39,7 +24,7 @@ fn launch(name: &str, filter: Option<&'static str>) -> Up {
 fn quic_events_are_logged_when_asked_for_and_quiet_by_default() {
     let up = launch("logs-quic", Some("info,quinn=trace,quinn_proto=trace"));
     up.wait_both_serving();
-    let log = wait_log(&up, "QUIC events", |log| {
+    let log = up.wait_log("QUIC events", |log| {
         log.lines().any(|l| l.starts_with("tandem: trace: quinn"))
     });
     // Instances name their colour.
@@ -65,7 +50,7 @@ fn losses_are_warnings_a_filter_can_keep() {
     let serving = up.wait_both_serving();
     let blue = serving["instances"][0]["pid"].as_u64().unwrap();
     up.kill(i32::try_from(blue).unwrap(), libc::SIGKILL);
-    let log = wait_log(&up, "the loss as a warning", |log| {
+    let log = up.wait_log("the loss as a warning", |log| {
         log.lines()
             .any(|l| l.starts_with("tandem: warning: blue: ") && l.contains("exited"))
     });
@@ -81,7 +66,7 @@ fn losses_are_warnings_a_filter_can_keep() {
 fn a_bad_filter_is_reported_and_the_default_used() {
     let up = launch("logs-bad", Some("loud=very"));
     up.wait_both_serving();
-    let log = wait_log(&up, "the refusal", |log| {
+    let log = up.wait_log("the refusal", |log| {
         log.contains("TANDEM_LOG: `loud=very` is not a filter")
     });
     assert!(log.contains("LEVEL[,TARGET=LEVEL...]"), "{log}");

@@ -14,9 +14,9 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::scratch::TempDir;
 use common::up::Up;
 use serde_json::Value;
+use tandem::harness::Scratch;
 
 /// Longest wait for anything.
 const BOUND: Duration = Duration::from_secs(30);
@@ -113,7 +113,7 @@ fn instance_pids(status: &Value) -> Vec<i32> {
 
 #[test]
 fn a_scrape_shows_both_instances_serving_and_ready_follows_them() {
-    let scratch = TempDir::new("metrics-gate");
+    let scratch = Scratch::new("metrics-gate");
     let (binary, gate) = gated_tandem(&scratch.0);
     let up = Up::launch_full(
         "metrics",

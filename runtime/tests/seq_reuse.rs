@@ -13,17 +13,16 @@
 
 mod common;
 
-use common::scratch::TempDir;
+use tandem::harness::proc::gone;
+use tandem::harness::{Agent as _, Launcher, Scratch, Up, POLL};
 
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use tandem::checkpoint::numbering::MarkFile;
 use tandem::checkpoint::sim::SimDisk;
 use tandem::checkpoint::{Reservation, Storage};
@@ -35,16 +34,17 @@ use tandem_core::{EventTime, Record, Seq, Sink, SinkError};
 
 /// The longest any one awaited event may take.
 const LIMIT: Duration = Duration::from_secs(30);
-/// Between two looks at what is awaited.
-const POLL: Duration = Duration::from_millis(10);
 /// How far past the newest checkpoint the output must be when the agent is killed.
 const PAST_CHECKPOINT: u64 = 1000;
 
-impl TempDir {
-    fn state(&self) -> PathBuf {
-        self.0.join("state")
-    }
+/// This file's graph and logs, in a test's directory.
+trait Files {
+    fn output(&self) -> PathBuf;
+    fn log(&self, run: usize) -> PathBuf;
+    fn graph(&self) -> PathBuf;
+}
 
+impl Files for Scratch {
     fn output(&self) -> PathBuf {
         self.0.join("out.csv")
     }
@@ -91,139 +91,25 @@ format = "csv"
     }
 }
 
-/// A running `tandem up`, its stderr in a file; killed on drop.
-struct Agent {
-    child: Child,
-    state: PathBuf,
-    log: PathBuf,
+/// `tandem up` with a checkpoint every 3 s, its stderr in `log`.
+fn start(graph: &Path, state: &Path, log: &Path) -> Up {
+    Launcher::new(env!("CARGO_BIN_EXE_tandem"), graph, state)
+        .args(["--checkpoint-every", "3s"])
+        .log_to(log)
+        .bound(LIMIT)
+        .spawn()
 }
 
-impl Agent {
-    fn start(graph: &Path, state: &Path, log: &Path) -> Agent {
-        let child = Command::new(env!("CARGO_BIN_EXE_tandem"))
-            .arg("up")
-            .arg(graph)
-            .arg("--state-dir")
-            .arg(state)
-            .args(["--checkpoint-every", "3s"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(log).unwrap())
-            .spawn()
-            .unwrap();
-        Agent {
-            child,
-            state: state.to_owned(),
-            log: log.to_owned(),
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits up to [`LIMIT`] for `probe`; panics naming `what`, with the agent's log.
-    fn wait_for<T>(&mut self, what: &str, mut probe: impl FnMut(&Agent) -> Option<T>) -> T {
-        let deadline = Instant::now() + LIMIT;
-        loop {
-            if let Some(found) = probe(self) {
-                return found;
-            }
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!(
-                    "the agent exited ({status}) waiting for {what}:\n{}",
-                    self.log()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "waited {LIMIT:?} for {what}; the agent said:\n{}",
-                self.log()
-            );
-            std::thread::sleep(POLL);
-        }
-    }
-
-    /// What `tandem status --json` prints, once the agent answers.
-    fn status(&self) -> Option<Value> {
-        let out = Command::new(env!("CARGO_BIN_EXE_tandem"))
-            .args(["status", "--json", "--state-dir"])
-            .arg(&self.state)
-            .output()
-            .unwrap();
-        let status: Value = serde_json::from_slice(&out.stdout).ok()?;
-        // The agent answers `{}` until its first refresh.
-        status.get("instances").is_some().then_some(status)
-    }
-
-    /// Waits until both instances serve; their pids.
-    fn both_serving(&mut self) -> Vec<i32> {
-        self.wait_for("both instances serving", |agent| {
-            let status = agent.status()?;
-            let instances = status["instances"].as_array()?;
-            let serving = instances
-                .iter()
-                .filter(|i| i["role"] == "serving" && i["connected"] == true)
-                .filter_map(|i| i32::try_from(i["pid"].as_u64()?).ok())
-                .collect::<Vec<_>>();
-            (serving.len() == 2).then_some(serving)
-        })
-    }
-
-    /// SIGKILL, then waits until the agent and `instances` are gone.
-    fn kill(mut self, instances: &[i32]) -> String {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-        let log = self.log();
-        let deadline = Instant::now() + LIMIT;
-        while !instances.iter().all(|&pid| gone(pid)) {
-            assert!(
-                Instant::now() < deadline,
-                "instances {instances:?} outlived their agent:\n{log}"
-            );
-            std::thread::sleep(POLL);
-        }
-        log
-    }
-
-    /// Ctrl-C: the agent drains, checkpoints and exits; its log.
-    fn interrupt(mut self) -> String {
-        // SAFETY: kill(2) only sends a signal, to a process this test started.
-        let sent = unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        assert_eq!(sent, 0);
-        let deadline = Instant::now() + LIMIT;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the agent did not stop:\n{}",
-                self.log()
-            );
-            std::thread::sleep(POLL);
-        };
-        assert!(status.success(), "agent exit {status}:\n{}", self.log());
-        self.log()
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// True once `pid` has exited (a zombie nobody reaped yet counts as gone).
-fn gone(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // "pid (comm) S ...": the state follows the last ')'.
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
-        Err(_) => true,
-    }
+/// SIGKILL, then waits until the agent and `instances` are gone; its log.
+fn kill(agent: Up, instances: &[i32]) -> String {
+    let log = agent.kill();
+    tandem::harness::wait_for(
+        &format!("instances {instances:?} to die with their agent"),
+        LIMIT,
+        || log.clone(),
+        || instances.iter().all(|&pid| gone(pid)).then_some(()),
+    );
+    log
 }
 
 /// The newest checkpoint either instance wrote, by sequence number.
@@ -274,7 +160,7 @@ fn file_len(path: &Path) -> usize {
 
 #[test]
 fn numbers_after_whole_gateway_crashes_are_never_reused() {
-    let dir = TempDir::new("seq-crashes");
+    let dir = Scratch::new("seq-crashes");
     let graph = dir.graph();
     let output = dir.output();
     // Where each run's output starts in the file.
@@ -284,28 +170,28 @@ fn numbers_after_whole_gateway_crashes_are_never_reused() {
         let from = file_len(&output);
         starts.push(from);
         let before = newest_checkpoint(&dir.state());
-        let mut agent = Agent::start(&graph, &dir.state(), &dir.log(run));
-        let pids = agent.both_serving();
+        let agent = start(&graph, &dir.state(), &dir.log(run));
+        let pids = agent.serving_pids(&[]);
         if run == 5 {
-            agent.wait_for("output after the last restart", |_| {
+            agent.wait_until("output after the last restart", || {
                 let bytes = std::fs::read(&output).ok()?;
                 (rows(&bytes, from).len() > 2000).then_some(())
             });
-            logs.push_str(&agent.interrupt());
+            logs.push_str(&agent.stop_with(libc::SIGINT));
             break;
         }
         // A checkpoint of this run, then output well past it: a crash now
         // leaves records after the checkpoint that were emitted.
-        agent.wait_for("a checkpoint of this run", |_| {
+        agent.wait_until("a checkpoint of this run", || {
             newest_checkpoint(&dir.state()).filter(|&seq| before.is_none_or(|b| seq > b))
         });
-        agent.wait_for("output past the newest checkpoint", |_| {
+        agent.wait_until("output past the newest checkpoint", || {
             let newest = newest_checkpoint(&dir.state())?;
             let bytes = std::fs::read(&output).ok()?;
             let last = rows(&bytes, from).last()?.seq;
             (last > newest + PAST_CHECKPOINT).then_some(())
         });
-        logs.push_str(&agent.kill(&pids));
+        logs.push_str(&kill(agent, &pids));
     }
 
     let bytes = std::fs::read(&output).unwrap();
@@ -425,7 +311,7 @@ impl Sink for Seqs {
 /// Runs a 100 000 records/s synthetic source for `span` of virtual time
 /// with `reservation`; the numbers the sink saw, and the running topology.
 fn numbered_run(
-    dir: &TempDir,
+    dir: &Scratch,
     span: Duration,
     reservation: Reservation,
 ) -> (Topology, Arc<Mutex<Vec<u64>>>) {
@@ -473,7 +359,7 @@ fn contiguous_from(seqs: &[u64], first: u64) -> u64 {
 
 #[test]
 fn the_ingress_never_numbers_past_what_the_disk_has_reserved() {
-    let dir = TempDir::new("seq-ingress");
+    let dir = Scratch::new("seq-ingress");
     let disk = Flaky::default();
     let state = Path::new("state");
     const BLOCK: u64 = 1000;

@@ -26,23 +26,12 @@ const LIMIT: Duration = Duration::from_secs(30);
 /// Waits until `pid` (a child of this test, not yet waited for) has exited:
 /// it is a zombie, or gone.
 fn wait_exited(pid: i32, up: &Up) {
-    let deadline = Instant::now() + LIMIT;
-    loop {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        // The state follows the command's closing parenthesis.
-        let state = stat
-            .rsplit_once(") ")
-            .and_then(|(_, rest)| rest.chars().next());
-        if matches!(state, None | Some('Z')) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the agent did not stop within {LIMIT:?}\n{}",
-            up.log()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    tandem::harness::wait_for(
+        "the agent to stop",
+        LIMIT,
+        || up.log(),
+        || tandem::harness::proc::gone(pid).then_some(()),
+    );
 }
 
 fn instance_pids(status: &Value) -> Vec<i32> {

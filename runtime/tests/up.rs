@@ -8,14 +8,13 @@
 
 mod common;
 
-use common::scratch::TempDir;
+use tandem::harness::proc::{gone, signal};
+use tandem::harness::status::{last_barrier_id, serving_pids};
+use tandem::harness::{Agent as _, Launcher, Scratch, Up};
 
-use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -33,11 +32,13 @@ const LIMIT: Duration = Duration::from_secs(20);
 /// two cores running debug builds are. The stopped-instance test keeps 100 ms.
 const PATIENT: &str = r#"timeout = "1s""#;
 
-impl TempDir {
-    fn state(&self) -> PathBuf {
-        self.0.join("state")
-    }
+/// This file's graph, in a test's directory.
+trait Files {
+    fn output(&self) -> PathBuf;
+    fn graph(&self, ha: &str) -> PathBuf;
+}
 
+impl Files for Scratch {
     fn output(&self) -> PathBuf {
         self.0.join("out.csv")
     }
@@ -83,172 +84,15 @@ format = "csv"
 /// Waits up to [`LIMIT`] for `probe` to return something; panics naming
 /// `what`, with `context()` (the agent's log), when it does not.
 fn wait_for<T>(what: &str, context: impl Fn() -> String, probe: impl FnMut() -> Option<T>) -> T {
-    common::scratch::wait_for(what, LIMIT, context, probe)
+    tandem::harness::wait_for(what, LIMIT, context, probe)
 }
 
-/// A running `tandem up`, killed on drop.
-struct Up {
-    child: Child,
-    state: PathBuf,
-    log: Arc<Mutex<String>>,
-    reader: Option<JoinHandle<()>>,
-}
-
-impl Up {
-    fn start(graph: &Path, state: &Path, extra: &[&str]) -> Up {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tandem"))
-            .arg("up")
-            .arg(graph)
-            .arg("--state-dir")
-            .arg(state)
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // The instances inherit the agent's stderr: their lines land here too.
-        let log = Arc::new(Mutex::new(String::new()));
-        let stderr = child.stderr.take().unwrap();
-        let into = log.clone();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { return };
-                let mut log = into.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        Up {
-            child,
-            state: state.to_owned(),
-            log,
-            reader: Some(reader),
-        }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    fn context(&self) -> impl Fn() -> String + '_ {
-        || self.log()
-    }
-
-    /// What `tandem status --json` prints, when the agent answers.
-    fn status(&self) -> Option<Value> {
-        let socket = StateDir::new(&self.state).socket();
-        let answer = tandem::up::control::request(&socket, "status").ok()?;
-        let status: Value = serde_json::from_str(&answer).ok()?;
-        // The agent answers `{}` until its first refresh.
-        status.get("instances").is_some().then_some(status)
-    }
-
-    /// Waits until the status satisfies `probe`.
-    fn wait_status<T>(&self, what: &str, mut probe: impl FnMut(&Value) -> Option<T>) -> T {
-        wait_for(what, self.context(), || probe(&self.status()?))
-    }
-
-    /// Waits until both instances serve, neither with a pid in `gone`; their pids.
-    fn both_serving(&self, gone: &[i32]) -> [i32; 2] {
-        self.wait_status("both instances serving", |s| {
-            let pids = serving_pids(s)?;
-            pids.iter().all(|p| !gone.contains(p)).then_some(pids)
-        })
-    }
-
-    fn emitted(&self) -> u64 {
-        self.wait_status("a status", |s| s["emitted"].as_u64())
-    }
-
-    /// Waits until the agent has emitted `more` records beyond what it had.
-    fn wait_emitting(&self, more: u64) {
-        let from = self.emitted();
-        self.wait_status(&format!("{more} records emitted after {from}"), |s| {
-            (s["emitted"].as_u64()? >= from + more).then_some(())
-        });
-    }
-
-    fn pid(&self) -> i32 {
-        i32::try_from(self.child.id()).unwrap()
-    }
-
-    fn running(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-
-    /// Waits for the agent to exit, then for the last of its log.
-    fn wait_exit(&mut self, why: &str) -> ExitStatus {
-        let log = self.log.clone();
-        let context = move || log.lock().unwrap().clone();
-        let child = &mut self.child;
-        let status = wait_for(&format!("the agent to exit after {why}"), &context, || {
-            child.try_wait().unwrap()
-        });
-        let reader = self.reader.take().unwrap();
-        wait_for("the agent's log to end", &context, || {
-            reader.is_finished().then_some(())
-        });
-        status
-    }
-
-    /// Ctrl-C: the agent drains, checkpoints and exits.
-    fn interrupt(mut self) -> (ExitStatus, String) {
-        signal(self.pid(), libc::SIGINT);
-        let status = self.wait_exit("Ctrl-C");
-        (status, self.log())
-    }
-
-    /// SIGKILL: the agent dies at once, and its instances with it.
-    fn kill(mut self) -> String {
-        signal(self.pid(), libc::SIGKILL);
-        self.wait_exit("SIGKILL");
-        self.log()
-    }
-}
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn signal(pid: i32, signal: i32) {
-    // SAFETY: kill(2) only sends a signal, to a process this test started.
-    let sent = unsafe { libc::kill(pid, signal) };
-    assert_eq!(sent, 0, "cannot send signal {signal} to {pid}");
-}
-
-/// True once `pid` has exited (a zombie nobody reaped counts as gone).
-fn gone(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // "pid (comm) S ...": the state follows the last ')'.
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
-        Err(_) => true,
-    }
-}
-
-/// Blue's and green's pids when both are connected and serving.
-fn serving_pids(status: &Value) -> Option<[i32; 2]> {
-    let mut pids = [0; 2];
-    for (slot, color) in pids.iter_mut().zip(["blue", "green"]) {
-        let i = status["instances"]
-            .as_array()?
-            .iter()
-            .find(|i| i["color"] == color)?;
-        if i["connected"] != true || i["role"] != "serving" {
-            return None;
-        }
-        *slot = i32::try_from(i["pid"].as_u64()?).ok()?;
-    }
-    Some(pids)
-}
-
-fn last_barrier_id(status: &Value) -> u64 {
-    status["last_barrier"]["id"].as_u64().unwrap_or(0)
+/// `tandem up GRAPH --state-dir STATE EXTRA..`, its waits bounded by [`LIMIT`].
+fn start(graph: &Path, state: &Path, extra: &[&str]) -> Up {
+    Launcher::new(env!("CARGO_BIN_EXE_tandem"), graph, state)
+        .args(extra)
+        .bound(LIMIT)
+        .spawn()
 }
 
 /// One line of the output file.
@@ -344,13 +188,13 @@ impl Dice {
 
 #[test]
 fn killing_serving_instances_loses_and_repeats_nothing() {
-    let dir = TempDir::new("up-kills");
-    let up = Up::start(&dir.graph(PATIENT), &dir.state(), &[]);
+    let dir = Scratch::new("up-kills");
+    let up = start(&dir.graph(PATIENT), &dir.state(), &[]);
     let mut dice = Dice::new();
     let mut killed = Vec::new();
     let mut seen: Vec<(i32, Instant)> = Vec::new();
     while killed.len() < 20 {
-        let pids = up.both_serving(&killed);
+        let pids = up.serving_pids(&killed);
         for pid in pids {
             if !seen.iter().any(|&(p, _)| p == pid) {
                 seen.push((pid, Instant::now()));
@@ -370,13 +214,13 @@ fn killing_serving_instances_loses_and_repeats_nothing() {
     }
     // Back to two, then a barrier both instances reached after the last
     // kill: the restarted one's state is the survivor's.
-    up.both_serving(&killed);
+    up.serving_pids(&killed);
     let before = up.wait_status("a status", |s| Some(last_barrier_id(s)));
     let barrier = up.wait_status("a barrier after the last kill", |s| {
         (last_barrier_id(s) > before).then(|| s["last_barrier"].clone())
     });
     assert_eq!(barrier["equal"], true, "{barrier}\n{}", up.log());
-    let status = up.status().unwrap();
+    let status = up.status();
     for i in status["instances"].as_array().unwrap() {
         assert!(i["restarts"].as_u64().unwrap() >= 10, "{status}");
     }
@@ -394,8 +238,8 @@ fn killing_serving_instances_loses_and_repeats_nothing() {
 
 #[test]
 fn killing_both_instances_at_once_loses_and_repeats_nothing() {
-    let dir = TempDir::new("up-both");
-    let up = Up::start(
+    let dir = Scratch::new("up-both");
+    let up = start(
         &dir.graph(PATIENT),
         &dir.state(),
         &["--checkpoint-every", "200ms"],
@@ -403,7 +247,7 @@ fn killing_both_instances_at_once_loses_and_repeats_nothing() {
     let mut dice = Dice::new();
     let mut killed = Vec::new();
     for _ in 0..5 {
-        let pids = up.both_serving(&killed);
+        let pids = up.serving_pids(&killed);
         // Both restart from the newest checkpoint either wrote, which may
         // lie before or past what the agent has emitted.
         std::thread::sleep(Duration::from_millis(300 + dice.below(300)));
@@ -412,7 +256,7 @@ fn killing_both_instances_at_once_loses_and_repeats_nothing() {
             killed.push(pid);
         }
     }
-    up.both_serving(&killed);
+    up.serving_pids(&killed);
     up.wait_emitting(2000);
     let (exit, log) = up.interrupt();
     assert!(exit.success(), "{exit}\n{log}");
@@ -423,9 +267,9 @@ fn killing_both_instances_at_once_loses_and_repeats_nothing() {
 
 #[test]
 fn an_instance_stopped_past_the_timeout_is_replaced_and_never_heard_from() {
-    let dir = TempDir::new("up-sigstop");
-    let up = Up::start(&dir.graph(r#"timeout = "100ms""#), &dir.state(), &[]);
-    let [stopped, _] = up.both_serving(&[]);
+    let dir = Scratch::new("up-sigstop");
+    let up = start(&dir.graph(r#"timeout = "100ms""#), &dir.state(), &[]);
+    let [stopped, _] = up.serving_pids(&[]);
     signal(stopped, libc::SIGSTOP);
     up.wait_status("blue restarted with a new pid", |s| {
         let [blue, _] = serving_pids(s)?;
@@ -499,10 +343,10 @@ fn tandem_status(state: &Path) -> std::process::Output {
 
 #[test]
 fn a_client_without_a_certificate_is_refused_and_the_agent_runs_on() {
-    let dir = TempDir::new("up-anonymous");
-    let mut up = Up::start(&dir.graph(PATIENT), &dir.state(), &[]);
-    up.both_serving(&[]);
-    let status = up.status().unwrap();
+    let dir = Scratch::new("up-anonymous");
+    let mut up = start(&dir.graph(PATIENT), &dir.state(), &[]);
+    up.serving_pids(&[]);
+    let status = up.status();
     let refused = status["refused_connections"].as_u64().unwrap();
 
     let runtime = runtime();
@@ -560,7 +404,7 @@ fn send_bad_bytes(
 
 /// A client with a certificate from the site's CA, issued to `name`.
 /// Call inside the runtime.
-fn site_peer(dir: &TempDir, name: &str) -> Client {
+fn site_peer(dir: &Scratch, name: &str) -> Client {
     let state = StateDir::new(dir.state());
     let identity = state.site_ca().unwrap().issue_identity(name).unwrap();
     Client::new(
@@ -574,10 +418,10 @@ fn site_peer(dir: &TempDir, name: &str) -> Client {
 
 #[test]
 fn bad_frames_from_a_site_peer_are_counted_and_output_flows_on() {
-    let dir = TempDir::new("up-garbage");
-    let mut up = Up::start(&dir.graph(PATIENT), &dir.state(), &[]);
-    up.both_serving(&[]);
-    let status = up.status().unwrap();
+    let dir = Scratch::new("up-garbage");
+    let mut up = start(&dir.graph(PATIENT), &dir.state(), &[]);
+    up.serving_pids(&[]);
+    let status = up.status();
     let addr = listen(&status);
     assert_eq!(status["bad_frames"], 0);
 
@@ -625,11 +469,15 @@ fn bad_frames_from_a_site_peer_are_counted_and_output_flows_on() {
         (n >= 4).then_some(n)
     });
     assert_eq!(counted, 4, "{}", up.log());
-    wait_for("the old wire format logged", up.context(), || {
-        up.log()
-            .contains("this tandem speaks 2: upgrade the agent and instances together")
-            .then_some(())
-    });
+    wait_for(
+        "the old wire format logged",
+        || up.log(),
+        || {
+            up.log()
+                .contains("this tandem speaks 2: upgrade the agent and instances together")
+                .then_some(())
+        },
+    );
     assert!(up.running(), "{}", up.log());
     up.wait_emitting(1000);
     let (exit, log) = up.interrupt();
@@ -639,10 +487,10 @@ fn bad_frames_from_a_site_peer_are_counted_and_output_flows_on() {
 
 #[test]
 fn a_site_peer_claiming_an_instance_colour_is_closed_and_the_instance_untouched() {
-    let dir = TempDir::new("up-impostor");
-    let up = Up::start(&dir.graph(PATIENT), &dir.state(), &[]);
-    let pids = up.both_serving(&[]);
-    let status = up.status().unwrap();
+    let dir = Scratch::new("up-impostor");
+    let up = start(&dir.graph(PATIENT), &dir.state(), &[]);
+    let pids = up.serving_pids(&[]);
+    let status = up.status();
     let refused_before = status["refused_connections"].as_u64().unwrap();
     let runtime = runtime();
     let _inside = runtime.enter();
@@ -656,13 +504,17 @@ fn a_site_peer_claiming_an_instance_colour_is_closed_and_the_instance_untouched(
     .unwrap();
     send_bad_bytes(&runtime, &peer, listen(&status), hello, false);
     // The agent's stderr reaches the log through a reader thread.
-    wait_for("the impostor logged", up.context(), || {
-        up.log()
-            .contains("claimed to be blue without blue's certificate")
-            .then_some(())
-    });
+    wait_for(
+        "the impostor logged",
+        || up.log(),
+        || {
+            up.log()
+                .contains("claimed to be blue without blue's certificate")
+                .then_some(())
+        },
+    );
     up.wait_emitting(1000);
-    let after = up.status().unwrap();
+    let after = up.status();
     // `tandem status` shows the attempt.
     assert_eq!(
         after["refused_connections"].as_u64(),
@@ -679,12 +531,12 @@ fn a_site_peer_claiming_an_instance_colour_is_closed_and_the_instance_untouched(
 /// Runs until each colour has written `count` checkpoints, then kills the
 /// agent and waits for its instances to die with it. The output file's
 /// length at that point.
-fn run_then_kill(dir: &TempDir, graph: &Path, count: usize) -> usize {
-    let up = Up::start(graph, &dir.state(), &["--checkpoint-every", "200ms"]);
-    let pids = up.both_serving(&[]);
+fn run_then_kill(dir: &Scratch, graph: &Path, count: usize) -> usize {
+    let up = start(graph, &dir.state(), &["--checkpoint-every", "200ms"]);
+    let pids = up.serving_pids(&[]);
     wait_for(
         &format!("{count} checkpoints of each colour"),
-        up.context(),
+        || up.log(),
         || {
             Color::BOTH
                 .iter()
@@ -701,16 +553,20 @@ fn run_then_kill(dir: &TempDir, graph: &Path, count: usize) -> usize {
 
 /// The rows written after `from` bytes, once there are some.
 fn rows_after(up: &Up, output: &Path, from: usize) -> Vec<Row> {
-    wait_for("output after the restart", up.context(), || {
-        let bytes = std::fs::read(output).ok()?;
-        let after = rows(bytes.get(from..)?);
-        (!after.is_empty()).then_some(after)
-    })
+    wait_for(
+        "output after the restart",
+        || up.log(),
+        || {
+            let bytes = std::fs::read(output).ok()?;
+            let after = rows(bytes.get(from..)?);
+            (!after.is_empty()).then_some(after)
+        },
+    )
 }
 
 #[test]
 fn a_restarted_agent_resumes_from_the_newest_checkpoint() {
-    let dir = TempDir::new("up-resume");
+    let dir = Scratch::new("up-resume");
     let graph = dir.graph(PATIENT);
     let written = run_then_kill(&dir, &graph, 2);
     let newest = Color::BOTH
@@ -720,7 +576,7 @@ fn a_restarted_agent_resumes_from_the_newest_checkpoint() {
         .unwrap();
     let before = rows(&std::fs::read(dir.output()).unwrap()[..written]);
 
-    let up = Up::start(&graph, &dir.state(), &[]);
+    let up = start(&graph, &dir.state(), &[]);
     let after = rows_after(&up, &dir.output(), written);
     let log = up.log();
     assert_eq!(resumed_at(&log), Some(newest), "{log}");
@@ -749,7 +605,7 @@ fn a_restarted_agent_resumes_from_the_newest_checkpoint() {
 
 #[test]
 fn a_corrupt_newest_checkpoint_is_refused_by_name_and_the_one_before_used() {
-    let dir = TempDir::new("up-corrupt");
+    let dir = Scratch::new("up-corrupt");
     let graph = dir.graph(PATIENT);
     let written = run_then_kill(&dir, &graph, 3);
     let mut corrupted = Vec::new();
@@ -767,7 +623,7 @@ fn a_corrupt_newest_checkpoint_is_refused_by_name_and_the_one_before_used() {
         expected = expected.max(found[found.len() - 2].0);
     }
 
-    let up = Up::start(&graph, &dir.state(), &[]);
+    let up = start(&graph, &dir.state(), &[]);
     let after = rows_after(&up, &dir.output(), written);
     let log = up.log();
     for path in &corrupted {
@@ -794,7 +650,7 @@ fn a_corrupt_newest_checkpoint_is_refused_by_name_and_the_one_before_used() {
 
 #[test]
 fn a_toggle_keeps_its_position_across_a_restart() {
-    let dir = TempDir::new("up-toggle-restart");
+    let dir = Scratch::new("up-toggle-restart");
     let graph = dir.0.join("toggled.toml");
     std::fs::write(
         &graph,
@@ -850,31 +706,37 @@ format = "csv"
             .collect()
     };
 
-    let up = Up::start(&graph, &dir.state(), &[]);
-    up.both_serving(&[]);
+    let up = start(&graph, &dir.state(), &[]);
+    up.serving_pids(&[]);
     let switched = Command::new(env!("CARGO_BIN_EXE_tandem"))
         .args(["toggle", "double", "on", "--state-dir"])
         .arg(dir.state())
         .output()
         .unwrap();
     assert!(switched.status.success(), "{switched:?}");
-    wait_for("doubled output", up.context(), || {
-        values(0).iter().any(|&(_, v)| v == 2000.0).then_some(())
-    });
+    wait_for(
+        "doubled output",
+        || up.log(),
+        || values(0).iter().any(|&(_, v)| v == 2000.0).then_some(()),
+    );
     let (exit, log) = up.interrupt();
     assert!(exit.success(), "{exit}\n{log}");
     let written = std::fs::read(dir.output()).unwrap().len();
 
-    let up = Up::start(&graph, &dir.state(), &[]);
+    let up = start(&graph, &dir.state(), &[]);
     let status = up.wait_status("the toggle's position", |s| {
         s["toggles"]["features.double"].as_str().map(str::to_owned)
     });
     assert_eq!(status, "on", "{}", up.log());
-    up.both_serving(&[]);
-    let after = wait_for("output after the restart", up.context(), || {
-        let after = values(written);
-        (after.len() > 100).then_some(after)
-    });
+    up.serving_pids(&[]);
+    let after = wait_for(
+        "output after the restart",
+        || up.log(),
+        || {
+            let after = values(written);
+            (after.len() > 100).then_some(after)
+        },
+    );
     assert!(
         after.iter().all(|&(_, v)| v == 2000.0),
         "the toggle went back to the graph's `on` list after the restart: {:?}",

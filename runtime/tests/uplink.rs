@@ -12,12 +12,11 @@
 mod common;
 
 use common::mqtt::{wait_for, Broker, Message, Subscriber};
-use common::scratch::TempDir;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use tandem::harness::{Agent as _, Launcher, Scratch, Up};
 
 /// The longest any awaited event may take.
 const LIMIT: Duration = Duration::from_secs(60);
@@ -69,64 +68,16 @@ format = "csv"
     path
 }
 
-/// A `tandem up` process, killed on drop.
-struct Agent {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Agent {
-    fn start(dir: &Path, run: usize) -> Agent {
-        let log = dir.join(format!("agent-{run}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_tandem"))
-            .arg("up")
-            .arg(dir.join("graph.toml"))
-            .arg("--state-dir")
-            .arg(dir.join("state"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
-            .spawn()
-            .unwrap();
-        Agent { child, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn signal(&self, signal: i32) {
-        // SAFETY: kill(2) on the agent process this test started.
-        let rc = unsafe { libc::kill(self.child.id() as i32, signal) };
-        assert_eq!(rc, 0);
-    }
-
-    /// SIGKILL, and wait until it is gone (its instances die with it).
-    fn kill(&mut self) {
-        self.signal(libc::SIGKILL);
-        let _ = self.child.wait();
-    }
-
-    /// Ctrl-C, and wait for a clean exit.
-    fn stop(&mut self) {
-        self.signal(libc::SIGINT);
-        let log = self.log.clone();
-        let child = &mut self.child;
-        let status = wait_for(
-            "the agent to stop",
-            LIMIT,
-            || std::fs::read_to_string(&log).unwrap_or_default(),
-            || child.try_wait().unwrap(),
-        );
-        assert!(status.success(), "agent exit {status}\n{}", self.log());
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `tandem up` on `dir`'s graph and state, its stderr in `agent-RUN.log`.
+fn start(dir: &Path, run: usize) -> Up {
+    Launcher::new(
+        env!("CARGO_BIN_EXE_tandem"),
+        dir.join("graph.toml"),
+        dir.join("state"),
+    )
+    .log_to(dir.join(format!("agent-{run}.log")))
+    .bound(LIMIT)
+    .spawn()
 }
 
 /// The sink's status file (`Null` before it is first written).
@@ -296,13 +247,13 @@ fn wait_delivered(
 
 #[test]
 fn a_broker_outage_under_load_loses_nothing_and_repeats_nothing_once_duplicates_are_dropped() {
-    let dir = TempDir::new("uplink-outage");
+    let dir = Scratch::new("uplink-outage");
     let Some(mut broker) = Broker::start("outage", &dir.0.join("broker")) else {
         return;
     };
     let sub = Subscriber::start(&broker, "sub-outage", &["tandem/#"]);
     graph(&dir.0, broker.port, 1000, "batch = 20");
-    let mut agent = Agent::start(&dir.0, 1);
+    let agent = start(&dir.0, 1);
     let context = || format!("agent:\n{}\nstatus: {}", agent.log(), status(&dir.0));
     wait_for("records at the subscriber", LIMIT, context, || {
         (received(&sub.messages()).0.len() >= 2000).then_some(())
@@ -322,7 +273,7 @@ fn a_broker_outage_under_load_loses_nothing_and_repeats_nothing_once_duplicates_
         let s = status(&dir.0);
         (s["connected"] == true && number(&s, "backlog") < 500).then_some(())
     });
-    agent.stop();
+    agent.stop_with(libc::SIGINT);
 
     let expected = truth(&dir.0, 0);
     let all = wait_delivered(&sub, &expected, || broker.log());
@@ -357,13 +308,13 @@ fn a_broker_outage_under_load_loses_nothing_and_repeats_nothing_once_duplicates_
 
 #[test]
 fn an_agent_killed_while_spooling_delivers_everything_once_by_key_after_restart() {
-    let dir = TempDir::new("uplink-killed");
+    let dir = Scratch::new("uplink-killed");
     let Some(mut broker) = Broker::start("killed", &dir.0.join("broker")) else {
         return;
     };
     let sub = Subscriber::start(&broker, "sub-killed", &["tandem/#"]);
     graph(&dir.0, broker.port, 500, "");
-    let mut agent = Agent::start(&dir.0, 1);
+    let agent = start(&dir.0, 1);
     {
         let context = || format!("agent:\n{}\nstatus: {}", agent.log(), status(&dir.0));
         wait_for("records at the subscriber", LIMIT, context, || {
@@ -379,7 +330,7 @@ fn an_agent_killed_while_spooling_delivers_everything_once_by_key_after_restart(
     let run1_bytes = std::fs::read(dir.0.join("truth.csv")).unwrap().len();
     let run1 = truth(&dir.0, 0);
 
-    let mut agent = Agent::start(&dir.0, 2);
+    let agent = start(&dir.0, 2);
     let context = || format!("agent:\n{}\nstatus: {}", agent.log(), status(&dir.0));
     wait_for("the restarted agent to spool", LIMIT, context, || {
         let s = status(&dir.0);
@@ -390,7 +341,7 @@ fn an_agent_killed_while_spooling_delivers_everything_once_by_key_after_restart(
         let s = status(&dir.0);
         (s["connected"] == true && number(&s, "backlog") < 500).then_some(())
     });
-    agent.stop();
+    agent.stop_with(libc::SIGINT);
     let run2 = truth(&dir.0, run1_bytes);
 
     let all = wait_delivered(&sub, &run2, || broker.log());
@@ -449,12 +400,12 @@ fn an_agent_killed_while_spooling_delivers_everything_once_by_key_after_restart(
 
 #[test]
 fn home_assistant_gets_retained_configs_availability_the_will_and_a_republish() {
-    let dir = TempDir::new("uplink-discovery");
+    let dir = Scratch::new("uplink-discovery");
     let Some(broker) = Broker::start("discovery", &dir.0.join("broker")) else {
         return;
     };
     graph(&dir.0, broker.port, 50, "discovery = true");
-    let mut agent = Agent::start(&dir.0, 1);
+    let agent = start(&dir.0, 1);
     let context = || format!("agent:\n{}\nstatus: {}", agent.log(), status(&dir.0));
     wait_for("the sink to announce itself", LIMIT, context, || {
         let s = status(&dir.0);
@@ -531,15 +482,6 @@ fn home_assistant_gets_retained_configs_availability_the_will_and_a_republish() 
     );
 }
 
-/// The agent's status, as `tandem status --json` prints it (`Null` while
-/// it does not answer).
-fn agent_status(dir: &Path) -> Value {
-    tandem::up::control::request(&dir.join("state/agent.sock"), "status")
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or(Value::Null)
-}
-
 /// The bytes `tandem status` says sink `up` holds in its spool.
 fn spool_bytes(status: &Value) -> Option<u64> {
     status["spools"]
@@ -551,7 +493,7 @@ fn spool_bytes(status: &Value) -> Option<u64> {
 
 #[test]
 fn the_spool_lives_in_the_state_directory_and_its_backlog_is_shown() {
-    let dir = TempDir::new("uplink-state-spool");
+    let dir = Scratch::new("uplink-state-spool");
     let Some(mut broker) = Broker::start("state-spool", &dir.0.join("broker")) else {
         return;
     };
@@ -565,10 +507,10 @@ fn the_spool_lives_in_the_state_directory_and_its_backlog_is_shown() {
         .map(|l| format!("{l}\n"))
         .collect();
     std::fs::write(&file, text).unwrap();
-    let mut agent = Agent::start(&dir.0, 1);
-    let context = || format!("agent:\n{}\nstatus: {}", agent.log(), agent_status(&dir.0));
+    let agent = start(&dir.0, 1);
+    let context = || format!("agent:\n{}\nstatus: {}", agent.log(), agent.status());
     let held = wait_for("a backlog while the broker is down", LIMIT, context, || {
-        spool_bytes(&agent_status(&dir.0)).filter(|&b| b >= 44 * 200)
+        spool_bytes(&agent.status()).filter(|&b| b >= 44 * 200)
     });
     assert_eq!(held % 44, 0, "44 bytes a record: {held}");
     assert!(
@@ -583,15 +525,15 @@ fn the_spool_lives_in_the_state_directory_and_its_backlog_is_shown() {
     broker.restart();
     // Delivered: fewer than 100 records wait (input goes on meanwhile).
     wait_for("the backlog delivered", LIMIT, context, || {
-        spool_bytes(&agent_status(&dir.0)).filter(|&b| b < 44 * 100)
+        spool_bytes(&agent.status()).filter(|&b| b < 44 * 100)
     });
-    agent.stop();
+    agent.stop_with(libc::SIGINT);
 }
 
 #[test]
 fn a_broker_asking_for_tls_and_a_password_gets_them_and_a_wrong_password_is_spooled() {
     use common::mqtt::USER;
-    let dir = TempDir::new("uplink-tls");
+    let dir = Scratch::new("uplink-tls");
     let Some(broker) = Broker::start_secure("tls", &dir.0.join("broker")) else {
         return;
     };
@@ -604,7 +546,7 @@ fn a_broker_asking_for_tls_and_a_password_gets_them_and_a_wrong_password_is_spoo
         )
     };
     graph(&dir.0, broker.port, 200, &secure(USER.1));
-    let mut agent = Agent::start(&dir.0, 1);
+    let agent = start(&dir.0, 1);
     let context = || format!("agent:\n{}\nstatus: {}", agent.log(), status(&dir.0));
     let (got, _) = wait_for("records over TLS", LIMIT, context, || {
         let got = received(&sub.messages());
@@ -616,13 +558,13 @@ fn a_broker_asking_for_tls_and_a_password_gets_them_and_a_wrong_password_is_spoo
             assert_eq!(rec, want, "{k}");
         }
     }
-    agent.stop();
+    agent.stop_with(libc::SIGINT);
 
     // The same broker, a wrong password: refused, logged, and nothing lost.
     std::fs::remove_dir_all(dir.0.join("state")).unwrap();
     std::fs::remove_dir_all(dir.0.join("spool")).unwrap();
     graph(&dir.0, broker.port, 200, &secure("wrong"));
-    let agent = Agent::start(&dir.0, 2);
+    let agent = start(&dir.0, 2);
     let context = || format!("agent:\n{}\nstatus: {}", agent.log(), status(&dir.0));
     wait_for(
         "the refusal logged, records spooled",

@@ -7,6 +7,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use tandem::harness::{Agent as _, Launcher, Scratch, Up};
 
 /// Longest wait for anything the fleet does.
 pub const BOUND: Duration = Duration::from_secs(90);
@@ -22,23 +23,13 @@ pub fn tandem(args: &[&str]) -> Result<String, String> {
     }
 }
 
-/// A directory for one test, removed when the test passes.
-pub struct Root(pub PathBuf);
+/// A directory for one test (`tandem-fleet-NAME-PID`), removed when the test passes.
+pub struct Root(pub PathBuf, Scratch);
 
 impl Root {
     pub fn new(name: &str) -> Root {
-        let dir = std::env::temp_dir().join(format!("tandem-fleet-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Root(dir)
-    }
-}
-
-impl Drop for Root {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
+        let scratch = Scratch::new(&format!("fleet-{name}"));
+        Root(scratch.0.clone(), scratch)
     }
 }
 
@@ -304,10 +295,10 @@ pub fn target<'a>(rollout: &'a Value, id: &str) -> &'a Value {
 
 /// A gateway: `tandem up` in its own directory, enrolled with a controller.
 pub struct Gateway {
-    child: Option<Child>,
+    agent: Option<Up>,
+    launcher: Launcher,
     pub id: String,
     pub dir: PathBuf,
-    enrolment: PathBuf,
 }
 
 impl Gateway {
@@ -324,74 +315,46 @@ impl Gateway {
         )
         .unwrap();
         std::fs::write(dir.join("graph.toml"), graph(1, 1.0)).unwrap();
-        let mut g = Gateway {
-            child: None,
-            id: id.to_owned(),
-            dir,
-            enrolment,
-        };
-        g.spawn();
-        g
-    }
-
-    fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("agent.log"))
-            .unwrap();
-        let child = Command::new(BIN)
-            .current_dir(&self.dir)
-            .args(["up", "graph.toml", "--state-dir", "state"])
+        let launcher = Launcher::new(BIN, "graph.toml", "state")
+            .current_dir(&dir)
             .args(["--config-dir", "config", "--checkpoint-every", "300ms"])
             .arg("--controller-enrolment")
-            .arg(&self.enrolment)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
+            .arg(enrolment)
+            .log_to(dir.join("agent.log"))
+            .bound(BOUND);
+        Gateway {
+            agent: Some(launcher.spawn()),
+            launcher,
+            id: id.to_owned(),
+            dir,
+        }
+    }
+
+    fn agent(&self) -> &Up {
+        self.agent.as_ref().expect("the gateway runs")
     }
 
     /// Kills the agent (SIGKILL: its instances die with it) and starts it again.
     pub fn restart(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(agent) = self.agent.take() {
+            agent.kill();
         }
-        self.spawn();
+        self.agent = Some(self.launcher.spawn());
     }
 
+    /// What its agents (every start) and their instances logged.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("agent.log")).unwrap_or_default()
     }
 
     /// The agent's status, or `Null` while it does not answer.
     pub fn status(&self) -> Value {
-        let socket = self.dir.join("state").join("agent.sock");
-        match tandem::up::control::request(&socket, "status") {
-            Ok(text) => serde_json::from_str(&text).unwrap_or(Value::Null),
-            Err(_) => Value::Null,
-        }
+        self.agent().status()
     }
 
     /// Polls the agent's status until `done` holds.
     pub fn wait_for(&self, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + BOUND;
-        loop {
-            let v = self.status();
-            if !v.is_null() && done(&v) {
-                return v;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{}: no {what} within {BOUND:?}; last status {v}\n{}",
-                self.id,
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.agent().wait_for(&format!("{}: {what}", self.id), done)
     }
 
     /// `tandem install FILE` on this gateway (a USB stick).
@@ -402,14 +365,5 @@ impl Gateway {
             "--state-dir",
             self.dir.join("state").to_str().unwrap(),
         ])
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
     }
 }

@@ -144,5 +144,4 @@ pub fn draft(
 }
 pub mod fleet;
 pub mod mqtt;
-pub mod scratch;
 pub mod up;

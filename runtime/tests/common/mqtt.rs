@@ -45,7 +45,7 @@ fn which(binary: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-pub use super::scratch::wait_for;
+pub use tandem::harness::wait_for;
 
 /// A mosquitto process on 127.0.0.1, persistent (so a subscriber's
 /// session and queued messages survive a stop and a start), killed on drop.
