@@ -306,3 +306,67 @@ fn revocation(
         reason,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `tandem bundle build` says of arguments `change` makes from valid ones.
+    fn refusal(change: fn(&mut BundleArgs)) -> Option<String> {
+        let mut args = BundleArgs {
+            graph: "home.toml".into(),
+            extra_graphs: Vec::new(),
+            binary: None,
+            name: "battery-graph".into(),
+            version: "1.2.0".into(),
+            track: "stable".into(),
+            expires: None,
+            expires_in: "90d".into(),
+            hardware: vec!["*".into()],
+            sites: vec!["*".into()],
+            depends: Vec::new(),
+            conflicts: Vec::new(),
+            min_runtime: None,
+        };
+        change(&mut args);
+        bundle_spec(args).err().map(|e| e.to_string())
+    }
+
+    #[test]
+    fn build_arguments_that_are_not_valid_say_what_would_be() {
+        assert_eq!(refusal(|_| {}), None);
+        assert_eq!(refusal(|a| a.expires_in = "36h".into()), None);
+        assert_eq!(
+            refusal(|a| a.name = "Battery Graph".into()).as_deref(),
+            Some("`Battery Graph` is not a bundle name; use a-z, 0-9, `.`, `_` and `-`")
+        );
+        assert_eq!(
+            refusal(|a| a.version = "two".into()).as_deref(),
+            Some("--version `two` is not a semantic version; use e.g. 1.2.0")
+        );
+        assert_eq!(
+            refusal(|a| a.expires_in = "soon".into()).as_deref(),
+            Some("--expires-in `soon` is not a duration; use days such as 90d, or e.g. 12h, 30m")
+        );
+        assert_eq!(
+            refusal(|a| a.expires = Some("tomorrow".into())).as_deref(),
+            Some("--expires `tomorrow` is not a UTC time such as 2027-01-31T00:00:00Z")
+        );
+        let said = refusal(|a| a.depends = vec![">= 2".into()]);
+        assert!(
+            said.as_deref()
+                .is_some_and(|s| s.starts_with("`>= 2` is not a constraint; use a bundle name")),
+            "{said:?}"
+        );
+    }
+
+    #[test]
+    fn a_revocation_names_a_bundle_and_a_version() {
+        assert!(revocation("home", "1.2.0", "stable", String::new()).is_ok());
+        let said = revocation("home", "latest", "stable", String::new()).map_err(|e| e.to_string());
+        assert_eq!(
+            said.err().as_deref(),
+            Some("the version `latest` is not a semantic version; use e.g. 1.2.0")
+        );
+    }
+}
