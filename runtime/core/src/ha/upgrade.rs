@@ -22,6 +22,14 @@
 //! deadline in phase 4 ends the upgrade as promoted, with a warning: the old
 //! state is gone, there is nothing to roll back to.
 //!
+//! A hung instance looks live until its heartbeat deadline, so neither step
+//! that restarts an instance trusts the other one blindly: the old colour is
+//! replaced only once the new instance has processed the input ingested when
+//! the promoted period ended, and a rollback past policy or a deadline waits
+//! until the old instance has processed the input of that moment (a hung one
+//! is found lost meanwhile, and the new one serves). Each waits at most a
+//! heartbeat timeout past the deadline.
+//!
 //! Releases are opaque (`R`: the runtime's files and executable, the
 //! simulation's version number); [`Upgrader::release`] says which one each
 //! colour runs. Driving it, beside the supervisor:
@@ -37,6 +45,7 @@
 use super::downstream::Divergence;
 use super::msg::{Color, Nanos, Role};
 use super::rejoin::Supervisor;
+use crate::record::Seq;
 use core::fmt;
 use std::collections::VecDeque;
 use thiserror::Error;
@@ -371,6 +380,11 @@ struct Run<R> {
     /// Downstream (compared, diverged) when the current period began, and now.
     baseline: (u64, u64),
     current: (u64, u64),
+    /// The ingress head when the period was over: it ends once the new
+    /// instance has processed that far, proof that it is not hung.
+    fence: Option<Seq>,
+    /// The same for the old instance, before a rollback restarts the new one.
+    old_fence: Option<Seq>,
     timings: Timings,
 }
 
@@ -386,6 +400,8 @@ impl<R> Run<R> {
         self.phase = phase;
         self.since = now;
         self.baseline = self.current;
+        self.fence = None;
+        self.old_fence = None;
     }
 
     fn overdue(&self, now: Nanos) -> Option<Deadline> {
@@ -420,6 +436,12 @@ struct Seen {
     /// The new colour's role (`None`: not connected).
     new_role: Option<Role>,
     new_live: bool,
+    /// Input the new colour processed, as its last heartbeat said.
+    new_processed: Seq,
+    /// The same of the old colour.
+    old_processed: Seq,
+    /// Input ingested.
+    head: Seq,
 }
 
 impl Seen {
@@ -431,6 +453,9 @@ impl Seen {
             first: sup.downstream().divergences().first().copied(),
             new_role: sup.role(new_color),
             new_live: sup.is_live(new_color),
+            new_processed: sup.processed(new_color),
+            old_processed: sup.processed(new_color.other()),
+            head: sup.upstream().head(),
         }
     }
 }
@@ -552,6 +577,8 @@ impl<R: Clone> Upgrader<R> {
             noise_floor: rate(compared, diverged),
             baseline: (compared, diverged),
             current: (compared, diverged),
+            fence: None,
+            old_fence: None,
             timings: Timings::default(),
         });
         self.actions.push_back(Action::ClearDivergences);
@@ -629,14 +656,24 @@ impl<R: Clone> Upgrader<R> {
             return;
         };
         run.current = (seen.compared, seen.diverged);
-        if let Some(deadline) = run.overdue(now) {
+        let overdue = run.overdue(now);
+        let past_policy = matches!(run.phase, Phase::Shadow | Phase::Promoted) && run.past_policy();
+        // A rollback restarts the new instance: not before the old one has
+        // shown it is not hung (it processed the input of the moment the
+        // rollback was due), or the state would be left to a hung one. One
+        // that is hung is found lost at its heartbeat deadline, and the new
+        // one serves instead.
+        if past_policy || overdue.is_some_and(|d| d.phase != Phase::Replacing) {
+            let fence = *run.old_fence.get_or_insert(seen.head);
+            if seen.old_processed < fence {
+                return;
+            }
+        }
+        if let Some(deadline) = overdue {
             self.overdue(deadline, seen.new_role);
             return;
         }
-        if !matches!(run.phase, Phase::Shadow | Phase::Promoted) {
-            return;
-        }
-        if run.past_policy() {
+        if past_policy {
             let (compared, mismatched) = run.window();
             let mismatch = Mismatch {
                 compared,
@@ -651,9 +688,16 @@ impl<R: Clone> Upgrader<R> {
         if !run.period_over(now) {
             return;
         }
+        // A hung instance is live until its heartbeat deadline: the period
+        // ends once the new one has processed the input of its end. Replacing
+        // the old instance by then would leave the state to a hung one.
+        let fence = *run.fence.get_or_insert(seen.head);
+        if !seen.new_live || seen.new_processed < fence {
+            return;
+        }
         let new_color = run.new_color;
         match run.phase {
-            Phase::Shadow if seen.new_live => {
+            Phase::Shadow => {
                 run.timings.to_promoted = Some(elapsed(now, run.started));
                 run.enter(now, Phase::Promoted);
                 self.actions.push_back(Action::Promote(new_color));
@@ -771,7 +815,6 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::ha::msg::StreamId;
-    use crate::record::Seq;
 
     const MS: i64 = 1_000_000;
     const OLD: Color = Color::Blue;
@@ -807,6 +850,9 @@ mod tests {
             first: None,
             new_role: Some(Role::Shadow),
             new_live: true,
+            new_processed: Seq(compared),
+            old_processed: Seq(compared),
+            head: Seq(compared),
         }
     }
 
@@ -957,6 +1003,61 @@ mod tests {
         up.tick(Nanos(150 * MS), gone);
         assert_eq!(up.phase(), Some(Phase::Shadow));
         assert!(actions(&mut up).is_empty());
+    }
+
+    #[test]
+    fn the_old_instance_is_replaced_only_once_the_new_one_has_processed_the_period() {
+        let mut up = promoted();
+        // Hung: it says nothing more, but is live until its heartbeat deadline.
+        let hung = |head: u64| Seen {
+            new_processed: Seq(100),
+            head: Seq(head),
+            ..seen(90, 0)
+        };
+        up.tick(Nanos(220 * MS), hung(150));
+        up.tick(Nanos(300 * MS), hung(190));
+        assert_eq!(up.phase(), Some(Phase::Promoted));
+        assert!(actions(&mut up).is_empty());
+        // It processed what was input when the period ended (150); that the
+        // head has moved on since does not hold it back.
+        let alive = Seen {
+            new_processed: Seq(150),
+            head: Seq(230),
+            ..seen(90, 0)
+        };
+        up.tick(Nanos(310 * MS), alive);
+        assert_eq!(up.phase(), Some(Phase::Replacing));
+    }
+
+    #[test]
+    fn a_rollback_waits_for_the_old_instance_to_show_it_is_not_hung() {
+        let mut up = shadowing(Period::Records(100));
+        // The old one hung at 60: nothing compared since, the deadline passes.
+        let hung = |head: u64| Seen {
+            old_processed: Seq(60),
+            head: Seq(head),
+            ..seen(60, 0)
+        };
+        up.tick(Nanos(1_021 * MS), hung(400));
+        up.tick(Nanos(1_030 * MS), hung(420));
+        assert_eq!(up.phase(), Some(Phase::Shadow));
+        assert!(actions(&mut up).is_empty());
+        // Found lost at its heartbeat deadline: the new one serves and is copied.
+        up.handle_lost(Nanos(1_050 * MS), OLD);
+        assert_eq!(events(&mut up), [UpgradeEvent::OldLost(OLD)]);
+
+        // One that was only slow rolls back once it has processed the input
+        // of the moment the rollback was due.
+        let mut up = shadowing(Period::Records(100));
+        up.tick(Nanos(1_021 * MS), hung(400));
+        let caught_up = Seen {
+            old_processed: Seq(400),
+            head: Seq(450),
+            ..seen(60, 0)
+        };
+        up.tick(Nanos(1_025 * MS), caught_up);
+        let (_, reason) = rolled_back(&mut up);
+        assert!(matches!(reason, RollbackReason::Overdue { .. }), "{reason}");
     }
 
     #[test]
