@@ -19,6 +19,8 @@ use super::{DownstreamConfig, LivenessConfig, Tolerances};
 use crate::record::{ChannelId, EventTime, Record, Seq};
 use std::collections::{BTreeMap, VecDeque};
 
+mod upgrade;
+
 /// splitmix64: small, seeded, deterministic.
 #[derive(Clone, Debug)]
 struct Rng(u64);
