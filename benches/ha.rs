@@ -15,18 +15,25 @@
 //! - `snapshot_10mb_ms`: 10 MB of vertex state snapshotted, encoded as a
 //!   checkpoint image, sent in 1 MB chunks over a loopback quinn link,
 //!   decoded and restored into a fresh vertex (median of a few runs);
-//! - `baselines.raw_quinn`: one raw quinn stream with the same frames.
+//! - `baselines.raw_quinn`: one raw quinn stream with the same frames;
+//! - `agent_peak_rss_mb`, `blue_peak_rss_mb`, `green_peak_rss_mb`: peak
+//!   resident memory (VmHWM) of each process at the end of a saturation run
+//!   like the throughput one, with the agent as a process of its own (this
+//!   executable as `<exe> up ...`, the graph's own `count` sink), so that
+//!   the agent's figure is not the bench's; target at most 64 MB each.
 //!
 //! Environment: `TANDEM_HA_RATE` (source rate of the throughput run, default
 //! 6e6 records/s, more than the path carries on a 2-core machine: the agent
 //! holds its input back when an instance falls behind, so the sink's rate is
 //! the capacity), `TANDEM_HA_KILLS` (default 10),
 //! `TANDEM_HA_FAILOVER_SECS` (default 35), `TANDEM_HA_ONLY` (a comma list of
-//! raw, throughput, latency, failover, snapshot).
+//! raw, throughput, rss, latency, failover, snapshot).
+//!
+//! Agents start through `tandem::harness`, the one harness for `tandem up`
+//! in tests and benches.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -34,12 +41,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use tandem::checkpoint::{self, format, Checkpoint, GraphStamp};
+use tandem::harness::proc::{peak_rss_bytes, try_signal};
+use tandem::harness::{agent_config, status, Agent as _, InProcess, Launcher, Scratch};
 use tandem::net::{Client, Server, SiteCa, TransportOptions};
-use tandem::up::agent::{AgentConfig, InstanceCommand};
-use tandem::up::dirs::StateDir;
-use tandem::up::instance::Launch;
-use tandem::{Attached, Clock};
-use tandem_core::graph::Loaded;
 use tandem_core::ha::ToAgent;
 use tandem_core::{
     freeze, thaw, Record, SchemaId, Seq, Sink, SinkError, Snapshot, SnapshotError, Vertex,
@@ -65,28 +69,6 @@ fn origin() -> Instant {
 
 fn since_origin_ns() -> u64 {
     origin().elapsed().as_nanos() as u64
-}
-
-// ---------------------------------------------------------------- instance
-
-/// `<exe> instance ...`: what the agent starts. Runs the instance and exits.
-fn instance_main(args: &[String]) -> ! {
-    match Launch::parse(args).and_then(Launch::run) {
-        Ok(()) => std::process::exit(0),
-        Err(e) => {
-            eprintln!("ha bench instance: {e}");
-            std::process::exit(1)
-        }
-    }
-}
-
-fn load(file: &Path) -> (Loaded, tandem_core::split::Split) {
-    let loaded = match tandem::graph_file::load(file) {
-        Ok(l) => l,
-        Err(e) => panic!("bench graph: {e}"),
-    };
-    let split = tandem_core::split::split(&loaded.plan).expect("bench graph splits");
-    (loaded, split)
 }
 
 // ---------------------------------------------------------------- graph
@@ -210,124 +192,136 @@ impl Sink for ProbeSink {
 
 // ---------------------------------------------------------------- agent
 
-/// A running `tandem up` of [`graph_text`], ended by its `run_for`.
+/// A running `tandem up` of [`graph_text`] in this process, ended by its
+/// `run_for`, with the probe as its sink.
 struct Up {
-    state: StateDir,
-    agent: std::thread::JoinHandle<Result<(), String>>,
+    agent: InProcess,
     probe: Arc<Probe>,
-    /// When its `run_for` ends.
-    ends_at: Instant,
+    dir: Scratch,
+}
+
+fn this_exe() -> std::path::PathBuf {
+    std::env::current_exe().expect("bench executable path")
 }
 
 fn start_up(label: &str, rate: f64, batch: usize, run_for: Duration) -> Up {
-    let root = std::env::temp_dir().join(format!("tandem-ha-bench-{}-{label}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    std::fs::create_dir_all(&root).expect("state directory");
-    let file = root.join("ha-bench.toml");
-    std::fs::write(&file, graph_text(rate, batch)).expect("graph file written");
-    let (loaded, split) = load(&file);
+    let dir = Scratch::new(&format!("ha-bench-{label}"));
+    let file = dir.write("ha-bench.toml", &graph_text(rate, batch));
+    let mut config = agent_config(&file, &dir.state(), this_exe())
+        .unwrap_or_else(|e| panic!("bench graph: {e}"));
+    config.run_for = Some(run_for);
+    config.batch = batch;
     let probe = Probe::new();
-    let mut egress = Attached::default();
-    egress
+    config
+        .egress
         .sinks
         .insert("probe".to_owned(), Box::new(ProbeSink(probe.clone())));
-    let state = StateDir::new(root.join("state"));
-    let config = AgentConfig {
-        shadow_log: None,
-        file,
-        stamp: GraphStamp::of_plan(&loaded.name, &loaded.plan),
-        split,
-        ha: loaded.ha.clone(),
-        state: state.clone(),
-        listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
-        checkpoint_every: Duration::from_secs(1),
-        run_for: Some(run_for),
-        clock: Clock::Wall,
-        batch,
-        instance: InstanceCommand {
-            program: std::env::current_exe().expect("bench executable path"),
-            args: Vec::new(),
-        },
-        egress,
-    };
-    let ends_at = Instant::now() + run_for;
-    let agent = std::thread::spawn(move || tandem::up::agent::run(config));
     Up {
-        state,
-        agent,
+        agent: InProcess::start(config),
         probe,
-        ends_at,
+        dir,
     }
 }
 
-impl Up {
-    /// Role, pid and restarts of blue and green, from the control socket.
-    fn instances(&self) -> Option<Vec<(String, Option<u32>, u64)>> {
-        let answer = tandem::up::control::request(&self.state.socket(), "status").ok()?;
-        let v: serde_json::Value = serde_json::from_str(&answer).ok()?;
-        let list = v.get("instances")?.as_array()?;
-        Some(
-            list.iter()
-                .map(|i| {
-                    (
-                        i["role"].as_str().unwrap_or("").to_owned(),
-                        i["pid"].as_u64().map(|p| p as u32),
-                        i["restarts"].as_u64().unwrap_or(0),
-                    )
-                })
-                .collect(),
-        )
-    }
+/// Role and pid of blue and green, both serving.
+fn serving(status: &serde_json::Value) -> Option<[u32; 2]> {
+    let list = status["instances"].as_array()?;
+    let [blue, green] = list.as_slice() else {
+        return None;
+    };
+    let pid = |i: &serde_json::Value| -> Option<u32> {
+        (i["role"] == "serving").then_some(u32::try_from(i["pid"].as_u64()?).ok()?)
+    };
+    Some([pid(blue)?, pid(green)?])
+}
 
+impl Up {
     /// Restarts of both instances so far.
     fn restarts(&self) -> u64 {
-        self.instances()
-            .map_or(0, |list| list.iter().map(|i| i.2).sum())
+        status::restarts(&self.agent.status())
     }
 
     /// Waits until both instances serve; their pids (blue, green).
     fn both_serving(&self, within: Duration) -> Option<[u32; 2]> {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(list) = self.instances() {
-                if let [(b, Some(bp), _), (g, Some(gp), _)] = list.as_slice() {
-                    if b == "serving" && g == "serving" {
-                        return Some([*bp, *gp]);
-                    }
-                }
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.agent.poll_status(within, serving)
     }
 
-    /// Waits for the agent to end its `run_for`. An agent that has not ended
-    /// `grace` later is left behind (its instances are already reaped by
-    /// then), so that one stuck shutdown does not stall the whole bench.
+    /// Waits for the agent to end its `run_for`; one stuck in its shutdown
+    /// is left behind (its instances are already reaped by then), with its
+    /// directory, so that it does not stall the whole bench.
     fn finish(self, grace: Duration) {
-        let deadline = self.ends_at + grace;
-        while !self.agent.is_finished() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        if !self.agent.is_finished() {
-            eprintln!(
-                "ha bench: the agent did not return {:.0} s after its run ended; left behind",
-                grace.as_secs_f64()
-            );
-            println!("  (agent shutdown hung: left behind, see stderr)");
-            return;
-        }
-        match self.agent.join() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => eprintln!("ha bench: agent ended with an error: {e}"),
-            Err(_) => eprintln!("ha bench: agent panicked"),
-        }
-        if let Some(root) = self.state.root().parent() {
-            let _ = std::fs::remove_dir_all(root);
+        match self.agent.finish(grace) {
+            Ok(()) => {}
+            Err(e @ tandem::harness::Unfinished::LeftBehind(_)) => {
+                eprintln!("ha bench: {e}");
+                println!("  (agent shutdown hung: left behind, see stderr)");
+                std::mem::forget(self.dir);
+            }
+            Err(e) => eprintln!("ha bench: {e}"),
         }
     }
+}
+
+// ---------------------------------------------------------------- memory
+
+/// The 64 MB target of issue 11, per process.
+const RSS_TARGET_MB: f64 = 64.0;
+
+fn peak_rss_mb(pid: u32) -> Option<f64> {
+    peak_rss_bytes(pid).map(|b| b as f64 / (1 << 20) as f64)
+}
+
+/// `name: N MB` against the target, or that it was not read.
+fn rss_line(name: &str, mb: Option<f64>) -> String {
+    match mb {
+        Some(mb) => format!(
+            "{name} {mb:.1} MB ({})",
+            if mb <= RSS_TARGET_MB { "ok" } else { "OVER" }
+        ),
+        None => format!("{name} not read"),
+    }
+}
+
+/// Peak resident memory (MB) of the agent, blue and green at the end of
+/// `warm + measure` at `rate`, the agent a process of its own (this
+/// executable as `<exe> up ...`) with the graph's own `count` sink.
+fn peak_rss(rate: f64, warm: Duration, measure: Duration) -> [Option<f64>; 3] {
+    let dir = Scratch::new("ha-bench-rss");
+    let file = dir.write("ha-bench.toml", &graph_text(rate, BATCH));
+    let mut up = Launcher::new(this_exe(), file, dir.state())
+        .args(["--batch", &BATCH.to_string(), "--checkpoint-every", "1s"])
+        .bound(Duration::from_secs(60))
+        .spawn();
+    let Some(pids) = up.poll_status(Duration::from_secs(8), serving) else {
+        println!("  NOT both serving after 8 s: no memory figures");
+        return [None; 3];
+    };
+    std::thread::sleep(warm);
+    let emitted = |up: &tandem::harness::Up| up.status()["emitted"].as_u64().unwrap_or(0);
+    let (n0, t0) = (emitted(&up), Instant::now());
+    std::thread::sleep(measure);
+    // The status is refreshed every 250 ms: a rough rate, to show the run saturated.
+    let (n1, t1) = (emitted(&up), Instant::now());
+    println!(
+        "  agent as its own process: about {:.2} M records/s emitted (from its status)",
+        n1.saturating_sub(n0) as f64 / (t1 - t0).as_secs_f64() / 1e6
+    );
+    let agent = u32::try_from(up.pid()).ok();
+    let figures = [
+        agent.and_then(peak_rss_mb),
+        peak_rss_mb(pids[0]),
+        peak_rss_mb(pids[1]),
+    ];
+    if status::restarts(&up.status()) > 0 {
+        println!("  (instances restarted during the run: their figures are the replacements')");
+    }
+    try_signal(up.pid(), libc::SIGTERM);
+    match up.exited_within(GRACE) {
+        Some(exit) if exit.success() => {}
+        Some(exit) => eprintln!("ha bench: the agent process exited {exit}\n{}", up.log()),
+        None => eprintln!("ha bench: the agent process did not stop within {GRACE:?}; killed"),
+    }
+    figures
 }
 
 // ---------------------------------------------------------------- cpu
@@ -428,18 +422,25 @@ fn throughput(rate: f64, warm: Duration, measure: Duration) -> (f64, u64) {
     std::thread::sleep(warm);
     let r0 = up.restarts();
     let mut pids = vec![("agent (this process)".to_owned(), std::process::id())];
-    if let Some(list) = up.instances() {
-        for ((_, pid, _), color) in list.iter().zip(["blue", "green"]) {
-            if let Some(pid) = pid {
-                pids.push((format!("{color} instance"), *pid));
-            }
+    let now = up.agent.status();
+    for i in now["instances"].as_array().into_iter().flatten() {
+        if let (Some(color), Some(pid)) = (i["color"].as_str(), i["pid"].as_u64()) {
+            pids.push((format!("{color} instance"), pid as u32));
         }
     }
-    let cpu = CpuWindow::start(pids);
+    let cpu = CpuWindow::start(pids.clone());
     let (n0, t0) = (up.probe.records.load(Ordering::Relaxed), Instant::now());
     std::thread::sleep(measure);
     let (n1, t1) = (up.probe.records.load(Ordering::Relaxed), Instant::now());
     cpu.report();
+    let peaks: Vec<String> = pids
+        .iter()
+        .map(|(name, pid)| rss_line(name, peak_rss_mb(*pid)))
+        .collect();
+    println!(
+        "  peak rss: {} (this process holds the bench as well as the agent: see the rss part)",
+        peaks.join(", ")
+    );
     if up.both_serving(Duration::ZERO).is_none() {
         println!("  NOT both serving at the end of the window");
     }
@@ -719,9 +720,8 @@ fn num(v: Option<f64>, digits: usize) -> String {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("instance") {
-        instance_main(&args[1..]);
-    }
+    // `<exe> instance ..` and `<exe> up ..`: what agents start, and the rss part.
+    tandem::harness::serve_roles("ha bench", &args);
     let json = args.iter().any(|a| a == "--json");
     let _ = origin();
     let rate: f64 = env_or("TANDEM_HA_RATE", 6e6);
@@ -756,6 +756,20 @@ fn main() {
         tput
     });
     let ratio = tput.zip(raw).map(|(t, r)| t / r);
+
+    let rss = runs("rss").then(|| {
+        let [agent, blue, green] =
+            peak_rss(rate, Duration::from_secs(2), Duration::from_secs(4));
+        println!(
+            "peak rss after saturation at {:.1} M/s, agent its own process: {}, {}, {} (target <= {RSS_TARGET_MB:.0} MB each)",
+            rate / 1e6,
+            rss_line("agent", agent),
+            rss_line("blue", blue),
+            rss_line("green", green),
+        );
+        [agent, blue, green]
+    });
+    let rss_mb = |i: usize| rss.and_then(|r| r[i]);
 
     let lat = runs("latency").then(|| {
         let lat_rate = 10_000.0;
@@ -836,15 +850,18 @@ fn main() {
     if let Some(ratio) = ratio {
         println!("ratio: end to end is {ratio:.2} of raw quinn (target >= 0.33)");
     }
-    println!("targets: >= 2 M records/s, failover gap p99 <= 10 ms, 10 MB snapshot <= 25 ms");
+    println!("targets: >= 2 M records/s, failover gap p99 <= 10 ms, 10 MB snapshot <= 25 ms, peak rss <= {RSS_TARGET_MB:.0} MB per process");
     let line = format!(
-        r#"{{"records_per_sec": {}, "p50_us": {}, "p99_us": {}, "failover_gap_p99_ms": {}, "snapshot_10mb_ms": {}, "ratio_raw_quinn": {}, "baselines": {{"raw_quinn": {}}}}}"#,
+        r#"{{"records_per_sec": {}, "p50_us": {}, "p99_us": {}, "failover_gap_p99_ms": {}, "snapshot_10mb_ms": {}, "ratio_raw_quinn": {}, "agent_peak_rss_mb": {}, "blue_peak_rss_mb": {}, "green_peak_rss_mb": {}, "peak_rss_target_mb": {RSS_TARGET_MB:.0}, "baselines": {{"raw_quinn": {}}}}}"#,
         num(tput, 0),
         num(lat.map(|l| l.0), 1),
         num(lat.map(|l| l.1), 1),
         num(gap, 2),
         num(snap, 2),
         num(ratio, 3),
+        num(rss_mb(0), 1),
+        num(rss_mb(1), 1),
+        num(rss_mb(2), 1),
         num(raw, 0),
     );
     if json {

@@ -14,17 +14,14 @@
 //!   seen twice, over the whole run;
 //! - `baselines.steady_gap_ms`: the sink's longest silence over as long a
 //!   window of the same run with no upgrade.
+//!
+//! The agent starts through `tandem::harness`, the one harness for
+//! `tandem up` in tests and benches.
 
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-use tandem::checkpoint::GraphStamp;
-use tandem::up::agent::{AgentConfig, InstanceCommand};
-use tandem::up::dirs::StateDir;
-use tandem::up::instance::Launch;
-use tandem::{Attached, Clock};
+use tandem::harness::{agent_config, Agent as _, InProcess, Scratch};
 use tandem_core::{Record, Sink, SinkError};
 
 /// Records per second from the source.
@@ -99,86 +96,27 @@ fn longest_gap(arrivals: &[Instant], from: Instant, to: Instant) -> Duration {
     longest.max(to.saturating_duration_since(last))
 }
 
-fn status(state: &StateDir) -> Value {
-    tandem::up::control::request(&state.socket(), "status")
-        .ok()
-        .and_then(|text| serde_json::from_str(&text).ok())
-        .unwrap_or(Value::Null)
-}
-
-fn wait_for(state: &StateDir, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let v = status(state);
-        if !v.is_null() && done(&v) {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "no {what} within 60 s: {v}");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
-fn both_serving(v: &Value) -> bool {
-    v["instances"].as_array().is_some_and(|all| {
-        all.iter()
-            .all(|i| i["role"] == "serving" && i["connected"] == true)
-    })
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, text).expect("write a graph file");
-    path
-}
-
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("instance") {
-        let code = match Launch::parse(&args).and_then(Launch::run) {
-            Ok(()) => 0,
-            Err(e) => {
-                eprintln!("upgrade bench instance: {e}");
-                2
-            }
-        };
-        std::process::exit(code);
-    }
+    let args: Vec<String> = std::env::args().collect();
+    // `<exe> instance ..`: what the agent starts.
+    tandem::harness::serve_roles("upgrade bench", &args);
     let json = args.iter().any(|a| a == "--json");
-    let dir = std::env::temp_dir().join(format!("tandem-upgrade-bench-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let old = write(&dir, "old.toml", &graph(1));
-    let new = write(&dir, "new.toml", &graph(2));
-    let loaded = tandem::graph_file::load(&old).expect("the bench graph loads");
-    let split = tandem_core::split::split(&loaded.plan).expect("the bench graph splits");
-    let state = StateDir::new(dir.join("state"));
+    let dir = Scratch::new("upgrade-bench");
+    let old = dir.write("old.toml", &graph(1));
+    let new = dir.write("new.toml", &graph(2));
+    let program = std::env::current_exe().expect("this executable");
+    let mut config = agent_config(&old, &dir.state(), program).expect("the bench graph loads");
     let seen = Arc::new(Mutex::new(Seen::default()));
-    let mut egress = Attached::default();
-    egress
+    config
+        .egress
         .sinks
         .insert("out".to_owned(), Box::new(Probe(seen.clone())));
-    let run_for = Duration::from_secs(30);
-    let config = AgentConfig {
-        file: old.clone(),
-        stamp: GraphStamp::of_plan(&loaded.name, &loaded.plan),
-        split,
-        ha: loaded.ha.clone(),
-        state: state.clone(),
-        listen: "127.0.0.1:0".parse().expect("an address"),
-        checkpoint_every: Duration::from_secs(1),
-        run_for: Some(run_for),
-        clock: Clock::Wall,
-        batch: 1024,
-        instance: InstanceCommand {
-            program: std::env::current_exe().expect("this executable"),
-            args: Vec::new(),
-        },
-        shadow_log: None,
-        egress,
-    };
-    let agent = std::thread::spawn(move || tandem::up::agent::run(config));
+    config.run_for = Some(Duration::from_secs(30));
+    config.checkpoint_every = Duration::from_secs(1);
+    config.batch = 1024;
+    let agent = InProcess::start(config);
 
-    wait_for(&state, "both instances serving", both_serving);
+    agent.wait_both_serving();
     // Warm up, then a steady window as long as the upgrade will take.
     std::thread::sleep(Duration::from_secs(2));
     let steady_from = Instant::now();
@@ -187,9 +125,9 @@ fn main() {
 
     let asked = Instant::now();
     let line = format!("upgrade\t{}\t\t{}", new.display(), SUPERVISE.as_millis());
-    let answer = tandem::up::control::request(&state.socket(), &line).expect("the agent answers");
+    let answer = agent.control().request(&line).expect("the agent answers");
     assert!(answer.starts_with("ok: "), "upgrade refused: {answer}");
-    let done = wait_for(&state, "the upgrade to finish", |v| {
+    let done = agent.wait_for("the upgrade to finish", |v| {
         v["upgrade"]["phase"] == "idle" && !v["upgrade"]["last"].is_null()
     });
     let finished = Instant::now();
@@ -198,13 +136,12 @@ fn main() {
         last["result"], "promoted",
         "the upgrade did not go through: {done}"
     );
-    wait_for(&state, "both instances serving again", both_serving);
+    agent.wait_both_serving();
     std::thread::sleep(Duration::from_secs(1));
     // Stop the agent: its run ends at `run_for`; the rest of the run only
     // adds records to check.
-    let stopped = agent.join().expect("the agent thread");
-    if let Err(e) = stopped {
-        eprintln!("agent: {e}");
+    if let Err(e) = agent.finish(Duration::from_secs(12)) {
+        eprintln!("upgrade bench: {e}");
     }
 
     let seen = seen.lock().unwrap_or_else(|e| e.into_inner());
@@ -234,7 +171,7 @@ fn main() {
         ms(steady)
     );
     println!("  records at the sink: {total}; lost {lost}, duplicates {duplicates}");
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(dir);
     if json {
         println!(
             "{}",
