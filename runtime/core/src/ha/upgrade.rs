@@ -537,9 +537,8 @@ impl<R: Clone> Upgrader<R> {
         policy: Policy,
         sup: &Supervisor,
     ) -> Result<Color, StartError> {
-        let serving = |c: Color| sup.is_live(c) && sup.role(c) == Some(Role::Serving);
-        let redundant = Color::BOTH.into_iter().all(serving);
         let stats = sup.downstream().stats();
+        let redundant = redundant(sup);
         self.begin(
             now,
             new,
@@ -547,6 +546,15 @@ impl<R: Clone> Upgrader<R> {
             redundant,
             (stats.compared, stats.diverged),
         )
+    }
+
+    /// Why [`Upgrader::start`] would refuse now, if it would.
+    pub fn check_start(&self, sup: &Supervisor) -> Result<(), StartError> {
+        match &self.run {
+            Some(run) => Err(StartError::Running { phase: run.phase }),
+            None if !redundant(sup) => Err(StartError::NotRedundant),
+            None => Ok(()),
+        }
     }
 
     fn begin(
@@ -796,6 +804,13 @@ impl<R: Clone> Upgrader<R> {
     pub fn poll_event(&mut self) -> Option<UpgradeEvent> {
         self.events.pop_front()
     }
+}
+
+/// Both instances serve (neither restores, catches up or shadows).
+fn redundant(sup: &Supervisor) -> bool {
+    Color::BOTH
+        .into_iter()
+        .all(|c| sup.is_live(c) && sup.role(c) == Some(Role::Serving))
 }
 
 fn elapsed(now: Nanos, since: Nanos) -> Nanos {
