@@ -21,7 +21,7 @@ use super::ends::Batch;
 use super::processes::{Exited, Launch, Processes};
 use super::shadow_log::ShadowLog;
 use super::status::{InstanceStatus, Status};
-use super::upgrade::{Release, Upgrade};
+use super::upgrade::{Release, Upgrades};
 use crate::topology::Topology;
 use tandem_nodes::io::toggles::Switches;
 
@@ -100,12 +100,9 @@ pub(super) struct Hub {
     exits: Option<UnboundedReceiver<Exited>>,
     pub(super) links: [Option<Link>; 2],
     rates: [Rate; 2],
-    /// What each colour runs (they differ during an upgrade).
-    pub(super) releases: [Release; 2],
-    /// What the graph is, outside an upgrade.
-    pub(super) current: Release,
-    pub(super) upgrade: Option<Upgrade>,
-    pub(super) last_upgrade: serde_json::Value,
+    /// What each colour runs (they differ during an upgrade), the upgrade
+    /// in progress and the last one's outcome.
+    pub(super) upgrades: Upgrades,
     /// Bundles: the install running, the floor, the last outcome.
     pub(super) bundles: crate::bundle::install::Installs,
     /// The graph's `toggles` sources, by node id.
@@ -181,10 +178,7 @@ impl Hub {
             exits: Some(exits),
             links: Default::default(),
             rates: Default::default(),
-            releases: [current.clone(), current.clone()],
-            current,
-            upgrade: None,
-            last_upgrade: serde_json::Value::Null,
+            upgrades: Upgrades::new(current),
             bundles: crate::bundle::install::Installs::open(config.state.bundle_gateway()),
             toggles: wiring.toggles,
             toggle_positions: wiring.positions,
@@ -210,7 +204,7 @@ impl Hub {
     /// Starts both instances.
     pub(super) fn start(&mut self) {
         for color in Color::BOTH {
-            self.processes.spawn(color, &self.releases[color.index()]);
+            self.processes.spawn(color, self.upgrades.release(color));
         }
     }
 
@@ -289,7 +283,7 @@ impl Hub {
                 self.processes.next_start(),
                 stopping.is_none().then_some(next_checkpoint),
                 Some(next_housekeeping),
-                self.upgrade.is_some().then_some(next_upgrade_tick),
+                self.upgrades.phase().is_some().then_some(next_upgrade_tick),
                 stopping.map(|since| since + DRAIN),
                 self.service.next_ping(),
             ];
@@ -335,7 +329,7 @@ impl Hub {
             }
             let due: Vec<Color> = self.processes.due(at).collect();
             for color in due {
-                self.processes.spawn(color, &self.releases[color.index()]);
+                self.processes.spawn(color, self.upgrades.release(color));
             }
             if at >= next_checkpoint {
                 next_checkpoint = at + self.checkpoint_every;
@@ -343,7 +337,7 @@ impl Hub {
                     let _ = self.sup.place_barrier();
                 }
             }
-            if self.upgrade.is_some() && at >= next_upgrade_tick {
+            if self.upgrades.phase().is_some() && at >= next_upgrade_tick {
                 next_upgrade_tick = at + UPGRADE_TICK;
                 self.upgrade_tick();
             }
@@ -511,7 +505,12 @@ impl Hub {
                 }
             }
         }
-        while let Some((recipients, frame)) = self.sup.poll_input_frame() {
+        // A replay (an instance catching up) is queued as its link drains,
+        // not all at once: the queue stays near BACKLOG_BYTES.
+        while !self.backlogged() {
+            let Some((recipients, frame)) = self.sup.poll_input_frame() else {
+                break;
+            };
             // Input is the bytes encoded at ingress and kept in the
             // retention ring: both instances get them as they are.
             let bytes = match frame {
@@ -551,7 +550,7 @@ impl Hub {
             Event::Lost { color, reason } => {
                 let expected = std::mem::take(&mut self.expect_loss[color.index()]);
                 if expected {
-                    let file = self.releases[color.index()].file.display().to_string();
+                    let file = self.upgrades.release(color).file.display().to_string();
                     self.log(&format!("{color}: restarting on {file}"));
                 } else {
                     self.warn(&format!("{color}: lost ({reason:?}); restarting it"));
@@ -684,22 +683,7 @@ impl Hub {
                 .iter()
                 .map(|(name, &on)| (name.clone(), on))
                 .collect(),
-            upgrade: match &self.upgrade {
-                Some(upgrade) => {
-                    let mut json = upgrade.json();
-                    let first: Vec<String> = self
-                        .sup
-                        .downstream()
-                        .divergences()
-                        .iter()
-                        .take(5)
-                        .map(ToString::to_string)
-                        .collect();
-                    json["first_differences"] = serde_json::json!(first);
-                    json
-                }
-                None => serde_json::json!({ "phase": "idle", "last": self.last_upgrade }),
-            },
+            upgrade: self.upgrade_json(),
         }
     }
 }

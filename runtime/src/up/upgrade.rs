@@ -1,32 +1,30 @@
-//! A live upgrade of the vertices, as the agent runs it (ARCHITECTURE,
-//! "Rejoin and upgrade without losing state"):
+//! Live upgrades as the agent drives them, and the other requests of the
+//! control socket.
 //!
-//! 1. **transfer**: the new colour's instance is restarted on the new graph;
-//!    it restores a barrier snapshot of the serving (old) one, migrating state
-//!    whose schema changed, and replays to the live edge.
-//! 2. **shadow**: it runs beside the old version; the downstream junction
-//!    compares their outputs. After the supervision period, with the mismatch
-//!    rate within policy (the new graph's `[ha] max_mismatch` above the noise
-//!    floor measured between the two old instances before the upgrade), it
-//!    is promoted: new serving, old shadow.
-//! 3. **promoted**: after a second period within policy, the old instance is
-//!    restarted on the new graph too, restoring the new version's state.
-//! 4. **replacing**: when that second copy serves, the upgrade is done.
-//!
-//! A rollback (asked for, divergence past policy, or the new instance lost
-//! in phases 1 to 3) makes the old instance serve again and restarts the new
-//! colour on the old graph; the old one never stopped, so its state is current.
+//! The upgrade itself (transfer, shadow, promoted, replacing; when it rolls
+//! back, when a phase is late) is the core's pure state machine,
+//! [`Upgrader`] (`tandem_core::ha::upgrade`, docs/ha.md "Live upgrades").
+//! This module is its driver: it checks a request before anything runs
+//! (the graph's name and version, what the new graph would change, a
+//! bundle's install), maps the upgrader's releases to graph files and
+//! executables ([`Release`]), feeds it the supervisor's role changes and
+//! losses and a tick with the hub's clock ([`Hub::now`]), and turns its
+//! actions into promotions and process restarts and its events into logs,
+//! status and the bundle history.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
-use tandem_core::ha::{Color, Role};
+use tandem_core::ha::upgrade::{
+    Action, Outcome, Period, Phase, Policy, RollbackError, StartError, UpgradeEvent, Upgrader,
+};
+use tandem_core::ha::{Color, Nanos, Role};
 use tandem_core::split::Split;
 use tandem_nodes::io::toggles::Switches;
 
-use super::control::{InstallRequest, Request, UpgradeRequest};
-use super::hub::Hub;
+use super::control::{InstallRequest, PrepareError, Request, UpgradeRequest};
+use super::hub::{nanos, Hub};
 use crate::bundle::install::Running;
 use crate::bundle::Prepared;
 use crate::checkpoint::GraphStamp;
@@ -34,31 +32,6 @@ use crate::checkpoint::GraphStamp;
 /// How long an upgrade phase may last by default (beyond its supervision
 /// period); `tandem upgrade --phase-timeout` sets another.
 pub const DEFAULT_PHASE_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Where an upgrade is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Phase {
-    /// The new version restores and catches up.
-    Transfer,
-    /// The new version runs as a shadow, compared with the old.
-    Shadow,
-    /// The new version serves; the old one is its shadow.
-    Promoted,
-    /// The old instance is being replaced by a second copy of the new version.
-    Replacing,
-}
-
-impl Phase {
-    /// The name in status.
-    pub fn name(self) -> &'static str {
-        match self {
-            Phase::Transfer => "transfer",
-            Phase::Shadow => "shadow",
-            Phase::Promoted => "promoted",
-            Phase::Replacing => "replacing",
-        }
-    }
-}
 
 /// The graph and executable an instance runs.
 #[derive(Clone, Debug)]
@@ -73,130 +46,152 @@ pub struct Release {
     pub split: Split,
 }
 
-/// A running upgrade.
-#[derive(Debug)]
-pub struct Upgrade {
-    /// Where it is.
-    pub phase: Phase,
-    /// Since when.
-    pub since: Instant,
-    /// When the command came.
-    pub started: Instant,
-    /// The colour that runs the new version first.
-    pub new_color: Color,
-    /// What ran before.
-    pub old: Release,
-    /// What runs after.
-    pub new: Release,
-    /// How long each supervision period lasts (wall time)...
-    pub supervise: Duration,
-    /// ... or, when set, how many output records it compares.
-    pub supervise_records: Option<u64>,
-    /// How long a phase may last beyond its supervision period before the
-    /// upgrade rolls back (see [`Upgrade::overdue`]).
-    pub phase_timeout: Duration,
-    /// Mismatch rate allowed above the noise floor.
-    pub max_mismatch: f64,
-    /// Mismatch rate between the two old instances before the upgrade.
-    pub noise_floor: f64,
-    /// Downstream (compared, diverged) when the current period began.
-    pub baseline: (u64, u64),
-    /// Downstream (compared, diverged) now.
-    pub current: (u64, u64),
-    /// Milliseconds from the command to the shadow running, and to promotion.
-    pub to_shadow_ms: Option<f64>,
-    /// Milliseconds from the command to promotion.
-    pub to_promoted_ms: Option<f64>,
+/// What each colour runs, the upgrade in progress and the last outcome.
+pub type Upgrades = Upgrader<Release>;
+
+/// Why a new graph cannot replace the running one by a live upgrade: it
+/// must change vertices only, keep every channel, and lose no state.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// It reads other source channels.
+    #[error(
+        "the new graph reads other source channels than the running one; an upgrade \
+         changes vertices only"
+    )]
+    OtherInputs,
+    /// It no longer produces channels the sinks read.
+    #[error(
+        "the new graph no longer produces {} for the sinks; an upgrade keeps every channel the sinks read",
+        .0.join(", ")
+    )]
+    MissingOutputs(Vec<String>),
+    /// Its sources or sinks differ.
+    #[error(
+        "the new graph changes sources or sinks; an upgrade changes vertices only \
+         (restart `tandem up` to change devices or outputs)"
+    )]
+    OtherEnds,
+    /// `tandem diff` finds changes that drop state.
+    #[error("the upgrade would lose state: {}", .0.join("; "))]
+    LosesState(Vec<String>),
 }
 
-impl Upgrade {
-    /// Records compared and mismatched in the current period.
-    pub fn window(&self) -> (u64, u64) {
-        (
-            self.current.0.saturating_sub(self.baseline.0),
-            self.current.1.saturating_sub(self.baseline.1),
-        )
-    }
+/// Why an upgrade does not start.
+#[derive(Debug, thiserror::Error)]
+pub enum UpgradeError {
+    /// One runs already, or both instances are not serving.
+    #[error(transparent)]
+    Start(#[from] StartError),
+    /// The file is another graph.
+    #[error(
+        "{} is graph `{found}`, not `{running}`; keep `name = \"{running}\"` under [graph]",
+        file.display()
+    )]
+    OtherGraph {
+        /// The file.
+        file: PathBuf,
+        /// Its graph's name.
+        found: String,
+        /// The running graph's name.
+        running: String,
+    },
+    /// The file is the graph that runs.
+    #[error("{} is the graph running now", file.display())]
+    SameVersion {
+        /// The file.
+        file: PathBuf,
+    },
+    /// The new graph changes more than vertices.
+    #[error("{}: {refusal}", file.display())]
+    Refused {
+        /// The file.
+        file: PathBuf,
+        /// What it changes.
+        refusal: Refusal,
+    },
+}
 
-    /// Mismatched over compared in the current period (0 when nothing was compared).
-    pub fn mismatch_rate(&self) -> f64 {
-        let (compared, mismatched) = self.window();
-        if compared == 0 {
-            0.0
-        } else {
-            mismatched as f64 / compared as f64
-        }
-    }
+/// Why a toggle is not switched.
+#[derive(Debug, thiserror::Error)]
+pub enum ToggleError {
+    /// The graph declares none.
+    #[error(
+        "the graph has no toggles; declare them with a source such as \
+         [sources.features] kind = \"toggles\", names = [\"new_cop\"]"
+    )]
+    NoToggles,
+    /// No toggle has that name.
+    #[error("no toggle `{name}`; the graph's toggles are {listed}")]
+    Unknown {
+        /// The name asked for.
+        name: String,
+        /// Every toggle, `SOURCE.NAME`, comma-separated.
+        listed: String,
+    },
+    /// Several sources have a toggle of that name.
+    #[error("`{name}` names several toggles; give one of {listed}")]
+    Ambiguous {
+        /// The name asked for.
+        name: String,
+        /// Every toggle, `SOURCE.NAME`, comma-separated.
+        listed: String,
+    },
+}
 
-    /// True when the mismatch rate is past the policy. A period with no
-    /// mismatch allowed fails at the first one.
-    pub fn past_policy(&self) -> bool {
-        let (_, mismatched) = self.window();
-        mismatched > 0 && self.mismatch_rate() > self.max_mismatch + self.noise_floor
-    }
-
-    /// True once the current period has lasted its time, or compared its
-    /// records.
-    pub fn period_over(&self) -> bool {
-        match self.supervise_records {
-            Some(records) => self.window().0 >= records,
-            None => self.since.elapsed() >= self.supervise,
-        }
-    }
-
-    /// Why the current phase has lasted too long, if it has: transfer and
-    /// replacing may take `phase_timeout`; shadow and promoted their
-    /// supervision period and then `phase_timeout` more (a period counted in
-    /// records: `phase_timeout` in all).
-    pub fn overdue(&self) -> Option<String> {
-        let allowed = match (self.phase, self.supervise_records) {
-            (Phase::Shadow | Phase::Promoted, None) => self.supervise + self.phase_timeout,
-            _ => self.phase_timeout,
-        };
-        (self.since.elapsed() > allowed).then(|| {
-            format!(
-                "phase {} did not end within its deadline of {:.1} s",
-                self.phase.name(),
-                allowed.as_secs_f64()
-            )
-        })
-    }
-
-    /// Starts a new period in `phase`.
-    pub fn enter(&mut self, phase: Phase) {
-        self.phase = phase;
-        self.since = Instant::now();
-        self.baseline = self.current;
-    }
-
-    /// The `upgrade` object of the status JSON.
-    pub fn json(&self) -> Value {
-        let (compared, mismatched) = self.window();
-        json!({
-            "phase": self.phase.name(),
-            "from": format!("{:08x}", self.old.version),
-            "to": format!("{:08x}", self.new.version),
-            "from_graph": self.old.file.display().to_string(),
-            "to_graph": self.new.file.display().to_string(),
-            "new_color": self.new_color.name(),
-            "compared": compared,
-            "mismatched": mismatched,
-            "mismatch_rate": self.mismatch_rate(),
-            "noise_floor": self.noise_floor,
-            "max_mismatch": self.max_mismatch,
-            "supervise_ms": self.supervise.as_millis() as u64,
-            "supervise_records": self.supervise_records,
-            "phase_timeout_ms": self.phase_timeout.as_millis() as u64,
-            "phase_elapsed_ms": self.since.elapsed().as_millis() as u64,
-            "to_shadow_ms": self.to_shadow_ms,
-            "to_promoted_ms": self.to_promoted_ms,
-        })
-    }
+/// Why a bundle (or revocation) is not installed; kept in the bundle history.
+#[derive(Debug, thiserror::Error)]
+pub enum InstallRefusal {
+    /// Its checks before the hub refused it.
+    #[error(transparent)]
+    Prepare(#[from] PrepareError),
+    /// The revocation was not recorded.
+    #[error("{0}")]
+    Revocation(String),
+    /// The anti-rollback floor or a revocation, checked again.
+    #[error("{} is refused: {reason}", file.display())]
+    Policy {
+        /// The bundle file.
+        file: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// An upgrade runs, or both instances are not serving.
+    #[error("{} is refused: {error}", file.display())]
+    Start {
+        /// The bundle file.
+        file: PathBuf,
+        /// Why.
+        error: StartError,
+    },
+    /// The bundle is the one that runs.
+    #[error("{} is refused: {id} runs now", file.display())]
+    InUse {
+        /// The bundle file.
+        file: PathBuf,
+        /// `NAME VERSION`.
+        id: String,
+    },
+    /// Its unpacked files could not be put in place.
+    #[error("cannot unpack into {} ({error}); nothing changed", dir.display())]
+    Unpack {
+        /// Where they go.
+        dir: PathBuf,
+        /// What went wrong.
+        error: std::io::Error,
+    },
+    /// Its graph cannot replace the running one.
+    #[error("{} is refused: {error}", file.display())]
+    Upgrade {
+        /// The bundle file.
+        file: PathBuf,
+        /// Why.
+        error: UpgradeError,
+    },
 }
 
 /// Why an upgrade to `new` cannot start: it must change vertices only, keep
 /// every channel, and lose no state.
-pub fn refuse(old: &Split, new: &Split) -> Option<String> {
+pub fn refuse(old: &Split, new: &Split) -> Option<Refusal> {
     let names = |split: &Split, channels: &[tandem_core::ChannelId]| -> Vec<String> {
         channels
             .iter()
@@ -204,11 +199,7 @@ pub fn refuse(old: &Split, new: &Split) -> Option<String> {
             .collect()
     };
     if names(old, &old.inputs) != names(new, &new.inputs) {
-        return Some(
-            "the new graph reads other source channels than the running one; an upgrade \
-             changes vertices only"
-                .into(),
-        );
+        return Some(Refusal::OtherInputs);
     }
     let produced = names(new, &new.outputs);
     let missing: Vec<String> = names(old, &old.outputs)
@@ -216,109 +207,88 @@ pub fn refuse(old: &Split, new: &Split) -> Option<String> {
         .filter(|n| !produced.contains(n))
         .collect();
     if !missing.is_empty() {
-        return Some(format!(
-            "the new graph no longer produces {} for the sinks; an upgrade keeps every channel the sinks read",
-            missing.join(", ")
-        ));
+        return Some(Refusal::MissingOutputs(missing));
     }
     let same_edges = |a: &tandem_core::Plan, b: &tandem_core::Plan| {
-        crate::checkpoint::GraphStamp::of_plan("", a).hash
-            == crate::checkpoint::GraphStamp::of_plan("", b).hash
+        GraphStamp::of_plan("", a).hash == GraphStamp::of_plan("", b).hash
     };
     if !same_edges(&old.ingress, &new.ingress) || !same_edges(&old.egress, &new.egress) {
-        return Some(
-            "the new graph changes sources or sinks; an upgrade changes vertices only \
-             (restart `tandem up` to change devices or outputs)"
-                .into(),
-        );
+        return Some(Refusal::OtherEnds);
     }
     let refusals = tandem_core::diff::diff(&old.instance, &new.instance).refusals(false);
     if !refusals.is_empty() {
-        let reasons: Vec<String> = refusals.iter().map(ToString::to_string).collect();
-        return Some(format!(
-            "the upgrade would lose state: {}",
-            reasons.join("; ")
+        return Some(Refusal::LosesState(
+            refusals.iter().map(ToString::to_string).collect(),
         ));
     }
     None
 }
 
+/// Milliseconds, for status.
+fn ms(n: Nanos) -> f64 {
+    n.0 as f64 / 1e6
+}
+
 /// Requests from the control socket, and the upgrade they drive.
 impl Hub {
-    /// Answers a request of the control socket.
+    /// Answers a request of the control socket: the answer is text there.
     pub(super) fn request(&mut self, request: Request) -> Result<String, String> {
         match request {
             Request::Status => Ok(self.status().json()),
-            Request::Upgrade(upgrade) => self.start_upgrade(*upgrade),
-            Request::Rollback => self.rollback("asked for by `tandem rollback`"),
-            Request::Toggle { name, on } => self.toggle(&name, on),
+            Request::Upgrade(upgrade) => self.start_upgrade(*upgrade).map_err(|e| e.to_string()),
+            Request::Rollback => self.rollback().map_err(|e| e.to_string()),
+            Request::Toggle { name, on } => self.toggle(&name, on).map_err(|e| e.to_string()),
             Request::Gateway(answer) => {
                 let _ = answer.send(self.bundles.gateway.clone());
                 Ok(String::new())
             }
-            Request::Install(install) => self.install(*install),
+            Request::Install(install) => self.install(*install).map_err(|e| e.to_string()),
         }
     }
 
     /// Takes a bundle the control socket checked and unpacked: starts its
     /// live upgrade (or records a revocation, or the refusal).
-    fn install(&mut self, request: InstallRequest) -> Result<String, String> {
+    fn install(&mut self, request: InstallRequest) -> Result<String, InstallRefusal> {
         let InstallRequest {
             file,
             prepared,
             what,
         } = request;
-        let refuse = |hub: &mut Hub, reason: String| {
+        let refuse = |hub: &mut Hub, refusal: InstallRefusal| {
+            let reason = refusal.to_string();
             hub.warn(&format!("install of {what} refused: {reason}"));
             hub.bundles.refused(&what, &reason);
-            Err(reason)
+            Err(refusal)
         };
         let mut unpacked = match prepared {
-            Err(reason) => return refuse(self, reason.to_string()),
+            Err(error) => return refuse(self, error.into()),
             Ok(Prepared::Revocation { revocation, .. }) => {
                 let answer = self.bundles.revoke(revocation);
                 if let Ok(text) = &answer {
                     self.log(text);
                 }
-                return answer;
+                return answer.map_err(InstallRefusal::Revocation);
             }
             Ok(Prepared::Bundle(unpacked)) => unpacked,
         };
-        let shown = file.display();
         if let Some(reason) = self.bundles.recheck(&unpacked.manifest) {
-            return refuse(self, format!("{shown} is refused: {reason}"));
+            return refuse(self, InstallRefusal::Policy { file, reason });
         }
-        if let Some(running) = &self.upgrade {
-            return refuse(
-                self,
-                format!(
-                    "{shown} is refused: an upgrade is running (phase {}); wait for it or `tandem rollback`",
-                    running.phase.name()
-                ),
-            );
-        }
-        let serving = |c: Color| self.sup.is_live(c) && self.sup.role(c) == Some(Role::Serving);
-        if !Color::BOTH.into_iter().all(serving) {
-            return refuse(
-                self,
-                format!("{shown} is refused: both instances must be serving before an upgrade starts; see `tandem status`"),
-            );
+        if let Err(error) = self.upgrades.check_start(&self.sup) {
+            return refuse(self, InstallRefusal::Start { file, error });
         }
         let in_use = |r: &Release| r.file.starts_with(unpacked.dir());
-        if self.releases.iter().any(in_use) || in_use(&self.current) {
-            return refuse(
-                self,
-                format!("{shown} is refused: {} runs now", unpacked.manifest.id()),
-            );
+        if Color::BOTH
+            .into_iter()
+            .any(|c| in_use(self.upgrades.release(c)))
+            || in_use(self.upgrades.current())
+        {
+            let id = unpacked.manifest.id();
+            return refuse(self, InstallRefusal::InUse { file, id });
         }
-        if let Err(e) = unpacked.commit() {
-            return refuse(
-                self,
-                format!(
-                    "cannot unpack into {} ({e}); nothing changed",
-                    unpacked.dir().display()
-                ),
-            );
+        if let Err(error) = unpacked.commit() {
+            let dir = unpacked.dir().to_path_buf();
+            return refuse(self, InstallRefusal::Unpack { dir, error });
         }
         let request = UpgradeRequest {
             file: unpacked.graph_file(),
@@ -339,32 +309,29 @@ impl Hub {
                 let signers: Vec<String> =
                     unpacked.signers.iter().map(ToString::to_string).collect();
                 self.log(&format!(
-                    "installing {} from {shown} (signed by {})",
+                    "installing {} from {} (signed by {})",
                     unpacked.manifest.id(),
+                    file.display(),
                     signers.join(", ")
                 ));
                 Ok(format!("{} accepted; {started}", unpacked.manifest.id()))
             }
-            Err(reason) => {
+            Err(error) => {
                 unpacked.discard();
-                refuse(self, format!("{shown} is refused: {reason}"))
+                refuse(self, InstallRefusal::Upgrade { file, error })
             }
         }
     }
 
     /// Switches toggle `name` (`NAME` or `SOURCE.NAME`) through its source.
-    pub(super) fn toggle(&mut self, name: &str, on: bool) -> Result<String, String> {
+    pub(super) fn toggle(&mut self, name: &str, on: bool) -> Result<String, ToggleError> {
         let all: Vec<(String, &Switches, &str)> = self
             .toggles
             .iter()
             .flat_map(|(id, sw)| sw.names().map(move |n| (format!("{id}.{n}"), sw, n)))
             .collect();
         if all.is_empty() {
-            return Err(
-                "the graph has no toggles; declare them with a source such as \
-                 [sources.features] kind = \"toggles\", names = [\"new_cop\"]"
-                    .into(),
-            );
+            return Err(ToggleError::NoToggles);
         }
         let matching: Vec<&(String, &Switches, &str)> = all
             .iter()
@@ -390,19 +357,22 @@ impl Hub {
                     "{full} {state}: both instances switch at the same origin sequence number"
                 ))
             }
-            [] => Err(format!(
-                "no toggle `{name}`; the graph's toggles are {}",
-                listed()
-            )),
-            _ => Err(format!(
-                "`{name}` names several toggles; give one of {}",
-                listed()
-            )),
+            [] => Err(ToggleError::Unknown {
+                name: name.to_owned(),
+                listed: listed(),
+            }),
+            _ => Err(ToggleError::Ambiguous {
+                name: name.to_owned(),
+                listed: listed(),
+            }),
         }
     }
 
     /// Starts an upgrade whose files the control socket read and checked.
-    pub(super) fn start_upgrade(&mut self, request: UpgradeRequest) -> Result<String, String> {
+    pub(super) fn start_upgrade(
+        &mut self,
+        request: UpgradeRequest,
+    ) -> Result<String, UpgradeError> {
         let UpgradeRequest {
             file,
             loaded,
@@ -412,79 +382,139 @@ impl Hub {
             records,
             phase_timeout,
         } = request;
-        let program = program.unwrap_or_else(|| self.current.program.clone());
-        if let Some(running) = &self.upgrade {
-            return Err(format!(
-                "an upgrade is running (phase {}); wait for it or `tandem rollback`",
-                running.phase.name()
-            ));
-        }
-        let serving = |c: Color| self.sup.is_live(c) && self.sup.role(c) == Some(Role::Serving);
-        if !Color::BOTH.into_iter().all(serving) {
-            return Err(
-                "both instances must be serving before an upgrade starts; see `tandem status`"
-                    .into(),
-            );
-        }
-        let shown = file.display().to_string();
-        let stamp = GraphStamp::of_plan(&loaded.name, &loaded.plan);
+        self.upgrades.check_start(&self.sup)?;
         if loaded.name != self.name {
-            return Err(format!(
-                "{shown} is graph `{}`, not `{}`; keep `name = \"{}\"` under [graph]",
-                loaded.name, self.name, self.name
-            ));
+            return Err(UpgradeError::OtherGraph {
+                file,
+                found: loaded.name,
+                running: self.name.clone(),
+            });
         }
-        let version = super::instance::version_of(&stamp);
-        if version == self.current.version {
-            return Err(format!("{shown} is the graph running now"));
+        let current = self.upgrades.current();
+        let version = super::instance::version_of(&GraphStamp::of_plan(&loaded.name, &loaded.plan));
+        if version == current.version {
+            return Err(UpgradeError::SameVersion { file });
         }
-        if let Some(reason) = refuse(&self.current.split, &split) {
-            return Err(format!("{shown}: {reason}"));
+        if let Some(refusal) = refuse(&current.split, &split) {
+            return Err(UpgradeError::Refused { file, refusal });
         }
-        let stats = self.sup.downstream().stats();
-        let noise_floor = if stats.compared == 0 {
-            0.0
-        } else {
-            stats.diverged as f64 / stats.compared as f64
+        let policy = Policy {
+            period: match records {
+                Some(records) => Period::Records(records),
+                None => Period::Time(nanos(supervise.unwrap_or(loaded.ha.supervise))),
+            },
+            phase_timeout: nanos(phase_timeout.unwrap_or(DEFAULT_PHASE_TIMEOUT)),
+            max_mismatch: loaded.ha.max_mismatch,
         };
+        let shown = file.display().to_string();
         let new = Release {
+            program: program.unwrap_or_else(|| current.program.clone()),
             file,
-            program,
             version,
             split,
         };
-        let new_color = Color::Green;
-        let now = Instant::now();
-        // Keep the first differences of this comparison.
-        self.sup.clear_divergences();
-        self.divergence_logged = 0;
-        self.upgrade = Some(Upgrade {
-            phase: Phase::Transfer,
-            since: now,
-            started: now,
-            new_color,
-            old: self.current.clone(),
-            new: new.clone(),
-            supervise: supervise.unwrap_or(loaded.ha.supervise),
-            supervise_records: records,
-            phase_timeout: phase_timeout.unwrap_or(DEFAULT_PHASE_TIMEOUT),
-            max_mismatch: loaded.ha.max_mismatch,
-            noise_floor,
-            baseline: (stats.compared, stats.diverged),
-            current: (stats.compared, stats.diverged),
-            to_shadow_ms: None,
-            to_promoted_ms: None,
-        });
-        self.restart_on(new_color, new);
+        let now = self.now();
+        let new_color = self.upgrades.start(now, new, policy, &self.sup)?;
+        self.drive_upgrade();
         Ok(format!(
             "upgrading to {shown} ({version:08x}): {new_color} restarts on it from {}'s state and runs as a shadow; `tandem status` shows the phase",
             new_color.other()
         ))
     }
 
-    /// Restarts `color` on `release` (its instance is dropped at once).
-    pub(super) fn restart_on(&mut self, color: Color, release: Release) {
-        self.releases[color.index()] = release;
+    /// `tandem rollback`.
+    fn rollback(&mut self) -> Result<String, RollbackError> {
+        let new_color = self.upgrades.handle_rollback()?;
+        self.drive_upgrade();
+        Ok(format!(
+            "rolled back: {} serves the old version, {new_color} restarts on it",
+            new_color.other()
+        ))
+    }
+
+    /// The upgrade's policy and deadlines, checked now.
+    pub(super) fn upgrade_tick(&mut self) {
+        let now = self.now();
+        self.upgrades.handle_tick(now, &self.sup);
+        self.drive_upgrade();
+    }
+
+    /// An instance was lost on its own (not restarted by the upgrade).
+    pub(super) fn upgrade_lost(&mut self, color: Color) {
+        let now = self.now();
+        self.upgrades.handle_lost(now, color);
+        self.drive_upgrade();
+    }
+
+    /// The supervisor changed `color`'s role.
+    pub(super) fn upgrade_role(&mut self, color: Color, role: Role) {
+        let now = self.now();
+        self.upgrades.handle_role(now, color, role);
+        self.drive_upgrade();
+    }
+
+    /// Does what the upgrader asks, and says what happened.
+    fn drive_upgrade(&mut self) {
+        while let Some(action) = self.upgrades.poll_action() {
+            match action {
+                Action::ClearDivergences => {
+                    // Keep the first differences of this comparison.
+                    self.sup.clear_divergences();
+                    self.divergence_logged = 0;
+                }
+                Action::Promote(color) => {
+                    self.sup.promote(color);
+                }
+                Action::Restart { color, .. } => self.restart(color),
+            }
+        }
+        while let Some(event) = self.upgrades.poll_event() {
+            match event {
+                UpgradeEvent::Entered(Phase::Promoted) => {
+                    let new_color = self.upgrades.status(self.now()).map(|s| s.new_color);
+                    self.log(&format!(
+                        "upgrade: {} promoted; the old version shadows it",
+                        new_color.unwrap_or(Color::Green)
+                    ));
+                }
+                UpgradeEvent::Entered(Phase::Replacing) => self.log(
+                    "upgrade: replacing the old instance with a second copy of the new version",
+                ),
+                UpgradeEvent::Entered(phase) => self.log(&format!("upgrade: phase {phase}")),
+                UpgradeEvent::OldLost(_) => self.log(
+                    "upgrade: the old instance was lost; the new version serves and is copied",
+                ),
+                UpgradeEvent::Ended(Outcome::RolledBack { phase, reason }) => {
+                    let reason = reason.to_string();
+                    self.warn(&format!("upgrade rolled back in phase {phase}: {reason}"));
+                    self.bundles.rolled_back(&reason);
+                }
+                UpgradeEvent::Ended(Outcome::Promoted { warning, .. }) => {
+                    match warning {
+                        Some(warning) => {
+                            self.warn(&format!(
+                                "upgrade done with one instance serving: {warning}"
+                            ));
+                        }
+                        None => self.log(&format!(
+                            "upgrade done: both instances run {}",
+                            self.upgrades.current().file.display()
+                        )),
+                    }
+                    // The old version is replaced: a bundle's version becomes the floor.
+                    if let Some(what) = self.bundles.promoted() {
+                        self.log(&format!(
+                            "bundle {what} installed; the anti-rollback floor is raised to it"
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stops `color`'s instance; it starts again on what the upgrader says
+    /// it runs now.
+    fn restart(&mut self, color: Color) {
         if self.sup.role(color).is_some() {
             self.expect_loss[color.index()] = true;
             self.sup.handle_disconnected(color);
@@ -493,196 +523,76 @@ impl Hub {
         }
     }
 
-    pub(super) fn rollback(&mut self, reason: &str) -> Result<String, String> {
-        let Some(upgrade) = &self.upgrade else {
-            return Err("no upgrade is running".into());
+    /// The `upgrade` object of the status JSON: the running upgrade's
+    /// figures, or `{"phase": "idle"}` with the last outcome.
+    pub(super) fn upgrade_json(&self) -> Value {
+        let (Some(status), Some(new)) = (
+            self.upgrades.status(self.now()),
+            self.upgrades.upgrading_to(),
+        ) else {
+            return json!({ "phase": "idle", "last": self.last_upgrade_json() });
         };
-        if upgrade.phase == Phase::Replacing {
-            return Err(
-                "too late: the old version is being replaced by a second copy of the new one; \
-                 upgrade again to the old graph instead"
-                    .into(),
-            );
-        }
-        let new_color = upgrade.new_color;
-        let old = upgrade.old.clone();
-        let phase = upgrade.phase;
-        self.sup.promote(new_color.other());
-        self.restart_on(new_color, old);
-        self.warn(&format!(
-            "upgrade rolled back in phase {}: {reason}",
-            phase.name()
-        ));
-        self.last_upgrade = serde_json::json!({
-            "result": "rolled back",
-            "phase": phase.name(),
-            "reason": reason,
-        });
-        self.bundles.rolled_back(reason);
-        self.upgrade = None;
-        Ok(format!(
-            "rolled back: {} serves the old version, {new_color} restarts on it",
-            new_color.other()
-        ))
+        let old = self.upgrades.current();
+        let first: Vec<String> = self
+            .sup
+            .downstream()
+            .divergences()
+            .iter()
+            .take(5)
+            .map(ToString::to_string)
+            .collect();
+        let (supervise_ms, supervise_records) = match status.policy.period {
+            Period::Time(period) => (Some(ms(period).round() as u64), None),
+            Period::Records(records) => (None, Some(records)),
+        };
+        json!({
+            "phase": status.phase.name(),
+            "from": format!("{:08x}", old.version),
+            "to": format!("{:08x}", new.version),
+            "from_graph": old.file.display().to_string(),
+            "to_graph": new.file.display().to_string(),
+            "new_color": status.new_color.name(),
+            "compared": status.compared,
+            "mismatched": status.mismatched,
+            "mismatch_rate": status.mismatch_rate,
+            "noise_floor": status.noise_floor,
+            "max_mismatch": status.policy.max_mismatch,
+            "supervise_ms": supervise_ms,
+            "supervise_records": supervise_records,
+            "phase_timeout_ms": ms(status.policy.phase_timeout).round() as u64,
+            "phase_elapsed_ms": ms(status.phase_elapsed) as u64,
+            "to_shadow_ms": status.timings.to_shadow.map(ms),
+            "to_promoted_ms": status.timings.to_promoted.map(ms),
+            "first_differences": first,
+        })
     }
 
-    pub(super) fn upgrade_tick(&mut self) {
-        let stats = self.sup.downstream().stats();
-        let Some(upgrade) = self.upgrade.as_mut() else {
-            return;
-        };
-        upgrade.current = (stats.compared, stats.diverged);
-        if let Some(late) = upgrade.overdue() {
-            self.upgrade_overdue(late);
-            return;
-        }
-        if !matches!(upgrade.phase, Phase::Shadow | Phase::Promoted) {
-            return;
-        }
-        if upgrade.past_policy() {
-            let (compared, mismatched) = upgrade.window();
-            let mut reason = format!(
-                "{mismatched} of {compared} compared records differ (rate {:.4}), above the {} allowed over a noise floor of {:.4}",
-                upgrade.mismatch_rate(),
-                upgrade.max_mismatch,
-                upgrade.noise_floor
-            );
-            if let Some(first) = self.sup.downstream().divergences().first() {
-                reason.push_str(&format!("; the first: {first}"));
-            }
-            let _ = self.rollback(&reason);
-            return;
-        }
-        if !upgrade.period_over() {
-            return;
-        }
-        let new_color = upgrade.new_color;
-        match upgrade.phase {
-            Phase::Shadow => {
-                if self.sup.promote(new_color) {
-                    upgrade.to_promoted_ms = Some(upgrade.started.elapsed().as_secs_f64() * 1e3);
-                    upgrade.enter(Phase::Promoted);
-                    self.log(&format!(
-                        "upgrade: {new_color} promoted; the old version shadows it"
-                    ));
-                }
-            }
-            Phase::Promoted => {
-                let new = upgrade.new.clone();
-                upgrade.enter(Phase::Replacing);
-                self.log(
-                    "upgrade: replacing the old instance with a second copy of the new version",
-                );
-                self.restart_on(new_color.other(), new);
-            }
-            Phase::Transfer | Phase::Replacing => {}
-        }
-    }
-
-    /// A phase outlived its deadline. Until the old version is replaced it
-    /// still runs with current state, so the upgrade rolls back; once it is
-    /// being replaced there is no old state to go back to, so the new
-    /// version stays and the second copy keeps being restarted.
-    fn upgrade_overdue(&mut self, late: String) {
-        let Some(upgrade) = &self.upgrade else {
-            return;
-        };
-        let new_color = upgrade.new_color;
-        let why = match (self.sup.role(new_color), upgrade.phase) {
-            (None, Phase::Transfer) => "; the new version's instance never connected",
-            (Some(_), Phase::Transfer) => "; the new version's instance did not catch up",
-            (_, Phase::Shadow | Phase::Promoted) if upgrade.supervise_records.is_some() => {
-                "; too few records were compared"
-            }
-            _ => "",
-        };
-        if upgrade.phase != Phase::Replacing {
-            let _ = self.rollback(&format!("{late}{why}"));
-            return;
-        }
-        let old_color = new_color.other();
-        let done = upgrade.new.clone();
-        let warning = format!(
-            "{late}: {old_color}'s second copy of the new version is not serving yet; it keeps \
-             being restarted (the old version's state is gone, so there is nothing to roll back to)"
-        );
-        self.warn(&format!(
-            "upgrade done with one instance serving: {warning}"
-        ));
-        self.last_upgrade = serde_json::json!({
-            "result": "promoted",
-            "to": format!("{:08x}", done.version),
-            "to_graph": done.file.display().to_string(),
-            "to_shadow_ms": upgrade.to_shadow_ms,
-            "to_promoted_ms": upgrade.to_promoted_ms,
-            "warning": warning,
-        });
-        self.current = done;
-        self.upgrade = None;
-        self.bundle_committed();
-    }
-
-    /// An instance was lost on its own during an upgrade.
-    pub(super) fn upgrade_lost(&mut self, color: Color) {
-        let Some(upgrade) = &self.upgrade else {
-            return;
-        };
-        if color == upgrade.new_color && upgrade.phase != Phase::Replacing {
-            let _ = self.rollback("the new version's instance was lost");
-        } else if upgrade.phase == Phase::Transfer {
-            // The old one is gone before the new one restored: neither has
-            // state to give. Both restart on the old graph.
-            let _ = self.rollback("the old version's instance was lost during the transfer");
-        } else if color != upgrade.new_color && upgrade.phase != Phase::Replacing {
-            // The old one is gone: the new one is all there is. It serves,
-            // and the old colour comes back as a second copy of it.
-            let new = upgrade.new.clone();
-            self.releases[color.index()] = new;
-            if let Some(upgrade) = self.upgrade.as_mut() {
-                upgrade.enter(Phase::Replacing);
-            }
-            self.log("upgrade: the old instance was lost; the new version serves and is copied");
-        }
-    }
-
-    pub(super) fn upgrade_role(&mut self, color: Color, role: Role) {
-        let Some(upgrade) = self.upgrade.as_mut() else {
-            return;
-        };
-        match (upgrade.phase, role) {
-            (Phase::Transfer, Role::Shadow) if color == upgrade.new_color => {
-                upgrade.to_shadow_ms = Some(upgrade.started.elapsed().as_secs_f64() * 1e3);
-                upgrade.enter(Phase::Shadow);
-            }
-            (Phase::Replacing, Role::Serving) if color != upgrade.new_color => {
-                let done = upgrade.new.clone();
-                self.last_upgrade = serde_json::json!({
+    /// How the last upgrade ended, for status.
+    fn last_upgrade_json(&self) -> Value {
+        match self.upgrades.last() {
+            None => Value::Null,
+            Some(Outcome::RolledBack { phase, reason }) => json!({
+                "result": "rolled back",
+                "phase": phase.name(),
+                "reason": reason.to_string(),
+            }),
+            Some(Outcome::Promoted { timings, warning }) => {
+                let done = self.upgrades.current();
+                let mut last = json!({
                     "result": "promoted",
                     "to": format!("{:08x}", done.version),
                     "to_graph": done.file.display().to_string(),
-                    "to_shadow_ms": upgrade.to_shadow_ms,
-                    "to_promoted_ms": upgrade.to_promoted_ms,
-                    "done_ms": upgrade.started.elapsed().as_secs_f64() * 1e3,
+                    "to_shadow_ms": timings.to_shadow.map(ms),
+                    "to_promoted_ms": timings.to_promoted.map(ms),
                 });
-                self.log(&format!(
-                    "upgrade done: both instances run {}",
-                    done.file.display()
-                ));
-                self.current = done;
-                self.upgrade = None;
-                self.bundle_committed();
+                if let Some(done) = timings.done {
+                    last["done_ms"] = json!(ms(done));
+                }
+                if let Some(warning) = warning {
+                    last["warning"] = json!(warning.to_string());
+                }
+                last
             }
-            _ => {}
-        }
-    }
-
-    /// The upgrade of a bundle committed (the old version is replaced):
-    /// its version becomes the floor.
-    fn bundle_committed(&mut self) {
-        if let Some(what) = self.bundles.promoted() {
-            self.log(&format!(
-                "bundle {what} installed; the anti-rollback floor is raised to it"
-            ));
         }
     }
 }
