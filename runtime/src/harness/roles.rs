@@ -37,7 +37,9 @@ fn duration(text: &str) -> Result<Duration, String> {
 /// and exits; returns when they ask for none. `name` starts error lines.
 pub fn serve_roles(name: &str, args: &[String]) {
     let result = match args.get(1).map(String::as_str) {
-        Some("instance") => Launch::parse(&args[1..]).and_then(Launch::run),
+        Some("instance") => Launch::parse(&args[1..])
+            .and_then(Launch::run)
+            .map_err(|e| e.to_string()),
         Some("up") => up(&args[2..]),
         _ => return,
     };

@@ -134,9 +134,18 @@ pub fn relay(capacity: Option<usize>) -> (RelayFeed, Relay) {
     )
 }
 
+/// Records a relay hands the topology per poll, at least one batch: what
+/// waits beyond stays in the channel, so the topology's buffers stay the
+/// size of a batch, not of the backlog.
+const RELAY_POLL_RECORDS: usize = 4096;
+
 impl Source for Relay {
     fn poll(&mut self, now: EventTime, out: &mut Vec<Record>) -> Option<EventTime> {
         loop {
+            if out.len() >= RELAY_POLL_RECORDS {
+                // More may wait: poll again at once.
+                return Some(now);
+            }
             match self.rx.try_recv() {
                 Ok(mut batch) => {
                     self.queued

@@ -14,18 +14,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tandem_core::ha::{Color, Role, ToAgent, ToInstance};
 use tandem_core::split::{FROM_AGENT, TO_AGENT};
 use tandem_core::wire::{self, BatchKind};
 use tandem_core::{ChannelId, ChannelTable, Plan, Record, Seq};
+use thiserror::Error;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::dirs::StateDir;
-use super::ends::{relay, Batch, Forward, RelayFeed};
+use super::ends::{relay, Batch, Encode, Encoded, RelayFeed};
 use crate::checkpoint::{self, format, Checkpoint, CheckpointStore, GraphStamp};
-use crate::net::{Client, TransportOptions};
-use crate::topology::{Attached, RunOptions, Topology};
+use crate::net::{CaError, Client, EndpointError, LinkError, TransportOptions};
+use crate::topology::{Attached, BarrierError, RunOptions, StartError, Topology};
 use crate::Clock;
 
 /// The agent sends heartbeats every few milliseconds: silence this long
@@ -35,16 +36,132 @@ const AGENT_SILENCE: Duration = Duration::from_secs(3);
 const CHUNK: usize = 1 << 20;
 /// Largest snapshot accepted from the agent.
 const MAX_SNAPSHOT: u64 = 1 << 30;
-/// Records per `Output` frame at most (well under the frame cap).
-const OUTPUT_RECORDS: usize = 1 << 16;
+// What bounds an instance's memory (docs/ha.md, "Memory"): input waits in
+// QUIC's flow control, then in CONTROL_FRAMES and RELAY_BATCHES frames of at
+// most the agent's batch (4096 records, 128 KiB); output in OUTPUT_BYTES.
+
+/// Records per `Output` frame at most (128 KiB).
+const OUTPUT_RECORDS: usize = 4096;
 /// Output bytes waiting for the link beyond which the topology waits.
-const OUTPUT_BYTES: usize = 16 << 20;
+const OUTPUT_BYTES: usize = 8 << 20;
 /// Frames read from the link and not yet handled, at most.
-const CONTROL_FRAMES: usize = 64;
+const CONTROL_FRAMES: usize = 16;
 /// Input batches handed to the topology and not yet taken, at most.
-const RELAY_BATCHES: usize = 64;
+const RELAY_BATCHES: usize = 16;
 /// Snapshots kept for a `SnapshotRequest` that arrives after its barrier.
 const KEPT: usize = 2;
+
+/// Why the agent's command line for an instance is not one.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum LaunchError {
+    /// The arguments do not start with `instance`.
+    #[error("expected `instance ...`")]
+    NotInstance,
+    /// A flag came last, without its value.
+    #[error("`{0}` needs a value")]
+    NoValue(String),
+    /// `--color` names no colour.
+    #[error("no colour `{0}`; blue or green")]
+    Color(String),
+    /// `--agent` is not an address.
+    #[error("--agent: {0}")]
+    Agent(std::net::AddrParseError),
+    /// `--batch` is not a count.
+    #[error("--batch: {0}")]
+    Batch(std::num::ParseIntError),
+    /// A required argument is missing (`--color`, `--agent`, `--state-dir`, the graph file).
+    #[error("no {0}")]
+    Missing(&'static str),
+}
+
+/// Why an instance stopped other than by the agent closing its link.
+#[derive(Debug, Error)]
+pub enum InstanceError {
+    /// The command line is not the agent's (see [`Launch::parse`]).
+    #[error(transparent)]
+    Launch(#[from] LaunchError),
+    /// The graph file could not be loaded.
+    #[error(transparent)]
+    Graph(#[from] crate::graph_file::GraphFileError),
+    /// The graph cannot be cut for 1+1.
+    #[error("{file}: error: {source}")]
+    Split {
+        /// The graph file.
+        file: std::path::PathBuf,
+        /// What is wrong with it.
+        source: tandem_core::split::SplitError,
+    },
+    /// The network runtime or the control thread could not start.
+    #[error("cannot start the {what}: {source}")]
+    Start {
+        /// "network runtime" or "control thread".
+        what: &'static str,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The instance's certificate or the site's trust could not be read.
+    #[error("no certificate for {name}: {source}")]
+    Certificate {
+        /// Whose.
+        name: &'static str,
+        /// Why.
+        source: CaError,
+    },
+    /// The QUIC endpoint could not be set up.
+    #[error(transparent)]
+    Endpoint(#[from] EndpointError),
+    /// The agent could not be reached.
+    #[error("cannot reach the agent at {agent}: {source}")]
+    Connect {
+        /// Its address.
+        agent: SocketAddr,
+        /// Why.
+        source: LinkError,
+    },
+    /// The link to the agent failed.
+    #[error(transparent)]
+    Link(#[from] LinkError),
+    /// Nothing came from the agent for this long: it is gone.
+    #[error("the agent has been silent for {0:?}")]
+    AgentSilent(Duration),
+    /// The control thread stopped on an error.
+    #[error(transparent)]
+    Control(#[from] ControlError),
+    /// The control thread ended without saying why (it panicked).
+    #[error("the control thread stopped")]
+    ControlStopped,
+}
+
+/// Why the control thread stopped the instance.
+#[derive(Debug, Error)]
+pub enum ControlError {
+    /// The graph's topology could not be started.
+    #[error("cannot start the graph: {0}")]
+    Start(#[from] StartError),
+    /// Snapshots at a barrier could not be taken.
+    #[error("barrier {id}: {source}")]
+    Barrier {
+        /// The barrier.
+        id: u64,
+        /// Why.
+        source: BarrierError,
+    },
+    /// The topology is not running after it was started.
+    #[error("the topology did not start")]
+    NotStarted,
+    /// A snapshot chunk from the agent does not continue what came before.
+    #[error(
+        "snapshot chunk at {offset} of {total} bytes does not follow the {received} bytes received"
+    )]
+    Chunk {
+        /// Its offset.
+        offset: u64,
+        /// The whole snapshot's length.
+        total: u64,
+        /// Bytes received so far.
+        received: usize,
+    },
+}
 
 /// What an instance needs to run.
 #[derive(Debug)]
@@ -131,35 +248,43 @@ impl Launch {
     /// Parses the arguments after the program name (`instance ...`): for a
     /// bench or test executable that is its own instance. The `tandem`
     /// command parses the same arguments with its own parser.
-    pub fn parse(args: &[String]) -> Result<Launch, String> {
+    pub fn parse(args: &[String]) -> Result<Launch, InstanceError> {
+        Launch::parse_words(args).map_err(InstanceError::Launch)
+    }
+
+    fn parse_words(args: &[String]) -> Result<Launch, LaunchError> {
         let mut words = args.iter().map(String::as_str);
         if words.next() != Some("instance") {
-            return Err("expected `instance ...`".into());
+            return Err(LaunchError::NotInstance);
         }
         let (mut color, mut agent, mut state_dir, mut batch) = (None, None, None, 1024);
         let (mut channels_of, mut file) = (None, None);
         while let Some(word) = words.next() {
-            let mut value = || words.next().ok_or(format!("`{word}` needs a value"));
+            let mut value = || {
+                words
+                    .next()
+                    .ok_or_else(|| LaunchError::NoValue(word.to_owned()))
+            };
             match word {
                 "--color" => {
                     color = Some(match value()? {
                         "blue" => Color::Blue,
                         "green" => Color::Green,
-                        other => return Err(format!("no colour `{other}`; blue or green")),
+                        other => return Err(LaunchError::Color(other.to_owned())),
                     })
                 }
-                "--agent" => agent = Some(value()?.parse().map_err(|e| format!("--agent: {e}"))?),
+                "--agent" => agent = Some(value()?.parse().map_err(LaunchError::Agent)?),
                 "--state-dir" => state_dir = Some(value()?.into()),
-                "--batch" => batch = value()?.parse().map_err(|e| format!("--batch: {e}"))?,
+                "--batch" => batch = value()?.parse().map_err(LaunchError::Batch)?,
                 "--channels-of" => channels_of = Some(value()?.into()),
                 path => file = Some(path.into()),
             }
         }
         Ok(Launch {
-            file: file.ok_or("no graph file")?,
-            color: color.ok_or("no --color")?,
-            agent: agent.ok_or("no --agent")?,
-            state_dir: state_dir.ok_or("no --state-dir")?,
+            file: file.ok_or(LaunchError::Missing("graph file"))?,
+            color: color.ok_or(LaunchError::Missing("--color"))?,
+            agent: agent.ok_or(LaunchError::Missing("--agent"))?,
+            state_dir: state_dir.ok_or(LaunchError::Missing("--state-dir"))?,
             batch,
             channels_of,
         })
@@ -167,14 +292,17 @@ impl Launch {
 
     /// Loads the graph (and the agent's, for channel ids) and runs the
     /// instance until the agent closes its link.
-    pub fn run(self) -> Result<(), String> {
-        let loaded = crate::graph_file::load(&self.file).map_err(|e| e.to_string())?;
-        let split = tandem_core::split::split(&loaded.plan)
-            .map_err(|e| format!("{}: error: {e}", self.file.display()))?;
+    pub fn run(self) -> Result<(), InstanceError> {
+        let loaded = crate::graph_file::load(&self.file)?;
+        let split =
+            tandem_core::split::split(&loaded.plan).map_err(|source| InstanceError::Split {
+                file: self.file.clone(),
+                source,
+            })?;
         let channels = match &self.channels_of {
             None => None,
             Some(file) => {
-                let agent = crate::graph_file::load(file).map_err(|e| e.to_string())?;
+                let agent = crate::graph_file::load(file)?;
                 ChannelMap::between(&agent.plan.channels, &split.instance.channels)
             }
         };
@@ -198,39 +326,40 @@ pub fn version_of(stamp: &GraphStamp) -> u32 {
 
 /// Runs until the agent closes the link (`Ok`) or the link fails (`Err`,
 /// with the reason).
-pub fn run(config: InstanceConfig) -> Result<(), String> {
+pub fn run(config: InstanceConfig) -> Result<(), InstanceError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the network runtime: {e}"))?;
+        .map_err(|source| InstanceError::Start {
+            what: "network runtime",
+            source,
+        })?;
     runtime.block_on(serve(config))
 }
 
-async fn serve(config: InstanceConfig) -> Result<(), String> {
+async fn serve(config: InstanceConfig) -> Result<(), InstanceError> {
     let name = config.color.name();
-    let identity = config
-        .state
-        .identity(name)
-        .map_err(|e| format!("no certificate for {name}: {e}"))?;
-    let trust = config.state.trust().map_err(|e| e.to_string())?;
+    let certificate = |source| InstanceError::Certificate { name, source };
+    let identity = config.state.identity(name).map_err(certificate)?;
+    let trust = config.state.trust().map_err(certificate)?;
     let bind: SocketAddr = if config.agent.is_ipv6() {
-        "[::]:0"
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
     } else {
-        "0.0.0.0:0"
-    }
-    .parse()
-    .map_err(|e| format!("{e}"))?;
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    };
     let client = Client::new(
         bind,
         &identity,
         &trust,
         TransportOptions::for_peer(config.agent),
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     let link = client
         .connect(config.agent, "agent")
         .await
-        .map_err(|e| format!("cannot reach the agent at {}: {e}", config.agent))?;
+        .map_err(|source| InstanceError::Connect {
+            agent: config.agent,
+            source,
+        })?;
     let (mut reader, mut writer) = (link.reader, link.writer);
     let (tx, mut queued) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
     let out = Outbox {
@@ -268,14 +397,29 @@ async fn serve(config: InstanceConfig) -> Result<(), String> {
     // the agent holds its input back.
     let (to_control, mut control_rx) = tokio::sync::mpsc::channel::<ToInstance>(CONTROL_FRAMES);
     let control = Control::new(config, out.clone(), processed.clone());
+    // The control thread says when it stops, and why: the link is then
+    // given up, and the error returned (no exit from inside a loop).
+    let (stopped_tx, mut stopped) = tokio::sync::oneshot::channel::<Result<(), ControlError>>();
     let controlling = std::thread::Builder::new()
         .name("tandem-control".into())
-        .spawn(move || control.run(&mut control_rx))
-        .map_err(|e| format!("cannot start the control thread: {e}"))?;
+        .spawn(move || {
+            let _ = stopped_tx.send(control.run(&mut control_rx));
+        })
+        .map_err(|source| InstanceError::Start {
+            what: "control thread",
+            source,
+        })?;
     let result = loop {
-        let msg = match tokio::time::timeout(AGENT_SILENCE, reader.next()).await {
-            Err(_) => break Err(format!("the agent has been silent for {AGENT_SILENCE:?}")),
-            Ok(Err(e)) => break Err(e.to_string()),
+        let next = tokio::select! {
+            next = tokio::time::timeout(AGENT_SILENCE, reader.next()) => next,
+            ended = &mut stopped => break match ended {
+                Ok(Err(e)) => Err(InstanceError::Control(e)),
+                _ => Err(InstanceError::ControlStopped),
+            },
+        };
+        let msg = match next {
+            Err(_) => break Err(InstanceError::AgentSilent(AGENT_SILENCE)),
+            Ok(Err(e)) => break Err(InstanceError::Link(e)),
             Ok(Ok(None)) => break Ok(()),
             Ok(Ok(Some(msg))) => msg,
         };
@@ -293,7 +437,11 @@ async fn serve(config: InstanceConfig) -> Result<(), String> {
             }
             msg => {
                 if to_control.send(msg).await.is_err() {
-                    break Err("the control thread stopped".into());
+                    // It stopped: say why, if it did.
+                    break match stopped.try_recv() {
+                        Ok(Err(e)) => Err(InstanceError::Control(e)),
+                        _ => Err(InstanceError::ControlStopped),
+                    };
                 }
             }
         }
@@ -368,24 +516,6 @@ impl Budget {
     }
 }
 
-/// `records` and `frontier` as `Output` frames of at most [`OUTPUT_RECORDS`]
-/// records. A frame's frontier promises that nothing at or below it follows,
-/// so each frame but the last carries the frontier its own records allow
-/// (below the first record of the next frame, which may share a seq).
-fn encode_output(frontier: Seq, records: &[Record], buf: &mut BytesMut) {
-    let mut chunks = records.chunks(OUTPUT_RECORDS).peekable();
-    if chunks.peek().is_none() {
-        let _ = wire::encode_batch(BatchKind::Output, frontier, &[], buf);
-    }
-    while let Some(chunk) = chunks.next() {
-        let promise = match chunks.peek().and_then(|next| next.first()) {
-            Some(next) => Seq(next.seq.0.saturating_sub(1)).min(frontier),
-            None => frontier,
-        };
-        let _ = wire::encode_batch(BatchKind::Output, promise, chunk, buf);
-    }
-}
-
 /// A snapshot taken at a barrier, encoded as a checkpoint image.
 struct Kept {
     barrier: u64,
@@ -445,11 +575,14 @@ impl Control {
         }
     }
 
-    fn run(mut self, rx: &mut tokio::sync::mpsc::Receiver<ToInstance>) {
+    /// Handles frames until the link ends (`Ok`) or one cannot be (`Err`);
+    /// either way the topology is stopped.
+    fn run(mut self, rx: &mut tokio::sync::mpsc::Receiver<ToInstance>) -> Result<(), ControlError> {
+        let mut result = Ok(());
         while let Some(msg) = rx.blocking_recv() {
-            if let Err(message) = self.handle(msg) {
-                tracing::error!("{message}");
-                std::process::exit(1);
+            if let Err(e) = self.handle(msg) {
+                result = Err(e);
+                break;
             }
         }
         if let Phase::Running { topology, feed, .. } = self.phase {
@@ -457,9 +590,10 @@ impl Control {
             topology.stop();
             topology.wait_timeout(Duration::from_secs(2));
         }
+        result
     }
 
-    fn handle(&mut self, msg: ToInstance) -> Result<(), String> {
+    fn handle(&mut self, msg: ToInstance) -> Result<(), ControlError> {
         match msg {
             ToInstance::Input { frontier, records } => {
                 let map = self.config.channels.clone();
@@ -504,10 +638,11 @@ impl Control {
                     && total <= MAX_SNAPSHOT
                     && offset + bytes.len() as u64 <= total;
                 if !fits {
-                    return Err(format!(
-                        "snapshot chunk at {offset} of {total} bytes does not follow the {} bytes received",
-                        image.len()
-                    ));
+                    return Err(ControlError::Chunk {
+                        offset,
+                        total,
+                        received: image.len(),
+                    });
                 }
                 image.extend_from_slice(&bytes);
             }
@@ -528,7 +663,7 @@ impl Control {
     }
 
     /// The running topology's feed, starting it cold first if need be.
-    fn running(&mut self) -> Result<(&RelayFeed, Seq), String> {
+    fn running(&mut self) -> Result<(&RelayFeed, Seq), ControlError> {
         if matches!(self.phase, Phase::Waiting { .. }) {
             let local = self.config.state.newest_checkpoint(&self.config.stamp.name);
             if let Some((path, checkpoint)) = &local {
@@ -542,29 +677,29 @@ impl Control {
         }
         match &self.phase {
             Phase::Running { feed, start, .. } => Ok((feed, *start)),
-            Phase::Waiting { .. } => Err("the topology did not start".into()),
+            Phase::Waiting { .. } => Err(ControlError::NotStarted),
         }
     }
 
-    fn start(&mut self, checkpoint: Option<Checkpoint>) -> Result<(), String> {
+    fn start(&mut self, checkpoint: Option<Checkpoint>) -> Result<(), ControlError> {
         let (feed, source) = relay(Some(RELAY_BATCHES));
         let out = self.out.clone();
         let processed = self.processed.clone();
-        let map = self.config.channels.clone();
-        let sink = Forward::new(move |frontier: Seq, records: &mut Vec<Record>| {
+        let map = self.config.channels.as_ref().map(|m| m.to_agent.clone());
+        // Each output record is encoded once, into the frame sent to the
+        // agent; frames of at most OUTPUT_RECORDS, cut where the frontier
+        // allows (the next frame may start with the same seq).
+        let sink = Encode::new(BatchKind::Output, OUTPUT_RECORDS, move |encoded| {
             // At the end of the stream the instance is stopping; the agent
             // learns nothing from that.
-            if frontier == Seq::END {
+            let Encoded::Batch(batch) = encoded else {
                 return;
-            }
-            if let Some(map) = &map {
-                ChannelMap::translate(&map.to_agent, records);
-            }
-            let mut buf = BytesMut::new();
-            encode_output(frontier, records, &mut buf);
-            out.push_output(buf.freeze());
-            processed.store(frontier.0, Ordering::Relaxed);
-        });
+            };
+            let frontier = batch.frontier();
+            out.push_output(batch.bytes().clone());
+            processed.fetch_max(frontier.0, Ordering::Relaxed);
+        })
+        .with_channels(map);
         let mut attached = Attached::default();
         attached
             .sources
@@ -577,8 +712,7 @@ impl Control {
             batch: self.config.batch,
         };
         let (topology, report) =
-            Topology::start_with(&self.config.plan, options, checkpoint.as_ref(), attached)
-                .map_err(|e| format!("cannot start the graph: {e}"))?;
+            Topology::start_with(&self.config.plan, options, checkpoint.as_ref(), attached)?;
         if let Some(report) = report {
             if !report.is_complete() {
                 tracing::info!("{report}");
@@ -594,7 +728,7 @@ impl Control {
         Ok(())
     }
 
-    fn barrier(&mut self, id: u64, at: Seq) -> Result<(), String> {
+    fn barrier(&mut self, id: u64, at: Seq) -> Result<(), ControlError> {
         self.running()?;
         let Phase::Running {
             topology, start, ..
@@ -610,7 +744,7 @@ impl Control {
         let placed = topology.place_barrier(at);
         let taken = topology
             .barrier_snapshots(placed, Duration::from_secs(30))
-            .map_err(|e| format!("barrier {id}: {e}"))?;
+            .map_err(|source| ControlError::Barrier { id, source })?;
         let checkpoint = Checkpoint {
             graph: self.config.stamp.clone(),
             seq: taken.at,
@@ -673,7 +807,7 @@ impl Control {
     }
 
     /// The donor's snapshot is complete: check it, start from it, and say so.
-    fn restore(&mut self, barrier: u64, donor_hash: u64) -> Result<(), String> {
+    fn restore(&mut self, barrier: u64, donor_hash: u64) -> Result<(), ControlError> {
         let Phase::Waiting {
             barrier: current,
             image,
@@ -731,16 +865,27 @@ mod tests {
 
     #[test]
     fn a_long_output_is_split_into_frames_that_never_promise_too_much() {
+        use tandem_core::Sink as _;
         let records: Vec<Record> = (0..OUTPUT_RECORDS as u64 * 2 + 10)
             .map(|i| Record::new(Seq(100 + i / 2), EventTime(0), ChannelId(0), 0.0))
             .collect();
-        let mut buf = BytesMut::new();
+        let frames = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let into = frames.clone();
+        let mut sink = Encode::new(BatchKind::Output, OUTPUT_RECORDS, move |e| {
+            if let Encoded::Batch(b) = e {
+                let mut buf = bytes::BytesMut::from(&b.bytes()[..]);
+                into.lock()
+                    .unwrap()
+                    .push(wire::decode::<ToAgent>(&mut buf).unwrap().unwrap());
+            }
+        });
         let end = Seq(1_000_000);
-        encode_output(end, &records, &mut buf);
-        let mut frames = Vec::new();
-        while let Some(frame) = wire::decode::<ToAgent>(&mut buf).unwrap() {
-            frames.push(frame);
+        // Written in pieces, as a topology does.
+        for piece in records.chunks(1000) {
+            sink.write(piece).unwrap();
         }
+        sink.advance(end);
+        let frames = std::mem::take(&mut *frames.lock().unwrap());
         assert_eq!(frames.len(), 3);
         let mut sent = 0;
         for (i, frame) in frames.iter().enumerate() {
@@ -775,9 +920,13 @@ mod tests {
         assert_eq!(launch.file, std::path::PathBuf::from("/new.toml"));
         assert_eq!(launch.channels_of, Some("/old.toml".into()));
         let err = Launch::parse(&args[..4]).unwrap_err();
-        assert_eq!(err, "`--agent` needs a value");
+        assert_eq!(err.to_string(), "`--agent` needs a value");
         let err = Launch::parse(&["instance".to_owned(), "/g.toml".to_owned()]).unwrap_err();
-        assert_eq!(err, "no --color");
+        assert_eq!(err.to_string(), "no --color");
+        assert!(matches!(
+            err,
+            InstanceError::Launch(LaunchError::Missing("--color"))
+        ));
     }
 
     #[test]
