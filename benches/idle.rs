@@ -1,0 +1,172 @@
+//! What an idle gateway costs: `tandem up graphs/home.toml` (the agent and
+//! its blue and green instances, release build) on its simulated devices,
+//! against `tandem run graphs/home.toml` (the same graph in one process, no
+//! 1+1) measured in the same run, over the same window.
+//!
+//! `cargo bench --bench idle -- --json` prints the CPU of each process as a
+//! percentage of one core, the total against the 2% target, and, as its last
+//! line, one JSON object. `IDLE_SECONDS` sets the window (default 20).
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tandem::harness::{Agent as _, Launcher, Scratch};
+
+/// The target: the whole of `tandem up` on the home graph, in % of one core.
+const TARGET_PERCENT: f64 = 2.0;
+/// Longest wait for both instances to serve.
+const START_BOUND: Duration = Duration::from_secs(60);
+/// Time given to start-up work (certificates, first checkpoint) before the window.
+const WARM: Duration = Duration::from_secs(3);
+
+fn window() -> Duration {
+    let seconds = std::env::var("IDLE_SECONDS")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or(20);
+    Duration::from_secs(seconds.max(1))
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
+}
+
+/// Builds `target/release/tandem` and returns its path.
+fn tandem_binary() -> PathBuf {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--release", "-p", "tandem", "--quiet"])
+        .current_dir(root())
+        .status()
+        .expect("run cargo build");
+    assert!(status.success(), "cargo build --release -p tandem failed");
+    // This bench runs from target/release/deps/.
+    let exe = std::env::current_exe().expect("bench executable path");
+    let release = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("bench executable in target/release/deps");
+    let binary = release.join("tandem");
+    assert!(binary.exists(), "no {}", binary.display());
+    binary
+}
+
+/// CPU time (user + system) a process has used so far.
+fn cpu_of(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    // utime and stime are fields 14 and 15, i.e. 11 and 12 after the state.
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i).and_then(|f| f.parse::<u64>().ok()))
+        .sum();
+    // SAFETY: sysconf only reads a configuration value.
+    let per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_nanos(ticks * 1_000_000_000 / per_sec)
+}
+
+/// CPU of each `(name, pid)` over `window`, in % of one core.
+fn measure(pids: &[(String, u32)], window: Duration) -> Vec<(String, f64)> {
+    let before: Vec<Duration> = pids.iter().map(|(_, pid)| cpu_of(*pid)).collect();
+    let start = Instant::now();
+    std::thread::sleep(window);
+    let wall = start.elapsed().as_secs_f64();
+    pids.iter()
+        .zip(before)
+        .map(|((name, pid), before)| {
+            let used = cpu_of(*pid).saturating_sub(before).as_secs_f64();
+            (name.clone(), 100.0 * used / wall)
+        })
+        .collect()
+}
+
+/// A child process killed on drop.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn main() {
+    let json = std::env::args().any(|a| a == "--json");
+    let binary = tandem_binary();
+    let graph = root().join("graphs/home.toml");
+    let window = window();
+    let scratch = Scratch::new("idle-bench");
+
+    // Baseline: the same graph in one process.
+    let run = Running(
+        Command::new(&binary)
+            .arg("run")
+            .arg(&graph)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .current_dir(scratch.path())
+            .spawn()
+            .expect("tandem run"),
+    );
+    std::thread::sleep(WARM);
+    let baseline = measure(&[("tandem run".to_owned(), run.0.id())], window);
+    drop(run);
+
+    let up = Launcher::new(&binary, &graph, scratch.state())
+        .current_dir(scratch.path())
+        .bound(START_BOUND)
+        .spawn();
+    let [blue, green] = up.serving_pids(&[]);
+    std::thread::sleep(WARM);
+    let pid = |p: i32| u32::try_from(p).expect("a pid");
+    let pids = vec![
+        ("agent".to_owned(), pid(up.pid())),
+        ("blue".to_owned(), pid(blue)),
+        ("green".to_owned(), pid(green)),
+    ];
+    let figures = measure(&pids, window);
+    drop(up);
+    let total: f64 = figures.iter().map(|(_, p)| p).sum();
+    let base = baseline[0].1;
+    println!(
+        "tandem up graphs/home.toml, idle on simulated devices, over {:.0} s (% of one core):",
+        window.as_secs_f64()
+    );
+    for (name, percent) in &figures {
+        println!("  {name:<6} {percent:5.2}%");
+    }
+    println!(
+        "  total  {total:5.2}%  (target at most {TARGET_PERCENT}%: {})",
+        if total <= TARGET_PERCENT {
+            "met"
+        } else {
+            "not met"
+        }
+    );
+    println!(
+        "baseline, tandem run graphs/home.toml: {base:.2}%  (tandem up / tandem run: {:.1}x)",
+        total / base.max(0.01)
+    );
+    let line = serde_json::json!({
+        "window_s": window.as_secs_f64(),
+        "up_percent_of_core": (total * 100.0).round() / 100.0,
+        "agent_percent": (figures[0].1 * 100.0).round() / 100.0,
+        "blue_percent": (figures[1].1 * 100.0).round() / 100.0,
+        "green_percent": (figures[2].1 * 100.0).round() / 100.0,
+        "target_percent": TARGET_PERCENT,
+        "baselines": { "run_percent_of_core": (base * 100.0).round() / 100.0 },
+    });
+    if json {
+        println!("{line}");
+    } else {
+        println!("(run with -- --json for one JSON line)\n{line}");
+    }
+}
