@@ -16,7 +16,6 @@
 //!
 //! Behind the `harness` feature, which only dev-dependencies turn on: the
 //! `tandem` a gateway runs does not carry it.
-#![allow(missing_docs)]
 
 mod agent;
 mod inproc;
