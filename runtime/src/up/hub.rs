@@ -403,11 +403,9 @@ impl Hub {
                 tx,
                 queued,
             } => {
-                if self
-                    .processes
-                    .pid(color)
-                    .is_some_and(|started| started != pid)
-                {
+                // Only the process running now: a hello still queued from
+                // one the agent has killed (or none it started) is not it.
+                if self.processes.pid(color) != Some(pid) {
                     self.warn(&format!(
                         "{color}: hello from pid {pid}, which this agent did not start; refused"
                     ));
