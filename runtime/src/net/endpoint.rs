@@ -37,6 +37,11 @@ pub enum EndpointError {
     },
 }
 
+/// Bytes a link's receiver buffers unread, at most (QUIC flow control).
+pub const STREAM_WINDOW: u32 = 4 << 20;
+/// Bytes a link's sender keeps unacknowledged, at most.
+pub const SEND_WINDOW: u32 = 8 << 20;
+
 /// Transport settings shared by both ends.
 #[derive(Clone, Copy, Debug)]
 pub struct TransportOptions {
@@ -84,6 +89,12 @@ impl TransportOptions {
         t.max_idle_timeout(Some(idle));
         t.max_concurrent_bidi_streams(VarInt::from_u32(peer_streams));
         t.max_concurrent_uni_streams(VarInt::from_u32(0));
+        // Flow control bounds what a link buffers, both ways, whatever the
+        // load: at most STREAM_WINDOW unread at the receiver and SEND_WINDOW
+        // unacknowledged at the sender (docs/ha.md, "Memory").
+        t.stream_receive_window(VarInt::from_u32(STREAM_WINDOW));
+        t.receive_window(VarInt::from_u32(STREAM_WINDOW));
+        t.send_window(u64::from(SEND_WINDOW));
         if let Some(mtu) = self.mtu {
             let mut discovery = quinn::MtuDiscoveryConfig::default();
             discovery.upper_bound(mtu);

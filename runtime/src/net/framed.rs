@@ -9,7 +9,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use quinn::VarInt;
 use tandem_core::ha::{ToAgent, ToInstance};
-use tandem_core::wire::{self, EncodeError, Message, WireError, VERSION};
+use tandem_core::wire::{self, EncodeError, Message, StreamDecoder, WireError, VERSION};
 use tandem_core::{Record, Seq};
 use thiserror::Error;
 
@@ -95,7 +95,8 @@ impl<In: Message, Out: Message> Link<In, Out> {
         Link {
             reader: FrameReader {
                 recv,
-                buf: BytesMut::with_capacity(READ_CHUNK),
+                decoder: StreamDecoder::new(max_frame_len),
+                piece: Bytes::new(),
                 max_frame_len,
                 connection: connection.clone(),
                 stats,
@@ -115,10 +116,16 @@ impl<In: Message, Out: Message> Link<In, Out> {
 /// going the wrong way, it closes the whole connection with
 /// [`CLOSE_BAD_FRAME`] and counts it: a byte stream cannot be
 /// resynchronised, and a peer sending garbage is not to be trusted.
+///
+/// The records of a batch are decoded straight from the pieces QUIC hands
+/// over ([`StreamDecoder`]): a record's bytes are read once, not gathered
+/// into a frame first.
 #[derive(Debug)]
 pub struct FrameReader<M: Message> {
     recv: quinn::RecvStream,
-    buf: BytesMut,
+    decoder: StreamDecoder<M>,
+    /// What is left of the last piece read.
+    piece: Bytes,
     max_frame_len: usize,
     connection: quinn::Connection,
     stats: Arc<NetStats>,
@@ -130,7 +137,7 @@ impl<M: Message> FrameReader<M> {
     /// cleanly between frames. Cancel-safe: dropping the future loses no bytes.
     pub async fn next(&mut self) -> Result<Option<M>, LinkError> {
         loop {
-            match wire::decode_with_limit::<M>(&mut self.buf, self.max_frame_len) {
+            match self.decoder.decode(&mut self.piece) {
                 Ok(Some(msg)) => return Ok(Some(msg)),
                 Ok(None) => {}
                 Err(WireError::Version { found }) => {
@@ -146,13 +153,12 @@ impl<M: Message> FrameReader<M> {
                 }
             }
             match self.recv.read_chunk(READ_CHUNK, true).await? {
-                Some(chunk) => self.buf.extend_from_slice(&chunk.bytes),
-                None if self.buf.is_empty() => return Ok(None),
+                Some(chunk) => self.piece = chunk.bytes,
+                None if self.decoder.is_idle() => return Ok(None),
                 None => {
+                    let buffered = self.decoder.buffered();
                     self.reject();
-                    return Err(LinkError::EndedMidFrame {
-                        buffered: self.buf.len(),
-                    });
+                    return Err(LinkError::EndedMidFrame { buffered });
                 }
             }
         }
@@ -162,7 +168,8 @@ impl<M: Message> FrameReader<M> {
         NetStats::count(&self.stats.bad_frames);
         self.connection
             .close(VarInt::from_u32(CLOSE_BAD_FRAME), b"bad frame");
-        self.buf = BytesMut::new();
+        self.decoder = StreamDecoder::new(self.max_frame_len);
+        self.piece = Bytes::new();
     }
 }
 

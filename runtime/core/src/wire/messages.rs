@@ -21,6 +21,7 @@
 use super::codec::{Body, Codec};
 use super::{batch_body_len, put_records, WireError, TO_AGENT_BIT};
 use crate::ha::{Color, Role, ToAgent, ToInstance};
+use crate::record::{Record, Seq};
 use bytes::{BufMut, Bytes, BytesMut};
 
 pub(super) const INPUT: u8 = 0x01;
@@ -142,6 +143,10 @@ impl Codec for ToInstance {
 
     fn owns(ty: u8) -> bool {
         (INPUT..=HEARTBEAT).contains(&ty)
+    }
+
+    fn from_batch(frontier: Seq, records: Vec<Record>) -> ToInstance {
+        ToInstance::Input { frontier, records }
     }
 
     fn take_body(ty: u8, b: &mut Body) -> Result<ToInstance, WireError> {
@@ -270,6 +275,10 @@ impl Codec for ToAgent {
 
     fn owns(ty: u8) -> bool {
         (HELLO..=HEARTBEAT_BACK).contains(&ty)
+    }
+
+    fn from_batch(frontier: Seq, records: Vec<Record>) -> ToAgent {
+        ToAgent::Output { frontier, records }
     }
 
     fn take_body(ty: u8, b: &mut Body) -> Result<ToAgent, WireError> {

@@ -36,11 +36,13 @@ use codec::Body;
 mod batch;
 mod error;
 mod messages;
+mod stream;
 #[cfg(test)]
 mod tests;
 
 pub use batch::{BatchEncoder, EncodedBatch, BATCH_PREFIX, BLOCK_BYTES, MAX_BATCH_RECORDS};
 pub use error::{EncodeError, WireError};
+pub use stream::StreamDecoder;
 
 /// First two bytes of every frame header.
 pub const MAGIC: [u8; 2] = *b"TD";
@@ -92,6 +94,8 @@ mod codec {
         fn owns(ty: u8) -> bool;
         /// The message of type `ty` (one [`Codec::owns`]) from its body.
         fn take_body(ty: u8, body: &mut Body) -> Result<Self, WireError>;
+        /// This direction's batch message (`Input` or `Output`).
+        fn from_batch(frontier: Seq, records: Vec<Record>) -> Self;
     }
 
     /// Bounds-checked reads from a frame body.

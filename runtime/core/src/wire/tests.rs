@@ -539,12 +539,59 @@ fn arb_to_agent() -> impl Strategy<Value = ToAgent> {
 }
 
 /// Decodes everything in `bytes` as `M` with cap `max` until an error or
-/// lack of bytes; every message that comes out must be within the cap.
+/// lack of bytes; every message that comes out must be within the cap. The
+/// stream decoder, fed the bytes in pieces, agrees.
 fn decode_all<M: Message + Debug>(bytes: &[u8], max: usize) {
     let mut buf = BytesMut::from(bytes);
-    while let Ok(Some(msg)) = decode_with_limit::<M>(&mut buf, max) {
-        assert!(msg.encoded_len() <= max, "{msg:?} over cap {max}");
+    let mut whole = Vec::new();
+    let end = loop {
+        match decode_with_limit::<M>(&mut buf, max) {
+            Ok(Some(msg)) => {
+                assert!(msg.encoded_len() <= max, "{msg:?} over cap {max}");
+                whole.push(enc(&msg));
+            }
+            Ok(None) => break Ok(buf.len()),
+            Err(e) => break Err(e),
+        }
+    };
+    for piece in [1, 7, 33, 4096] {
+        let (pieces, stream_end) = decode_in_pieces::<M>(bytes, max, piece);
+        // What comes out is what the whole-buffer decoder gives, in order.
+        assert!(pieces.len() <= whole.len());
+        assert_eq!(pieces[..], whole[..pieces.len()], "pieces of {piece}");
+        // A stream that decodes to its end, or fails, does the same in pieces.
+        match &end {
+            Ok(0) => assert_eq!(stream_end, Ok(true), "pieces of {piece}"),
+            Err(e) if pieces.len() == whole.len() => {
+                // The stream decoder may see a bad count before the frame is whole.
+                assert!(stream_end.is_err(), "pieces of {piece}: {e}");
+            }
+            _ => {}
+        }
     }
+}
+
+/// The messages a [`StreamDecoder`] takes from `bytes` cut in pieces, and
+/// whether it ended idle (or its error).
+fn decode_in_pieces<M: Message + Debug>(
+    bytes: &[u8],
+    max: usize,
+    piece: usize,
+) -> (Vec<Vec<u8>>, Result<bool, WireError>) {
+    let mut decoder = StreamDecoder::<M>::new(max);
+    let mut out = Vec::new();
+    for chunk in bytes.chunks(piece) {
+        let mut src = Bytes::copy_from_slice(chunk);
+        loop {
+            match decoder.decode(&mut src) {
+                Ok(Some(msg)) => out.push(enc(&msg)),
+                Ok(None) => break,
+                Err(e) => return (out, Err(e)),
+            }
+        }
+        assert!(src.is_empty());
+    }
+    (out, Ok(decoder.is_idle()))
 }
 
 /// Decodes `bytes` both ways.
@@ -743,4 +790,40 @@ fn the_batch_encoder_takes_a_block_per_many_batches_and_takes_it_back_when_free(
         "{} blocks for 300 frames of 532 bytes",
         e.blocks()
     );
+}
+
+#[test]
+fn the_stream_decoder_reads_batches_from_pieces_and_says_what_is_wrong() {
+    let records = seq_records(&(1..=100).collect::<Vec<_>>());
+    let mut bytes = BytesMut::new();
+    encode_batch(BatchKind::Output, Seq(100), &records, &mut bytes).unwrap();
+    encode(
+        &ToAgent::StateHash {
+            barrier: 1,
+            hash: 2,
+        },
+        &mut bytes,
+    )
+    .unwrap();
+    let (got, end) = decode_in_pieces::<ToAgent>(&bytes, MAX_FRAME_LEN, 5);
+    assert_eq!(end, Ok(true));
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0][..], bytes[..BATCH_PREFIX + 100 * RECORD_BYTES]);
+    // A count that does not match the length is refused as soon as it is read.
+    let mut bad = bytes[..BATCH_PREFIX].to_vec();
+    bad[16] = 99;
+    let (_, end) = decode_in_pieces::<ToAgent>(&bad, MAX_FRAME_LEN, 3);
+    assert!(matches!(
+        end,
+        Err(WireError::RecordCountMismatch { declared: 99, .. })
+    ));
+    // Mid-frame, it is not idle and says how much it holds.
+    let mut decoder = StreamDecoder::<ToAgent>::new(MAX_FRAME_LEN);
+    let mut part = Bytes::copy_from_slice(&bytes[..BATCH_PREFIX + 40]);
+    assert_eq!(decoder.decode(&mut part), Ok(None));
+    assert!(!decoder.is_idle());
+    assert_eq!(decoder.buffered(), BATCH_PREFIX + 40);
+    // The wrong way is refused from the header.
+    let (_, end) = decode_in_pieces::<ToInstance>(&bytes, MAX_FRAME_LEN, 3);
+    assert!(matches!(end, Err(WireError::WrongWay { .. })));
 }
