@@ -106,6 +106,9 @@ fn a_good_bundle_rolls_out_wave_by_wave_and_a_restarted_gateway_finishes_it() {
     gateways[1].wait_for("gw-a2's upgrade under way", |s| {
         matches!(s["upgrade"]["phase"].as_str(), Some("transfer" | "shadow"))
     });
+    // Held there: on a loaded machine the whole upgrade may otherwise end
+    // before the kill, and there would be nothing left to send again.
+    gateways[1].freeze();
     let v = ctl.status();
     assert_eq!(target(rollout(&v, 1), "gw-a1")["state"], "succeeded");
     drop(all);

@@ -334,6 +334,12 @@ impl Gateway {
         self.agent.as_ref().expect("the gateway runs")
     }
 
+    /// Stops the agent where it is (SIGSTOP): nothing it runs moves on, and
+    /// it tells the controller nothing, until it is killed.
+    pub fn freeze(&self) {
+        tandem::harness::proc::signal(self.agent().pid(), libc::SIGSTOP);
+    }
+
     /// Kills the agent (SIGKILL: its instances die with it) and starts it again.
     pub fn restart(&mut self) {
         if let Some(agent) = self.agent.take() {
