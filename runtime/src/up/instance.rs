@@ -908,6 +908,45 @@ mod tests {
     }
 
     #[test]
+    fn output_for_a_link_that_does_not_drain_stays_within_its_bound() {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
+        let out = Outbox {
+            tx,
+            budget: Arc::new(Budget::default()),
+        };
+        let frame = Bytes::from(vec![0u8; 1 << 20]);
+        let frames = 64;
+        let pusher = {
+            let (out, frame) = (out.clone(), frame.clone());
+            std::thread::spawn(move || {
+                for _ in 0..frames {
+                    out.push_output(frame.clone());
+                }
+            })
+        };
+        // The link writes nothing: the topology's sink is held once more
+        // than OUTPUT_BYTES wait, with one frame over at most.
+        let admitted = OUTPUT_BYTES / frame.len() + 1;
+        for _ in 0..admitted {
+            assert!(rx.blocking_recv().is_some());
+        }
+        let queued = out.budget.queued.lock().unwrap().0;
+        assert_eq!(queued, admitted * frame.len());
+        assert!(queued <= OUTPUT_BYTES + frame.len());
+        assert!(rx.try_recv().is_err(), "nothing more is queued");
+        // The link drains: everything goes, nothing is lost.
+        out.budget.release(queued);
+        let mut written = admitted;
+        while written < frames {
+            let bytes = rx.blocking_recv().unwrap();
+            out.budget.release(bytes.len());
+            written += 1;
+        }
+        pusher.join().unwrap();
+        assert_eq!(out.budget.queued.lock().unwrap().0, 0);
+    }
+
+    #[test]
     fn the_agents_command_line_parses_and_a_bad_one_says_what_is_missing() {
         let args: Vec<String> = "instance --color green --agent 127.0.0.1:4000 --state-dir /s \
                                  --batch 64 --channels-of /old.toml /new.toml"

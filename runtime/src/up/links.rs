@@ -197,3 +197,36 @@ async fn connection(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn frames_waiting_for_the_hub_hold_at_most_the_budget() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let budget = FrameBudget::new(1000);
+            let first = budget.take(600).await.unwrap();
+            // A second frame of 600 bytes waits until the first is handled.
+            let waiting = {
+                let budget = budget.clone();
+                tokio::spawn(async move { budget.take(600).await.map(|p| p.num_permits()) })
+            };
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+            assert!(!waiting.is_finished());
+            // (Fair: the waiting frame already holds what is free.)
+            assert_eq!(budget.permits.available_permits(), 0);
+            drop(first);
+            assert_eq!(waiting.await.unwrap(), Some(600));
+            // A frame larger than the whole budget takes all of it, and passes.
+            let big = budget.take(5000).await.unwrap();
+            assert_eq!(big.num_permits(), 1000);
+        });
+    }
+}
