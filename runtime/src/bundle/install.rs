@@ -527,6 +527,11 @@ impl Installs {
         })
     }
 
+    /// The live upgrade of `running` started: it is the install under way.
+    pub fn began(&mut self, running: Running) {
+        self.running = Some(running);
+    }
+
     /// The upgrade of the running bundle committed: raise the floor
     /// (durably) and record it.
     pub fn promoted(&mut self) -> Option<String> {

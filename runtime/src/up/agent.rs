@@ -28,6 +28,7 @@ use super::dirs::StateDir;
 use super::ends::{relay, Encode, Encoded};
 use super::hub::{Ended, Hub, Inputs, Wiring};
 use super::links::{accept, Conn, FrameBudget};
+use super::toggles::Toggles as KeptToggles;
 use crate::checkpoint::{GraphStamp, Reservation};
 use crate::net::{Server, TransportOptions};
 use crate::topology::{Attached, RunOptions, Topology};
@@ -281,9 +282,11 @@ async fn serve(
         net: stats,
         origin,
         board,
-        kept_toggles: keep_toggles(config.state.clone(), positions.clone()),
-        positions,
-        toggles: toggles.into_iter().map(|(id, sw, _)| (id, sw)).collect(),
+        toggles: KeptToggles::new(
+            toggles.into_iter().map(|(id, sw, _)| (id, sw)).collect(),
+            positions.clone(),
+            keep_toggles(config.state.clone(), positions),
+        ),
     };
     let mut hub = Hub::new(&config, wiring);
     tracing::info!(

@@ -21,9 +21,9 @@ use super::ends::Batch;
 use super::processes::{Exited, Launch, Processes};
 use super::shadow_log::ShadowLog;
 use super::status::{InstanceStatus, Status};
+use super::toggles::Toggles;
 use super::upgrade::{Release, Upgrades};
 use crate::topology::Topology;
-use tandem_nodes::io::toggles::Switches;
 
 use super::agent::{AgentConfig, Ingress, BACKLOG_BYTES, EGRESS_RECORDS};
 use super::links::Conn;
@@ -64,12 +64,8 @@ pub(super) struct Wiring {
     pub(super) origin: Instant,
     /// Its heartbeat and the node figures, shared with the metrics endpoint.
     pub(super) board: Arc<crate::metrics::Board>,
-    /// The graph's `toggles` sources, by node id.
-    pub(super) toggles: Vec<(String, Switches)>,
-    /// Each toggle's position at start.
-    pub(super) positions: std::collections::BTreeMap<String, bool>,
-    /// The writer that keeps positions on disk.
-    pub(super) kept_toggles: tokio::sync::watch::Sender<std::collections::BTreeMap<String, bool>>,
+    /// The graph's feature toggles.
+    pub(super) toggles: Toggles,
 }
 
 /// What the hub's loop reads: the agent's event sources.
@@ -105,14 +101,10 @@ pub(super) struct Hub {
     pub(super) upgrades: Upgrades,
     /// Bundles: the install running, the floor, the last outcome.
     pub(super) bundles: crate::bundle::install::Installs,
-    /// The graph's `toggles` sources, by node id.
-    pub(super) toggles: Vec<(String, Switches)>,
-    /// Each toggle's position as last asked (the graph's `on` list at start).
-    pub(super) toggle_positions: std::collections::BTreeMap<String, bool>,
-    /// Positions to keep on disk: a writer off this loop saves the latest.
-    pub(super) kept_toggles: tokio::sync::watch::Sender<std::collections::BTreeMap<String, bool>>,
+    /// The graph's feature toggles.
+    pub(super) toggles: Toggles,
     /// Losses the agent caused itself (restarts onto another release).
-    pub(super) expect_loss: [bool; 2],
+    expect_loss: [bool; 2],
     pub(super) name: String,
     shadow_log: ShadowLog,
     addr: SocketAddr,
@@ -123,7 +115,7 @@ pub(super) struct Hub {
     /// Control frames and barriers are encoded here (the blocks are reused).
     frames: bytes::BytesMut,
     sent_frontier: Seq,
-    pub(super) divergence_logged: usize,
+    divergence_logged: usize,
     hashes: Option<(u64, u64, u64)>,
     board: Arc<crate::metrics::Board>,
     tty: bool,
@@ -181,8 +173,6 @@ impl Hub {
             upgrades: Upgrades::new(current),
             bundles: crate::bundle::install::Installs::open(config.state.bundle_gateway()),
             toggles: wiring.toggles,
-            toggle_positions: wiring.positions,
-            kept_toggles: wiring.kept_toggles,
             expect_loss: [false; 2],
             name: config.stamp.name.clone(),
             shadow_log: ShadowLog::open(config.shadow_log.as_deref(), channels),
@@ -210,7 +200,7 @@ impl Hub {
 
     /// The toggles' positions as last asked.
     pub(super) fn toggle_positions(&self) -> &std::collections::BTreeMap<String, bool> {
-        &self.toggle_positions
+        self.toggles.positions()
     }
 
     pub(super) fn now(&self) -> Nanos {
@@ -614,6 +604,19 @@ impl Hub {
         }
     }
 
+    /// Forgets the divergences seen so far, and that they were logged.
+    pub(super) fn clear_divergences(&mut self) {
+        self.sup.clear_divergences();
+        self.divergence_logged = 0;
+    }
+
+    /// Drops `color`'s instance on purpose (to restart it on another
+    /// release): its loss is logged as a restart, not a failure.
+    pub(super) fn drop_expectedly(&mut self, color: Color) {
+        self.expect_loss[color.index()] = true;
+        self.sup.handle_disconnected(color);
+    }
+
     /// Drops both links: the instances drain and stop.
     pub(super) fn close_links(&mut self) {
         self.links = Default::default();
@@ -677,7 +680,8 @@ impl Hub {
             observed: self.board.observed(),
             bundles: self.bundles.json(),
             toggles: self
-                .toggle_positions
+                .toggles
+                .positions()
                 .iter()
                 .map(|(name, &on)| (name.clone(), on))
                 .collect(),

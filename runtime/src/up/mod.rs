@@ -11,6 +11,7 @@
 //! - [`status`]: what `tandem status` shows.
 //! - [`control`]: the control socket, and the requests it takes.
 //! - [`upgrade`]: live upgrades, and the requests of the control socket.
+//! - `toggles.rs`: the graph's feature toggles and their kept positions.
 
 pub mod agent;
 pub mod control;
@@ -23,4 +24,5 @@ mod links;
 mod processes;
 mod shadow_log;
 pub mod status;
+mod toggles;
 pub mod upgrade;

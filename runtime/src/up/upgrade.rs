@@ -21,7 +21,6 @@ use tandem_core::ha::upgrade::{
 };
 use tandem_core::ha::{Color, Nanos, Role};
 use tandem_core::split::Split;
-use tandem_nodes::io::toggles::Switches;
 
 use super::control::{InstallRequest, PrepareError, Request, UpgradeRequest};
 use super::hub::{nanos, Hub};
@@ -108,33 +107,6 @@ pub enum UpgradeError {
         file: PathBuf,
         /// What it changes.
         refusal: Refusal,
-    },
-}
-
-/// Why a toggle is not switched.
-#[derive(Debug, thiserror::Error)]
-pub enum ToggleError {
-    /// The graph declares none.
-    #[error(
-        "the graph has no toggles; declare them with a source such as \
-         [sources.features] kind = \"toggles\", names = [\"new_cop\"]"
-    )]
-    NoToggles,
-    /// No toggle has that name.
-    #[error("no toggle `{name}`; the graph's toggles are {listed}")]
-    Unknown {
-        /// The name asked for.
-        name: String,
-        /// Every toggle, `SOURCE.NAME`, comma-separated.
-        listed: String,
-    },
-    /// Several sources have a toggle of that name.
-    #[error("`{name}` names several toggles; give one of {listed}")]
-    Ambiguous {
-        /// The name asked for.
-        name: String,
-        /// Every toggle, `SOURCE.NAME`, comma-separated.
-        listed: String,
     },
 }
 
@@ -237,7 +209,15 @@ impl Hub {
             Request::Status => Ok(self.status().json()),
             Request::Upgrade(upgrade) => self.start_upgrade(*upgrade).map_err(|e| e.to_string()),
             Request::Rollback => self.rollback().map_err(|e| e.to_string()),
-            Request::Toggle { name, on } => self.toggle(&name, on).map_err(|e| e.to_string()),
+            Request::Toggle { name, on } => match self.toggles.switch(&name, on) {
+                Ok(said) => {
+                    self.log(&said);
+                    Ok(format!(
+                        "{said}: both instances switch at the same origin sequence number"
+                    ))
+                }
+                Err(e) => Err(e.to_string()),
+            },
             Request::Gateway(answer) => {
                 let _ = answer.send(self.bundles.gateway.clone());
                 Ok(String::new())
@@ -301,7 +281,7 @@ impl Hub {
         };
         match self.start_upgrade(request) {
             Ok(started) => {
-                self.bundles.running = Some(Running {
+                self.bundles.began(Running {
                     name: unpacked.manifest.name.to_string(),
                     version: unpacked.manifest.version.clone(),
                     dir: unpacked.dir().to_path_buf(),
@@ -320,51 +300,6 @@ impl Hub {
                 unpacked.discard();
                 refuse(self, InstallRefusal::Upgrade { file, error })
             }
-        }
-    }
-
-    /// Switches toggle `name` (`NAME` or `SOURCE.NAME`) through its source.
-    pub(super) fn toggle(&mut self, name: &str, on: bool) -> Result<String, ToggleError> {
-        let all: Vec<(String, &Switches, &str)> = self
-            .toggles
-            .iter()
-            .flat_map(|(id, sw)| sw.names().map(move |n| (format!("{id}.{n}"), sw, n)))
-            .collect();
-        if all.is_empty() {
-            return Err(ToggleError::NoToggles);
-        }
-        let matching: Vec<&(String, &Switches, &str)> = all
-            .iter()
-            .filter(|(full, _, short)| full == name || *short == name)
-            .collect();
-        let listed = || {
-            all.iter()
-                .map(|(full, _, _)| full.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        match matching.as_slice() {
-            [(full, switches, short)] => {
-                switches.switch(short, on);
-                self.toggle_positions.insert(full.clone(), on);
-                // Kept on disk by the writer `keep_toggles` runs, not here:
-                // an fsync on this loop would hold the records up.
-                self.kept_toggles
-                    .send_replace(self.toggle_positions.clone());
-                let state = if on { "on" } else { "off" };
-                self.log(&format!("toggle {full} {state}"));
-                Ok(format!(
-                    "{full} {state}: both instances switch at the same origin sequence number"
-                ))
-            }
-            [] => Err(ToggleError::Unknown {
-                name: name.to_owned(),
-                listed: listed(),
-            }),
-            _ => Err(ToggleError::Ambiguous {
-                name: name.to_owned(),
-                listed: listed(),
-            }),
         }
     }
 
@@ -459,8 +394,7 @@ impl Hub {
             match action {
                 Action::ClearDivergences => {
                     // Keep the first differences of this comparison.
-                    self.sup.clear_divergences();
-                    self.divergence_logged = 0;
+                    self.clear_divergences();
                 }
                 Action::Promote(color) => {
                     self.sup.promote(color);
@@ -516,8 +450,7 @@ impl Hub {
     /// it runs now.
     fn restart(&mut self, color: Color) {
         if self.sup.role(color).is_some() {
-            self.expect_loss[color.index()] = true;
-            self.sup.handle_disconnected(color);
+            self.drop_expectedly(color);
         } else {
             self.processes.stop(color, true);
         }
