@@ -164,7 +164,9 @@ impl<M: Message> StreamDecoder<M> {
                 });
                 continue;
             }
-            // Any other frame is small: gathered whole, then decoded.
+            // Any other frame is gathered whole (room for all of it at once,
+            // within the cap), then decoded.
+            self.head.reserve((LEN_BYTES + len).saturating_sub(self.head.len()));
             self.gather(src, LEN_BYTES + len);
             if self.head.len() < LEN_BYTES + len {
                 return Ok(None);
