@@ -40,7 +40,7 @@ pub enum EndpointError {
 /// Bytes a link's receiver buffers unread, at most (QUIC flow control).
 pub const STREAM_WINDOW: u32 = 4 << 20;
 /// Bytes a link's sender keeps unacknowledged, at most.
-pub const SEND_WINDOW: u32 = 8 << 20;
+pub const SEND_WINDOW: u32 = 4 << 20;
 
 /// Transport settings shared by both ends.
 #[derive(Clone, Copy, Debug)]
