@@ -164,6 +164,16 @@ impl<M: Message> FrameReader<M> {
         }
     }
 
+    /// A buffer to decode the next batch into (see [`StreamDecoder::give`]).
+    pub fn give(&mut self, spare: Vec<Record>) {
+        self.decoder.give(spare);
+    }
+
+    /// True when it has no buffer for the next batch.
+    pub fn wants_spare(&self) -> bool {
+        !self.decoder.has_spare()
+    }
+
     fn reject(&mut self) {
         NetStats::count(&self.stats.bad_frames);
         self.connection

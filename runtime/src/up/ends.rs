@@ -57,6 +57,11 @@ impl RelayFeed {
         self.spare.try_recv().unwrap_or_default()
     }
 
+    /// A buffer the relay is done with, if there is one.
+    pub fn take_spare(&self) -> Option<Vec<Record>> {
+        self.spare.try_recv().ok()
+    }
+
     /// Queues a batch (waiting for room in a bounded relay) and wakes the
     /// ingress. False once the topology is gone.
     pub fn send(&self, batch: Batch) -> bool {

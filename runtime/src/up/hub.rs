@@ -412,7 +412,13 @@ impl Hub {
                     },
                 );
             }
-            Conn::Frame { conn, msg, at, .. } => {
+            Conn::Frame {
+                conn,
+                msg,
+                at,
+                spares,
+                ..
+            } => {
                 if let Some(color) = self.color_of(conn) {
                     if let ToAgent::Output { records, .. } = &msg {
                         if self.sup.role(color) == Some(Role::Shadow) {
@@ -421,6 +427,12 @@ impl Hub {
                         }
                     }
                     self.sup.handle_message(at, color, msg);
+                    // Batch buffers done with go back to the link's decoder.
+                    while let Some(spare) = self.sup.take_spare_buffer() {
+                        if spares.try_send(spare).is_err() {
+                            break;
+                        }
+                    }
                 }
             }
             Conn::Closed { conn, reason } => {

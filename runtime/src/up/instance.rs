@@ -396,7 +396,9 @@ async fn serve(config: InstanceConfig) -> Result<(), InstanceError> {
     // reading its link, QUIC's flow control holds the agent's writer, and
     // the agent holds its input back.
     let (to_control, mut control_rx) = tokio::sync::mpsc::channel::<ToInstance>(CONTROL_FRAMES);
-    let control = Control::new(config, out.clone(), processed.clone());
+    // Input batch buffers the topology is done with come back to the reader.
+    let (spares, spare) = crossbeam_channel::bounded::<Vec<Record>>(4);
+    let control = Control::new(config, out.clone(), processed.clone(), spares);
     // The control thread says when it stops, and why: the link is then
     // given up, and the error returned (no exit from inside a loop).
     let (stopped_tx, mut stopped) = tokio::sync::oneshot::channel::<Result<(), ControlError>>();
@@ -410,6 +412,11 @@ async fn serve(config: InstanceConfig) -> Result<(), InstanceError> {
             source,
         })?;
     let result = loop {
+        if reader.wants_spare() {
+            if let Ok(buffer) = spare.try_recv() {
+                reader.give(buffer);
+            }
+        }
         let next = tokio::select! {
             next = tokio::time::timeout(AGENT_SILENCE, reader.next()) => next,
             ended = &mut stopped => break match ended {
@@ -549,10 +556,17 @@ struct Control {
     store: Option<CheckpointStore>,
     kept: VecDeque<Kept>,
     requested: Option<u64>,
+    /// Emptied input buffers, back to the link's reader.
+    spares: crossbeam_channel::Sender<Vec<Record>>,
 }
 
 impl Control {
-    fn new(config: InstanceConfig, out: Outbox, processed: Arc<AtomicU64>) -> Self {
+    fn new(
+        config: InstanceConfig,
+        out: Outbox,
+        processed: Arc<AtomicU64>,
+        spares: crossbeam_channel::Sender<Vec<Record>>,
+    ) -> Self {
         let store = match CheckpointStore::open(config.state.checkpoints(config.color)) {
             Ok(store) => Some(store),
             Err(e) => {
@@ -572,6 +586,7 @@ impl Control {
             store,
             kept: VecDeque::new(),
             requested: None,
+            spares,
         }
     }
 
@@ -597,6 +612,7 @@ impl Control {
         match msg {
             ToInstance::Input { frontier, records } => {
                 let map = self.config.channels.clone();
+                let spares = self.spares.clone();
                 let (feed, start) = self.running()?;
                 let mut records = if records.first().is_some_and(|r| r.seq <= start) {
                     records.into_iter().filter(|r| r.seq > start).collect()
@@ -607,6 +623,11 @@ impl Control {
                     ChannelMap::translate(&map.to_local, &mut records);
                 }
                 feed.send(Batch { frontier, records });
+                while let Some(buffer) = feed.take_spare() {
+                    if spares.try_send(buffer).is_err() {
+                        break;
+                    }
+                }
             }
             ToInstance::Barrier { id, at } => self.barrier(id, at)?,
             ToInstance::SnapshotRequest { barrier } => {

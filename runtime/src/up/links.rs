@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tandem_core::ha::{Color, Nanos, ToAgent};
 use tandem_core::wire::Message as _;
+use tandem_core::Record;
 use tokio::sync::mpsc::{unbounded_channel, Sender, UnboundedSender};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -31,6 +32,9 @@ pub(super) enum Conn {
         at: Nanos,
         /// Its bytes in the [`FrameBudget`], given back when the hub is done with it.
         _held: Option<OwnedSemaphorePermit>,
+        /// Where the hub gives back emptied batch buffers, for the link's
+        /// decoder to fill again (no allocation per batch).
+        spares: crossbeam_channel::Sender<Vec<Record>>,
     },
     Closed {
         conn: u64,
@@ -169,7 +173,14 @@ async fn connection(
         }
         let _ = writer.finish();
     });
+    // A few emptied batch buffers on their way back from the hub.
+    let (spares, spare) = crossbeam_channel::bounded::<Vec<Record>>(4);
     loop {
+        if reader.wants_spare() {
+            if let Ok(buffer) = spare.try_recv() {
+                reader.give(buffer);
+            }
+        }
         match reader.next().await {
             Ok(Some(msg)) => {
                 let at = Nanos(i64::try_from(origin.elapsed().as_nanos()).unwrap_or(i64::MAX));
@@ -179,6 +190,7 @@ async fn connection(
                     msg,
                     at,
                     _held: held,
+                    spares: spares.clone(),
                 };
                 if events.send(frame).await.is_err() {
                     return;

@@ -193,6 +193,9 @@ const ABSENT: Instance = Instance {
     frontier: Seq::ZERO,
 };
 
+/// Emptied batch buffers kept for the decoder, at most.
+const SPARES: usize = 4;
+
 /// The downstream junction of one unit.
 #[derive(Debug)]
 pub struct Downstream {
@@ -206,6 +209,8 @@ pub struct Downstream {
     stats: DownstreamStats,
     /// Copies waiting for their twin, over all streams.
     pending: usize,
+    /// Emptied batch buffers, for the decoder to fill again.
+    spares: Vec<Vec<Record>>,
 }
 
 impl Downstream {
@@ -221,6 +226,7 @@ impl Downstream {
             divergences: Vec::new(),
             stats: DownstreamStats::default(),
             pending: 0,
+            spares: Vec::new(),
         }
     }
 
@@ -344,9 +350,26 @@ impl Downstream {
             }
         }
         if whole && !records.is_empty() {
-            self.emitted = records;
+            let emptied = std::mem::replace(&mut self.emitted, records);
+            self.keep_spare(emptied);
+        } else {
+            self.keep_spare(records);
         }
         self.handle_frontier(color, frontier);
+    }
+
+    /// Keeps an emptied buffer for [`Downstream::take_spare`] (a few at most).
+    fn keep_spare(&mut self, mut buffer: Vec<Record>) {
+        if buffer.capacity() > 0 && self.spares.len() < SPARES {
+            buffer.clear();
+            self.spares.push(buffer);
+        }
+    }
+
+    /// A buffer a batch came in and that is now empty: hand it back to the
+    /// decoder, so that steady state allocates none.
+    pub fn take_spare(&mut self) -> Option<Vec<Record>> {
+        self.spares.pop()
     }
 
     /// Merges one record; true when it is to be emitted now.
@@ -803,6 +826,9 @@ mod tests {
         // Green's copies of 1..=4 are compared, not emitted; 5 and 6 are new.
         d.handle_output_owned(GREEN, Seq(6), output(1..=6));
         assert_eq!(emitted(&mut d), output(5..=6));
+        // Green's batch, copied from, comes back empty for the next one.
+        let spare = d.take_spare().unwrap();
+        assert!(spare.is_empty() && spare.capacity() >= output(1..=6).len());
         let stats = d.stats();
         assert_eq!((stats.compared, stats.diverged), (9, 0));
         // Behind what was emitted, slices and owned batches agree.

@@ -373,6 +373,12 @@ impl Supervisor {
         Some((to, frame.into_message().ok()?))
     }
 
+    /// A buffer an output batch came in, emptied: give it to the link's
+    /// decoder (see [`Downstream::take_spare`]).
+    pub fn take_spare_buffer(&mut self) -> Option<Vec<Record>> {
+        self.downstream.take_spare()
+    }
+
     /// Moves the records to emit toward the sinks onto the end of `out`.
     pub fn poll_emitted(&mut self, out: &mut Vec<Record>) {
         self.downstream.poll_emitted(out);

@@ -84,6 +84,8 @@ pub struct StreamDecoder<M: Message> {
     /// frontier and count, or the whole of a small frame.
     head: BytesMut,
     batch: Option<Filling>,
+    /// A buffer to decode the next batch into, given back by its consumer.
+    spare: Option<Vec<Record>>,
     message: PhantomData<fn() -> M>,
 }
 
@@ -94,8 +96,24 @@ impl<M: Message> StreamDecoder<M> {
             max,
             head: BytesMut::new(),
             batch: None,
+            spare: None,
             message: PhantomData,
         }
+    }
+
+    /// A buffer to decode the next batch into (emptied first), so that
+    /// steady state allocates none: whoever consumes the batches hands their
+    /// buffers back. One is kept; a batch larger than it grows it.
+    pub fn give(&mut self, mut spare: Vec<Record>) {
+        if self.spare.is_none() && spare.capacity() > 0 {
+            spare.clear();
+            self.spare = Some(spare);
+        }
+    }
+
+    /// True when it holds a buffer for the next batch.
+    pub fn has_spare(&self) -> bool {
+        self.spare.is_some()
     }
 
     /// True between frames: nothing of a frame is held.
@@ -155,10 +173,17 @@ impl<M: Message> StreamDecoder<M> {
                 self.head.clear();
                 // The count was checked against the length, and the length
                 // against the cap: this reserves at most the cap.
+                let records = match self.spare.take() {
+                    Some(mut spare) => {
+                        spare.reserve(declared as usize);
+                        spare
+                    }
+                    None => Vec::with_capacity(declared as usize),
+                };
                 self.batch = Some(Filling {
                     frontier,
                     left: declared as usize,
-                    records: Vec::with_capacity(declared as usize),
+                    records,
                     carry: [0; RECORD_BYTES],
                     carry_len: 0,
                 });
@@ -166,7 +191,8 @@ impl<M: Message> StreamDecoder<M> {
             }
             // Any other frame is gathered whole (room for all of it at once,
             // within the cap), then decoded.
-            self.head.reserve((LEN_BYTES + len).saturating_sub(self.head.len()));
+            self.head
+                .reserve((LEN_BYTES + len).saturating_sub(self.head.len()));
             self.gather(src, LEN_BYTES + len);
             if self.head.len() < LEN_BYTES + len {
                 return Ok(None);

@@ -827,3 +827,23 @@ fn the_stream_decoder_reads_batches_from_pieces_and_says_what_is_wrong() {
     let (_, end) = decode_in_pieces::<ToInstance>(&bytes, MAX_FRAME_LEN, 3);
     assert!(matches!(end, Err(WireError::WrongWay { .. })));
 }
+
+#[test]
+fn the_stream_decoder_fills_a_buffer_given_back() {
+    let records = seq_records(&(1..=10).collect::<Vec<_>>());
+    let mut bytes = BytesMut::new();
+    encode_batch(BatchKind::Input, Seq(10), &records, &mut bytes).unwrap();
+    let mut decoder = StreamDecoder::<ToInstance>::new(MAX_FRAME_LEN);
+    let mut spare = Vec::with_capacity(64);
+    spare.push(records[0]);
+    let pointer = spare.as_ptr();
+    decoder.give(spare);
+    assert!(decoder.has_spare());
+    let mut src = bytes.freeze();
+    let Some(ToInstance::Input { records: got, .. }) = decoder.decode(&mut src).unwrap() else {
+        panic!("an input");
+    };
+    assert_eq!(got, records, "what the spare held is gone");
+    assert_eq!(got.as_ptr(), pointer, "decoded into the buffer given");
+    assert!(!decoder.has_spare());
+}
