@@ -73,10 +73,20 @@ fn since_origin_ns() -> u64 {
 
 // ---------------------------------------------------------------- graph
 
-/// Source on the agent; five vertices on each instance; the probe on the agent.
-fn graph_text(rate: f64, batch: usize) -> String {
-    // Half a second of input: a rejoin (snapshot, restore) takes far less.
-    let retention = ((rate * 0.5) as u64).clamp(65_536, 16_777_216);
+/// `[ha] retention` when the graph does not set it.
+fn default_retention() -> u64 {
+    tandem_core::graph::HaSettings::default().retention as u64
+}
+
+/// Half a second of input at `rate`: a rejoin (snapshot, restore) takes
+/// far less.
+fn rejoin_retention(rate: f64) -> u64 {
+    ((rate * 0.5) as u64).clamp(65_536, 16_777_216)
+}
+
+/// Source on the agent; five vertices on each instance; the probe on the
+/// agent; `retention` records kept for replay.
+fn graph_text(rate: f64, batch: usize, retention: u64) -> String {
     format!(
         r#"
 [graph]
@@ -206,7 +216,10 @@ fn this_exe() -> std::path::PathBuf {
 
 fn start_up(label: &str, rate: f64, batch: usize, run_for: Duration) -> Up {
     let dir = Scratch::new(&format!("ha-bench-{label}"));
-    let file = dir.write("ha-bench.toml", &graph_text(rate, batch));
+    let file = dir.write(
+        "ha-bench.toml",
+        &graph_text(rate, batch, rejoin_retention(rate)),
+    );
     let mut config = agent_config(&file, &dir.state(), this_exe())
         .unwrap_or_else(|e| panic!("bench graph: {e}"));
     config.run_for = Some(run_for);
@@ -287,7 +300,13 @@ fn rss_line(name: &str, mb: Option<f64>) -> String {
 /// executable as `<exe> up ...`) with the graph's own `count` sink.
 fn peak_rss(rate: f64, warm: Duration, measure: Duration) -> [Option<f64>; 3] {
     let dir = Scratch::new("ha-bench-rss");
-    let file = dir.write("ha-bench.toml", &graph_text(rate, BATCH));
+    // The default retention: what memory the agent needs at saturation
+    // with the configuration a gateway ships (a larger ring adds 32 bytes
+    // per record; docs/ha.md, "Memory").
+    let file = dir.write(
+        "ha-bench.toml",
+        &graph_text(rate, BATCH, default_retention()),
+    );
     let mut up = Launcher::new(this_exe(), file, dir.state())
         .args(["--batch", &BATCH.to_string(), "--checkpoint-every", "1s"])
         .bound(Duration::from_secs(60))
@@ -761,11 +780,14 @@ fn main() {
         let [agent, blue, green] =
             peak_rss(rate, Duration::from_secs(2), Duration::from_secs(4));
         println!(
-            "peak rss after saturation at {:.1} M/s, agent its own process: {}, {}, {} (target <= {RSS_TARGET_MB:.0} MB each)",
+            "peak rss after saturation at {:.1} M/s, default retention ({} records), agent its own process: {}, {}, {} (target <= {RSS_TARGET_MB:.0} MB each; the other parts keep {} records, {:.0} MiB more on the agent)",
             rate / 1e6,
+            default_retention(),
             rss_line("agent", agent),
             rss_line("blue", blue),
             rss_line("green", green),
+            rejoin_retention(rate),
+            (rejoin_retention(rate) - default_retention()) as f64 * 32.0 / (1 << 20) as f64,
         );
         [agent, blue, green]
     });
