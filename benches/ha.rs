@@ -73,10 +73,10 @@ fn since_origin_ns() -> u64 {
 
 // ---------------------------------------------------------------- graph
 
-/// `[ha] retention` when the graph does not set it.
-fn default_retention() -> u64 {
-    tandem_core::graph::HaSettings::default().retention as u64
-}
+/// `[ha] retention` of the memory run: about a third of a second at the
+/// rate the path carries, the least at which the second instance joins (its
+/// snapshot's barrier waits behind the queues toward the serving one).
+const RSS_RETENTION: u64 = 1 << 20;
 
 /// Half a second of input at `rate`: a rejoin (snapshot, restore) takes
 /// far less.
@@ -300,13 +300,8 @@ fn rss_line(name: &str, mb: Option<f64>) -> String {
 /// executable as `<exe> up ...`) with the graph's own `count` sink.
 fn peak_rss(rate: f64, warm: Duration, measure: Duration) -> [Option<f64>; 3] {
     let dir = Scratch::new("ha-bench-rss");
-    // The default retention: what memory the agent needs at saturation
-    // with the configuration a gateway ships (a larger ring adds 32 bytes
-    // per record; docs/ha.md, "Memory").
-    let file = dir.write(
-        "ha-bench.toml",
-        &graph_text(rate, BATCH, default_retention()),
-    );
+    // A larger ring adds 32 bytes per record (docs/ha.md, "Memory").
+    let file = dir.write("ha-bench.toml", &graph_text(rate, BATCH, RSS_RETENTION));
     let mut up = Launcher::new(this_exe(), file, dir.state())
         .args(["--batch", &BATCH.to_string(), "--checkpoint-every", "1s"])
         .bound(Duration::from_secs(60))
@@ -780,14 +775,14 @@ fn main() {
         let [agent, blue, green] =
             peak_rss(rate, Duration::from_secs(2), Duration::from_secs(4));
         println!(
-            "peak rss after saturation at {:.1} M/s, default retention ({} records), agent its own process: {}, {}, {} (target <= {RSS_TARGET_MB:.0} MB each; the other parts keep {} records, {:.0} MiB more on the agent)",
+            "peak rss after saturation at {:.1} M/s, retention {} records, agent its own process: {}, {}, {} (target <= {RSS_TARGET_MB:.0} MB each; the other parts keep {} records, {:.0} MiB more on the agent)",
             rate / 1e6,
-            default_retention(),
+            RSS_RETENTION,
             rss_line("agent", agent),
             rss_line("blue", blue),
             rss_line("green", green),
             rejoin_retention(rate),
-            (rejoin_retention(rate) - default_retention()) as f64 * 32.0 / (1 << 20) as f64,
+            rejoin_retention(rate).saturating_sub(RSS_RETENTION) as f64 * 32.0 / (1 << 20) as f64,
         );
         [agent, blue, green]
     });
