@@ -4,30 +4,32 @@
 //! Three threads share the work:
 //! - the network (a current-thread tokio runtime): reads frames, answers
 //!   heartbeats at once, and writes whatever the others queue;
-//! - control: owns the [`Topology`]; feeds input, takes barrier snapshots,
-//!   checkpoints, streams and restores snapshots, in frame order;
-//! - the topology's workers, whose output sink encodes `Output` frames.
+//! - control (`control.rs`): owns the topology; feeds input, takes barrier
+//!   snapshots, checkpoints, streams and restores snapshots, in frame order;
+//! - the topology's workers, whose output sink encodes `Output` frames and
+//!   queues them through the outbox (`outbox.rs`), which holds output back
+//!   while too many bytes wait for the link.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tandem_core::ha::{Color, Role, ToAgent, ToInstance};
-use tandem_core::split::{FROM_AGENT, TO_AGENT};
-use tandem_core::wire::{self, BatchKind};
+use tandem_core::ha::{Color, ToAgent, ToInstance};
 use tandem_core::{ChannelId, ChannelTable, Plan, Record, Seq};
 use thiserror::Error;
-use tokio::sync::mpsc::UnboundedSender;
+
+mod control;
+mod outbox;
+
+use control::Control;
+use outbox::{send, Budget, Outbox};
 
 use super::dirs::StateDir;
-use super::ends::{relay, Batch, Encode, Encoded, RelayFeed};
-use crate::checkpoint::{self, format, Checkpoint, CheckpointStore, GraphStamp};
+use crate::checkpoint::GraphStamp;
 use crate::net::{CaError, Client, EndpointError, LinkError, TransportOptions};
-use crate::topology::{Attached, BarrierError, RunOptions, StartError, Topology};
-use crate::Clock;
+use crate::topology::{BarrierError, StartError};
 
 /// The agent sends heartbeats every few milliseconds: silence this long
 /// means it is gone, and the instance exits.
@@ -462,426 +464,12 @@ async fn serve(config: InstanceConfig) -> Result<(), InstanceError> {
     result
 }
 
-fn send(out: &Outbox, msg: ToAgent) {
-    if let Ok(bytes) = wire::encode_to_bytes(&msg) {
-        out.push(bytes);
-    }
-}
-
-/// Bytes on their way to the agent.
-#[derive(Clone, Debug)]
-struct Outbox {
-    tx: UnboundedSender<Bytes>,
-    budget: Arc<Budget>,
-}
-
-impl Outbox {
-    /// Queues bytes at once (control frames: never held back).
-    fn push(&self, bytes: Bytes) {
-        self.budget.take(bytes.len());
-        let _ = self.tx.send(bytes);
-    }
-
-    /// Queues output, first waiting while more than [`OUTPUT_BYTES`] wait
-    /// for the link: the topology then stops, its input backs up to the
-    /// link, and the agent holds its input back.
-    fn push_output(&self, bytes: Bytes) {
-        self.budget.wait_below(OUTPUT_BYTES);
-        self.push(bytes);
-    }
-}
-
-/// Bytes queued to the link and not yet written.
-#[derive(Debug, Default)]
-struct Budget {
-    queued: std::sync::Mutex<(usize, bool)>,
-    room: std::sync::Condvar,
-}
-
-impl Budget {
-    fn take(&self, len: usize) {
-        self.queued.lock().unwrap_or_else(|e| e.into_inner()).0 += len;
-    }
-
-    fn release(&self, len: usize) {
-        let mut q = self.queued.lock().unwrap_or_else(|e| e.into_inner());
-        q.0 = q.0.saturating_sub(len);
-        self.room.notify_all();
-    }
-
-    /// The link is gone: nobody waits any more.
-    fn close(&self) {
-        self.queued.lock().unwrap_or_else(|e| e.into_inner()).1 = true;
-        self.room.notify_all();
-    }
-
-    fn wait_below(&self, limit: usize) {
-        let mut q = self.queued.lock().unwrap_or_else(|e| e.into_inner());
-        while q.0 > limit && !q.1 {
-            q = self.room.wait(q).unwrap_or_else(|e| e.into_inner());
-        }
-    }
-}
-
-/// A snapshot taken at a barrier, encoded as a checkpoint image.
-struct Kept {
-    barrier: u64,
-    image: Bytes,
-    vertices: u32,
-    hash: u64,
-}
-
-enum Phase {
-    /// Not started: a snapshot may be on its way (rejoin), or the first
-    /// input starts it from the local checkpoint (cold start).
-    Waiting {
-        barrier: Option<u64>,
-        image: Vec<u8>,
-    },
-    Running {
-        topology: Topology,
-        feed: RelayFeed,
-        /// State restored at this sequence number: input at or below it is
-        /// already in the state.
-        start: Seq,
-    },
-}
-
-struct Control {
-    config: InstanceConfig,
-    out: Outbox,
-    processed: Arc<AtomicU64>,
-    phase: Phase,
-    role: Role,
-    store: Option<CheckpointStore>,
-    kept: VecDeque<Kept>,
-    requested: Option<u64>,
-    /// Emptied input buffers, back to the link's reader.
-    spares: crossbeam_channel::Sender<Vec<Record>>,
-}
-
-impl Control {
-    fn new(
-        config: InstanceConfig,
-        out: Outbox,
-        processed: Arc<AtomicU64>,
-        spares: crossbeam_channel::Sender<Vec<Record>>,
-    ) -> Self {
-        let store = match CheckpointStore::open(config.state.checkpoints(config.color)) {
-            Ok(store) => Some(store),
-            Err(e) => {
-                tracing::warn!("{e}; running without checkpoints");
-                None
-            }
-        };
-        Control {
-            config,
-            out,
-            processed,
-            phase: Phase::Waiting {
-                barrier: None,
-                image: Vec::new(),
-            },
-            role: Role::Starting,
-            store,
-            kept: VecDeque::new(),
-            requested: None,
-            spares,
-        }
-    }
-
-    /// Handles frames until the link ends (`Ok`) or one cannot be (`Err`);
-    /// either way the topology is stopped.
-    fn run(mut self, rx: &mut tokio::sync::mpsc::Receiver<ToInstance>) -> Result<(), ControlError> {
-        let mut result = Ok(());
-        while let Some(msg) = rx.blocking_recv() {
-            if let Err(e) = self.handle(msg) {
-                result = Err(e);
-                break;
-            }
-        }
-        if let Phase::Running { topology, feed, .. } = self.phase {
-            drop(feed);
-            topology.stop();
-            topology.wait_timeout(Duration::from_secs(2));
-        }
-        result
-    }
-
-    fn handle(&mut self, msg: ToInstance) -> Result<(), ControlError> {
-        match msg {
-            ToInstance::Input { frontier, records } => {
-                let map = self.config.channels.clone();
-                let spares = self.spares.clone();
-                let (feed, start) = self.running()?;
-                let mut records = if records.first().is_some_and(|r| r.seq <= start) {
-                    records.into_iter().filter(|r| r.seq > start).collect()
-                } else {
-                    records
-                };
-                if let Some(map) = &map {
-                    ChannelMap::translate(&map.to_local, &mut records);
-                }
-                feed.send(Batch { frontier, records });
-                while let Some(buffer) = feed.take_spare() {
-                    if spares.try_send(buffer).is_err() {
-                        break;
-                    }
-                }
-            }
-            ToInstance::Barrier { id, at } => self.barrier(id, at)?,
-            ToInstance::SnapshotRequest { barrier } => {
-                if self.kept.iter().any(|k| k.barrier == barrier) {
-                    self.stream(barrier);
-                } else {
-                    self.requested = Some(barrier);
-                }
-            }
-            ToInstance::SnapshotChunk {
-                barrier,
-                offset,
-                total,
-                bytes,
-                ..
-            } => {
-                let Phase::Waiting {
-                    barrier: current,
-                    image,
-                } = &mut self.phase
-                else {
-                    return Ok(());
-                };
-                if *current != Some(barrier) {
-                    *current = Some(barrier);
-                    image.clear();
-                }
-                let fits = offset == image.len() as u64
-                    && total <= MAX_SNAPSHOT
-                    && offset + bytes.len() as u64 <= total;
-                if !fits {
-                    return Err(ControlError::Chunk {
-                        offset,
-                        total,
-                        received: image.len(),
-                    });
-                }
-                image.extend_from_slice(&bytes);
-            }
-            ToInstance::SnapshotEnd {
-                barrier,
-                state_hash,
-                ..
-            } => self.restore(barrier, state_hash)?,
-            ToInstance::SetRole { role } => {
-                if role != self.role {
-                    tracing::info!("{role}");
-                }
-                self.role = role;
-            }
-            ToInstance::Heartbeat { .. } => {}
-        }
-        Ok(())
-    }
-
-    /// The running topology's feed, starting it cold first if need be.
-    fn running(&mut self) -> Result<(&RelayFeed, Seq), ControlError> {
-        if matches!(self.phase, Phase::Waiting { .. }) {
-            let local = self.config.state.newest_checkpoint(&self.config.stamp.name);
-            if let Some((path, checkpoint)) = &local {
-                tracing::info!(
-                    "starting from {} (origin sequence {})",
-                    path.display(),
-                    checkpoint.seq
-                );
-            }
-            self.start(local.map(|(_, c)| c))?;
-        }
-        match &self.phase {
-            Phase::Running { feed, start, .. } => Ok((feed, *start)),
-            Phase::Waiting { .. } => Err(ControlError::NotStarted),
-        }
-    }
-
-    fn start(&mut self, checkpoint: Option<Checkpoint>) -> Result<(), ControlError> {
-        let (feed, source) = relay(Some(RELAY_BATCHES));
-        let out = self.out.clone();
-        let processed = self.processed.clone();
-        let map = self.config.channels.as_ref().map(|m| m.to_agent.clone());
-        // Each output record is encoded once, into the frame sent to the
-        // agent; frames of at most OUTPUT_RECORDS, cut where the frontier
-        // allows (the next frame may start with the same seq).
-        let sink = Encode::new(BatchKind::Output, OUTPUT_RECORDS, move |encoded| {
-            // At the end of the stream the instance is stopping; the agent
-            // learns nothing from that.
-            let Encoded::Batch(batch) = encoded else {
-                return;
-            };
-            let frontier = batch.frontier();
-            out.push_output(batch.bytes().clone());
-            processed.fetch_max(frontier.0, Ordering::Relaxed);
-        })
-        .with_channels(map);
-        let mut attached = Attached::default();
-        attached
-            .sources
-            .insert(FROM_AGENT.to_owned(), Box::new(source));
-        attached.sinks.insert(TO_AGENT.to_owned(), Box::new(sink));
-        let options = RunOptions {
-            clock: Clock::Wall,
-            span: None,
-            hold_at_end: false,
-            batch: self.config.batch,
-        };
-        let (topology, report) =
-            Topology::start_with(&self.config.plan, options, checkpoint.as_ref(), attached)?;
-        if let Some(report) = report {
-            if !report.is_complete() {
-                tracing::info!("{report}");
-            }
-        }
-        let start = checkpoint.map_or(Seq::ZERO, |c| c.seq);
-        self.processed.store(start.0, Ordering::Relaxed);
-        self.phase = Phase::Running {
-            topology,
-            feed,
-            start,
-        };
-        Ok(())
-    }
-
-    fn barrier(&mut self, id: u64, at: Seq) -> Result<(), ControlError> {
-        self.running()?;
-        let Phase::Running {
-            topology, start, ..
-        } = &mut self.phase
-        else {
-            return Ok(());
-        };
-        if at < *start {
-            // Placed before this instance's restore point (a cold start from
-            // a newer checkpoint): it has no state there to report.
-            return Ok(());
-        }
-        let placed = topology.place_barrier(at);
-        let taken = topology
-            .barrier_snapshots(placed, Duration::from_secs(30))
-            .map_err(|source| ControlError::Barrier { id, source })?;
-        let checkpoint = Checkpoint {
-            graph: self.config.stamp.clone(),
-            seq: taken.at,
-            vertices: taken.vertices,
-        };
-        let hash = checkpoint::state_hash(&checkpoint.vertices);
-        send(&self.out, ToAgent::StateHash { barrier: id, hash });
-        if self.role == Role::Serving {
-            if let Some(store) = self.store.as_mut() {
-                if let Err(e) = store.save(&checkpoint) {
-                    tracing::warn!("checkpoint not saved: {e}");
-                }
-            }
-        }
-        if self.kept.len() == KEPT {
-            self.kept.pop_front();
-        }
-        self.kept.push_back(Kept {
-            barrier: id,
-            image: Bytes::from(format::encode(&checkpoint)),
-            vertices: u32::try_from(checkpoint.vertices.len()).unwrap_or(u32::MAX),
-            hash,
-        });
-        if self.requested == Some(id) {
-            self.requested = None;
-            self.stream(id);
-        }
-        Ok(())
-    }
-
-    /// Sends the snapshot kept for `barrier` to the agent, to relay.
-    fn stream(&self, barrier: u64) {
-        let Some(kept) = self.kept.iter().find(|k| k.barrier == barrier) else {
-            return;
-        };
-        let total = kept.image.len() as u64;
-        let mut offset = 0;
-        while offset < kept.image.len() {
-            let end = (offset + CHUNK).min(kept.image.len());
-            send(
-                &self.out,
-                ToAgent::SnapshotChunk {
-                    barrier,
-                    vertex: 0,
-                    offset: offset as u64,
-                    total,
-                    bytes: kept.image.slice(offset..end),
-                },
-            );
-            offset = end;
-        }
-        send(
-            &self.out,
-            ToAgent::SnapshotEnd {
-                barrier,
-                vertices: kept.vertices,
-                state_hash: kept.hash,
-            },
-        );
-    }
-
-    /// The donor's snapshot is complete: check it, start from it, and say so.
-    fn restore(&mut self, barrier: u64, donor_hash: u64) -> Result<(), ControlError> {
-        let Phase::Waiting {
-            barrier: current,
-            image,
-        } = &mut self.phase
-        else {
-            return Ok(());
-        };
-        if *current != Some(barrier) {
-            return Ok(());
-        }
-        let image = std::mem::take(image);
-        *current = None;
-        let checkpoint = match format::decode(&image) {
-            Ok(checkpoint) => checkpoint,
-            Err(e) => {
-                tracing::warn!("the snapshot of barrier {barrier} was refused: {e}");
-                send(
-                    &self.out,
-                    ToAgent::Restored {
-                        barrier,
-                        state_hash: !donor_hash,
-                    },
-                );
-                return Ok(());
-            }
-        };
-        let hash = checkpoint::state_hash(&checkpoint.vertices);
-        if hash != donor_hash {
-            send(
-                &self.out,
-                ToAgent::Restored {
-                    barrier,
-                    state_hash: hash,
-                },
-            );
-            return Ok(());
-        }
-        self.start(Some(checkpoint))?;
-        send(
-            &self.out,
-            ToAgent::Restored {
-                barrier,
-                state_hash: hash,
-            },
-        );
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::up::ends::{Encode, Encoded};
+    use tandem_core::wire::{self, BatchKind};
     use tandem_core::EventTime;
 
     #[test]
@@ -926,45 +514,6 @@ mod tests {
             }
         }
         assert_eq!(sent, records.len());
-    }
-
-    #[test]
-    fn output_for_a_link_that_does_not_drain_stays_within_its_bound() {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
-        let out = Outbox {
-            tx,
-            budget: Arc::new(Budget::default()),
-        };
-        let frame = Bytes::from(vec![0u8; 1 << 20]);
-        let frames = 64;
-        let pusher = {
-            let (out, frame) = (out.clone(), frame.clone());
-            std::thread::spawn(move || {
-                for _ in 0..frames {
-                    out.push_output(frame.clone());
-                }
-            })
-        };
-        // The link writes nothing: the topology's sink is held once more
-        // than OUTPUT_BYTES wait, with one frame over at most.
-        let admitted = OUTPUT_BYTES / frame.len() + 1;
-        for _ in 0..admitted {
-            assert!(rx.blocking_recv().is_some());
-        }
-        let queued = out.budget.queued.lock().unwrap().0;
-        assert_eq!(queued, admitted * frame.len());
-        assert!(queued <= OUTPUT_BYTES + frame.len());
-        assert!(rx.try_recv().is_err(), "nothing more is queued");
-        // The link drains: everything goes, nothing is lost.
-        out.budget.release(queued);
-        let mut written = admitted;
-        while written < frames {
-            let bytes = rx.blocking_recv().unwrap();
-            out.budget.release(bytes.len());
-            written += 1;
-        }
-        pusher.join().unwrap();
-        assert_eq!(out.budget.queued.lock().unwrap().0, 0);
     }
 
     #[test]
