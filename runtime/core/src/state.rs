@@ -176,14 +176,14 @@ fn checksum(header: &[u8], payload: &[u8]) -> u32 {
 /// Archives `state` with rkyv under `schema`.
 pub fn freeze<T>(schema: SchemaId, state: &T) -> Snapshot
 where
-    T: for<'a> rkyv::Serialize<HighSerializer<AlignedVec, ArenaHandle<'a>, rancor::Error>>,
+    T: for<'a> rkyv::Serialize<HighSerializer<Vec<u8>, ArenaHandle<'a>, rancor::Error>>,
 {
     // Serializing plain state structs into a growable buffer cannot fail;
     // an error here would be a bug in a derive, so it yields an empty payload
-    // that `thaw` refuses rather than a panic.
-    let payload = rkyv::to_bytes::<rancor::Error>(state)
-        .map(|bytes| bytes.to_vec())
-        .unwrap_or_default();
+    // that `thaw` refuses rather than a panic. Written straight into the
+    // payload's Vec: no second copy of a large state.
+    let payload =
+        rkyv::api::high::to_bytes_in::<_, rancor::Error>(state, Vec::new()).unwrap_or_default();
     Snapshot { schema, payload }
 }
 
