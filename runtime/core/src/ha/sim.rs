@@ -605,11 +605,10 @@ fn simulate(seed: u64, scenario: Scenario, trace: bool) -> Result<Sim, String> {
     Ok(sim)
 }
 
-/// Every property of an honest run.
-fn check_honest(seed: u64, scenario: Scenario, trace: bool) -> Result<(), String> {
-    let sim = simulate(seed, scenario, trace)?;
-    // History starts where the first instance started: input that left the
-    // retention ring before any instance was up is gone, by design.
+/// The input from the one cold start on: history starts where the first
+/// instance started (input that left the retention ring before any instance
+/// was up is gone, by design).
+fn input_since_cold_start(sim: &Sim) -> Result<Vec<Record>, String> {
     let cold: Vec<Seq> = sim
         .events
         .iter()
@@ -621,23 +620,24 @@ fn check_honest(seed: u64, scenario: Scenario, trace: bool) -> Result<(), String
     let [from] = cold[..] else {
         return Err(format!("expected one cold start, got {cold:?}"));
     };
-    let input: Vec<Record> = sim
+    Ok(sim
         .input
         .iter()
         .filter(|r| r.seq >= from)
         .copied()
-        .collect();
-    let expected = reference(&input);
-    for ch in 0..INPUTS {
-        let channel = OUT_BASE + ch;
-        let want = stream(&expected, channel);
-        let got = stream(&sim.sink, channel);
-        if let Some(i) =
-            (0..want.len().max(got.len())).find(|i| match (want.get(*i), got.get(*i)) {
-                (Some(a), Some(b)) => !a.bit_eq(b),
-                _ => true,
-            })
-        {
+        .collect())
+}
+
+/// The sink holds, stream by stream, exactly what the reference makes of `input`.
+fn sink_matches_reference(sim: &Sim, input: &[Record]) -> Result<(), String> {
+    let expected = reference(input);
+    for channel in (0..INPUTS).map(|ch| OUT_BASE + ch) {
+        let (want, got) = (stream(&expected, channel), stream(&sim.sink, channel));
+        let differs = |i: &usize| match (want.get(*i), got.get(*i)) {
+            (Some(a), Some(b)) => !a.bit_eq(b),
+            _ => true,
+        };
+        if let Some(i) = (0..want.len().max(got.len())).find(differs) {
             return Err(format!(
                 "stream {channel}: record {i} of {} is {:?}, expected {:?}",
                 got.len(),
@@ -646,6 +646,14 @@ fn check_honest(seed: u64, scenario: Scenario, trace: bool) -> Result<(), String
             ));
         }
     }
+    Ok(())
+}
+
+/// Every property of an honest run.
+fn check_honest(seed: u64, scenario: Scenario, trace: bool) -> Result<(), String> {
+    let sim = simulate(seed, scenario, trace)?;
+    let input = input_since_cold_start(&sim)?;
+    sink_matches_reference(&sim, &input)?;
     let stats = sim.agent.downstream().stats();
     if stats.diverged != 0 {
         return Err(format!(

@@ -23,7 +23,8 @@
 //! one seed with a trace.
 
 use super::{
-    reference, run_seeds, stream, Ev, Instance, Scenario, Sim, HONEST, INPUTS, MS, OUT_BASE,
+    input_since_cold_start, reference, run_seeds, sink_matches_reference, stream, Ev, Instance,
+    Scenario, Sim, HONEST, INPUTS, MS, OUT_BASE,
 };
 use crate::ha::event::Event;
 use crate::ha::msg::{Color, Nanos, ToAgent};
@@ -485,39 +486,8 @@ fn simulate_upgrade(seed: u64, diverging: bool, trace: bool) -> Result<UpgradeSi
 /// The sink holds exactly the reference output from the one cold start on,
 /// and both instances its state.
 fn exact(sim: &Sim) -> Result<(), String> {
-    let cold: Vec<Seq> = sim
-        .events
-        .iter()
-        .filter_map(|(_, e)| match e {
-            Event::ColdStart { from, .. } => Some(*from),
-            _ => None,
-        })
-        .collect();
-    let [from] = cold[..] else {
-        return Err(format!("expected one cold start, got {cold:?}"));
-    };
-    let input: Vec<Record> = sim
-        .input
-        .iter()
-        .filter(|r| r.seq >= from)
-        .copied()
-        .collect();
-    let expected = reference(&input);
-    for channel in (0..INPUTS).map(|ch| OUT_BASE + ch) {
-        let (want, got) = (stream(&expected, channel), stream(&sim.sink, channel));
-        let differs = |i: &usize| match (want.get(*i), got.get(*i)) {
-            (Some(a), Some(b)) => !a.bit_eq(b),
-            _ => true,
-        };
-        if let Some(i) = (0..want.len().max(got.len())).find(differs) {
-            return Err(format!(
-                "stream {channel}: record {i} of {} is {:?}, expected {:?}",
-                got.len(),
-                got.get(i),
-                want.get(i)
-            ));
-        }
-    }
+    let input = input_since_cold_start(sim)?;
+    sink_matches_reference(sim, &input)?;
     let mut state = super::Graph::default();
     reference_state(&input, &mut state);
     for color in Color::BOTH {
