@@ -34,26 +34,6 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
 }
 
-/// Builds `target/release/tandem` and returns its path.
-fn tandem_binary() -> PathBuf {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "--release", "-p", "tandem", "--quiet"])
-        .current_dir(root())
-        .status()
-        .expect("run cargo build");
-    assert!(status.success(), "cargo build --release -p tandem failed");
-    // This bench runs from target/release/deps/.
-    let exe = std::env::current_exe().expect("bench executable path");
-    let release = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("bench executable in target/release/deps");
-    let binary = release.join("tandem");
-    assert!(binary.exists(), "no {}", binary.display());
-    binary
-}
-
 /// CPU time (user + system) a process has used so far.
 fn cpu_of(pid: u32) -> Duration {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -99,7 +79,7 @@ impl Drop for Running {
 
 fn main() {
     let json = std::env::args().any(|a| a == "--json");
-    let binary = tandem_binary();
+    let binary = tandem::harness::release_binary(Path::new(env!("CARGO_MANIFEST_DIR")));
     let graph = root().join("graphs/home.toml");
     let window = window();
     let scratch = Scratch::new("idle-bench");

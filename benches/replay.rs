@@ -147,26 +147,6 @@ fn job(rows: u64) -> Job {
     }
 }
 
-/// Builds `target/release/tandem` and returns its path.
-fn tandem_binary() -> PathBuf {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "--release", "-p", "tandem", "--quiet"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("run cargo build");
-    assert!(status.success(), "cargo build --release -p tandem failed");
-    // This bench runs from target/release/deps/.
-    let exe = std::env::current_exe().expect("bench executable path");
-    let release = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("bench executable in target/release/deps");
-    let binary = release.join("tandem");
-    assert!(binary.exists(), "no {}", binary.display());
-    binary
-}
-
 /// One `tandem run` of a job.
 struct Run {
     wall: Duration,
@@ -427,7 +407,7 @@ fn spread(values: &[f64]) -> Spread {
 fn main() {
     let json = std::env::args().any(|a| a == "--json");
     let rounds = rounds().max(1);
-    let binary = tandem_binary();
+    let binary = tandem::harness::release_binary(Path::new(env!("CARGO_MANIFEST_DIR")));
     let large = job(LARGE);
     let small = job(SMALL);
     let mrs = |s: Spread| {

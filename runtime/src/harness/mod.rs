@@ -27,6 +27,6 @@ pub mod status;
 
 pub use agent::{Agent, Control};
 pub use inproc::{agent_config, InProcess, Unfinished};
-pub use process::{Launcher, Up};
+pub use process::{release_binary, Launcher, Up};
 pub use roles::serve_roles;
 pub use scratch::{wait_for, Scratch, POLL};

@@ -324,3 +324,24 @@ impl Drop for Up {
         let _ = self.child.wait();
     }
 }
+
+/// Builds the release `tandem` of the workspace at `workspace` (`cargo build
+/// --release -p tandem`) and returns its path, for a bench running from
+/// `target/release/deps/`.
+pub fn release_binary(workspace: &Path) -> PathBuf {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--release", "-p", "tandem", "--quiet"])
+        .current_dir(workspace)
+        .status()
+        .expect("run cargo build");
+    assert!(status.success(), "cargo build --release -p tandem failed");
+    let exe = std::env::current_exe().expect("bench executable path");
+    let release = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("bench executable in target/release/deps");
+    let binary = release.join("tandem");
+    assert!(binary.exists(), "no {}", binary.display());
+    binary
+}
