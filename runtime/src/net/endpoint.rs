@@ -104,6 +104,36 @@ impl TransportOptions {
     }
 }
 
+/// What a link's UDP socket may hold unread: the kernel's default (about
+/// 200 KiB) overflows on loopback while a peer's thread is busy, and each
+/// datagram dropped costs a retransmission and halves QUIC's congestion
+/// window. The kernel caps it at `net.core.rmem_max`.
+const UDP_RECEIVE_BUFFER: libc::c_int = 4 << 20;
+
+/// Asks for [`UDP_RECEIVE_BUFFER`] bytes of receive buffer; what the kernel
+/// allows is what there is (a smaller buffer only costs speed).
+fn enlarge_receive_buffer(socket: &std::net::UdpSocket) {
+    use std::os::fd::AsRawFd as _;
+    let size = UDP_RECEIVE_BUFFER;
+    // SAFETY: a valid socket descriptor, and a pointer to an int of the
+    // length given, for the length of the call.
+    let r = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            std::ptr::from_ref(&size).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        tracing::debug!(
+            "cannot enlarge a UDP receive buffer: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
 /// A quinn endpoint on `addr` that accepts datagrams of `mtu` bytes.
 fn endpoint(
     addr: SocketAddr,
@@ -117,6 +147,7 @@ fn endpoint(
             .map_err(|e| std::io::Error::other(e.to_string()))?;
     }
     let socket = std::net::UdpSocket::bind(addr)?;
+    enlarge_receive_buffer(&socket);
     let runtime = quinn::default_runtime()
         .ok_or_else(|| std::io::Error::other("no tokio runtime is running"))?;
     quinn::Endpoint::new(config, server, socket, runtime)
