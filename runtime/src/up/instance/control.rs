@@ -114,15 +114,18 @@ impl Control {
     fn handle(&mut self, msg: ToInstance) -> Result<(), ControlError> {
         match msg {
             ToInstance::Input { frontier, records } => {
-                let map = self.config.channels.clone();
-                let spares = self.spares.clone();
-                let (feed, start) = self.running()?;
+                self.running()?;
+                // Fields borrowed apart: nothing is cloned per batch.
+                let Phase::Running { feed, start, .. } = &self.phase else {
+                    return Err(ControlError::NotStarted);
+                };
+                let (start, map, spares) = (*start, &self.config.channels, &self.spares);
                 let mut records = if records.first().is_some_and(|r| r.seq <= start) {
                     records.into_iter().filter(|r| r.seq > start).collect()
                 } else {
                     records
                 };
-                if let Some(map) = &map {
+                if let Some(map) = map {
                     ChannelMap::translate(&map.to_local, &mut records);
                 }
                 feed.send(Batch { frontier, records });
