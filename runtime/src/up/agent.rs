@@ -284,7 +284,6 @@ async fn serve(
         board,
         toggles: KeptToggles::new(
             toggles.into_iter().map(|(id, sw, _)| (id, sw)).collect(),
-            positions.clone(),
             keep_toggles(config.state.clone(), positions),
         ),
     };
@@ -310,7 +309,7 @@ async fn serve(
 
     // Orderly end: instances are told by their link closing. The toggles'
     // last positions are on disk whatever the writer had yet to do.
-    let kept = hub.toggle_positions().clone();
+    let kept = hub.toggle_positions();
     if let Err(e) = tokio::task::block_in_place(|| config.state.save_toggles(&kept)) {
         tracing::warn!(
             "cannot keep the toggles' positions in {}: {e}",

@@ -199,7 +199,7 @@ impl Hub {
     }
 
     /// The toggles' positions as last asked.
-    pub(super) fn toggle_positions(&self) -> &std::collections::BTreeMap<String, bool> {
+    pub(super) fn toggle_positions(&self) -> std::collections::BTreeMap<String, bool> {
         self.toggles.positions()
     }
 
@@ -691,12 +691,7 @@ impl Hub {
             refused: self.net.refused(),
             observed: self.board.observed(),
             bundles: self.bundles.json(),
-            toggles: self
-                .toggles
-                .positions()
-                .iter()
-                .map(|(name, &on)| (name.clone(), on))
-                .collect(),
+            toggles: self.toggles.positions().into_iter().collect(),
             upgrade: self.upgrade_json(),
         }
     }

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use tandem_core::ha::Color;
-use tandem_core::{ChannelTable, Quality, Record};
+use tandem_core::{ChannelTable, Record};
 
 /// Where shadow output goes, if anywhere.
 pub(super) struct ShadowLog {
@@ -51,11 +51,6 @@ impl ShadowLog {
         };
         let version = version.map(|v| format!("{v:08x}"));
         for r in records {
-            let quality: Vec<&str> = Quality::NAMES
-                .iter()
-                .filter(|(q, _)| r.quality.contains(*q))
-                .map(|(_, name)| *name)
-                .collect();
             let line = serde_json::json!({
                 "shadow": true,
                 "color": color.name(),
@@ -64,7 +59,7 @@ impl ShadowLog {
                 "time_ns": r.time.0,
                 "channel": self.channels.name(r.channel),
                 "value": r.value,
-                "quality": if quality.is_empty() { "good".to_owned() } else { quality.join("|") },
+                "quality": r.quality.to_string(),
             });
             if writeln!(out, "{line}").is_err() {
                 self.fail();

@@ -37,31 +37,24 @@ pub enum ToggleError {
 pub(super) struct Toggles {
     /// The sources, by node id.
     sources: Vec<(String, Switches)>,
-    /// Each toggle's position as last asked (the graph's `on` list, or the
-    /// kept positions, at start), by `SOURCE.NAME`.
-    positions: BTreeMap<String, bool>,
     /// Positions to keep on disk: a writer off the hub's loop saves the
     /// latest (an fsync on the loop would hold the records up).
     kept: watch::Sender<BTreeMap<String, bool>>,
 }
 
 impl Toggles {
-    /// `sources` at `positions`; each switch is sent to `kept`.
+    /// `sources`, at the positions `kept` holds (the graph's `on` list, or
+    /// the kept positions, at start); each switch is sent to `kept`.
     pub(super) fn new(
         sources: Vec<(String, Switches)>,
-        positions: BTreeMap<String, bool>,
         kept: watch::Sender<BTreeMap<String, bool>>,
     ) -> Toggles {
-        Toggles {
-            sources,
-            positions,
-            kept,
-        }
+        Toggles { sources, kept }
     }
 
     /// Each toggle's position as last asked.
-    pub(super) fn positions(&self) -> &BTreeMap<String, bool> {
-        &self.positions
+    pub(super) fn positions(&self) -> BTreeMap<String, bool> {
+        self.kept.borrow().clone()
     }
 
     /// Switches toggle `name` (`NAME` or `SOURCE.NAME`) through its source;
@@ -89,8 +82,9 @@ impl Toggles {
             [(full, switches, short)] => {
                 switches.switch(short, on);
                 let said = format!("toggle {full} {}", if on { "on" } else { "off" });
-                self.positions.insert(full.clone(), on);
-                self.kept.send_replace(self.positions.clone());
+                self.kept.send_modify(|positions| {
+                    positions.insert(full.clone(), on);
+                });
                 Ok(said)
             }
             [] => Err(ToggleError::Unknown {
