@@ -74,17 +74,7 @@ impl EncodedBatch {
 
     /// Its records, decoded (for the rare replay that starts inside a frame).
     pub fn records(&self) -> impl Iterator<Item = Record> + '_ {
-        self.bytes
-            .get(BATCH_PREFIX..)
-            .unwrap_or_default()
-            .chunks_exact(RECORD_BYTES)
-            .map(|mut r| Record {
-                seq: Seq(r.get_u64_le()),
-                time: EventTime(r.get_i64_le()),
-                channel: ChannelId(r.get_u32_le()),
-                quality: Quality(r.get_u32_le()),
-                value: f64::from_bits(r.get_u64_le()),
-            })
+        records_of(self.bytes.get(BATCH_PREFIX..).unwrap_or_default())
     }
 }
 
@@ -268,6 +258,23 @@ impl BatchEncoder {
             records: open.count,
             bytes,
         });
+    }
+}
+
+/// The records of `bytes`, 32 bytes each (a shorter tail is not one).
+pub(super) fn records_of(bytes: &[u8]) -> impl Iterator<Item = Record> + '_ {
+    bytes.as_chunks::<RECORD_BYTES>().0.iter().map(get_record)
+}
+
+/// One record, as [`put_record`] wrote it.
+pub(super) fn get_record(b: &[u8; RECORD_BYTES]) -> Record {
+    let mut r = &b[..];
+    Record {
+        seq: Seq(r.get_u64_le()),
+        time: EventTime(r.get_i64_le()),
+        channel: ChannelId(r.get_u32_le()),
+        quality: Quality(r.get_u32_le()),
+        value: f64::from_bits(r.get_u64_le()),
     }
 }
 

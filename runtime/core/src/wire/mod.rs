@@ -29,7 +29,7 @@
 //! upgrade the agent and the instances together.
 
 use crate::ha::{ToAgent, ToInstance};
-use crate::record::{ChannelId, EventTime, Quality, Record, Seq};
+use crate::record::{Record, Seq};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use codec::Body;
 
@@ -80,7 +80,7 @@ pub trait Message: codec::Codec + Sized {
 
 /// The sealed half of [`Message`]: what the codec needs of a message.
 mod codec {
-    use super::{ChannelId, EventTime, Quality, Record, Seq, WireError, RECORD_BYTES};
+    use super::{Record, Seq, WireError, RECORD_BYTES};
     use bytes::{Buf, Bytes, BytesMut};
 
     pub trait Codec: Sized {
@@ -160,16 +160,7 @@ mod codec {
                 });
             }
             let mut records = Vec::with_capacity(declared as usize);
-            for chunk in self.bytes.chunks_exact(RECORD_BYTES) {
-                let mut r = chunk;
-                records.push(Record {
-                    seq: Seq(r.get_u64_le()),
-                    time: EventTime(r.get_i64_le()),
-                    channel: ChannelId(r.get_u32_le()),
-                    quality: Quality(r.get_u32_le()),
-                    value: f64::from_bits(r.get_u64_le()),
-                });
-            }
+            records.extend(super::batch::records_of(&self.bytes));
             self.bytes.advance(room);
             Ok((frontier, records))
         }

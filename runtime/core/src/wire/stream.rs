@@ -12,11 +12,11 @@ use std::marker::PhantomData;
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use super::batch::BATCH_PREFIX;
+use super::batch::{get_record, records_of, BATCH_PREFIX};
 use super::{
     check_header, decode_with_limit, Message, WireError, HEADER_BYTES, LEN_BYTES, RECORD_BYTES,
 };
-use crate::record::{ChannelId, EventTime, Quality, Record, Seq};
+use crate::record::{Record, Seq};
 
 /// A batch frame whose records are arriving.
 #[derive(Debug)]
@@ -41,17 +41,13 @@ impl Filling {
             if self.carry_len < RECORD_BYTES {
                 return;
             }
-            self.records.push(record(&self.carry));
+            self.records.push(get_record(&self.carry));
             self.left -= 1;
             self.carry_len = 0;
         }
         let whole = (src.len() / RECORD_BYTES).min(self.left);
         let bytes = whole * RECORD_BYTES;
-        self.records.extend(
-            src[..bytes]
-                .chunks_exact(RECORD_BYTES)
-                .map(|r| record(r.try_into().unwrap_or(&[0; RECORD_BYTES]))),
-        );
+        self.records.extend(records_of(&src[..bytes]));
         src.advance(bytes);
         self.left -= whole;
         if self.left > 0 && !src.is_empty() {
@@ -61,17 +57,6 @@ impl Filling {
             self.carry_len = take;
             src.advance(take);
         }
-    }
-}
-
-fn record(b: &[u8; RECORD_BYTES]) -> Record {
-    let mut r = &b[..];
-    Record {
-        seq: Seq(r.get_u64_le()),
-        time: EventTime(r.get_i64_le()),
-        channel: ChannelId(r.get_u32_le()),
-        quality: Quality(r.get_u32_le()),
-        value: f64::from_bits(r.get_u64_le()),
     }
 }
 

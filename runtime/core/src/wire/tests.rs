@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::ha::{Color, Role};
+use crate::record::{ChannelId, EventTime, Quality};
 use core::fmt::Debug;
 use proptest::prelude::*;
 
