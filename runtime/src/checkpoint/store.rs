@@ -180,16 +180,21 @@ impl<S: Storage> CheckpointStore<S> {
     /// Sequence numbers are expected to grow from save to save; saving at a
     /// sequence number already present replaces that checkpoint.
     pub fn save(&mut self, checkpoint: &Checkpoint) -> Result<PathBuf, StoreError> {
-        let name = file_name(checkpoint.seq);
+        self.save_image(checkpoint.seq, &format::encode(checkpoint))
+    }
+
+    /// [`CheckpointStore::save`] of a checkpoint at `seq` already encoded
+    /// ([`format::encode`]): for a caller that keeps the image anyway.
+    pub fn save_image(&mut self, seq: Seq, image: &[u8]) -> Result<PathBuf, StoreError> {
+        let name = file_name(seq);
         let path = self.dir.join(&name);
         let temp = self.dir.join(format!("{name}.tmp"));
-        let bytes = format::encode(checkpoint);
-        if let Err(e) = self.write_durably(&temp, &path, &bytes) {
+        if let Err(e) = self.write_durably(&temp, &path, image) {
             // Best effort: a temp file left here is removed on the next load.
             let _ = self.storage.remove(&temp);
             return Err(e);
         }
-        self.prune(checkpoint.seq);
+        self.prune(seq);
         Ok(path)
     }
 

@@ -14,6 +14,7 @@ use tandem_core::wire::BatchKind;
 use tandem_core::{Record, Seq};
 
 use super::outbox::{send, Outbox};
+use super::saver::Saver;
 use super::{
     ChannelMap, ControlError, InstanceConfig, CHUNK, KEPT, MAX_SNAPSHOT, OUTPUT_RECORDS,
     RELAY_BATCHES,
@@ -53,7 +54,9 @@ pub(super) struct Control {
     processed: Arc<AtomicU64>,
     phase: Phase,
     role: Role,
-    store: Option<CheckpointStore>,
+    /// Writes checkpoints on a thread of its own (none: the state
+    /// directory could not be opened).
+    saver: Option<Saver>,
     kept: VecDeque<Kept>,
     requested: Option<u64>,
     /// Emptied input buffers, back to the link's reader.
@@ -67,8 +70,16 @@ impl Control {
         processed: Arc<AtomicU64>,
         spares: crossbeam_channel::Sender<Vec<Record>>,
     ) -> Self {
-        let store = match CheckpointStore::open(config.state.checkpoints(config.color)) {
-            Ok(store) => Some(store),
+        let saver = match CheckpointStore::open(config.state.checkpoints(config.color)) {
+            Ok(store) => match Saver::start(store) {
+                Ok(saver) => Some(saver),
+                Err(e) => {
+                    tracing::warn!(
+                        "cannot start the checkpoint writer: {e}; running without checkpoints"
+                    );
+                    None
+                }
+            },
             Err(e) => {
                 tracing::warn!("{e}; running without checkpoints");
                 None
@@ -83,7 +94,7 @@ impl Control {
                 image: Vec::new(),
             },
             role: Role::Starting,
-            store,
+            saver,
             kept: VecDeque::new(),
             requested: None,
             spares,
@@ -108,6 +119,8 @@ impl Control {
             topology.stop();
             topology.wait_timeout(Duration::from_secs(2));
         }
+        // The last checkpoint (a drained stop's) is written before the exit.
+        drop(self.saver);
         result
     }
 
@@ -279,11 +292,11 @@ impl Control {
         };
         let hash = checkpoint::state_hash(&checkpoint.vertices);
         send(&self.out, ToAgent::StateHash { barrier: id, hash });
+        // One image: kept for a rejoin, and written by the saver's thread.
+        let image = Bytes::from(format::encode(&checkpoint));
         if self.role == Role::Serving {
-            if let Some(store) = self.store.as_mut() {
-                if let Err(e) = store.save(&checkpoint) {
-                    tracing::warn!("checkpoint not saved: {e}");
-                }
+            if let Some(saver) = &self.saver {
+                saver.save(checkpoint.seq, image.clone());
             }
         }
         if self.kept.len() == KEPT {
@@ -291,7 +304,7 @@ impl Control {
         }
         self.kept.push_back(Kept {
             barrier: id,
-            image: Bytes::from(format::encode(&checkpoint)),
+            image,
             vertices: u32::try_from(checkpoint.vertices.len()).unwrap_or(u32::MAX),
             hash,
         });

@@ -1,11 +1,13 @@
 //! An instance process: the vertices of a graph between a relay (input from
 //! the agent) and a forwarding sink (output to the agent), over one QUIC link.
 //!
-//! Three threads share the work:
+//! Four threads share the work:
 //! - the network (a current-thread tokio runtime): reads frames, answers
 //!   heartbeats at once, and writes whatever the others queue;
 //! - control (`control.rs`): owns the topology; feeds input, takes barrier
-//!   snapshots, checkpoints, streams and restores snapshots, in frame order;
+//!   snapshots, streams and restores snapshots, in frame order;
+//! - the checkpoint writer (`saver.rs`): writes the newest barrier snapshot
+//!   to disk, so that no fsync holds the input;
 //! - the topology's workers, whose output sink encodes `Output` frames and
 //!   queues them through the outbox (`outbox.rs`), which holds output back
 //!   while too many bytes wait for the link.
@@ -22,6 +24,7 @@ use thiserror::Error;
 
 mod control;
 mod outbox;
+mod saver;
 
 use control::Control;
 use outbox::{send, Budget, Outbox};
