@@ -37,8 +37,10 @@ pub enum EndpointError {
     },
 }
 
-/// Bytes a link's receiver buffers unread, at most (QUIC flow control).
-pub const STREAM_WINDOW: u32 = 4 << 20;
+/// Bytes a link's receiver buffers unread, at most (QUIC flow control):
+/// tens of milliseconds of a saturated loopback link, far more than its
+/// round trip, so a larger window only holds more memory.
+pub const STREAM_WINDOW: u32 = 2 << 20;
 /// Bytes a link's sender keeps unacknowledged, at most.
 pub const SEND_WINDOW: u32 = 4 << 20;
 

@@ -82,8 +82,8 @@ pub struct AgentConfig {
 // bounded in bytes or records, never by load.
 
 /// Encoded input frames waiting for the hub at most (each at most
-/// [`UpstreamConfig::max_batch`] records: 32 x 128 KiB = 4 MiB).
-const INGRESS_BATCHES: usize = 32;
+/// [`UpstreamConfig::max_batch`] records: 16 x 128 KiB = 2 MiB).
+const INGRESS_BATCHES: usize = 16;
 /// Bytes queued toward an instance beyond which the hub stops taking input
 /// until it has caught up (four times that loses the instance).
 pub(super) const BACKLOG_BYTES: usize = 8 << 20;
@@ -91,9 +91,10 @@ pub(super) const BACKLOG_BYTES: usize = 8 << 20;
 /// [`CONN_BYTES`] too).
 const CONN_EVENTS: usize = 1024;
 /// Bytes of decoded frames from both links waiting for the hub at most.
-const CONN_BYTES: usize = 4 << 20;
-/// Merged records waiting for the sinks beyond which input waits (4 MiB).
-pub(super) const EGRESS_RECORDS: usize = 1 << 17;
+const CONN_BYTES: usize = 2 << 20;
+/// Merged records waiting for the sinks beyond which input waits (1 MiB:
+/// sinks that keep up take a batch at a time).
+pub(super) const EGRESS_RECORDS: usize = 1 << 15;
 
 /// Runs the agent until Ctrl-C, `--for`, or the end of the input.
 pub fn run(config: AgentConfig) -> Result<(), String> {
