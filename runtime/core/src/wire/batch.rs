@@ -23,6 +23,10 @@ use crate::record::{ChannelId, EventTime, Quality, Record, Seq};
 /// frontier and count.
 pub const BATCH_PREFIX: usize = LEN_BYTES + HEADER_BYTES + 12;
 
+/// Records [`Staged`] encodes before it copies them into the frame (2 KiB
+/// on the stack).
+const STAGED: usize = 64;
+
 /// Default size of an encoder's blocks.
 pub const BLOCK_BYTES: usize = 1 << 20;
 
@@ -161,6 +165,7 @@ impl BatchEncoder {
     /// allows (just below its seq).
     pub fn push(&mut self, records: &[Record]) {
         let strict = self.kind == BatchKind::Input;
+        let mut staged = Staged::new();
         for record in records {
             if strict && (record.seq <= self.frontier || self.last.is_some_and(|l| record.seq <= l))
             {
@@ -171,13 +176,14 @@ impl BatchEncoder {
                 .open
                 .is_some_and(|o| o.count as usize >= self.max_records)
             {
+                staged.flush(&mut self.arena);
                 self.close(Seq(record.seq.0.saturating_sub(1)));
             }
             let open = match self.open {
                 Some(open) => open,
                 None => self.open_frame(record.seq),
             };
-            put_record(&mut self.arena, record);
+            staged.push(&mut self.arena, record);
             self.open = Some(Open {
                 count: open.count + 1,
                 last: record.seq,
@@ -185,6 +191,7 @@ impl BatchEncoder {
             });
             self.last = Some(record.seq);
         }
+        staged.flush(&mut self.arena);
     }
 
     /// Closes the open frame with `frontier` (raised to its last record and
@@ -266,7 +273,7 @@ pub(super) fn records_of(bytes: &[u8]) -> impl Iterator<Item = Record> + '_ {
     bytes.as_chunks::<RECORD_BYTES>().0.iter().map(get_record)
 }
 
-/// One record, as [`put_record`] wrote it.
+/// One record, as [`Staged`] wrote it.
 pub(super) fn get_record(b: &[u8; RECORD_BYTES]) -> Record {
     let mut r = &b[..];
     Record {
@@ -278,12 +285,46 @@ pub(super) fn get_record(b: &[u8; RECORD_BYTES]) -> Record {
     }
 }
 
-pub(super) fn put_record(dst: &mut BytesMut, r: &Record) {
+/// Records encoded on the stack, a few dozen at a time, and copied into
+/// their frame in one piece: a copy per record cost more than the encoding.
+pub(super) struct Staged {
+    records: [[u8; RECORD_BYTES]; STAGED],
+    len: usize,
+}
+
+impl Staged {
+    pub(super) fn new() -> Staged {
+        Staged {
+            records: [[0; RECORD_BYTES]; STAGED],
+            len: 0,
+        }
+    }
+
+    /// Encodes `r`; what is staged goes to `dst` first when full.
+    #[inline]
+    pub(super) fn push(&mut self, dst: &mut BytesMut, r: &Record) {
+        if self.len == STAGED {
+            self.flush(dst);
+        }
+        self.records[self.len] = record_bytes(r);
+        self.len += 1;
+    }
+
+    /// Appends what is staged to `dst`.
+    pub(super) fn flush(&mut self, dst: &mut BytesMut) {
+        dst.put_slice(self.records[..self.len].as_flattened());
+        self.len = 0;
+    }
+}
+
+/// The 32 bytes of one record on the wire.
+#[inline]
+fn record_bytes(r: &Record) -> [u8; RECORD_BYTES] {
     let mut b = [0u8; RECORD_BYTES];
     b[0..8].copy_from_slice(&r.seq.0.to_le_bytes());
     b[8..16].copy_from_slice(&r.time.0.to_le_bytes());
     b[16..20].copy_from_slice(&r.channel.0.to_le_bytes());
     b[20..24].copy_from_slice(&r.quality.0.to_le_bytes());
     b[24..32].copy_from_slice(&r.value.to_bits().to_le_bytes());
-    dst.put_slice(&b);
+    b
 }

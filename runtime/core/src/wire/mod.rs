@@ -253,9 +253,11 @@ fn put_records(dst: &mut BytesMut, frontier: Seq, records: &[Record]) {
     dst.put_u64_le(frontier.0);
     // Under the cap, so the count fits in a u32.
     dst.put_u32_le(records.len() as u32);
+    let mut staged = batch::Staged::new();
     for r in records {
-        batch::put_record(dst, r);
+        staged.push(dst, r);
     }
+    staged.flush(dst);
 }
 
 /// Appends an `Input` or `Output` message carrying `records` to `dst`,
