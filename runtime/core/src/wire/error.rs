@@ -63,6 +63,17 @@ pub enum WireError {
         /// Who received it: "agent" or "instance".
         to: &'static str,
     },
+    /// The length prefix is not the one size the message its header names
+    /// always has; refused from the header, before the body is gathered.
+    #[error("{frame_type} frame length {len} is not valid: a {frame_type} frame is always {expected} bytes (header and body)")]
+    WrongLength {
+        /// Type of the frame.
+        frame_type: &'static str,
+        /// Declared length.
+        len: usize,
+        /// The length every frame of this type has.
+        expected: usize,
+    },
     /// The body ends before its fixed fields do.
     #[error("{frame_type} frame body is truncated: needs {needed} more bytes, has {available}")]
     Truncated {

@@ -58,6 +58,21 @@ pub(super) const fn type_name(ty: u8) -> Option<&'static str> {
     })
 }
 
+/// Bytes of the body of a message that always has the same size, either
+/// direction, by type byte (as `body_len` writes them); `None` for batches
+/// and snapshot chunks, whose size is in the frame.
+pub(super) const fn fixed_body_len(ty: u8) -> Option<usize> {
+    Some(match ty {
+        BARRIER | HEARTBEAT | RESTORED | STATE_HASH => 16,
+        SNAPSHOT_REQUEST => 8,
+        SNAPSHOT_END | SNAPSHOT_END_BACK => 20,
+        SET_ROLE => 1,
+        HELLO => 9,
+        HEARTBEAT_BACK => 24,
+        _ => return None,
+    })
+}
+
 const CHUNK_HEAD: usize = 32;
 
 fn chunk_len(bytes: &Bytes) -> usize {

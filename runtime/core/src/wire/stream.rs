@@ -5,14 +5,22 @@
 //! 20 bytes before a batch's records, a record cut between two pieces, and
 //! the other (small) frames are gathered in a buffer.
 //!
-//! It checks exactly what [`super::decode`] checks, in the same order, and
-//! gives the same errors.
+//! It checks what [`super::decode`] checks, in the same order, and gives
+//! the same errors, with one check more and sooner: a message whose body
+//! always has one size (a heartbeat, a barrier, ...) declared with another
+//! length is refused as soon as its header is here
+//! ([`WireError::WrongLength`]), where `decode` waits for the body and finds
+//! it truncated or too long. A frame other than a batch is given room as
+//! its bytes arrive, not by the length it declares: a peer declaring a
+//! 16 MiB snapshot chunk costs what it sends, not the cap. (A batch's
+//! records are reserved at once, from a count checked against the length.)
 
 use std::marker::PhantomData;
 
 use bytes::{Buf, Bytes, BytesMut};
 
 use super::batch::{get_record, records_of, BATCH_PREFIX};
+use super::messages::{fixed_body_len, type_name};
 use super::{
     check_header, decode_with_limit, Message, WireError, HEADER_BYTES, LEN_BYTES, RECORD_BYTES,
 };
@@ -139,6 +147,15 @@ impl<M: Message> StreamDecoder<M> {
             }
             let len = self.check_len()?;
             let ty = check_header::<M>(&self.head[LEN_BYTES..start])?;
+            if let Some(body) = fixed_body_len(ty) {
+                if len != HEADER_BYTES + body {
+                    return Err(WireError::WrongLength {
+                        frame_type: type_name(ty).unwrap_or("unknown"),
+                        len,
+                        expected: HEADER_BYTES + body,
+                    });
+                }
+            }
             if ty == M::BATCH.type_byte() && len >= HEADER_BYTES + 12 {
                 self.gather(src, BATCH_PREFIX);
                 if self.head.len() < BATCH_PREFIX {
@@ -174,10 +191,9 @@ impl<M: Message> StreamDecoder<M> {
                 });
                 continue;
             }
-            // Any other frame is gathered whole (room for all of it at once,
-            // within the cap), then decoded.
-            self.head
-                .reserve((LEN_BYTES + len).saturating_sub(self.head.len()));
+            // Any other frame is gathered whole, then decoded. `head` grows
+            // as its bytes arrive, not by the length declared: a snapshot
+            // chunk holds what has come of it (the cap still bounds it).
             self.gather(src, LEN_BYTES + len);
             if self.head.len() < LEN_BYTES + len {
                 return Ok(None);
@@ -195,6 +211,12 @@ impl<M: Message> StreamDecoder<M> {
         src.advance(take);
     }
 
+    /// Bytes `head` has room for (what a frame under way costs).
+    #[cfg(test)]
+    fn head_capacity(&self) -> usize {
+        self.head.capacity()
+    }
+
     /// The length prefix, checked against the cap and the header.
     fn check_len(&self) -> Result<usize, WireError> {
         let mut prefix = &self.head[..LEN_BYTES];
@@ -206,5 +228,181 @@ impl<M: Message> StreamDecoder<M> {
             return Err(WireError::TooShort { len });
         }
         Ok(len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use bytes::{BufMut, Bytes, BytesMut};
+
+    use super::super::codec::Codec;
+    use super::super::{encode, encode_to_bytes, MAGIC, MAX_FRAME_LEN, VERSION};
+    use super::*;
+    use crate::ha::{Color, Role, ToAgent, ToInstance};
+
+    /// A length prefix and header, nothing of the body.
+    fn header(len: u32, ty: u8) -> Bytes {
+        let mut b = BytesMut::new();
+        b.put_u32_le(len);
+        b.put_slice(&MAGIC);
+        b.put_u8(VERSION);
+        b.put_u8(ty);
+        b.freeze()
+    }
+
+    #[test]
+    fn a_fixed_size_message_with_another_length_is_refused_from_its_header() {
+        // A heartbeat to the agent declaring 1 MiB: refused with only its
+        // 8 header bytes in, nothing gathered for the body.
+        let mut decoder = StreamDecoder::<ToAgent>::new(MAX_FRAME_LEN);
+        let bytes = header(1 << 20, 0x87);
+        for i in 0..bytes.len() - 1 {
+            assert_eq!(decoder.decode(&mut bytes.slice(i..i + 1)), Ok(None));
+        }
+        let err = decoder.decode(&mut bytes.slice(bytes.len() - 1..));
+        assert_eq!(
+            err,
+            Err(WireError::WrongLength {
+                frame_type: "heartbeat",
+                len: 1 << 20,
+                expected: 28
+            })
+        );
+        assert_eq!(
+            err.unwrap_err().to_string(),
+            "heartbeat frame length 1048576 is not valid: a heartbeat frame is always 28 bytes (header and body)"
+        );
+        // Too short is refused the same way: the agent's 20-byte heartbeat
+        // is not the instance's, nor a 9-byte hello a 10-byte one.
+        let mut decoder = StreamDecoder::<ToAgent>::new(MAX_FRAME_LEN);
+        assert_eq!(
+            decoder.decode(&mut header(20, 0x87)),
+            Err(WireError::WrongLength {
+                frame_type: "heartbeat",
+                len: 20,
+                expected: 28
+            })
+        );
+        let mut decoder = StreamDecoder::<ToAgent>::new(MAX_FRAME_LEN);
+        assert_eq!(
+            decoder.decode(&mut header(14, 0x81)),
+            Err(WireError::WrongLength {
+                frame_type: "hello",
+                len: 14,
+                expected: 13
+            })
+        );
+        let mut decoder = StreamDecoder::<ToInstance>::new(MAX_FRAME_LEN);
+        assert_eq!(
+            decoder.decode(&mut header(28, 0x07)),
+            Err(WireError::WrongLength {
+                frame_type: "heartbeat",
+                len: 28,
+                expected: 20
+            })
+        );
+    }
+
+    #[test]
+    fn every_fixed_size_message_has_the_length_its_type_says() {
+        let to_instance = [
+            ToInstance::Barrier { id: 1, at: Seq(2) },
+            ToInstance::SnapshotRequest { barrier: 1 },
+            ToInstance::SnapshotEnd {
+                barrier: 1,
+                vertices: 2,
+                state_hash: 3,
+            },
+            ToInstance::SetRole { role: Role::Shadow },
+            ToInstance::Heartbeat {
+                sent_ns: -1,
+                seq: 2,
+            },
+        ];
+        let to_agent = [
+            ToAgent::Hello {
+                color: Color::Green,
+                version: 1,
+                pid: 2,
+            },
+            ToAgent::SnapshotEnd {
+                barrier: 1,
+                vertices: 2,
+                state_hash: 3,
+            },
+            ToAgent::Restored {
+                barrier: 1,
+                state_hash: 2,
+            },
+            ToAgent::StateHash {
+                barrier: 1,
+                hash: 2,
+            },
+            ToAgent::Heartbeat {
+                sent_ns: -1,
+                seq: 2,
+                processed: Seq(3),
+            },
+        ];
+        let mut instance = StreamDecoder::<ToInstance>::new(MAX_FRAME_LEN);
+        for msg in to_instance {
+            assert_eq!(
+                fixed_body_len(msg.type_byte()),
+                Some(msg.body_len()),
+                "{msg:?}"
+            );
+            let mut bytes = encode_to_bytes(&msg).unwrap();
+            assert_eq!(instance.decode(&mut bytes), Ok(Some(msg)));
+        }
+        let mut agent = StreamDecoder::<ToAgent>::new(MAX_FRAME_LEN);
+        for msg in to_agent {
+            assert_eq!(
+                fixed_body_len(msg.type_byte()),
+                Some(msg.body_len()),
+                "{msg:?}"
+            );
+            let mut bytes = encode_to_bytes(&msg).unwrap();
+            assert_eq!(agent.decode(&mut bytes), Ok(Some(msg)));
+        }
+        // Batches and snapshot chunks carry their size.
+        for ty in [0x01, 0x04, 0x82, 0x83] {
+            assert_eq!(fixed_body_len(ty), None, "type 0x{ty:02x}");
+        }
+    }
+
+    #[test]
+    fn a_large_snapshot_chunk_takes_room_as_its_bytes_come() {
+        let chunk = ToAgent::SnapshotChunk {
+            barrier: 7,
+            vertex: 1,
+            offset: 0,
+            total: 8 << 20,
+            bytes: Bytes::from(vec![0xa5; 8 << 20]),
+        };
+        let mut bytes = BytesMut::new();
+        encode(&chunk, &mut bytes).unwrap();
+        let mut bytes = bytes.freeze();
+        let mut decoder = StreamDecoder::<ToAgent>::new(MAX_FRAME_LEN);
+        // The header, the chunk's fields and a first packet's worth.
+        let mut first = bytes.split_to(1200);
+        assert_eq!(decoder.decode(&mut first), Ok(None));
+        assert_eq!(decoder.buffered(), 1200);
+        assert!(
+            decoder.head_capacity() < 64 << 10,
+            "{} bytes reserved for 1200 received of an 8 MiB chunk",
+            decoder.head_capacity()
+        );
+        // The rest, in packets, gives the chunk back whole.
+        let mut got = None;
+        while !bytes.is_empty() {
+            let mut piece = bytes.split_to(bytes.len().min(1200));
+            if let Some(msg) = decoder.decode(&mut piece).unwrap() {
+                got = Some(msg);
+            }
+        }
+        assert_eq!(got, Some(chunk));
+        assert!(decoder.is_idle());
     }
 }
