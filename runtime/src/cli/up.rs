@@ -5,12 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use tandem::checkpoint::GraphStamp;
-use tandem::Clock;
-use tandem_core::graph::Loaded;
+use tandem::graph_file::GraphFileError;
+use tandem::up::graph::{Opening, SplitGraph, SplitGraphError};
 use tandem_core::ha::Color;
 
-use super::graph::load;
 use super::{INVALID, UNREADABLE};
 
 /// The options of `tandem up`, as given.
@@ -39,22 +37,24 @@ pub struct UpOptions {
     pub metrics: Option<std::net::SocketAddr>,
 }
 
-/// Loads a graph and cuts it for 1+1; errors are printed.
-fn load_split(file: &Path) -> Result<(Loaded, tandem_core::split::Split), u8> {
-    let loaded = load(file, None)?;
-    match tandem_core::split::split(&loaded.plan) {
-        Ok(split) => Ok((loaded, split)),
-        Err(e) => {
-            eprintln!("{}: error: {e}", file.display());
-            Err(INVALID)
+/// Loads a graph and cuts it for 1+1; errors are printed, the code says
+/// which kind.
+fn load_split(file: &Path) -> Result<SplitGraph, u8> {
+    tandem::up::graph::load(file, Opening::Any).map_err(|e| {
+        eprintln!("{e}");
+        match e {
+            SplitGraphError::Graph(GraphFileError::Unreadable { .. }) => UNREADABLE,
+            SplitGraphError::Graph(GraphFileError::Invalid(_)) | SplitGraphError::Split { .. } => {
+                INVALID
+            }
         }
-    }
+    })
 }
 
 /// `tandem up FILE`: runs until Ctrl-C (or --for).
 pub fn up(file: &Path, options: UpOptions) -> ExitCode {
-    let (loaded, split) = match load_split(file) {
-        Ok(parts) => parts,
+    let graph = match load_split(file) {
+        Ok(graph) => graph,
         Err(code) => return ExitCode::from(code),
     };
     let program = match options.binary {
@@ -77,25 +77,16 @@ pub fn up(file: &Path, options: UpOptions) -> ExitCode {
         options.controller_enrolment.as_deref(),
         Some(&options.config_dir),
     );
+    let state = tandem::up::dirs::StateDir::new(options.state_dir)
+        .with_runtime_dir(options.runtime_dir)
+        .with_config_dir(Some(options.config_dir));
     let config = tandem::up::agent::AgentConfig {
-        file: file.to_path_buf(),
-        stamp: GraphStamp::of_plan(&loaded.name, &loaded.plan),
-        split,
-        ha: loaded.ha.clone(),
-        state: tandem::up::dirs::StateDir::new(options.state_dir)
-            .with_runtime_dir(options.runtime_dir)
-            .with_config_dir(Some(options.config_dir)),
         listen: options.listen,
         checkpoint_every: options.checkpoint_every,
         run_for: options.run_for,
-        clock: Clock::Wall,
         batch: options.batch,
-        instance: tandem::up::agent::InstanceCommand {
-            program,
-            args: Vec::new(),
-        },
-        egress: Default::default(),
         shadow_log: options.shadow_log,
+        ..graph.agent_config(state, program)
     };
     // The link to a fleet controller, when enrolled (docs/fleet.md).
     if let Some(enrolment) = enrolment {

@@ -2,16 +2,14 @@
 //! observes the merged output (`AgentConfig::egress`); its instances are
 //! processes of this executable ([`super::serve_roles`]).
 
-use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::agent::{Agent, Control};
-use crate::checkpoint::GraphStamp;
-use crate::up::agent::{AgentConfig, InstanceCommand};
+use crate::up::agent::AgentConfig;
 use crate::up::dirs::StateDir;
-use crate::Clock;
+use crate::up::graph::{self, Opening, SplitGraphError};
 
 /// The longest wait for anything the agent does.
 const BOUND: Duration = Duration::from_secs(60);
@@ -20,27 +18,11 @@ const BOUND: Duration = Duration::from_secs(60);
 /// `program instance ..`: a loopback listener, a checkpoint a second,
 /// batches of 1024, the graph's own sinks; change fields to taste.
 pub fn agent_config(file: &Path, state: &Path, program: PathBuf) -> Result<AgentConfig, String> {
-    let loaded = crate::graph_file::load(file).map_err(|e| format!("{}: {e}", file.display()))?;
-    let split =
-        tandem_core::split::split(&loaded.plan).map_err(|e| format!("{}: {e}", file.display()))?;
-    Ok(AgentConfig {
-        file: file.to_path_buf(),
-        stamp: GraphStamp::of_plan(&loaded.name, &loaded.plan),
-        split,
-        ha: loaded.ha.clone(),
-        state: StateDir::new(state),
-        listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
-        checkpoint_every: Duration::from_secs(1),
-        run_for: None,
-        clock: Clock::Wall,
-        batch: 1024,
-        instance: InstanceCommand {
-            program,
-            args: Vec::new(),
-        },
-        shadow_log: None,
-        egress: Default::default(),
-    })
+    match graph::load(file, Opening::Any) {
+        Ok(graph) => Ok(graph.agent_config(StateDir::new(state), program)),
+        Err(SplitGraphError::Graph(e)) => Err(format!("{}: {e}", file.display())),
+        Err(SplitGraphError::Split { source, .. }) => Err(format!("{}: {source}", file.display())),
+    }
 }
 
 /// An agent running on a thread of this process until its `run_for` ends.

@@ -29,6 +29,8 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
 
+use super::graph::{Opening, SplitGraphError};
+
 /// Control connections served at once, at most.
 pub const MAX_CONNECTIONS: usize = 32;
 /// How long a client has to send its request line.
@@ -440,13 +442,14 @@ fn read_upgrade(file: PathBuf, program: Option<PathBuf>) -> Result<ReadUpgrade, 
     let program = program
         .map(|p| crate::private::trusted_executable(&p))
         .transpose()?;
-    let loaded = crate::graph_file::load_regular(&file)?;
+    let graph = super::graph::load(&file, Opening::RegularFile);
     let file = std::fs::canonicalize(&file).unwrap_or(file);
-    let split = match tandem_core::split::split(&loaded.plan) {
-        Ok(split) => split,
-        Err(source) => return Err(UpgradeFileError::Split { file, source }),
-    };
-    Ok((file, loaded, split, program))
+    match graph {
+        Ok(graph) => Ok((file, graph.loaded, graph.split, program)),
+        Err(SplitGraphError::Graph(e)) => Err(e.into()),
+        // Named by the path the instances will load it by.
+        Err(SplitGraphError::Split { source, .. }) => Err(UpgradeFileError::Split { file, source }),
+    }
 }
 
 /// Sends one request to the agent of `socket` and returns its answer.

@@ -7,6 +7,8 @@
 //!   instance link and the hub.
 //! - [`instance`]: the vertices between a relay and a forwarding sink.
 //! - [`ends`]: those junction ends inside a topology.
+//! - [`graph`]: the graph file loaded and cut for 1+1, and the agent's
+//!   configuration written once.
 //! - [`dirs`]: the state directory's layout.
 //! - [`status`]: what `tandem status` shows.
 //! - [`control`]: the control socket, and the requests it takes.
@@ -18,6 +20,7 @@ pub mod control;
 pub mod dirs;
 pub mod ends;
 pub mod fleet_link;
+pub mod graph;
 mod hub;
 pub mod instance;
 mod links;
