@@ -470,3 +470,25 @@ fn a_replay_that_ends_on_its_own_checkpoints_everything_it_read() {
     assert_eq!(checkpoint_seqs(&stderr).last(), Some(&14_300), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn an_instance_whose_agent_is_already_gone_exits_and_says_so() {
+    // The agent gives its pid; a parent that is not that agent means the
+    // agent ended before the instance could arrange to die with it.
+    let dir = scratch("orphan");
+    let not_the_parent = std::process::id().wrapping_add(1).to_string();
+    let out = run(tandem()
+        .args(["instance", "--color", "blue", "--agent", "127.0.0.1:9"])
+        .arg("--state-dir")
+        .arg(&dir)
+        .arg("graphs/home.toml")
+        .env("TANDEM_AGENT_PID", &not_the_parent));
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "exited {}: {stderr}", out.status);
+    assert!(
+        stderr.contains(&format!(
+            "the agent that started this instance (pid {not_the_parent}) is gone"
+        )),
+        "{stderr}"
+    );
+}

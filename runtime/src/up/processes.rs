@@ -119,25 +119,22 @@ impl Processes {
             )
             .arg(&release.file)
             .stdin(Stdio::null())
-            .stdout(Stdio::null());
+            .stdout(Stdio::null())
+            // The instance dies with this agent, however it ends: the
+            // instance arranges it (`instance::AGENT_PID`), so that no hook
+            // runs between fork and exec and the start is a posix_spawn,
+            // which does not make this process's pages copy-on-write.
+            .env(super::instance::AGENT_PID, std::process::id().to_string());
         for var in crate::service::INHERITED {
             command.env_remove(var);
         }
-        #[cfg(target_os = "linux")]
+        #[cfg(unix)]
         {
             use std::os::unix::process::CommandExt as _;
             // A process group of its own (setpgid(0, 0)): a terminal's
             // Ctrl-C reaches the agent only, and the instance stops when the
             // agent has drained it and closes its link.
             command.process_group(0);
-            // SAFETY: prctl is async-signal-safe; it only sets a flag of the child.
-            unsafe {
-                command.pre_exec(|| {
-                    // The instance dies with the agent, however the agent ends.
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                    Ok(())
-                });
-            }
         }
         self.slots[color.index()].respawn_at = None;
         match command.spawn() {

@@ -135,6 +135,43 @@ pub enum InstanceError {
     /// The control thread ended without saying why (it panicked).
     #[error("the control thread stopped")]
     ControlStopped,
+    /// The agent that started this instance ended before it could start.
+    #[error("the agent that started this instance (pid {0}) is gone")]
+    AgentGone(u32),
+}
+
+/// The variable through which the agent gives an instance its pid.
+pub const AGENT_PID: &str = "TANDEM_AGENT_PID";
+
+/// The instance dies with the agent that started it, however the agent
+/// ends (`PR_SET_PDEATHSIG`). This is set here, not between fork and exec
+/// in the agent: that would make the agent fork, and a fork marks every
+/// page of the agent copy-on-write, so its threads stalled on page faults
+/// for milliseconds, right when an instance had died and the other one
+/// had to carry the output alone. Without a hook the agent starts
+/// instances with posix_spawn, which copies nothing.
+///
+/// An agent gone before this runs is seen by comparing the parent with
+/// the pid the agent gave ([`AGENT_PID`]); an instance started by hand,
+/// without it, only dies with its parent.
+fn die_with_agent() -> Result<(), InstanceError> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: prctl with PR_SET_PDEATHSIG takes a signal number and
+        // touches only this process's own flag.
+        unsafe {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        }
+        let agent = std::env::var(AGENT_PID)
+            .ok()
+            .and_then(|pid| pid.parse::<u32>().ok());
+        if let Some(agent) = agent {
+            if std::os::unix::process::parent_id() != agent {
+                return Err(InstanceError::AgentGone(agent));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Why the control thread stopped the instance.
@@ -298,6 +335,7 @@ impl Launch {
     /// Loads the graph (and the agent's, for channel ids) and runs the
     /// instance until the agent closes its link.
     pub fn run(self) -> Result<(), InstanceError> {
+        die_with_agent()?;
         let loaded = crate::graph_file::load(&self.file)?;
         let split =
             tandem_core::split::split(&loaded.plan).map_err(|source| InstanceError::Split {
