@@ -396,21 +396,25 @@ impl<R: Clone> Upgrader<R> {
         sup: &Supervisor,
     ) -> Result<Color, StartError> {
         let stats = sup.downstream().stats();
-        let redundant = redundant(sup);
         self.begin(
             now,
             new,
             policy,
-            redundant,
+            redundant(sup),
             (stats.compared, stats.diverged),
         )
     }
 
     /// Why [`Upgrader::start`] would refuse now, if it would.
     pub fn check_start(&self, sup: &Supervisor) -> Result<(), StartError> {
+        self.refusal(redundant(sup))
+    }
+
+    /// Why an upgrade cannot start, given whether both instances serve.
+    fn refusal(&self, redundant: bool) -> Result<(), StartError> {
         match &self.run {
             Some(run) => Err(StartError::Running { phase: run.phase }),
-            None if !redundant(sup) => Err(StartError::NotRedundant),
+            None if !redundant => Err(StartError::NotRedundant),
             None => Ok(()),
         }
     }
@@ -423,12 +427,7 @@ impl<R: Clone> Upgrader<R> {
         redundant: bool,
         (compared, diverged): (u64, u64),
     ) -> Result<Color, StartError> {
-        if let Some(run) = &self.run {
-            return Err(StartError::Running { phase: run.phase });
-        }
-        if !redundant {
-            return Err(StartError::NotRedundant);
-        }
+        self.refusal(redundant)?;
         let new_color = Color::Green;
         let mut runs = [Which::Old; 2];
         runs[new_color.index()] = Which::New;
