@@ -399,7 +399,7 @@ impl Hub {
                 Action::Promote(color) => {
                     self.sup.promote(color);
                 }
-                Action::Restart { color, .. } => self.restart(color),
+                Action::Restart(color) => self.restart(color),
             }
         }
         while let Some(event) = self.upgrades.poll_event() {

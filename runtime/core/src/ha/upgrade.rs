@@ -32,7 +32,8 @@
 //!
 //! Releases are opaque (`R`: the runtime's files and executable, the
 //! simulation's version number); [`Upgrader::release`] says which one each
-//! colour runs. Driving it, beside the supervisor:
+//! colour runs, and is what the driver starts an instance on. Driving it,
+//! beside the supervisor:
 //! - a request: [`Upgrader::start`] or [`Upgrader::handle_rollback`];
 //! - the supervisor's [`Event::RoleChanged`](super::Event::RoleChanged):
 //!   [`Upgrader::handle_role`]; an instance lost that the driver did not
@@ -164,22 +165,18 @@ pub enum Outcome {
 }
 
 /// What the driver does for the upgrade.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Action<R> {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
     /// Forget the divergences kept so far
     /// ([`Supervisor::clear_divergences`]): keep this comparison's first ones.
     ClearDivergences,
     /// Make `color` serve and the other, if live, shadow it
     /// ([`Supervisor::promote`]).
     Promote(Color),
-    /// Stop `color`'s instance and start it again on `release`. A loss this
-    /// causes is not reported with [`Upgrader::handle_lost`].
-    Restart {
-        /// The instance.
-        color: Color,
-        /// What it runs from now on (also [`Upgrader::release`]).
-        release: R,
-    },
+    /// Stop `color`'s instance and start it again on what
+    /// [`Upgrader::release`] says it runs (that changed with this action). A
+    /// loss this causes is not reported with [`Upgrader::handle_lost`].
+    Restart(Color),
 }
 
 /// What happened, for logs and status.
@@ -325,11 +322,11 @@ pub struct Upgrader<R> {
     current: R,
     run: Option<Run<R>>,
     last: Option<Outcome>,
-    actions: VecDeque<Action<R>>,
+    actions: VecDeque<Action>,
     events: VecDeque<UpgradeEvent>,
 }
 
-impl<R: Clone> Upgrader<R> {
+impl<R> Upgrader<R> {
     /// Both colours run `current`; no upgrade.
     pub fn new(current: R) -> Upgrader<R> {
         Upgrader {
@@ -436,7 +433,7 @@ impl<R: Clone> Upgrader<R> {
             since: now,
             started: now,
             new_color,
-            new: new.clone(),
+            new,
             runs,
             policy,
             noise_floor: rate(compared, diverged),
@@ -447,10 +444,7 @@ impl<R: Clone> Upgrader<R> {
             timings: Timings::default(),
         });
         self.actions.push_back(Action::ClearDivergences);
-        self.actions.push_back(Action::Restart {
-            color: new_color,
-            release: new,
-        });
+        self.actions.push_back(Action::Restart(new_color));
         Ok(new_color)
     }
 
@@ -573,10 +567,7 @@ impl<R: Clone> Upgrader<R> {
                 let old = new_color.other();
                 run.runs[old.index()] = Which::New;
                 run.enter(now, Phase::Replacing);
-                self.actions.push_back(Action::Restart {
-                    color: old,
-                    release: run.new.clone(),
-                });
+                self.actions.push_back(Action::Restart(old));
                 self.events
                     .push_back(UpgradeEvent::Entered(Phase::Replacing));
             }
@@ -618,10 +609,7 @@ impl<R: Clone> Upgrader<R> {
         };
         self.actions
             .push_back(Action::Promote(run.new_color.other()));
-        self.actions.push_back(Action::Restart {
-            color: run.new_color,
-            release: self.current.clone(),
-        });
+        self.actions.push_back(Action::Restart(run.new_color));
         self.end(Outcome::RolledBack {
             phase: run.phase,
             reason,
@@ -653,7 +641,7 @@ impl<R: Clone> Upgrader<R> {
     }
 
     /// The next thing the driver must do.
-    pub fn poll_action(&mut self) -> Option<Action<R>> {
+    pub fn poll_action(&mut self) -> Option<Action> {
         self.actions.pop_front()
     }
 

@@ -353,7 +353,7 @@ impl UpgradeSim {
                 Action::Promote(color) => {
                     sim.agent.promote(color);
                 }
-                Action::Restart { color, .. } => {
+                Action::Restart(color) => {
                     if let Some(a) = self.applied.as_mut() {
                         if a.fault.victim == color.other() && !a.found {
                             a.overtaken = true;
