@@ -18,6 +18,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tandem_core::ha::upgrade::{
     Action, Outcome, Period, Phase, Policy, RollbackError, StartError, UpgradeEvent, Upgrader,
+    NEW_COLOR,
 };
 use tandem_core::ha::{Color, Nanos, Role};
 use tandem_core::split::Split;
@@ -349,21 +350,21 @@ impl Hub {
             split,
         };
         let now = self.now();
-        let new_color = self.upgrades.start(now, new, policy, &self.sup)?;
+        self.upgrades.start(now, new, policy, &self.sup)?;
         self.drive_upgrade();
         Ok(format!(
-            "upgrading to {shown} ({version:08x}): {new_color} restarts on it from {}'s state and runs as a shadow; `tandem status` shows the phase",
-            new_color.other()
+            "upgrading to {shown} ({version:08x}): {NEW_COLOR} restarts on it from {}'s state and runs as a shadow; `tandem status` shows the phase",
+            NEW_COLOR.other()
         ))
     }
 
     /// `tandem rollback`.
     fn rollback(&mut self) -> Result<String, RollbackError> {
-        let new_color = self.upgrades.handle_rollback()?;
+        self.upgrades.handle_rollback()?;
         self.drive_upgrade();
         Ok(format!(
-            "rolled back: {} serves the old version, {new_color} restarts on it",
-            new_color.other()
+            "rolled back: {} serves the old version, {NEW_COLOR} restarts on it",
+            NEW_COLOR.other()
         ))
     }
 
@@ -404,13 +405,9 @@ impl Hub {
         }
         while let Some(event) = self.upgrades.poll_event() {
             match event {
-                UpgradeEvent::Entered(Phase::Promoted) => {
-                    let new_color = self.upgrades.status(self.now()).map(|s| s.new_color);
-                    self.log(&format!(
-                        "upgrade: {} promoted; the old version shadows it",
-                        new_color.unwrap_or(Color::Green)
-                    ));
-                }
+                UpgradeEvent::Entered(Phase::Promoted) => self.log(&format!(
+                    "upgrade: {NEW_COLOR} promoted; the old version shadows it"
+                )),
                 UpgradeEvent::Entered(Phase::Replacing) => self.log(
                     "upgrade: replacing the old instance with a second copy of the new version",
                 ),
@@ -484,7 +481,7 @@ impl Hub {
             "to": format!("{:08x}", new.version),
             "from_graph": old.file.display().to_string(),
             "to_graph": new.file.display().to_string(),
-            "new_color": status.new_color.name(),
+            "new_color": NEW_COLOR.name(),
             "compared": status.compared,
             "mismatched": status.mismatched,
             "mismatch_rate": status.mismatch_rate,

@@ -30,10 +30,10 @@
 //! is found lost meanwhile, and the new one serves). Each waits at most a
 //! heartbeat timeout past the deadline.
 //!
-//! Releases are opaque (`R`: the runtime's files and executable, the
-//! simulation's version number); [`Upgrader::release`] says which one each
-//! colour runs, and is what the driver starts an instance on. Driving it,
-//! beside the supervisor:
+//! Green always runs the new version first ([`NEW_COLOR`]). Releases are
+//! opaque (`R`: the runtime's files and executable, the simulation's version
+//! number); [`Upgrader::release`] says which one each colour runs, and is
+//! what the driver starts an instance on. Driving it, beside the supervisor:
 //! - a request: [`Upgrader::start`] or [`Upgrader::handle_rollback`];
 //! - the supervisor's [`Event::RoleChanged`](super::Event::RoleChanged):
 //!   [`Upgrader::handle_role`]; an instance lost that the driver did not
@@ -192,13 +192,24 @@ pub enum UpgradeEvent {
     Ended(Outcome),
 }
 
+/// The colour restarted on the new release first (and on the old one again
+/// by a rollback); the other keeps the old release, serving, until the new
+/// one is promoted.
+///
+/// Always green: an upgrade starts only when both instances serve the
+/// current release, so either could go first and nothing but the names
+/// depends on which. Fixing it means every upgrade and rollback restarts
+/// the same colour, the one the docs, logs and status (`new_color`) name.
+pub const NEW_COLOR: Color = Color::Green;
+
+/// The colour that keeps the old version while the new one is tried.
+const OLD_COLOR: Color = NEW_COLOR.other();
+
 /// The figures of a running upgrade, for status.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct UpgradeStatus {
     /// Where it is.
     pub phase: Phase,
-    /// The colour that runs the new version first.
-    pub new_color: Color,
     /// Its policy.
     pub policy: Policy,
     /// The mismatch rate between the two old instances before it.
@@ -227,7 +238,6 @@ struct Run<R> {
     phase: Phase,
     since: Nanos,
     started: Nanos,
-    new_color: Color,
     new: R,
     runs: [Which; 2],
     policy: Policy,
@@ -300,16 +310,16 @@ struct Seen {
 }
 
 impl Seen {
-    fn of(sup: &Supervisor, new_color: Color) -> Seen {
+    fn of(sup: &Supervisor) -> Seen {
         let stats = sup.downstream().stats();
         Seen {
             compared: stats.compared,
             diverged: stats.diverged,
             first: sup.downstream().divergences().first().copied(),
-            new_role: sup.role(new_color),
-            new_live: sup.is_live(new_color),
-            new_processed: sup.processed(new_color),
-            old_processed: sup.processed(new_color.other()),
+            new_role: sup.role(NEW_COLOR),
+            new_live: sup.is_live(NEW_COLOR),
+            new_processed: sup.processed(NEW_COLOR),
+            old_processed: sup.processed(OLD_COLOR),
             head: sup.upstream().head(),
         }
     }
@@ -372,7 +382,6 @@ impl<R> Upgrader<R> {
         let (compared, mismatched) = run.window();
         Some(UpgradeStatus {
             phase: run.phase,
-            new_color: run.new_color,
             policy: run.policy,
             noise_floor: run.noise_floor,
             compared,
@@ -383,15 +392,15 @@ impl<R> Upgrader<R> {
         })
     }
 
-    /// Starts an upgrade to `new`: green restarts on it from blue's state.
-    /// Both instances must be serving. Returns the new colour.
+    /// Starts an upgrade to `new`: [`NEW_COLOR`] restarts on it from the
+    /// other's state. Both instances must be serving.
     pub fn start(
         &mut self,
         now: Nanos,
         new: R,
         policy: Policy,
         sup: &Supervisor,
-    ) -> Result<Color, StartError> {
+    ) -> Result<(), StartError> {
         let stats = sup.downstream().stats();
         self.begin(
             now,
@@ -423,16 +432,14 @@ impl<R> Upgrader<R> {
         policy: Policy,
         redundant: bool,
         (compared, diverged): (u64, u64),
-    ) -> Result<Color, StartError> {
+    ) -> Result<(), StartError> {
         self.refusal(redundant)?;
-        let new_color = Color::Green;
         let mut runs = [Which::Old; 2];
-        runs[new_color.index()] = Which::New;
+        runs[NEW_COLOR.index()] = Which::New;
         self.run = Some(Run {
             phase: Phase::Transfer,
             since: now,
             started: now,
-            new_color,
             new,
             runs,
             policy,
@@ -444,20 +451,19 @@ impl<R> Upgrader<R> {
             timings: Timings::default(),
         });
         self.actions.push_back(Action::ClearDivergences);
-        self.actions.push_back(Action::Restart(new_color));
-        Ok(new_color)
+        self.actions.push_back(Action::Restart(NEW_COLOR));
+        Ok(())
     }
 
     /// `tandem rollback`: possible until the old colour is being replaced.
-    /// Returns the new colour, which restarts on the old release.
-    pub fn handle_rollback(&mut self) -> Result<Color, RollbackError> {
+    /// [`NEW_COLOR`] restarts on the old release.
+    pub fn handle_rollback(&mut self) -> Result<(), RollbackError> {
         match &self.run {
             None => Err(RollbackError::NotRunning),
             Some(run) if run.phase == Phase::Replacing => Err(RollbackError::TooLate),
-            Some(run) => {
-                let new_color = run.new_color;
+            Some(_) => {
                 self.roll_back(RollbackReason::Asked);
-                Ok(new_color)
+                Ok(())
             }
         }
     }
@@ -468,12 +474,12 @@ impl<R> Upgrader<R> {
             return;
         };
         match (run.phase, role) {
-            (Phase::Transfer, Role::Shadow) if color == run.new_color => {
+            (Phase::Transfer, Role::Shadow) if color == NEW_COLOR => {
                 run.timings.to_shadow = Some(elapsed(now, run.started));
                 run.enter(now, Phase::Shadow);
                 self.events.push_back(UpgradeEvent::Entered(Phase::Shadow));
             }
-            (Phase::Replacing, Role::Serving) if color != run.new_color => {
+            (Phase::Replacing, Role::Serving) if color == OLD_COLOR => {
                 run.timings.done = Some(elapsed(now, run.started));
                 let timings = run.timings;
                 self.end_promoted(timings, None);
@@ -489,7 +495,7 @@ impl<R> Upgrader<R> {
         };
         match run.phase {
             Phase::Replacing => {}
-            _ if color == run.new_color => self.roll_back(RollbackReason::NewLost),
+            _ if color == NEW_COLOR => self.roll_back(RollbackReason::NewLost),
             Phase::Transfer => self.roll_back(RollbackReason::OldLostInTransfer),
             Phase::Shadow | Phase::Promoted => {
                 // The new one is all there is: it serves, and the old colour
@@ -504,9 +510,8 @@ impl<R> Upgrader<R> {
     /// Reads the comparison figures and roles of `sup`: rolls back past
     /// policy or a deadline, and moves on when a period is over.
     pub fn handle_tick(&mut self, now: Nanos, sup: &Supervisor) {
-        if let Some(run) = &self.run {
-            let seen = Seen::of(sup, run.new_color);
-            self.tick(now, seen);
+        if self.run.is_some() {
+            self.tick(now, Seen::of(sup));
         }
     }
 
@@ -554,20 +559,18 @@ impl<R> Upgrader<R> {
         if !seen.new_live || seen.new_processed < fence {
             return;
         }
-        let new_color = run.new_color;
         match run.phase {
             Phase::Shadow => {
                 run.timings.to_promoted = Some(elapsed(now, run.started));
                 run.enter(now, Phase::Promoted);
-                self.actions.push_back(Action::Promote(new_color));
+                self.actions.push_back(Action::Promote(NEW_COLOR));
                 self.events
                     .push_back(UpgradeEvent::Entered(Phase::Promoted));
             }
             Phase::Promoted => {
-                let old = new_color.other();
-                run.runs[old.index()] = Which::New;
+                run.runs[OLD_COLOR.index()] = Which::New;
                 run.enter(now, Phase::Replacing);
-                self.actions.push_back(Action::Restart(old));
+                self.actions.push_back(Action::Restart(OLD_COLOR));
                 self.events
                     .push_back(UpgradeEvent::Entered(Phase::Replacing));
             }
@@ -597,7 +600,7 @@ impl<R> Upgrader<R> {
         }
         let warning = Warning::NotServingYet {
             deadline,
-            color: run.new_color.other(),
+            color: OLD_COLOR,
         };
         let timings = run.timings;
         self.end_promoted(timings, Some(warning));
@@ -607,9 +610,8 @@ impl<R> Upgrader<R> {
         let Some(run) = self.run.take() else {
             return;
         };
-        self.actions
-            .push_back(Action::Promote(run.new_color.other()));
-        self.actions.push_back(Action::Restart(run.new_color));
+        self.actions.push_back(Action::Promote(OLD_COLOR));
+        self.actions.push_back(Action::Restart(NEW_COLOR));
         self.end(Outcome::RolledBack {
             phase: run.phase,
             reason,

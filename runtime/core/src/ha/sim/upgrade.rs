@@ -29,7 +29,7 @@ use super::{
 use crate::ha::event::Event;
 use crate::ha::msg::{Color, Nanos, ToAgent};
 use crate::ha::upgrade::{
-    Action, Outcome, Period, Phase, Policy, RollbackReason, UpgradeEvent, Upgrader,
+    Action, Outcome, Period, Phase, Policy, RollbackReason, UpgradeEvent, Upgrader, NEW_COLOR,
 };
 use crate::record::{Record, Seq};
 use std::collections::BTreeMap;
@@ -38,8 +38,6 @@ use std::collections::BTreeMap;
 const OLD: u32 = 1;
 /// The version upgraded to.
 const NEW: u32 = 2;
-/// The colour the upgrader starts the new version on.
-const NEW_COLOR: Color = Color::Green;
 
 /// One crash or hang, in one phase.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
