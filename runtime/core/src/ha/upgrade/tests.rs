@@ -21,7 +21,7 @@ fn policy(period: Period) -> Policy {
 /// An upgrader from release 1 to 2 started at 0 with 100 ms periods.
 fn started(period: Period) -> Upgrader<u32> {
     let mut up = Upgrader::new(1);
-    assert_eq!(up.begin(Nanos(0), 2, policy(period), true, (0, 0)), Ok(NEW));
+    assert_eq!(up.begin(Nanos(0), 2, policy(period), true, (0, 0)), Ok(()));
     up
 }
 
@@ -84,7 +84,7 @@ fn rolled_back(up: &mut Upgrader<u32>) -> (Phase, RollbackReason) {
 fn start_restarts_the_new_colour_on_the_new_release() {
     let mut up = Upgrader::new(1);
     let start = up.begin(Nanos(5), 2, policy(Period::Records(10)), true, (1000, 10));
-    assert_eq!(start, Ok(NEW));
+    assert_eq!(start, Ok(()));
     assert_eq!(
         actions(&mut up),
         [Action::ClearDivergences, Action::Restart(NEW)]
@@ -314,7 +314,7 @@ fn a_mismatch_in_transfer_is_not_the_new_versions() {
 #[test]
 fn asking_rolls_back_until_the_old_colour_is_replaced() {
     let mut up = shadowing(Period::Records(10));
-    assert_eq!(up.handle_rollback(), Ok(NEW));
+    assert_eq!(up.handle_rollback(), Ok(()));
     let (phase, reason) = rolled_back(&mut up);
     assert_eq!(
         (phase, reason.to_string().as_str()),
