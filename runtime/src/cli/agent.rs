@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use tandem::up::ask::AskError;
+
 use super::{Printed, INVALID};
 
 /// Where a command finds the control socket of a running `tandem up`.
@@ -96,52 +98,36 @@ pub fn top(agent: &AgentDirs, every: Duration) -> Printed {
 
 /// Sends one request to the agent and prints its answer; exit 1 when it refuses.
 fn ask(agent: &AgentDirs, line: &str) -> Printed {
-    let socket = agent.socket();
-    match tandem::up::control::request(&socket, line) {
-        Ok(answer) => match answer.strip_prefix("ok: ") {
-            Some(text) => {
-                outln!("{text}")?;
-                Ok(ExitCode::SUCCESS)
-            }
-            None => {
-                eprintln!(
-                    "tandem: {}",
-                    answer.strip_prefix("error: ").unwrap_or(&answer)
-                );
-                Ok(ExitCode::from(INVALID))
-            }
-        },
-        Err(e) => {
-            eprintln!("tandem: {}", no_agent(&socket, &e));
-            Ok(ExitCode::from(INVALID))
+    match tandem::up::ask::ask(&agent.socket(), line) {
+        Ok(text) => {
+            outln!("{text}")?;
+            Ok(ExitCode::SUCCESS)
         }
+        Err(e) => Ok(not_answered(&e)),
     }
 }
 
-/// What to say when no agent answers on `socket`.
-fn no_agent(socket: &Path, e: &dyn std::fmt::Display) -> String {
-    format!(
-        "no `tandem up` answers on {} ({e}); give the --state-dir (or --runtime-dir) it was \
-         started with; for the service, `systemctl status tandem` says whether it runs",
-        socket.display()
-    )
+/// Says why the agent gave no answer to use; exit 1.
+fn not_answered(e: &AskError) -> ExitCode {
+    match e {
+        AskError::Unanswered { socket, source } => eprintln!(
+            "tandem: no `tandem up` answers on {} ({source}); give the --state-dir (or \
+             --runtime-dir) it was started with; for the service, `systemctl status tandem` says \
+             whether it runs",
+            socket.display()
+        ),
+        AskError::Refused(_) | AskError::Unexpected(_) => eprintln!("tandem: {e}"),
+    }
+    ExitCode::from(INVALID)
 }
 
 /// `tandem status [--json]`.
 pub fn status(agent: &AgentDirs, json: bool) -> Printed {
-    let socket = agent.socket();
-    let answer = match tandem::up::control::request(&socket, "status") {
-        Ok(answer) => answer,
-        Err(e) => {
-            eprintln!("tandem: {}", no_agent(&socket, &e));
-            return Ok(ExitCode::from(INVALID));
-        }
-    };
     // A refusal (another user, a busy agent) is an error, with --json too.
-    if let Some(reason) = answer.strip_prefix("error: ") {
-        eprintln!("tandem: {reason}");
-        return Ok(ExitCode::from(INVALID));
-    }
+    let answer = match tandem::up::ask::ask_status(&agent.socket()) {
+        Ok(answer) => answer,
+        Err(e) => return Ok(not_answered(&e)),
+    };
     if json {
         outln!("{answer}")?;
         return Ok(ExitCode::SUCCESS);

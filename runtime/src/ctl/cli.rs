@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use crate::up::ask::AskError;
+
 use super::daemon::{self, Options};
 use super::enrol::Enrolment;
 
@@ -163,28 +165,18 @@ pub fn run(command: CtlCommand) -> ExitCode {
 
 /// Sends one request to the running controller; its answer, or the exit code.
 fn ask(dir: &Path, line: &str) -> Result<String, ExitCode> {
-    let socket = daemon::socket(dir);
-    match crate::up::control::request(&socket, line) {
-        Ok(answer) => match answer.strip_prefix("ok: ") {
-            Some(text) => Ok(text.to_owned()),
-            None => {
-                eprintln!(
-                    "tandem ctl: {}",
-                    answer.strip_prefix("error: ").unwrap_or(&answer)
-                );
-                Err(ExitCode::from(1))
-            }
-        },
-        Err(e) => {
-            eprintln!(
-                "tandem ctl: no controller answers on {} ({e}); start one with `tandem ctl serve \
-                 --dir {}`",
+    crate::up::ask::ask(&daemon::socket(dir), line).map_err(|e| {
+        match e {
+            AskError::Unanswered { socket, source } => eprintln!(
+                "tandem ctl: no controller answers on {} ({source}); start one with `tandem ctl \
+                 serve --dir {}`",
                 socket.display(),
                 dir.display()
-            );
-            Err(ExitCode::from(1))
+            ),
+            AskError::Refused(_) | AskError::Unexpected(_) => eprintln!("tandem ctl: {e}"),
         }
-    }
+        ExitCode::from(1)
+    })
 }
 
 /// `tandem ctl status` for people.

@@ -16,6 +16,7 @@
 //! - `toggles.rs`: the graph's feature toggles and their kept positions.
 
 pub mod agent;
+pub mod ask;
 pub mod control;
 pub mod dirs;
 pub mod ends;
