@@ -143,19 +143,15 @@ fn instance_line(i: &InstanceStatus) -> String {
 /// Why `tandem status` cannot show the agent's answer.
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
-    /// The agent refused the request; its reason.
-    #[error("{0}")]
-    Refused(String),
     /// The answer is not the status JSON.
     #[error("unreadable status: {0}")]
     Unreadable(#[source] serde_json::Error),
 }
 
-/// Renders the JSON status as `tandem status` prints it for people.
+/// Renders the JSON status as `tandem status` prints it for people. A
+/// refusal is not its to show: [`super::ask::ask_status`] returns it as an
+/// error, before there is any JSON to render.
 pub fn render(json: &str) -> Result<String, RenderError> {
-    if let Some(reason) = json.strip_prefix("error: ") {
-        return Err(RenderError::Refused(reason.to_owned()));
-    }
     let v: Value = serde_json::from_str(json).map_err(RenderError::Unreadable)?;
     let mut out = format!(
         "graph {}  agent pid {}  head {}  emitted {}  compared {}  divergence {}\n",
@@ -273,14 +269,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_refusal_from_the_agent_is_shown_as_its_reason() {
-        let said = render("error: the agent is busy answering other requests; try again")
-            .err()
-            .map(|e| e.to_string());
-        assert_eq!(
-            said.as_deref(),
-            Some("the agent is busy answering other requests; try again")
-        );
+    fn an_answer_that_is_not_the_status_is_unreadable() {
         let said = render("{\"graph\":").err().map(|e| e.to_string());
         assert!(
             said.as_deref()
