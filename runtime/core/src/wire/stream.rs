@@ -10,10 +10,11 @@
 //! always has one size (a heartbeat, a barrier, ...) declared with another
 //! length is refused as soon as its header is here
 //! ([`WireError::WrongLength`]), where `decode` waits for the body and finds
-//! it truncated or too long. A frame other than a batch is given room as
-//! its bytes arrive, not by the length it declares: a peer declaring a
-//! 16 MiB snapshot chunk costs what it sends, not the cap. (A batch's
-//! records are reserved at once, from a count checked against the length.)
+//! it truncated or too long. A frame other than a batch is given room for
+//! at most [`UPFRONT`] bytes at once, then as its bytes arrive: a peer
+//! declaring a 16 MiB snapshot chunk costs what it sends, not the cap. (A
+//! batch's records are reserved at once, from a count checked against the
+//! length.)
 
 use std::marker::PhantomData;
 
@@ -67,6 +68,10 @@ impl Filling {
         }
     }
 }
+
+/// Room a frame other than a batch is given before its bytes arrive: a
+/// whole snapshot chunk (1 MiB and its fields) at once.
+pub const UPFRONT: usize = 2 << 20;
 
 /// Takes messages of type `M` off a stream that arrives in pieces (see the
 /// module docs).
@@ -191,9 +196,16 @@ impl<M: Message> StreamDecoder<M> {
                 });
                 continue;
             }
-            // Any other frame is gathered whole, then decoded. `head` grows
-            // as its bytes arrive, not by the length declared: a snapshot
-            // chunk holds what has come of it (the cap still bounds it).
+            // Any other frame is gathered whole, then decoded. `head` takes
+            // room for a whole frame up to UPFRONT at once (a snapshot
+            // chunk, 1 MiB, in one allocation and one copy); past that it
+            // grows as bytes arrive, not by the length declared, so a peer
+            // declaring a frame at the cap costs what it sends.
+            self.head.reserve(
+                (LEN_BYTES + len)
+                    .min(UPFRONT)
+                    .saturating_sub(self.head.len()),
+            );
             self.gather(src, LEN_BYTES + len);
             if self.head.len() < LEN_BYTES + len {
                 return Ok(None);
@@ -390,7 +402,7 @@ mod tests {
         assert_eq!(decoder.decode(&mut first), Ok(None));
         assert_eq!(decoder.buffered(), 1200);
         assert!(
-            decoder.head_capacity() < 64 << 10,
+            decoder.head_capacity() <= UPFRONT,
             "{} bytes reserved for 1200 received of an 8 MiB chunk",
             decoder.head_capacity()
         );
