@@ -116,7 +116,9 @@ fn not_answered(e: &AskError) -> ExitCode {
              whether it runs",
             socket.display()
         ),
-        AskError::Refused(_) | AskError::Unexpected(_) => eprintln!("tandem: {e}"),
+        AskError::Refused(_) | AskError::Silent { .. } | AskError::Unexpected(_) => {
+            eprintln!("tandem: {e}")
+        }
     }
     ExitCode::from(INVALID)
 }

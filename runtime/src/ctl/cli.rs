@@ -173,7 +173,9 @@ fn ask(dir: &Path, line: &str) -> Result<String, ExitCode> {
                 socket.display(),
                 dir.display()
             ),
-            AskError::Refused(_) | AskError::Unexpected(_) => eprintln!("tandem ctl: {e}"),
+            AskError::Refused(_) | AskError::Silent { .. } | AskError::Unexpected(_) => {
+                eprintln!("tandem ctl: {e}")
+            }
         }
         ExitCode::from(1)
     })

@@ -22,8 +22,14 @@ pub enum AskError {
     /// request); its reason.
     #[error("{0}")]
     Refused(String),
-    /// An answer that is neither accepted nor refused, such as none at all
-    /// when the server closed the connection unanswered; as it came.
+    /// The server closed the connection without a word (it stopped, or
+    /// crashed, while answering).
+    #[error("{} closed the connection without answering", socket.display())]
+    Silent {
+        /// The socket asked.
+        socket: PathBuf,
+    },
+    /// An answer that is neither accepted nor refused; as it came.
     #[error("{0}")]
     Unexpected(String),
 }
@@ -48,10 +54,16 @@ pub fn ask_status(socket: &Path) -> Result<String, AskError> {
 }
 
 fn send(socket: &Path, line: &str) -> Result<String, AskError> {
-    super::control::request(socket, line).map_err(|source| AskError::Unanswered {
+    let answer = super::control::request(socket, line).map_err(|source| AskError::Unanswered {
         socket: socket.to_path_buf(),
         source,
-    })
+    })?;
+    if answer.is_empty() {
+        return Err(AskError::Silent {
+            socket: socket.to_path_buf(),
+        });
+    }
+    Ok(answer)
 }
 
 /// An answer that is not `ok: `: the reason of an `error: `, or the whole.
@@ -128,6 +140,19 @@ mod tests {
         let (asked, status) = answered("{\"graph\":\"g\"}");
         assert_eq!(said(asked), Err("other: {\"graph\":\"g\"}".into()));
         assert_eq!(said(status), Ok("{\"graph\":\"g\"}".into()));
+    }
+
+    #[test]
+    fn a_server_that_closes_without_a_word_is_no_answer() {
+        let (asked, status) = answered("");
+        for said in [asked, status] {
+            let said = said.err().map(|e| e.to_string());
+            assert!(
+                said.as_deref()
+                    .is_some_and(|s| s.ends_with("closed the connection without answering")),
+                "{said:?}"
+            );
+        }
     }
 
     #[test]
