@@ -23,7 +23,7 @@
 //!   the agent's figure is not the bench's; target at most 64 MB each.
 //!
 //! Environment: `TANDEM_HA_RATE` (source rate of the throughput run, default
-//! 6e6 records/s, more than the path carries on a 2-core machine: the agent
+//! 15e6 records/s, more than the path carries on a 2-core machine: the agent
 //! holds its input back when an instance falls behind, so the sink's rate is
 //! the capacity), `TANDEM_HA_KILLS` (default 10),
 //! `TANDEM_HA_FAILOVER_SECS` (default 35), `TANDEM_HA_ONLY` (a comma list of
