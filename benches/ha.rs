@@ -15,6 +15,9 @@
 //! - `snapshot_10mb_ms`: 10 MB of vertex state snapshotted, encoded as a
 //!   checkpoint image, sent in 1 MB chunks over a loopback quinn link,
 //!   decoded and restored into a fresh vertex (median of a few runs);
+//! - `one_vertex_records_per_sec`: the throughput run with `scale` alone
+//!   on each instance instead of the five vertices: what the path carries
+//!   when the vertices cost next to nothing;
 //! - `baselines.raw_quinn`: one raw quinn stream with the same frames;
 //! - `agent_peak_rss_mb`, `blue_peak_rss_mb`, `green_peak_rss_mb`: peak
 //!   resident memory (VmHWM) of each process at the end of a saturation run
@@ -27,7 +30,7 @@
 //! holds its input back when an instance falls behind, so the sink's rate is
 //! the capacity), `TANDEM_HA_KILLS` (default 10),
 //! `TANDEM_HA_FAILOVER_SECS` (default 35), `TANDEM_HA_ONLY` (a comma list of
-//! raw, throughput, rss, latency, failover, snapshot).
+//! raw, throughput, one, rss, latency, failover, snapshot).
 //!
 //! Agents start through `tandem::harness`, the one harness for `tandem up`
 //! in tests and benches.
@@ -88,10 +91,21 @@ fn rejoin_retention(rate: f64) -> u64 {
     ((rate * 0.5) as u64).clamp(65_536, 16_777_216)
 }
 
-/// Source on the agent; five vertices on each instance; the probe on the
-/// agent; `retention` records kept for replay.
-fn graph_text(rate: f64, batch: usize, retention: u64) -> String {
-    format!(
+/// What each instance runs between the source and the probe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Chain {
+    /// scale, range_check, deadband, ewma, integrate (two records out for
+    /// each record in): the bench's graph.
+    Five,
+    /// scale alone (one out for each in): what the path carries when the
+    /// vertices cost next to nothing.
+    One,
+}
+
+/// Source on the agent; `chain` on each instance; the probe on the agent;
+/// `retention` records kept for replay.
+fn graph_text(rate: f64, batch: usize, retention: u64, chain: Chain) -> String {
+    let text = format!(
         r#"
 [graph]
 name = "ha-bench"
@@ -138,7 +152,18 @@ inputs = ["ewma"]
 kind = "count"
 inputs = ["integrate"]
 "#
-    )
+    );
+    match chain {
+        Chain::Five => text,
+        Chain::One => {
+            // The same file, cut after `scale`, the probe reading it.
+            let cut = text.find("[vertices.range]").unwrap_or(text.len());
+            format!(
+                "{}[sinks.probe]\nkind = \"count\"\ninputs = [\"scale\"]\n",
+                &text[..cut]
+            )
+        }
+    }
 }
 
 // ---------------------------------------------------------------- probe
@@ -218,11 +243,11 @@ fn this_exe() -> std::path::PathBuf {
     std::env::current_exe().expect("bench executable path")
 }
 
-fn start_up(label: &str, rate: f64, batch: usize, run_for: Duration) -> Up {
+fn start_up(label: &str, rate: f64, batch: usize, run_for: Duration, chain: Chain) -> Up {
     let dir = Scratch::new(&format!("ha-bench-{label}"));
     let file = dir.write(
         "ha-bench.toml",
-        &graph_text(rate, batch, rejoin_retention(rate)),
+        &graph_text(rate, batch, rejoin_retention(rate), chain),
     );
     let mut config = agent_config(&file, &dir.state(), this_exe())
         .unwrap_or_else(|e| panic!("bench graph: {e}"));
@@ -305,7 +330,10 @@ fn rss_line(name: &str, mb: Option<f64>) -> String {
 fn peak_rss(rate: f64, warm: Duration, measure: Duration) -> [Option<f64>; 3] {
     let dir = Scratch::new("ha-bench-rss");
     // A larger ring adds 32 bytes per record (docs/ha.md, "Memory").
-    let file = dir.write("ha-bench.toml", &graph_text(rate, BATCH, RSS_RETENTION));
+    let file = dir.write(
+        "ha-bench.toml",
+        &graph_text(rate, BATCH, RSS_RETENTION, Chain::Five),
+    );
     let mut up = Launcher::new(this_exe(), file, dir.state())
         .args(["--batch", &BATCH.to_string(), "--checkpoint-every", "1s"])
         .bound(Duration::from_secs(60))
@@ -422,12 +450,13 @@ impl CpuWindow {
 
 /// Records per second at the probe, measured for `measure` after `warm`,
 /// and how many instance restarts happened in that window.
-fn throughput(rate: f64, warm: Duration, measure: Duration) -> (f64, u64) {
+fn throughput(rate: f64, warm: Duration, measure: Duration, chain: Chain) -> (f64, u64) {
     let up = start_up(
         "throughput",
         rate,
         BATCH,
         warm + measure + Duration::from_secs(4),
+        chain,
     );
     let started = Instant::now();
     match up.both_serving(Duration::from_secs(8)) {
@@ -469,7 +498,13 @@ fn throughput(rate: f64, warm: Duration, measure: Duration) -> (f64, u64) {
 
 /// Latency histogram (ns) at `rate` records/s, one record per poll.
 fn latency(rate: f64, warm: Duration, measure: Duration) -> Histogram<u64> {
-    let up = start_up("latency", rate, 1, warm + measure + Duration::from_secs(4));
+    let up = start_up(
+        "latency",
+        rate,
+        1,
+        warm + measure + Duration::from_secs(4),
+        Chain::Five,
+    );
     let _ = up.both_serving(Duration::from_secs(5));
     std::thread::sleep(warm);
     up.probe.measuring.store(true, Ordering::Relaxed);
@@ -499,7 +534,7 @@ struct Failover {
 
 fn failover(kills: usize, budget: Duration) -> Failover {
     // 200 k records/s, 100 per poll: the probe hears something every 0.5 ms.
-    let up = start_up("failover", 200_000.0, 100, budget);
+    let up = start_up("failover", 200_000.0, 100, budget, Chain::Five);
     let deadline = Instant::now() + budget - Duration::from_secs(3);
     let window = Duration::from_millis(500);
     let mut result = Failover {
@@ -765,7 +800,12 @@ fn main() {
     });
 
     let tput = runs("throughput").then(|| {
-        let (tput, restarts) = throughput(rate, Duration::from_secs(2), Duration::from_secs(4));
+        let (tput, restarts) = throughput(
+            rate,
+            Duration::from_secs(2),
+            Duration::from_secs(4),
+            Chain::Five,
+        );
         println!(
             "end to end, source at {:.1} M/s:        {:>8.2} M records/s, {restarts} instance restarts while measuring",
             rate / 1e6,
@@ -774,6 +814,22 @@ fn main() {
         tput
     });
     let ratio = tput.zip(raw).map(|(t, r)| t / r);
+
+    // The same path with one vertex: how much of the limit is the vertices'.
+    let one = runs("one").then(|| {
+        let (one, restarts) = throughput(
+            rate,
+            Duration::from_secs(2),
+            Duration::from_secs(4),
+            Chain::One,
+        );
+        let of_raw = raw.map_or(String::new(), |r| format!(" ({:.2} of raw quinn)", one / r));
+        println!(
+            "end to end, one vertex instead of five:    {:>8.2} M records/s{of_raw}, {restarts} instance restarts while measuring",
+            one / 1e6,
+        );
+        one
+    });
 
     let lat = runs("latency").then(|| {
         let lat_rate = 10_000.0;
@@ -875,7 +931,7 @@ fn main() {
     }
     println!("targets: >= 2 M records/s, failover gap p99 <= 10 ms, 10 MB snapshot <= 25 ms, peak rss <= {RSS_TARGET_MB:.0} MB per process");
     let line = format!(
-        r#"{{"records_per_sec": {}, "p50_us": {}, "p99_us": {}, "failover_gap_p99_ms": {}, "snapshot_10mb_ms": {}, "ratio_raw_quinn": {}, "agent_peak_rss_mb": {}, "blue_peak_rss_mb": {}, "green_peak_rss_mb": {}, "peak_rss_target_mb": {RSS_TARGET_MB:.0}, "baselines": {{"raw_quinn": {}}}}}"#,
+        r#"{{"records_per_sec": {}, "p50_us": {}, "p99_us": {}, "failover_gap_p99_ms": {}, "snapshot_10mb_ms": {}, "ratio_raw_quinn": {}, "agent_peak_rss_mb": {}, "blue_peak_rss_mb": {}, "green_peak_rss_mb": {}, "peak_rss_target_mb": {RSS_TARGET_MB:.0}, "one_vertex_records_per_sec": {}, "baselines": {{"raw_quinn": {}}}}}"#,
         num(tput, 0),
         num(lat.map(|l| l.0), 1),
         num(lat.map(|l| l.1), 1),
@@ -885,6 +941,7 @@ fn main() {
         num(rss_mb(0), 1),
         num(rss_mb(1), 1),
         num(rss_mb(2), 1),
+        num(one, 0),
         num(raw, 0),
     );
     if json {
