@@ -7,7 +7,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::agent::{Agent, Control};
-use crate::up::agent::AgentConfig;
+use crate::up::agent::{AgentConfig, AgentError};
 use crate::up::dirs::StateDir;
 use crate::up::graph::{self, Opening, SplitGraphError};
 
@@ -30,7 +30,7 @@ pub fn agent_config(file: &Path, state: &Path, program: PathBuf) -> Result<Agent
 pub struct InProcess {
     control: Control,
     state: StateDir,
-    agent: JoinHandle<Result<(), String>>,
+    agent: JoinHandle<Result<(), AgentError>>,
     /// When its `run_for` ends, if it has one.
     ends_at: Option<Instant>,
 }
@@ -99,7 +99,7 @@ pub enum Unfinished {
     /// It had not returned this long after its run ended; its thread runs on.
     LeftBehind(Duration),
     /// It returned this error.
-    Failed(String),
+    Failed(AgentError),
     /// Its thread panicked.
     Panicked,
 }

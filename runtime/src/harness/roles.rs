@@ -60,5 +60,5 @@ fn up(args: &[String]) -> Result<(), String> {
     config.run_for = args.run_for;
     config.checkpoint_every = args.checkpoint_every;
     config.batch = args.batch;
-    crate::up::agent::run(config)
+    crate::up::agent::run(config).map_err(|e| e.to_string())
 }

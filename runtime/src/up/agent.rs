@@ -24,14 +24,15 @@ use tandem_core::Seq;
 use tokio::sync::mpsc::unbounded_channel;
 
 use super::control::{self, Envelope};
-use super::dirs::StateDir;
+use super::dirs::{LockError, StateDir};
 use super::ends::{relay, Encode, Encoded};
 use super::hub::{Ended, Hub, Inputs, Wiring};
 use super::links::{accept, Conn, FrameBudget};
 use super::toggles::Toggles as KeptToggles;
+use crate::checkpoint::numbering::OpenError;
 use crate::checkpoint::{GraphStamp, Reservation};
-use crate::net::{Server, TransportOptions};
-use crate::topology::{Attached, RunOptions, Topology};
+use crate::net::{CaError, EndpointError, Server, TransportOptions};
+use crate::topology::{Attached, RunError, RunOptions, StartError, Topology};
 use crate::Clock;
 use tandem_nodes::io::mqtt::MqttSink;
 use tandem_nodes::io::toggles::{Switches, Toggles};
@@ -96,8 +97,56 @@ const CONN_BYTES: usize = 2 << 20;
 /// sinks that keep up take a batch at a time).
 pub(super) const EGRESS_RECORDS: usize = 1 << 15;
 
+/// Why the agent could not start, or did not end cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// Another agent holds the state directory.
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    /// The site's certificate authority could not be read or made.
+    #[error("site CA: {0}")]
+    SiteCa(#[source] CaError),
+    /// A certificate of the agent or an instance could not be issued or read.
+    #[error("certificate for {name}: {source}")]
+    Certificate {
+        /// Whose: agent, blue or green.
+        name: &'static str,
+        /// Why.
+        source: CaError,
+    },
+    /// The agent's own certificate or the site's trust could not be read
+    /// (the message names the file).
+    #[error(transparent)]
+    Credentials(CaError),
+    /// The numbering mark could not be read or reserved.
+    #[error(transparent)]
+    Numbering(#[from] OpenError),
+    /// The network runtime could not start.
+    #[error("cannot start the network runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    /// The QUIC endpoint for the instances could not be opened.
+    #[error(transparent)]
+    Endpoint(#[from] EndpointError),
+    /// The endpoint's address could not be read.
+    #[error("cannot read the agent's address: {0}")]
+    Address(#[source] std::io::Error),
+    /// A sink, source or toggle of the agent's own part could not be built
+    /// (the message names the node and what is wrong).
+    #[error("{0}")]
+    Node(String),
+    /// The agent's ingress or egress could not start.
+    #[error(transparent)]
+    Start(#[from] StartError),
+    /// `--metrics` cannot listen where it was asked (the message says where).
+    #[error("{0}")]
+    Metrics(String),
+    /// A sink failed while the agent ran.
+    #[error(transparent)]
+    Egress(#[from] RunError),
+}
+
 /// Runs the agent until Ctrl-C, `--for`, or the end of the input.
-pub fn run(config: AgentConfig) -> Result<(), String> {
+pub fn run(config: AgentConfig) -> Result<(), AgentError> {
     run_with_metrics(config, None)
 }
 
@@ -106,17 +155,14 @@ pub fn run(config: AgentConfig) -> Result<(), String> {
 pub fn run_with_metrics(
     mut config: AgentConfig,
     metrics: Option<SocketAddr>,
-) -> Result<(), String> {
-    let _lock = config.state.lock().map_err(|e| e.to_string())?;
-    let ca = config
-        .state
-        .site_ca()
-        .map_err(|e| format!("site CA: {e}"))?;
+) -> Result<(), AgentError> {
+    let _lock = config.state.lock()?;
+    let ca = config.state.site_ca().map_err(AgentError::SiteCa)?;
     for name in ["agent", "blue", "green"] {
         config
             .state
             .issue(&ca, name)
-            .map_err(|e| format!("certificate for {name}: {e}"))?;
+            .map_err(|source| AgentError::Certificate { name, source })?;
     }
     let resume = config.state.newest_checkpoint(&config.stamp.name);
     let checkpointed = match &resume {
@@ -131,14 +177,13 @@ pub fn run_with_metrics(
         None => Seq::ZERO,
     };
     // Numbers the last run may have emitted past its checkpoint stay used.
-    let numbering =
-        Reservation::open(config.state.root(), checkpointed).map_err(|e| e.to_string())?;
+    let numbering = Reservation::open(config.state.root(), checkpointed)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("tandem-agent")
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the network runtime: {e}"))?;
+        .map_err(AgentError::Runtime)?;
     let egress = std::mem::take(&mut config.egress);
     runtime.block_on(serve(config, numbering, egress, metrics))
 }
@@ -154,18 +199,20 @@ async fn serve(
     numbering: Reservation,
     mut attached: Attached,
     metrics: Option<SocketAddr>,
-) -> Result<(), String> {
+) -> Result<(), AgentError> {
     let after = numbering.after();
-    let identity = config.state.identity("agent").map_err(|e| e.to_string())?;
-    let trust = config.state.trust().map_err(|e| e.to_string())?;
+    let identity = config
+        .state
+        .identity("agent")
+        .map_err(AgentError::Credentials)?;
+    let trust = config.state.trust().map_err(AgentError::Credentials)?;
     let server = Server::bind(
         config.listen,
         &identity,
         &trust,
         TransportOptions::for_peer(config.listen),
-    )
-    .map_err(|e| e.to_string())?;
-    let addr = server.local_addr().map_err(|e| e.to_string())?;
+    )?;
+    let addr = server.local_addr().map_err(AgentError::Address)?;
 
     // Egress: merged output -> sinks.
     // Unbounded, so the hub never waits on it; the hub holds input back
@@ -180,15 +227,15 @@ async fn serve(
         config.state.root(),
         &mut attached,
         &board,
-    )?;
+    )
+    .map_err(AgentError::Node)?;
     let options = RunOptions {
         clock: Clock::Wall,
         span: None,
         hold_at_end: false,
         batch: config.batch,
     };
-    let (egress, _) = Topology::start_with(&config.split.egress, options, None, attached)
-        .map_err(|e| e.to_string())?;
+    let (egress, _) = Topology::start_with(&config.split.egress, options, None, attached)?;
 
     // Ingress: sources -> sequenced batches for the hub.
     // Bounded: when the hub stops taking batches (both instances behind),
@@ -210,7 +257,7 @@ async fn serve(
     attached
         .sinks
         .insert(TO_INSTANCES.to_owned(), Box::new(sink));
-    let toggles = attach_toggles(&config.split.ingress, &mut attached)?;
+    let toggles = attach_toggles(&config.split.ingress, &mut attached).map_err(AgentError::Node)?;
     // Before the first poll, so the kept positions are the first ones sent.
     let positions = toggle_positions(&config.state, &toggles);
     let options = RunOptions {
@@ -227,8 +274,7 @@ async fn serve(
         None,
         attached,
         Some(numbering),
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
 
     // Bounded: when the hub is behind, links stop being read, and the
     // instances' output waits in QUIC's flow control and then in them.
@@ -241,7 +287,9 @@ async fn serve(
 
     let (request_tx, request_rx) = unbounded_channel::<Envelope>();
     if let Some(addr) = metrics {
-        let listener = crate::metrics::http::bind(addr).await?;
+        let listener = crate::metrics::http::bind(addr)
+            .await
+            .map_err(AgentError::Metrics)?;
         let bound = listener.local_addr().unwrap_or(addr);
         board.set_endpoint(bound);
         tracing::info!("metrics on http://{bound}/metrics (and /livez, /readyz)");
@@ -324,10 +372,8 @@ async fn serve(
     ingress.stop();
     drop(to_sinks);
     let _ = ingress.join();
-    match egress.join() {
-        Ok(report) => eprint!("{}", report.table()),
-        Err(e) => return Err(e.to_string()),
-    }
+    let report = egress.join()?;
+    eprint!("{}", report.table());
     Ok(())
 }
 
