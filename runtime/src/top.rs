@@ -36,12 +36,14 @@ fn show(
     every: Duration,
 ) -> Result<(), String> {
     loop {
-        let view = match crate::up::control::request(socket, "status") {
+        let view = match crate::up::ask::ask_status(socket) {
             Ok(json) => serde_json::from_str(&json).map_err(|e| format!("unreadable status: {e}")),
-            Err(e) => Err(format!(
-                "no `tandem up` answers on {} ({e}); retrying",
+            Err(crate::up::ask::AskError::Unanswered { source, .. }) => Err(format!(
+                "no `tandem up` answers on {} ({source}); retrying",
                 socket.display()
             )),
+            // Refused (busy) or closed unanswered: said as it is.
+            Err(e) => Err(format!("{e}; retrying")),
         };
         terminal
             .draw(|frame| draw(frame, &view, every))

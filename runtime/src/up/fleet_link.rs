@@ -277,7 +277,7 @@ impl FleetLink {
         let socket = self.socket.clone();
         let history_file = self.history.clone();
         let read = tokio::task::spawn_blocking(move || {
-            let status = crate::up::control::request(&socket, "status")
+            let status = crate::up::ask::ask_status(&socket)
                 .ok()
                 .and_then(|text| serde_json::from_str::<Value>(&text).ok())
                 .unwrap_or(Value::Null);
