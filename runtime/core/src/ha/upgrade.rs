@@ -226,20 +226,12 @@ pub struct UpgradeStatus {
     pub timings: Timings,
 }
 
-/// Which release a colour runs during an upgrade.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Which {
-    Old,
-    New,
-}
-
 #[derive(Clone, Debug)]
 struct Run<R> {
     phase: Phase,
     since: Nanos,
     started: Nanos,
     new: R,
-    runs: [Which; 2],
     policy: Policy,
     noise_floor: f64,
     /// Downstream (compared, diverged) when the current period began, and now.
@@ -358,10 +350,12 @@ impl<R> Upgrader<R> {
         self.run.as_ref().map(|run| &run.new)
     }
 
-    /// What `color` runs, or is to be started on.
+    /// What `color` runs, or is to be started on: during an upgrade the
+    /// new colour runs the new release, and the old colour too once it is
+    /// being replaced.
     pub fn release(&self, color: Color) -> &R {
         match &self.run {
-            Some(run) if run.runs[color.index()] == Which::New => &run.new,
+            Some(run) if color == NEW_COLOR || run.phase == Phase::Replacing => &run.new,
             _ => &self.current,
         }
     }
@@ -434,14 +428,11 @@ impl<R> Upgrader<R> {
         (compared, diverged): (u64, u64),
     ) -> Result<(), StartError> {
         self.refusal(redundant)?;
-        let mut runs = [Which::Old; 2];
-        runs[NEW_COLOR.index()] = Which::New;
         self.run = Some(Run {
             phase: Phase::Transfer,
             since: now,
             started: now,
             new,
-            runs,
             policy,
             noise_floor: rate(compared, diverged),
             baseline: (compared, diverged),
@@ -500,7 +491,6 @@ impl<R> Upgrader<R> {
             Phase::Shadow | Phase::Promoted => {
                 // The new one is all there is: it serves, and the old colour
                 // comes back (the driver restarts it) as a second copy.
-                run.runs[color.index()] = Which::New;
                 run.enter(now, Phase::Replacing);
                 self.events.push_back(UpgradeEvent::OldLost(color));
             }
@@ -568,7 +558,6 @@ impl<R> Upgrader<R> {
                     .push_back(UpgradeEvent::Entered(Phase::Promoted));
             }
             Phase::Promoted => {
-                run.runs[OLD_COLOR.index()] = Which::New;
                 run.enter(now, Phase::Replacing);
                 self.actions.push_back(Action::Restart(OLD_COLOR));
                 self.events
