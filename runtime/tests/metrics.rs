@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use common::up::Up;
 use serde_json::Value;
+use tandem::harness::status::instance_pids;
 use tandem::harness::Scratch;
 
 /// Longest wait for anything.
@@ -98,17 +99,6 @@ fn gated_tandem(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     .unwrap();
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
     (script, gate)
-}
-
-/// The instances' process ids, from `tandem status --json`.
-fn instance_pids(status: &Value) -> Vec<i32> {
-    status["instances"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|i| i["pid"].as_i64())
-        .map(|pid| pid as i32)
-        .collect()
 }
 
 #[test]

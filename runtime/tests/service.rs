@@ -17,7 +17,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::up::Up;
-use serde_json::Value;
+use tandem::harness::status::instance_pids;
 use tandem::up::dirs::StateDir;
 
 /// The longest any one awaited event may take.
@@ -32,15 +32,6 @@ fn wait_exited(pid: i32, up: &Up) {
         || up.log(),
         || tandem::harness::proc::gone(pid).then_some(()),
     );
-}
-
-fn instance_pids(status: &Value) -> Vec<i32> {
-    status["instances"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["pid"].as_i64().unwrap() as i32)
-        .collect()
 }
 
 fn process_group(pid: i32) -> i32 {
