@@ -225,11 +225,7 @@ fn fake_agent(socket: PathBuf, state: PathBuf) {
 }
 
 fn ask(socket: &Path, line: &str) -> String {
-    let answer = tandem::up::control::request(socket, line).unwrap();
-    answer
-        .strip_prefix("ok: ")
-        .unwrap_or_else(|| panic!("{line}: {answer}"))
-        .to_owned()
+    tandem::up::ask::ask(socket, line).unwrap_or_else(|e| panic!("{line}: {e}"))
 }
 
 fn rollout(dir: &Path) -> f64 {

@@ -24,15 +24,15 @@ impl Control {
         }
     }
 
-    /// Sends one request line; the answer.
-    pub fn request(&self, line: &str) -> std::io::Result<String> {
-        crate::up::control::request(&self.socket, line)
+    /// Sends one request line; what follows `ok: ` in the answer, or why not.
+    pub fn ask(&self, line: &str) -> Result<String, crate::up::ask::AskError> {
+        crate::up::ask::ask(&self.socket, line)
     }
 
     /// The status, once the agent answers with one (it answers `{}` until
     /// its first refresh).
     pub fn status(&self) -> Option<Value> {
-        let answer = self.request("status").ok()?;
+        let answer = crate::up::ask::ask_status(&self.socket).ok()?;
         let status: Value = serde_json::from_str(&answer).ok()?;
         status.get("instances").is_some().then_some(status)
     }

@@ -218,13 +218,10 @@ impl Controller {
     /// The controller's snapshot (`tandem ctl status --json`).
     pub fn status(&self) -> Value {
         let socket = self.dir.join("ctl.sock");
-        match tandem::up::control::request(&socket, "status") {
-            Ok(text) => text
-                .strip_prefix("ok: ")
-                .and_then(|t| serde_json::from_str(t).ok())
-                .unwrap_or(Value::Null),
-            Err(_) => Value::Null,
-        }
+        tandem::up::ask::ask(&socket, "status")
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or(Value::Null)
     }
 
     /// Polls the snapshot until `done` holds; panics with the logs after the bound.
