@@ -578,7 +578,7 @@ impl Supervisor {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::ha::upstream::RetentionError;
+    use crate::ha::upstream::{RetentionError, FRAME_WEIGHT};
     use crate::record::{ChannelId, EventTime};
 
     const BLUE: Color = Color::Blue;
@@ -766,7 +766,8 @@ mod tests {
 
     #[test]
     fn a_ring_that_moved_past_the_barrier_gets_a_new_barrier() {
-        let mut s = blue_serving_green_joining(4, 1);
+        // Four one-record frames.
+        let mut s = blue_serving_green_joining(4 * (1 + FRAME_WEIGHT), 1);
         for seq in 4..=10 {
             ingest(&mut s, seq..=seq);
             drain(&mut s, BLUE);

@@ -15,9 +15,11 @@
 //! starts at a frame boundary; only a replay from elsewhere (none the
 //! supervisor asks for) re-encodes part of one frame.
 //!
-//! Memory: the ring holds at most [`UpstreamConfig::retention`] records
-//! (each frame counts at least one) plus the newest frame, evicting whole
-//! frames oldest first: 32 bytes a record, plus 20 a frame.
+//! Memory: the ring holds at most [`UpstreamConfig::retention`] records'
+//! worth, 32 bytes each, plus the newest frame, evicting whole frames oldest
+//! first; a frame counts its records and its own slot and header
+//! (`FRAME_WEIGHT`, a few records' worth), so that the bound holds for a
+//! trickle of small frames as for large ones.
 
 use super::msg::{Color, ToInstance};
 use crate::record::{Record, Seq};
@@ -29,7 +31,9 @@ use thiserror::Error;
 /// Sizes of the upstream junction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UpstreamConfig {
-    /// Records kept for replay (the retention ring), at least 1.
+    /// Records kept for replay (the retention ring), at least 1; each frame
+    /// counts its records and a few records' worth for itself (32 bytes a
+    /// record: this bounds the ring's memory).
     pub retention: usize,
     /// Most records per `Input` message, at least 1.
     pub max_batch: usize,
@@ -153,10 +157,18 @@ struct Retained {
     batch: EncodedBatch,
 }
 
+/// What a frame costs the ring beside its records, in records' worth (32
+/// bytes each): its slot in the ring and its header. A trickle of one-record
+/// frames, a slow source's, would otherwise hold several times what its
+/// records count.
+pub(crate) const FRAME_WEIGHT: usize =
+    (std::mem::size_of::<Retained>() + wire::BATCH_PREFIX).div_ceil(wire::RECORD_BYTES);
+
 impl Retained {
-    /// What it counts against the retention: its records, at least one.
+    /// What it counts against the retention: its records and
+    /// [`FRAME_WEIGHT`].
     fn weight(&self) -> usize {
-        self.batch.len().max(1)
+        self.batch.len() + FRAME_WEIGHT
     }
 }
 
@@ -301,8 +313,9 @@ impl Upstream {
         self.rejected + self.encoder.rejected()
     }
 
-    /// Records (and empty frames) retained for replay, at most
-    /// [`UpstreamConfig::retention`] plus the newest frame's.
+    /// Records' worth retained for replay (each frame's records and its
+    /// own weight), at most [`UpstreamConfig::retention`] plus the newest
+    /// frame's.
     pub fn retained(&self) -> usize {
         self.retained
     }
@@ -583,7 +596,8 @@ mod tests {
 
     #[test]
     fn replay_after_the_ring_moved_names_the_oldest_seq() {
-        let mut up = Upstream::new(config(4, 100));
+        // Four one-record frames.
+        let mut up = Upstream::new(config(4 * (1 + FRAME_WEIGHT), 100));
         ingest_each(&mut up, 1..=10);
         let err = up.replay_from(Seq(6)).err().unwrap();
         assert_eq!(
@@ -653,29 +667,47 @@ mod tests {
 
     #[test]
     fn the_ring_keeps_at_most_its_retention_whatever_comes_in() {
-        let mut up = Upstream::new(config(1000, 100));
+        // Ten frames of 100 records, each with its own weight.
+        let frame = 100 + FRAME_WEIGHT;
+        let mut up = Upstream::new(config(10 * frame, 100));
         up.start_replay(Color::Blue, Seq(1)).unwrap();
         let mut seq = 0;
         for _ in 0..500 {
             ingest(&mut up, seq + 1..=seq + 100);
             seq += 100;
             drain(&mut up, Color::Blue);
-            // Whole frames of 100 are evicted: at most the retention plus the newest.
-            assert!(up.retained() <= 1000 + 100, "{} retained", up.retained());
+            // Whole frames are evicted: at most the retention plus the newest.
+            assert!(up.retained() <= 11 * frame, "{} retained", up.retained());
             assert!(up.retained_bytes() <= 11 * (BATCH_PREFIX + 100 * 32));
         }
-        assert_eq!(up.retained(), 1000);
+        assert_eq!(up.retained(), 10 * frame);
         assert_eq!(up.oldest(), Seq(seq - 999));
-        // Frames with no record count too: a frontier-only trickle is bounded.
+        // Frames with no record count too: a frontier-only trickle is
+        // bounded, in frames as in bytes.
         for _ in 0..5000 {
             seq += 1;
             up.handle_ingress(Seq(seq), &[]);
         }
-        assert!(up.retained() <= 1000 + 1);
+        assert!(up.retained() <= 10 * frame + FRAME_WEIGHT);
+        assert!(up.ring.len() <= 10 * frame / FRAME_WEIGHT + 1);
         assert_eq!(up.head(), Seq(seq));
     }
 
     #[test]
+    fn a_trickle_of_small_frames_is_held_to_the_retention_in_bytes() {
+        // One record a frame, as a slow source sends them: the ring keeps
+        // fewer records than the retention counts, not more memory.
+        let retention = 1000;
+        let mut up = Upstream::new(config(retention, 100));
+        ingest_each(&mut up, 1..=10_000);
+        let held = up.ring.len() * std::mem::size_of::<Retained>() + up.retained_bytes();
+        assert!(
+            held <= (retention + 1 + FRAME_WEIGHT) * wire::RECORD_BYTES,
+            "{held} bytes for a retention of {retention} records"
+        );
+        assert_eq!(up.ring.len(), retention / (1 + FRAME_WEIGHT));
+    }
+
     fn both_instances_and_a_replay_get_the_bytes_encoded_at_ingress() {
         let mut up = Upstream::new(config(100, 100));
         up.start_replay(Color::Blue, Seq(1)).unwrap();
