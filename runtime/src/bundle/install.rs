@@ -103,6 +103,50 @@ impl InstallError {
     }
 }
 
+/// Why the hub does not start a bundle that passed its checks: what the
+/// gateway holds changed since (see [`Installs::recheck`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Recheck {
+    /// Its version is no longer above the anti-rollback floor.
+    #[error(
+        "{name} {version} is not newer than {floor}, which this gateway installed (anti-rollback)"
+    )]
+    NotNewer {
+        /// The bundle.
+        name: String,
+        /// Its version.
+        version: Version,
+        /// The floor of its name.
+        floor: Version,
+    },
+    /// Another bundle's live upgrade runs.
+    #[error("bundle {name} {version} is being installed; wait for its outcome (`tandem status`)")]
+    Busy {
+        /// The bundle being installed.
+        name: String,
+        /// Its version.
+        version: Version,
+    },
+    /// It was revoked.
+    #[error("{name} {version} was revoked")]
+    Revoked {
+        /// The bundle.
+        name: String,
+        /// Its version.
+        version: Version,
+    },
+}
+
+/// Why a revocation was not recorded; nothing changed.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot record the revocation in {} ({source}); nothing changed", file.display())]
+pub struct RevokeError {
+    /// The revocations file.
+    pub file: PathBuf,
+    /// Why it could not be written.
+    pub source: io::Error,
+}
+
 /// An accepted file, ready for the hub.
 #[derive(Debug)]
 pub enum Prepared {
@@ -481,42 +525,42 @@ impl Installs {
         }
     }
 
-    /// Why the hub should not start `unpacked` now, if it should not: its
-    /// version is no longer above the floor, or was revoked, since it was
-    /// checked.
-    pub fn recheck(&self, m: &Manifest) -> Option<String> {
+    /// Why the hub should not start `m` now, if it should not: its version
+    /// is no longer above the floor, or was revoked, since it was checked,
+    /// or another install is under way.
+    pub fn recheck(&self, m: &Manifest) -> Option<Recheck> {
         if let Some(floor) = self.floor.get(m.name.as_str()).filter(|f| m.version <= **f) {
-            return Some(format!(
-                "{} {} is not newer than {floor}, which this gateway installed (anti-rollback)",
-                m.name, m.version
-            ));
+            return Some(Recheck::NotNewer {
+                name: m.name.to_string(),
+                version: m.version.clone(),
+                floor: floor.clone(),
+            });
         }
         if let Some(running) = &self.running {
-            return Some(format!(
-                "bundle {} {} is being installed; wait for its outcome (`tandem status`)",
-                running.name, running.version
-            ));
+            return Some(Recheck::Busy {
+                name: running.name.clone(),
+                version: running.version.clone(),
+            });
         }
         self.revoked
             .iter()
             .any(|r| r.revokes(m.name.as_str(), &m.version))
-            .then(|| format!("{} {} was revoked", m.name, m.version))
+            .then(|| Recheck::Revoked {
+                name: m.name.to_string(),
+                version: m.version.clone(),
+            })
     }
 
     /// Records a revocation (durably, before the answer).
-    pub fn revoke(&mut self, revocation: Revocation) -> Result<String, String> {
+    pub fn revoke(&mut self, revocation: Revocation) -> Result<String, RevokeError> {
         let what = format!("{} {}", revocation.name, revocation.version);
         if self.revoked.contains(&revocation) {
             return Ok(format!("{what} was revoked already"));
         }
         let mut revoked = self.revoked.clone();
         revoked.push(revocation);
-        revocation::save(&self.gateway.revoked_file(), &revoked).map_err(|e| {
-            format!(
-                "cannot record the revocation in {} ({e}); nothing changed",
-                self.gateway.revoked_file().display()
-            )
-        })?;
+        let file = self.gateway.revoked_file();
+        revocation::save(&file, &revoked).map_err(|source| RevokeError { file, source })?;
         self.revoked = revoked;
         self.record(&what, Outcome::Revoked, "");
         let installed = self.floor.iter().any(|(n, v)| format!("{n} {v}") == what);

@@ -162,7 +162,7 @@ async fn status(endpoint: &Endpoint) -> Result<Value, String> {
         Ok(Ok(Ok(json))) => {
             serde_json::from_str(&json).map_err(|e| format!("unreadable status: {e}"))
         }
-        Ok(Ok(Err(e))) => Err(e),
+        Ok(Ok(Err(e))) => Err(e.to_string()),
         Ok(Err(_)) => Err("the agent is stopping".into()),
         Err(_) => Err(format!(
             "the agent's loop did not answer within {HUB_TIMEOUT:?}"

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tandem_core::graph::Loaded;
+use tandem_core::ha::upgrade::RollbackError;
 use tandem_core::split::Split;
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::{UnixListener, UnixStream};
@@ -30,6 +31,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
 
 use super::graph::{Opening, SplitGraphError};
+use super::toggles::ToggleError;
+use super::upgrade::{InstallRefusal, UpgradeError};
 
 /// Control connections served at once, at most.
 pub const MAX_CONNECTIONS: usize = 32;
@@ -99,7 +102,29 @@ pub struct UpgradeRequest {
 
 /// A request and where its answer goes: the status JSON, or a line for
 /// people (`Err` is shown as an error).
-pub type Envelope = (Request, oneshot::Sender<Result<String, String>>);
+pub type Envelope = (Request, oneshot::Sender<Result<String, Refused>>);
+
+/// Why a request of the control socket is not done; the client is answered
+/// `error: ` and this.
+#[derive(Debug, thiserror::Error)]
+pub enum Refused {
+    /// The request line is refused, or the agent is stopping.
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    /// The upgrade does not start.
+    #[error(transparent)]
+    Upgrade(#[from] UpgradeError),
+    /// No upgrade runs to roll back.
+    #[error(transparent)]
+    Rollback(#[from] RollbackError),
+    /// No such toggle.
+    #[error(transparent)]
+    Toggle(#[from] ToggleError),
+    /// The bundle or revocation is not installed (the refusal is in the
+    /// bundle history).
+    #[error(transparent)]
+    Install(#[from] InstallRefusal),
+}
 
 /// Why a peer of the control socket is not answered (it is logged; the
 /// peer is told only that it was refused).
@@ -282,7 +307,7 @@ async fn connection(
         _ => return,
     }
     asked.store(true, Ordering::Relaxed);
-    let answer = match parse(line.trim(), &requests).await {
+    let (json, answer) = match parse(line.trim(), &requests).await {
         Ok(request) => {
             // The status is JSON, answered as it is; the rest are lines for people.
             let json = matches!(request, Request::Status);
@@ -290,14 +315,17 @@ async fn connection(
             if requests.send((request, tx)).is_err() {
                 return;
             }
-            match rx.await {
-                Ok(Ok(text)) if json => text,
-                Ok(Ok(text)) => format!("ok: {text}"),
-                Ok(Err(text)) => format!("error: {text}"),
-                Err(_) => "error: the agent is stopping".into(),
-            }
+            let answer = rx
+                .await
+                .unwrap_or_else(|_| Err(RequestError::Stopping.into()));
+            (json, answer)
         }
-        Err(text) => format!("error: {text}"),
+        Err(refused) => (false, Err(refused.into())),
+    };
+    let answer = match answer {
+        Ok(text) if json => text,
+        Ok(text) => format!("ok: {text}"),
+        Err(refused) => format!("error: {refused}"),
     };
     // A client that asked and never reads keeps no slot for ever.
     let answered = async {
@@ -425,14 +453,14 @@ async fn prepare_install(
 pub async fn install(
     requests: &mpsc::UnboundedSender<Envelope>,
     file: PathBuf,
-) -> Result<String, String> {
-    let stopping = || RequestError::Stopping.to_string();
-    let request = prepare_install(requests, file)
-        .await
-        .map_err(|e| e.to_string())?;
+) -> Result<String, Refused> {
+    let request = prepare_install(requests, file).await?;
     let (tx, rx) = oneshot::channel();
-    requests.send((request, tx)).map_err(|_| stopping())?;
-    rx.await.unwrap_or_else(|_| Err(stopping()))
+    requests
+        .send((request, tx))
+        .map_err(|_| RequestError::Stopping)?;
+    rx.await
+        .unwrap_or_else(|_| Err(RequestError::Stopping.into()))
 }
 
 type ReadUpgrade = (PathBuf, Loaded, Split, Option<PathBuf>);

@@ -23,9 +23,9 @@ use tandem_core::ha::upgrade::{
 use tandem_core::ha::{Color, Nanos, Role};
 use tandem_core::split::Split;
 
-use super::control::{InstallRequest, PrepareError, Request, UpgradeRequest};
+use super::control::{InstallRequest, PrepareError, Refused, Request, UpgradeRequest};
 use super::hub::{nanos, Hub};
-use crate::bundle::install::Running;
+use crate::bundle::install::{Recheck, RevokeError, Running};
 use crate::bundle::Prepared;
 use crate::checkpoint::GraphStamp;
 
@@ -118,15 +118,16 @@ pub enum InstallRefusal {
     #[error(transparent)]
     Prepare(#[from] PrepareError),
     /// The revocation was not recorded.
-    #[error("{0}")]
-    Revocation(String),
-    /// The anti-rollback floor or a revocation, checked again.
+    #[error(transparent)]
+    Revocation(#[from] RevokeError),
+    /// The anti-rollback floor or a revocation, checked again, or another
+    /// install under way.
     #[error("{} is refused: {reason}", file.display())]
     Policy {
         /// The bundle file.
         file: PathBuf,
         /// Why.
-        reason: String,
+        reason: Box<Recheck>,
     },
     /// An upgrade runs, or both instances are not serving.
     #[error("{} is refused: {error}", file.display())]
@@ -205,25 +206,23 @@ fn ms(n: Nanos) -> f64 {
 /// Requests from the control socket, and the upgrade they drive.
 impl Hub {
     /// Answers a request of the control socket: the answer is text there.
-    pub(super) fn request(&mut self, request: Request) -> Result<String, String> {
+    pub(super) fn request(&mut self, request: Request) -> Result<String, Refused> {
         match request {
             Request::Status => Ok(self.status().json()),
-            Request::Upgrade(upgrade) => self.start_upgrade(*upgrade).map_err(|e| e.to_string()),
-            Request::Rollback => self.rollback().map_err(|e| e.to_string()),
-            Request::Toggle { name, on } => match self.toggles.switch(&name, on) {
-                Ok(said) => {
-                    self.log(&said);
-                    Ok(format!(
-                        "{said}: both instances switch at the same origin sequence number"
-                    ))
-                }
-                Err(e) => Err(e.to_string()),
-            },
+            Request::Upgrade(upgrade) => Ok(self.start_upgrade(*upgrade)?),
+            Request::Rollback => Ok(self.rollback()?),
+            Request::Toggle { name, on } => {
+                let said = self.toggles.switch(&name, on)?;
+                self.log(&said);
+                Ok(format!(
+                    "{said}: both instances switch at the same origin sequence number"
+                ))
+            }
             Request::Gateway(answer) => {
                 let _ = answer.send(self.bundles.gateway.clone());
                 Ok(String::new())
             }
-            Request::Install(install) => self.install(*install).map_err(|e| e.to_string()),
+            Request::Install(install) => Ok(self.install(*install)?),
         }
     }
 
@@ -253,6 +252,7 @@ impl Hub {
             Ok(Prepared::Bundle(unpacked)) => unpacked,
         };
         if let Some(reason) = self.bundles.recheck(&unpacked.manifest) {
+            let reason = Box::new(reason);
             return refuse(self, InstallRefusal::Policy { file, reason });
         }
         if let Err(error) = self.upgrades.check_start(&self.sup) {
