@@ -47,11 +47,23 @@ pub struct Endpoint {
     pub hub: UnboundedSender<Envelope>,
 }
 
+/// `--metrics` cannot listen where it was asked.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "--metrics {addr}: cannot listen there ({source}); give a free address such as 127.0.0.1:9464"
+)]
+pub struct BindError {
+    /// The address asked for.
+    pub addr: SocketAddr,
+    /// Why it cannot be bound.
+    pub source: std::io::Error,
+}
+
 /// Binds `addr`; the caller spawns [`serve`] with the listener.
-pub async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
-    TcpListener::bind(addr).await.map_err(|e| {
-        format!("--metrics {addr}: cannot listen there ({e}); give a free address such as 127.0.0.1:9464")
-    })
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, BindError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| BindError { addr, source })
 }
 
 /// Answers on `listener` until the runtime ends.

@@ -20,7 +20,7 @@ use tandem_core::graph::HaSettings;
 use tandem_core::ha::UpstreamConfig;
 use tandem_core::split::{Split, FROM_INSTANCES, TO_INSTANCES};
 use tandem_core::wire::{BatchKind, EncodedBatch};
-use tandem_core::Seq;
+use tandem_core::{BuildError, Seq};
 use tokio::sync::mpsc::unbounded_channel;
 
 use super::control::{self, Envelope};
@@ -31,6 +31,7 @@ use super::links::{accept, Conn, FrameBudget};
 use super::toggles::Toggles as KeptToggles;
 use crate::checkpoint::numbering::OpenError;
 use crate::checkpoint::{GraphStamp, Reservation};
+use crate::metrics::http::BindError;
 use crate::net::{CaError, EndpointError, Server, TransportOptions};
 use crate::topology::{Attached, RunError, RunOptions, StartError, Topology};
 use crate::Clock;
@@ -132,14 +133,14 @@ pub enum AgentError {
     Address(#[source] std::io::Error),
     /// A sink, source or toggle of the agent's own part could not be built
     /// (the message names the node and what is wrong).
-    #[error("{0}")]
-    Node(String),
+    #[error(transparent)]
+    Node(#[from] BuildError),
     /// The agent's ingress or egress could not start.
     #[error(transparent)]
     Start(#[from] StartError),
     /// `--metrics` cannot listen where it was asked (the message says where).
-    #[error("{0}")]
-    Metrics(String),
+    #[error(transparent)]
+    Metrics(#[from] BindError),
     /// A sink failed while the agent ran.
     #[error(transparent)]
     Egress(#[from] RunError),
@@ -227,8 +228,7 @@ async fn serve(
         config.state.root(),
         &mut attached,
         &board,
-    )
-    .map_err(AgentError::Node)?;
+    )?;
     let options = RunOptions {
         clock: Clock::Wall,
         span: None,
@@ -257,7 +257,7 @@ async fn serve(
     attached
         .sinks
         .insert(TO_INSTANCES.to_owned(), Box::new(sink));
-    let toggles = attach_toggles(&config.split.ingress, &mut attached).map_err(AgentError::Node)?;
+    let toggles = attach_toggles(&config.split.ingress, &mut attached)?;
     // Before the first poll, so the kept positions are the first ones sent.
     let positions = toggle_positions(&config.state, &toggles);
     let options = RunOptions {
@@ -287,9 +287,7 @@ async fn serve(
 
     let (request_tx, request_rx) = unbounded_channel::<Envelope>();
     if let Some(addr) = metrics {
-        let listener = crate::metrics::http::bind(addr)
-            .await
-            .map_err(AgentError::Metrics)?;
+        let listener = crate::metrics::http::bind(addr).await?;
         let bound = listener.local_addr().unwrap_or(addr);
         board.set_endpoint(bound);
         tracing::info!("metrics on http://{bound}/metrics (and /livez, /readyz)");
@@ -444,7 +442,7 @@ fn attach_uplinks(
     state: &std::path::Path,
     attached: &mut Attached,
     board: &crate::metrics::Board,
-) -> Result<(), String> {
+) -> Result<(), BuildError> {
     for node in egress.nodes.iter().filter(|n| n.kind.name == "mqtt") {
         if attached.sinks.contains_key(&node.id) {
             continue;
@@ -456,7 +454,7 @@ fn attach_uplinks(
             outputs: &node.outputs,
             channels: &egress.channels,
         };
-        let sink = MqttSink::open_in(&ctx, state).map_err(|e| e.message)?;
+        let sink = MqttSink::open_in(&ctx, state)?;
         let watch = sink.watch();
         board.watch_spool(&node.id, move || crate::metrics::Spool {
             bytes: watch.backlog_bytes(),
@@ -475,7 +473,7 @@ fn attach_uplinks(
 fn attach_toggles(
     ingress: &tandem_core::Plan,
     attached: &mut Attached,
-) -> Result<Vec<(String, Switches, Vec<String>)>, String> {
+) -> Result<Vec<(String, Switches, Vec<String>)>, BuildError> {
     let mut toggles = Vec::new();
     for node in ingress.nodes.iter().filter(|n| n.kind.name == "toggles") {
         let ctx = tandem_core::BuildContext {
@@ -485,7 +483,7 @@ fn attach_toggles(
             outputs: &node.outputs,
             channels: &ingress.channels,
         };
-        let (source, switches) = Toggles::switchable(&ctx).map_err(|e| e.message)?;
+        let (source, switches) = Toggles::switchable(&ctx)?;
         attached.sources.insert(node.id.clone(), Box::new(source));
         let on = node
             .params
