@@ -100,6 +100,40 @@ fn a_terminals_ctrl_c_reaches_the_agent_alone_and_it_drains() {
     check_drained(up);
 }
 
+#[test]
+fn a_second_stop_signal_during_the_drain_kills_the_instances_and_exits_130() {
+    let up = Up::start("svc-abandon", "v1", 1.0);
+    let status = up.wait_both_serving();
+    let instances = instance_pids(&status);
+    assert_eq!(instances.len(), 2, "{status}");
+    // Stopped instances cannot take the last checkpoint: the drain waits.
+    for &pid in &instances {
+        up.kill(pid, libc::SIGSTOP);
+    }
+    up.signal(libc::SIGINT);
+    up.wait_log("the drain", |log| {
+        log.contains("stopping: draining in-flight records")
+    });
+    let (exit, log) = up.signal_and_wait(libc::SIGINT);
+    assert_eq!(exit.code(), Some(130), "{log}");
+    assert!(
+        log.contains("second stop signal: exiting without draining"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("without the last checkpoint"),
+        "the agent waited for the drain:\n{log}"
+    );
+    for pid in instances {
+        tandem::harness::wait_for(
+            "the instances to be killed",
+            LIMIT,
+            || format!("instance {pid} still runs"),
+            || tandem::harness::proc::gone(pid).then_some(()),
+        );
+    }
+}
+
 /// Reads notify datagrams until `done` holds for what arrived; returns it.
 fn notifications(
     socket: &UnixDatagram,

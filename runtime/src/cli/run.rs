@@ -9,7 +9,7 @@ use tandem::{Clock, RunOptions, Topology};
 use tandem_core::{EventTime, Layout};
 
 use super::graph::load;
-use super::{INVALID, UNREADABLE};
+use super::{INTERRUPTED, INVALID, UNREADABLE};
 use crate::ClockArg;
 
 /// The options of `tandem run`, as given.
@@ -233,7 +233,7 @@ fn run(
     crossbeam_channel::select! {
         recv(interrupt) -> _ => {
             eprintln!("tandem: second stop signal: exiting without draining");
-            return ExitCode::from(130);
+            return ExitCode::from(INTERRUPTED);
         }
         recv(topology.finished()) -> _ => {}
     }

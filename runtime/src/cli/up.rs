@@ -9,7 +9,7 @@ use tandem::graph_file::GraphFileError;
 use tandem::up::graph::{Opening, SplitGraph, SplitGraphError};
 use tandem_core::ha::Color;
 
-use super::{INVALID, UNREADABLE};
+use super::{INTERRUPTED, INVALID, UNREADABLE};
 
 /// The options of `tandem up`, as given.
 pub struct UpOptions {
@@ -102,6 +102,8 @@ pub fn up(file: &Path, options: UpOptions) -> ExitCode {
     }
     match tandem::up::agent::run_with_metrics(config, options.metrics) {
         Ok(()) => ExitCode::SUCCESS,
+        // The agent said why, and killed the instances.
+        Err(tandem::up::agent::AgentError::Abandoned) => ExitCode::from(INTERRUPTED),
         Err(e) => {
             eprintln!("tandem: {e}");
             ExitCode::from(UNREADABLE)

@@ -144,6 +144,11 @@ pub enum AgentError {
     /// A sink failed while the agent ran.
     #[error(transparent)]
     Egress(#[from] RunError),
+    /// A second stop signal ended the run at once: nothing was drained or
+    /// checkpointed, and the instances were killed (the hub said so in the
+    /// log). `tandem up` exits 130 without another word.
+    #[error("second stop signal: exited without draining")]
+    Abandoned,
 }
 
 /// Runs the agent until Ctrl-C, `--for`, or the end of the input.
@@ -186,7 +191,12 @@ pub fn run_with_metrics(
         .build()
         .map_err(AgentError::Runtime)?;
     let egress = std::mem::take(&mut config.egress);
-    runtime.block_on(serve(config, numbering, egress, metrics))
+    let ended = runtime.block_on(serve(config, numbering, egress, metrics));
+    if matches!(ended, Err(AgentError::Abandoned)) {
+        // Out at once: blocking tasks still at work are not waited for.
+        runtime.shutdown_background();
+    }
+    ended
 }
 
 pub(super) enum Ingress {
@@ -351,7 +361,7 @@ async fn serve(
     if hub.run(inputs).await == Ended::Abandoned {
         // A second stop signal: the person wants out now.
         hub.kill_all();
-        std::process::exit(130);
+        return Err(AgentError::Abandoned);
     }
 
     // Orderly end: instances are told by their link closing. The toggles'

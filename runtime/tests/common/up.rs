@@ -146,6 +146,15 @@ impl Up {
         std::fs::read_to_string(&out).unwrap()
     }
 
+    /// Sends the agent `signal` and waits for it to exit, whatever its
+    /// code: its exit and log.
+    pub fn signal_and_wait(self, signal: i32) -> (std::process::ExitStatus, String) {
+        let Up { mut agent, .. } = self;
+        agent.signal(signal);
+        let status = agent.wait_exit(&format!("signal {signal}"));
+        (status, agent.log())
+    }
+
     /// Stops the agent with SIGINT, checks it exited 0, and checks the
     /// sink's file: every origin sequence number once, in order, with no
     /// gap, and every energy value what the input says. Returns the record
