@@ -14,13 +14,14 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::sync::{mpsc, oneshot};
 
+use super::bundle_check::CheckError;
 use super::enrol::{Enrolment, FORMAT};
 use super::fleet::{short, Fleet};
 use super::inventory::{Gateway, Saved, Tracks};
 use super::plan::{GatewayId, Millis};
 use super::transport;
 use super::wire::{self, Decoded, ToController, ToGateway};
-use crate::net::SiteCa;
+use crate::net::{CaError, SiteCa};
 
 /// How `tandem ctl serve` was started.
 #[derive(Clone, Debug)]
@@ -60,6 +61,91 @@ enum Request {
     },
 }
 
+/// Why a request of `tandem ctl` is not done; the client is answered
+/// `error: ` and this.
+#[derive(Debug, thiserror::Error)]
+pub enum CtlRefusal {
+    /// A request the controller does not take.
+    #[error("unknown request `{0}`; the controller takes `status`, `enrol` and `rollout`")]
+    Unknown(String),
+    /// `enrol` named no usable gateway (the message says what is).
+    #[error("{0}")]
+    GatewayName(String),
+    /// `enrol`'s address is not one.
+    #[error("`{0}` is not an address such as 192.0.2.10:7141")]
+    Address(String),
+    /// `enrol` without a hardware model or a track.
+    #[error("enrol needs a hardware model and a track")]
+    EnrolFields,
+    /// The enrolment would tell the gateway to dial an address it cannot.
+    #[error(
+        "the controller listens on {0}, which a gateway cannot dial; \
+         give `tandem ctl serve --advertise HOST:PORT` or `tandem ctl enrol \
+         --address HOST:PORT`"
+    )]
+    Undialable(SocketAddr),
+    /// The gateway's certificate could not be issued.
+    #[error("cannot issue {gateway}'s certificate: {source}")]
+    Certificate {
+        /// The gateway.
+        gateway: GatewayId,
+        /// Why.
+        source: CaError,
+    },
+    /// The rollout's bundle file cannot be read.
+    #[error("{}: cannot read: {source}", file.display())]
+    Unreadable {
+        /// The file, as named.
+        file: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The rollout's bundle file is not a regular file.
+    #[error("{}: not a regular file", file.display())]
+    NotAFile {
+        /// The file, as named.
+        file: PathBuf,
+    },
+    /// The rollout's bundle is larger than a rollout carries.
+    #[error(
+        "{}: {bytes} bytes, more than the {} a rollout carries",
+        file.display(),
+        super::bundle_check::MAX_BUNDLE_BYTES
+    )]
+    TooLarge {
+        /// The file, as named.
+        file: PathBuf,
+        /// Its size.
+        bytes: u64,
+    },
+    /// The task reading the bundle ended without an answer.
+    #[error("reading the bundle failed")]
+    ReadFailed,
+    /// The bundle is not one to roll out to the track.
+    #[error("{}: {error}", file.display())]
+    Bundle {
+        /// The file, as named.
+        file: PathBuf,
+        /// Why.
+        error: Box<CheckError>,
+    },
+    /// The bundle could not be kept in `CTL/bundles/` to be sent.
+    #[error("cannot keep the bundle in {}: {source}", path.display())]
+    Keep {
+        /// Where it goes.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The fleet does not start the rollout (one runs on the track, or it
+    /// has no gateways).
+    #[error("{0}")]
+    Rollout(String),
+    /// The controller is stopping.
+    #[error("the controller is stopping")]
+    Stopping,
+}
+
 /// What the fleet task is told.
 enum Input {
     Connected {
@@ -79,7 +165,7 @@ enum Input {
         conn: u64,
         reason: String,
     },
-    Request(Request, oneshot::Sender<Result<String, String>>),
+    Request(Request, oneshot::Sender<Result<String, CtlRefusal>>),
     Snapshot(oneshot::Sender<Value>),
 }
 
@@ -281,22 +367,21 @@ impl Driver {
         }
     }
 
-    fn request(&mut self, now: Millis, request: Request) -> Result<String, String> {
+    fn request(&mut self, now: Millis, request: Request) -> Result<String, CtlRefusal> {
         match request {
             Request::Status => Ok(self.fleet.snapshot(now).to_string()),
             Request::Enrol { gateway, address } => {
                 let controller = address.unwrap_or(self.advertise);
                 if controller.ip().is_unspecified() {
-                    return Err(format!(
-                        "the controller listens on {controller}, which a gateway cannot dial; \
-                         give `tandem ctl serve --advertise HOST:PORT` or `tandem ctl enrol \
-                         --address HOST:PORT`"
-                    ));
+                    return Err(CtlRefusal::Undialable(controller));
                 }
-                let (cert_pem, key_pem) = self
-                    .ca
-                    .issue_leaf(gateway.id.as_str())
-                    .map_err(|e| format!("cannot issue {}'s certificate: {e}", gateway.id))?;
+                let (cert_pem, key_pem) =
+                    self.ca.issue_leaf(gateway.id.as_str()).map_err(|source| {
+                        CtlRefusal::Certificate {
+                            gateway: gateway.id.clone(),
+                            source,
+                        }
+                    })?;
                 let enrolment = Enrolment {
                     format: FORMAT,
                     gateway: gateway.id.clone(),
@@ -314,17 +399,23 @@ impl Driver {
                 let bundle = tokio::task::block_in_place(|| {
                     super::bundle_check::check(&bytes, &track, keys.as_deref())
                 })
-                .map_err(|e| format!("{}: {e}", file.display()))?;
+                .map_err(|error| CtlRefusal::Bundle {
+                    file,
+                    error: Box::new(error),
+                })?;
                 let dir = self.dir.join("bundles");
                 let path = dir.join(format!("{}.bundle", bundle.sha256));
                 tokio::task::block_in_place(|| {
                     crate::private::create_dir(&dir)
                         .and_then(|()| crate::private::write_atomically(&path, &bytes))
                 })
-                .map_err(|e| format!("cannot keep the bundle in {}: {e}", path.display()))?;
+                .map_err(|source| CtlRefusal::Keep { path, source })?;
                 self.bundles.insert(bundle.sha256.clone(), bytes);
                 let (name, version) = (bundle.name.clone(), bundle.version.clone());
-                let id = self.fleet.start_rollout(now, &track, bundle)?;
+                let id = self
+                    .fleet
+                    .start_rollout(now, &track, bundle)
+                    .map_err(CtlRefusal::Rollout)?;
                 Ok(format!(
                     "rollout {id}: {name} {version} to track `{track}` started"
                 ))
@@ -499,17 +590,9 @@ async fn serve_requests(listener: tokio::net::UnixListener, fleet: mpsc::Unbound
             if !matches!(read.await, Ok(Ok(n)) if n > 0) {
                 return;
             }
-            let answer = match parse(line.trim_end_matches('\n')).await {
-                Ok(request) => {
-                    let (reply, answer) = oneshot::channel();
-                    let _ = fleet.send(Input::Request(request, reply));
-                    match answer.await {
-                        Ok(Ok(text)) => format!("ok: {text}"),
-                        Ok(Err(text)) => format!("error: {text}"),
-                        Err(_) => "error: the controller is stopping".into(),
-                    }
-                }
-                Err(text) => format!("error: {text}"),
+            let answer = match ask(line.trim_end_matches('\n'), &fleet).await {
+                Ok(text) => format!("ok: {text}"),
+                Err(refused) => format!("error: {refused}"),
             };
             let _ = write.write_all(answer.as_bytes()).await;
             let _ = write.write_all(b"\n").await;
@@ -517,18 +600,26 @@ async fn serve_requests(listener: tokio::net::UnixListener, fleet: mpsc::Unbound
     }
 }
 
+/// The fleet task's answer to the request `line`.
+async fn ask(line: &str, fleet: &mpsc::UnboundedSender<Input>) -> Result<String, CtlRefusal> {
+    let request = parse(line).await?;
+    let (reply, answer) = oneshot::channel();
+    let _ = fleet.send(Input::Request(request, reply));
+    answer.await.unwrap_or(Err(CtlRefusal::Stopping))
+}
+
 /// Parses a request line: `status`; `enrol ID HARDWARE DEVICES TRACK [ADDRESS]`;
 /// `rollout TRACK FILE`, tab-separated.
-async fn parse(line: &str) -> Result<Request, String> {
+async fn parse(line: &str) -> Result<Request, CtlRefusal> {
     let words: Vec<&str> = line.split('\t').collect();
     match words.as_slice() {
         ["status"] => Ok(Request::Status),
         ["enrol", id, hardware, devices, track, rest @ ..] => {
-            let id = GatewayId::parse(id)?;
+            let id = GatewayId::parse(id).map_err(CtlRefusal::GatewayName)?;
             let address = match rest.first().filter(|a| !a.is_empty()) {
                 Some(a) => Some(
                     a.parse::<SocketAddr>()
-                        .map_err(|_| format!("`{a}` is not an address such as 192.0.2.10:7141"))?,
+                        .map_err(|_| CtlRefusal::Address((*a).to_owned()))?,
                 ),
                 None => None,
             };
@@ -539,7 +630,7 @@ async fn parse(line: &str) -> Result<Request, String> {
                 .map(str::to_owned)
                 .collect();
             if hardware.is_empty() || track.is_empty() {
-                return Err("enrol needs a hardware model and a track".into());
+                return Err(CtlRefusal::EnrolFields);
             }
             Ok(Request::Enrol {
                 gateway: Gateway {
@@ -561,33 +652,80 @@ async fn parse(line: &str) -> Result<Request, String> {
             let file = PathBuf::from(file);
             let read =
                 tokio::task::spawn_blocking(move || read_bundle(&file).map(|bytes| (file, bytes)));
-            let (file, bytes) = read
-                .await
-                .map_err(|_| "reading the bundle failed".to_owned())??;
+            let (file, bytes) = read.await.map_err(|_| CtlRefusal::ReadFailed)??;
             Ok(Request::Rollout {
                 track,
                 file,
                 bytes: Arc::new(bytes),
             })
         }
-        _ => Err(format!(
-            "unknown request `{line}`; the controller takes `status`, `enrol` and `rollout`"
-        )),
+        _ => Err(CtlRefusal::Unknown(line.to_owned())),
     }
 }
 
-fn read_bundle(file: &Path) -> Result<Vec<u8>, String> {
-    let shown = file.display();
-    let meta = std::fs::metadata(file).map_err(|e| format!("{shown}: cannot read: {e}"))?;
+fn read_bundle(file: &Path) -> Result<Vec<u8>, CtlRefusal> {
+    let unreadable = |source| CtlRefusal::Unreadable {
+        file: file.to_path_buf(),
+        source,
+    };
+    let meta = std::fs::metadata(file).map_err(unreadable)?;
     if !meta.is_file() {
-        return Err(format!("{shown}: not a regular file"));
+        return Err(CtlRefusal::NotAFile {
+            file: file.to_path_buf(),
+        });
     }
     if meta.len() > super::bundle_check::MAX_BUNDLE_BYTES {
-        return Err(format!(
-            "{shown}: {} bytes, more than the {} a rollout carries",
-            meta.len(),
-            super::bundle_check::MAX_BUNDLE_BYTES
-        ));
+        return Err(CtlRefusal::TooLarge {
+            file: file.to_path_buf(),
+            bytes: meta.len(),
+        });
     }
-    std::fs::read(file).map_err(|e| format!("{shown}: cannot read: {e}"))
+    std::fs::read(file).map_err(unreadable)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// What `tandem ctl` is told for `line`, when the controller refuses it.
+    fn refusal(line: &str) -> String {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        match runtime.block_on(parse(line)) {
+            Ok(request) => panic!("`{line}` was taken: {request:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_bad_request_is_refused_saying_what_is_valid() {
+        assert_eq!(
+            refusal("reboot"),
+            "unknown request `reboot`; the controller takes `status`, `enrol` and `rollout`"
+        );
+        assert_eq!(
+            refusal("enrol\tgw-1\t\tmeter\tstable"),
+            "enrol needs a hardware model and a track"
+        );
+        assert_eq!(
+            refusal("enrol\tgw-1\tpi4\tmeter\tstable\there"),
+            "`here` is not an address such as 192.0.2.10:7141"
+        );
+        assert!(refusal("enrol\tGW\tpi4\tmeter\tstable").contains("is not a gateway name"));
+        assert_eq!(
+            refusal("rollout\tstable\t/nonexistent/tandem.bundle")
+                .split_once(": cannot read: ")
+                .map(|(file, _)| file.to_owned()),
+            Some("/nonexistent/tandem.bundle".to_owned())
+        );
+        let undialable = CtlRefusal::Undialable("0.0.0.0:7141".parse().unwrap());
+        assert_eq!(
+            undialable.to_string(),
+            "the controller listens on 0.0.0.0:7141, which a gateway cannot dial; give \
+             `tandem ctl serve --advertise HOST:PORT` or `tandem ctl enrol --address HOST:PORT`"
+        );
+    }
 }
