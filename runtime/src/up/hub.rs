@@ -103,8 +103,6 @@ pub(super) struct Hub {
     pub(super) bundles: crate::bundle::install::Installs,
     /// The graph's feature toggles.
     pub(super) toggles: Toggles,
-    /// Losses the agent caused itself (restarts onto another release).
-    expect_loss: [bool; 2],
     pub(super) name: String,
     shadow_log: ShadowLog,
     addr: SocketAddr,
@@ -173,7 +171,6 @@ impl Hub {
             upgrades: Upgrades::new(current),
             bundles: crate::bundle::install::Installs::open(config.state.bundle_gateway()),
             toggles: wiring.toggles,
-            expect_loss: [false; 2],
             name: config.stamp.name.clone(),
             shadow_log: ShadowLog::open(config.shadow_log.as_deref(), channels),
             addr: wiring.addr,
@@ -548,16 +545,18 @@ impl Hub {
     pub(super) fn event(&mut self, event: Event) {
         match event {
             Event::Lost { color, reason } => {
-                let expected = std::mem::take(&mut self.expect_loss[color.index()]);
-                if expected {
+                let now = self.now();
+                // A restart the upgrade asked for, or a failure it reacts to.
+                let restart = self.upgrades.handle_supervisor_event(now, &event) == Some(true);
+                if restart {
                     let file = self.upgrades.release(color).file.display().to_string();
                     self.log(&format!("{color}: restarting on {file}"));
                 } else {
                     self.warn(&format!("{color}: lost ({reason:?}); restarting it"));
-                    self.upgrade_lost(color);
+                    self.drive_upgrade();
                 }
                 self.links[color.index()] = None;
-                self.processes.stop(color, expected);
+                self.processes.stop(color, restart);
             }
             Event::StateHashes {
                 barrier,
@@ -575,7 +574,9 @@ impl Hub {
             Event::RoleChanged { color, role } => {
                 self.log(&format!("{color}: {role}"));
                 self.processes.mark_live(color);
-                self.upgrade_role(color, role);
+                let now = self.now();
+                self.upgrades.handle_supervisor_event(now, &event);
+                self.drive_upgrade();
             }
             Event::ColdStart { color, from } => {
                 self.log(&format!(
@@ -616,17 +617,9 @@ impl Hub {
         }
     }
 
-    /// Forgets the divergences seen so far, and that they were logged.
-    pub(super) fn clear_divergences(&mut self) {
-        self.sup.clear_divergences();
+    /// The supervisor forgot its divergences: the next ones are logged.
+    pub(super) fn divergences_cleared(&mut self) {
         self.divergence_logged = 0;
-    }
-
-    /// Drops `color`'s instance on purpose (to restart it on another
-    /// release): its loss is logged as a restart, not a failure.
-    pub(super) fn drop_expectedly(&mut self, color: Color) {
-        self.expect_loss[color.index()] = true;
-        self.sup.handle_disconnected(color);
     }
 
     /// Drops both links: the instances drain and stop.

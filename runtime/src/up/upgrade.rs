@@ -17,10 +17,10 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use tandem_core::ha::upgrade::{
-    Action, Outcome, Period, Phase, Policy, RollbackError, StartError, UpgradeEvent, Upgrader,
+    Applied, Outcome, Period, Phase, Policy, RollbackError, StartError, UpgradeEvent, Upgrader,
     NEW_COLOR,
 };
-use tandem_core::ha::{Color, Nanos, Role};
+use tandem_core::ha::{Color, Nanos};
 use tandem_core::split::Split;
 
 use super::control::{InstallRequest, PrepareError, Refused, Request, UpgradeRequest};
@@ -375,32 +375,25 @@ impl Hub {
         self.drive_upgrade();
     }
 
-    /// An instance was lost on its own (not restarted by the upgrade).
+    /// `color`'s process ended before its hello: the supervisor never knew
+    /// it, and no `Event::Lost` will come.
     pub(super) fn upgrade_lost(&mut self, color: Color) {
         let now = self.now();
         self.upgrades.handle_lost(now, color);
         self.drive_upgrade();
     }
 
-    /// The supervisor changed `color`'s role.
-    pub(super) fn upgrade_role(&mut self, color: Color, role: Role) {
-        let now = self.now();
-        self.upgrades.handle_role(now, color, role);
-        self.drive_upgrade();
-    }
-
-    /// Does what the upgrader asks, and says what happened.
-    fn drive_upgrade(&mut self) {
-        while let Some(action) = self.upgrades.poll_action() {
-            match action {
-                Action::ClearDivergences => {
-                    // Keep the first differences of this comparison.
-                    self.clear_divergences();
-                }
-                Action::Promote(color) => {
-                    self.sup.promote(color);
-                }
-                Action::Restart(color) => self.restart(color),
+    /// Does what the upgrader asks (to the supervisor through
+    /// `Upgrader::apply`, as the simulation drives it; to the processes
+    /// here), and says what happened.
+    pub(super) fn drive_upgrade(&mut self) {
+        while let Some(applied) = self.upgrades.apply(&mut self.sup) {
+            match applied {
+                // This comparison's first differences are logged anew.
+                Applied::ClearedDivergences => self.divergences_cleared(),
+                // Its `Lost` follows, known for a restart: stopped then.
+                Applied::Promoted(_) | Applied::Dropped(_) => {}
+                Applied::Stop(color) => self.processes.stop(color, true),
             }
         }
         while let Some(event) = self.upgrades.poll_event() {
@@ -440,16 +433,6 @@ impl Hub {
                     }
                 }
             }
-        }
-    }
-
-    /// Stops `color`'s instance; it starts again on what the upgrader says
-    /// it runs now.
-    fn restart(&mut self, color: Color) {
-        if self.sup.role(color).is_some() {
-            self.drop_expectedly(color);
-        } else {
-            self.processes.stop(color, true);
         }
     }
 

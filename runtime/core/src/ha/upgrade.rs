@@ -35,17 +35,23 @@
 //! number); [`Upgrader::release`] says which one each colour runs, and is
 //! what the driver starts an instance on. Driving it, beside the supervisor:
 //! - a request: [`Upgrader::start`] or [`Upgrader::handle_rollback`];
-//! - the supervisor's [`Event::RoleChanged`](super::Event::RoleChanged):
-//!   [`Upgrader::handle_role`]; an instance lost that the driver did not
-//!   stop itself: [`Upgrader::handle_lost`];
+//! - every event of the supervisor: [`Upgrader::handle_supervisor_event`]
+//!   (a role change, or a loss the upgrade did not cause itself); an
+//!   instance process that ended before the supervisor knew it (no
+//!   [`Event::Lost`] will come): [`Upgrader::handle_lost`];
 //! - periodically (the proofs that an instance is not hung come with its
 //!   heartbeats, not at a time known in advance), and at least at
 //!   [`Upgrader::poll_timeout`]: [`Upgrader::handle_tick`];
-//! - after any of those: drain [`Upgrader::poll_action`] (apply each to the
-//!   supervisor and the processes) and [`Upgrader::poll_event`] (logs, the
-//!   outcome).
+//! - after any of those: [`Upgrader::apply`] until it returns `None` (it
+//!   applies each action to the supervisor and says what is left for the
+//!   processes), and drain the supervisor's events into the first point
+//!   again; then [`Upgrader::poll_event`] (logs, the outcome).
+//!
+//! The runtime's agent and the seeded simulation drive it the same way,
+//! through these calls: what the simulation checks is what runs.
 
 use super::downstream::Divergence;
+use super::event::Event;
 use super::msg::{Color, Nanos, Role};
 use super::rejoin::Supervisor;
 use crate::record::Seq;
@@ -177,6 +183,26 @@ pub enum Action {
     /// [`Upgrader::release`] says it runs (that changed with this action). A
     /// loss this causes is not reported with [`Upgrader::handle_lost`].
     Restart(Color),
+}
+
+/// What [`Upgrader::apply`] did to the supervisor, and what is left for the
+/// driver to do to the processes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// The divergences kept so far were forgotten: this comparison keeps
+    /// its first ones.
+    ClearedDivergences,
+    /// `color` serves now, and the other, if live, shadows it.
+    Promoted(Color),
+    /// `color` was connected and is dropped, to be restarted on what
+    /// [`Upgrader::release`] says it runs now: the supervisor reports it
+    /// lost ([`Event::Lost`], which [`Upgrader::handle_supervisor_event`]
+    /// knows for a restart); stop its process and start the new one then.
+    Dropped(Color),
+    /// `color` was not connected: stop whatever process runs as it (its
+    /// hello, if one is on its way, must not count) and start one on what
+    /// [`Upgrader::release`] says.
+    Stop(Color),
 }
 
 /// What happened, for logs and status.
@@ -326,6 +352,8 @@ pub struct Upgrader<R> {
     last: Option<Outcome>,
     actions: VecDeque<Action>,
     events: VecDeque<UpgradeEvent>,
+    /// Colours [`Upgrader::apply`] dropped: their next loss is a restart.
+    dropped: [bool; 2],
 }
 
 impl<R> Upgrader<R> {
@@ -337,6 +365,7 @@ impl<R> Upgrader<R> {
             last: None,
             actions: VecDeque::new(),
             events: VecDeque::new(),
+            dropped: [false; 2],
         }
     }
 
@@ -631,9 +660,52 @@ impl<R> Upgrader<R> {
         Some(period_end.map_or(deadline, |end| end.min(deadline)))
     }
 
-    /// The next thing the driver must do.
+    /// The next thing the driver must do. [`Upgrader::apply`] does it to
+    /// the supervisor; this is for a driver without one.
     pub fn poll_action(&mut self) -> Option<Action> {
         self.actions.pop_front()
+    }
+
+    /// Takes one event of the supervisor: a role change, or a loss. For
+    /// [`Event::Lost`], whether the upgrade caused it ([`Applied::Dropped`]:
+    /// a restart onto another release, not a failure); a loss it did not
+    /// cause is one the upgrade reacts to ([`Upgrader::handle_lost`]).
+    pub fn handle_supervisor_event(&mut self, now: Nanos, event: &Event) -> Option<bool> {
+        match *event {
+            Event::Lost { color, .. } => {
+                let caused = std::mem::take(&mut self.dropped[color.index()]);
+                if !caused {
+                    self.handle_lost(now, color);
+                }
+                Some(caused)
+            }
+            Event::RoleChanged { color, role } => {
+                self.handle_role(now, color, role);
+                None
+            }
+            _ => None,
+        }
+    }
+
+    /// Applies the next action to `sup`, and says what is left to do to
+    /// the processes; `None` when there is nothing more to do.
+    pub fn apply(&mut self, sup: &mut Supervisor) -> Option<Applied> {
+        Some(match self.actions.pop_front()? {
+            Action::ClearDivergences => {
+                sup.clear_divergences();
+                Applied::ClearedDivergences
+            }
+            Action::Promote(color) => {
+                sup.promote(color);
+                Applied::Promoted(color)
+            }
+            Action::Restart(color) if sup.role(color).is_some() => {
+                self.dropped[color.index()] = true;
+                sup.handle_disconnected(color);
+                Applied::Dropped(color)
+            }
+            Action::Restart(color) => Applied::Stop(color),
+        })
     }
 
     /// The next event.

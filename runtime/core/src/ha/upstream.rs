@@ -708,6 +708,7 @@ mod tests {
         assert_eq!(up.ring.len(), retention / (1 + FRAME_WEIGHT));
     }
 
+    #[test]
     fn both_instances_and_a_replay_get_the_bytes_encoded_at_ingress() {
         let mut up = Upstream::new(config(100, 100));
         up.start_replay(Color::Blue, Seq(1)).unwrap();

@@ -29,7 +29,7 @@ use super::{
 use crate::ha::event::Event;
 use crate::ha::msg::{Color, Nanos, ToAgent};
 use crate::ha::upgrade::{
-    Action, Outcome, Period, Phase, Policy, RollbackReason, UpgradeEvent, Upgrader, NEW_COLOR,
+    Applied, Outcome, Period, Phase, Policy, RollbackReason, UpgradeEvent, Upgrader, NEW_COLOR,
 };
 use crate::record::{Record, Seq};
 use std::collections::BTreeMap;
@@ -134,7 +134,7 @@ enum Timer {
 
 /// A fault that was injected.
 #[derive(Clone, Copy, Debug)]
-struct Applied {
+struct Injected {
     fault: Fault,
     /// The other instance was live: it holds the state.
     safe: bool,
@@ -152,14 +152,12 @@ struct UpgradeSim {
     plan: Plan,
     up: Upgrader<u32>,
     timers: BTreeMap<(i64, u64), Timer>,
-    /// Losses the driver caused itself (restarts onto another release).
-    expect_loss: [bool; 2],
     /// Frames of processes at or below this generation are refused (they were
     /// stopped before their hello arrived, as the runtime refuses a hello
     /// from a process it did not start).
     fenced: [u64; 2],
     phase: Option<(Phase, i64)>,
-    applied: Option<Applied>,
+    injected: Option<Injected>,
     ended: Option<(i64, Outcome)>,
     late: Vec<String>,
 }
@@ -182,10 +180,9 @@ impl UpgradeSim {
             plan,
             up: Upgrader::new(OLD),
             timers: BTreeMap::new(),
-            expect_loss: [false; 2],
             fenced: [0; 2],
             phase: None,
-            applied: None,
+            injected: None,
             ended: None,
             late: Vec::new(),
         };
@@ -300,7 +297,7 @@ impl UpgradeSim {
             let t = sim.now + sim.rng.range(MS / 2, 2 * MS);
             sim.at(t, Ev::Disconnected(victim, gen));
         }
-        self.applied = Some(Applied {
+        self.injected = Some(Injected {
             fault,
             safe,
             found: false,
@@ -318,18 +315,13 @@ impl UpgradeSim {
             self.sim.pump();
             let now = Nanos(self.sim.now);
             for i in seen..self.sim.events.len() {
-                match self.sim.events[i].1 {
-                    Event::Lost { color, .. } => {
-                        if let Some(a) = self.applied.as_mut().filter(|a| a.fault.victim == color) {
-                            a.found = true;
-                        }
-                        if !std::mem::take(&mut self.expect_loss[color.index()]) {
-                            self.up.handle_lost(now, color);
-                        }
+                let event = &self.sim.events[i].1;
+                if let Event::Lost { color, .. } = *event {
+                    if let Some(a) = self.injected.as_mut().filter(|a| a.fault.victim == color) {
+                        a.found = true;
                     }
-                    Event::RoleChanged { color, role } => self.up.handle_role(now, color, role),
-                    _ => {}
                 }
+                self.up.handle_supervisor_event(now, event);
             }
             let acted = self.apply();
             self.progress();
@@ -339,38 +331,32 @@ impl UpgradeSim {
         }
     }
 
-    /// Applies the upgrader's actions to the supervisor and the processes.
+    /// Applies the upgrader's actions to the supervisor (as the runtime
+    /// does, through [`Upgrader::apply`]) and to the processes.
     fn apply(&mut self) -> bool {
         let mut acted = false;
-        while let Some(action) = self.up.poll_action() {
-            self.trace(&format!("{action:?}"));
+        while let Some(applied) = self.up.apply(&mut self.sim.agent) {
+            self.trace(&format!("{applied:?}"));
             acted = true;
-            let sim = &mut self.sim;
-            match action {
-                Action::ClearDivergences => sim.agent.clear_divergences(),
-                Action::Promote(color) => {
-                    sim.agent.promote(color);
+            let color = match applied {
+                Applied::ClearedDivergences | Applied::Promoted(_) => continue,
+                Applied::Dropped(color) | Applied::Stop(color) => color,
+            };
+            if let Some(a) = self.injected.as_mut() {
+                if a.fault.victim == color.other() && !a.found {
+                    a.overtaken = true;
+                    a.safe = false;
                 }
-                Action::Restart(color) => {
-                    if let Some(a) = self.applied.as_mut() {
-                        if a.fault.victim == color.other() && !a.found {
-                            a.overtaken = true;
-                            a.safe = false;
-                        }
-                    }
-                    if sim.agent.role(color).is_some() {
-                        // Lost at once; the base simulation restarts it.
-                        self.expect_loss[color.index()] = true;
-                        sim.agent.handle_disconnected(color);
-                    } else {
-                        // Not connected: whatever runs is stopped before its
-                        // hello counts, and a new process started.
-                        sim.procs[color.index()] = None;
-                        self.fenced[color.index()] = sim.gens[color.index()];
-                        let delay = sim.rng.range(1, 10) * MS;
-                        sim.schedule_start(color, delay);
-                    }
-                }
+            }
+            if applied == Applied::Stop(color) {
+                // Not connected: whatever runs is stopped before its hello
+                // counts, and a new process started. (A dropped one is
+                // lost at once; the base simulation restarts it.)
+                let sim = &mut self.sim;
+                sim.procs[color.index()] = None;
+                self.fenced[color.index()] = sim.gens[color.index()];
+                let delay = sim.rng.range(1, 10) * MS;
+                sim.schedule_start(color, delay);
             }
         }
         acted
@@ -543,8 +529,8 @@ fn check_upgrade(seed: u64, diverging: bool, trace: bool) -> Result<(), String> 
         return Err("the upgrade did not end".to_owned());
     };
     let promoted = matches!(outcome, Outcome::Promoted { .. });
-    let forced = u.applied.is_some_and(|a| forces_rollback(a.fault));
-    let overtaken = u.applied.is_some_and(|a| a.overtaken);
+    let forced = u.injected.is_some_and(|a| forces_rollback(a.fault));
+    let overtaken = u.injected.is_some_and(|a| a.overtaken);
     if diverging && promoted {
         return Err(format!("a diverging upgrade was promoted: {outcome:?}"));
     }
@@ -552,7 +538,10 @@ fn check_upgrade(seed: u64, diverging: bool, trace: bool) -> Result<(), String> 
         return Err(format!("a matching upgrade rolled back: {outcome:?}"));
     }
     if !diverging && forced && promoted && !overtaken {
-        return Err(format!("promoted though {:?} forced a rollback", u.applied));
+        return Err(format!(
+            "promoted though {:?} forced a rollback",
+            u.injected
+        ));
     }
     let version = if promoted { NEW } else { OLD };
     for color in Color::BOTH {
@@ -567,7 +556,7 @@ fn check_upgrade(seed: u64, diverging: bool, trace: bool) -> Result<(), String> 
     if *u.up.current() != version {
         return Err(format!("the current release is {}", u.up.current()));
     }
-    match u.applied {
+    match u.injected {
         Some(a) if !a.safe => no_repeats(&u.sim),
         _ => exact(&u.sim),
     }
@@ -598,7 +587,7 @@ fn upgrades_meet_faults_in_every_phase_and_end_every_way() {
     for (seed, diverging) in matching.chain(diverging) {
         {
             let u = simulate_upgrade(seed, diverging, false).unwrap();
-            if let Some(a) = u.applied {
+            if let Some(a) = u.injected {
                 overtaken += usize::from(a.overtaken);
                 *injected
                     .entry((a.fault.phase.name(), a.fault.victim, a.fault.hang))

@@ -485,3 +485,31 @@ fn inputs_without_an_upgrade_do_nothing() {
         (None, None, None)
     );
 }
+
+#[test]
+fn the_supervisors_events_drive_it_as_the_calls_they_stand_for() {
+    // A role change: the new instance shadows, the upgrade moves on.
+    let mut up = started(Period::Time(Nanos(100 * MS)));
+    let shadow = Event::RoleChanged {
+        color: NEW,
+        role: Role::Shadow,
+    };
+    assert_eq!(up.handle_supervisor_event(Nanos(20 * MS), &shadow), None);
+    assert_eq!(up.phase(), Some(Phase::Shadow));
+    // A loss it did not cause: a failure, which rolls it back.
+    let lost = Event::Lost {
+        color: NEW,
+        reason: crate::ha::LostReason::Disconnected,
+    };
+    assert_eq!(
+        up.handle_supervisor_event(Nanos(30 * MS), &lost),
+        Some(false)
+    );
+    assert!(matches!(
+        up.last(),
+        Some(Outcome::RolledBack {
+            reason: RollbackReason::NewLost,
+            ..
+        })
+    ));
+}
