@@ -6,8 +6,29 @@ use std::io::{BufWriter, Write as _};
 use std::path::Path;
 use std::sync::Arc;
 
+use serde::Serialize;
 use tandem_core::ha::Color;
-use tandem_core::{ChannelTable, Record};
+use tandem_core::{ChannelTable, Quality, Record};
+
+/// One line of the shadow log.
+#[derive(Serialize)]
+struct Line<'a> {
+    shadow: bool,
+    color: &'a str,
+    version: Option<&'a str>,
+    seq: u64,
+    time_ns: i64,
+    channel: &'a str,
+    /// `null` when not finite, as JSON has no NaN.
+    value: f64,
+    #[serde(serialize_with = "display")]
+    quality: Quality,
+}
+
+/// `good`, `stale|estimated`: the quality as the rest of tandem writes it.
+fn display<S: serde::Serializer>(quality: &Quality, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(quality)
+}
 
 /// Where shadow output goes, if anywhere.
 pub(super) struct ShadowLog {
@@ -44,24 +65,28 @@ impl ShadowLog {
         }
     }
 
-    /// Appends `color`'s output `records`, made by `version`.
+    /// Appends `color`'s output `records`, made by `version`: one line
+    /// each, written straight into the buffer (no allocation per record).
     pub(super) fn append(&mut self, color: Color, version: Option<u32>, records: &[Record]) {
         let Some(out) = self.out.as_mut() else {
             return;
         };
         let version = version.map(|v| format!("{v:08x}"));
         for r in records {
-            let line = serde_json::json!({
-                "shadow": true,
-                "color": color.name(),
-                "version": version,
-                "seq": r.seq.0,
-                "time_ns": r.time.0,
-                "channel": self.channels.name(r.channel),
-                "value": r.value,
-                "quality": r.quality.to_string(),
-            });
-            if writeln!(out, "{line}").is_err() {
+            let line = Line {
+                shadow: true,
+                color: color.name(),
+                version: version.as_deref(),
+                seq: r.seq.0,
+                time_ns: r.time.0,
+                channel: self.channels.name(r.channel),
+                value: r.value,
+                quality: r.quality,
+            };
+            let written = serde_json::to_writer(&mut *out, &line)
+                .map_err(std::io::Error::from)
+                .and_then(|()| out.write_all(b"\n"));
+            if written.is_err() {
                 self.fail();
                 return;
             }
