@@ -30,3 +30,5 @@ mod shadow_log;
 pub mod status;
 mod toggles;
 pub mod upgrade;
+
+pub use toggles::ToggleError;
