@@ -12,9 +12,9 @@
 //! ([`WireError::WrongLength`]), where `decode` waits for the body and finds
 //! it truncated or too long. A frame other than a batch is given room for
 //! at most [`UPFRONT`] bytes at once, then as its bytes arrive: a peer
-//! declaring a 16 MiB snapshot chunk costs what it sends, not the cap. (A
-//! batch's records are reserved at once, from a count checked against the
-//! length.)
+//! declaring a 16 MiB snapshot chunk costs what it sends, not the cap. A
+//! batch's records likewise: room for at most [`UPFRONT`] bytes of them at
+//! once, from a count checked against the length, then as they come.
 
 use std::marker::PhantomData;
 
@@ -69,8 +69,8 @@ impl Filling {
     }
 }
 
-/// Room a frame other than a batch is given before its bytes arrive: a
-/// whole snapshot chunk (1 MiB and its fields) at once.
+/// Room a frame is given before its bytes arrive: a whole snapshot chunk
+/// (1 MiB and its fields), or a batch of 65536 records, at once.
 pub const UPFRONT: usize = 2 << 20;
 
 /// Takes messages of type `M` off a stream that arrives in pieces (see the
@@ -178,14 +178,16 @@ impl<M: Message> StreamDecoder<M> {
                     });
                 }
                 self.head.clear();
-                // The count was checked against the length, and the length
-                // against the cap: this reserves at most the cap.
+                // Room for the whole batch up to UPFRONT's worth at once (a
+                // batch of `tandem up`: 4096 records, 128 KiB); a larger one
+                // grows as its records come.
+                let upfront = (declared as usize).min(UPFRONT / RECORD_BYTES);
                 let records = match self.spare.take() {
                     Some(mut spare) => {
-                        spare.reserve(declared as usize);
+                        spare.reserve(upfront);
                         spare
                     }
-                    None => Vec::with_capacity(declared as usize),
+                    None => Vec::with_capacity(upfront),
                 };
                 self.batch = Some(Filling {
                     frontier,
@@ -253,6 +255,7 @@ mod tests {
     use super::super::{encode, encode_to_bytes, MAGIC, MAX_FRAME_LEN, VERSION};
     use super::*;
     use crate::ha::{Color, Role, ToAgent, ToInstance};
+    use crate::record::{ChannelId, EventTime};
 
     /// A length prefix and header, nothing of the body.
     fn header(len: u32, ty: u8) -> Bytes {
@@ -382,6 +385,36 @@ mod tests {
         for ty in [0x01, 0x04, 0x82, 0x83] {
             assert_eq!(fixed_body_len(ty), None, "type 0x{ty:02x}");
         }
+    }
+
+    #[test]
+    fn a_large_batch_takes_room_as_its_records_come() {
+        let records: Vec<Record> = (1..=400_000u64)
+            .map(|q| Record::new(Seq(q), EventTime(0), ChannelId(0), q as f64))
+            .collect();
+        let batch = ToAgent::Output {
+            frontier: Seq(400_000),
+            records,
+        };
+        let mut bytes = encode_to_bytes(&batch).unwrap();
+        let mut decoder = StreamDecoder::<ToAgent>::new(MAX_FRAME_LEN);
+        // The header, the count and a first packet's worth of records.
+        let mut first = bytes.split_to(1200);
+        assert_eq!(decoder.decode(&mut first), Ok(None));
+        let reserved = decoder.batch.as_ref().map_or(0, |b| b.records.capacity());
+        assert!(
+            reserved * RECORD_BYTES <= UPFRONT,
+            "{reserved} records reserved for 1200 bytes of a 12.8 MB batch"
+        );
+        // The rest, in packets, gives the batch back whole.
+        let mut got = None;
+        while !bytes.is_empty() {
+            let mut piece = bytes.split_to(bytes.len().min(1200));
+            if let Some(msg) = decoder.decode(&mut piece).unwrap() {
+                got = Some(msg);
+            }
+        }
+        assert_eq!(got, Some(batch));
     }
 
     #[test]
