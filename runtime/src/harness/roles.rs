@@ -60,5 +60,9 @@ fn up(args: &[String]) -> Result<(), String> {
     config.run_for = args.run_for;
     config.checkpoint_every = args.checkpoint_every;
     config.batch = args.batch;
-    crate::up::agent::run(config).map_err(|e| e.to_string())
+    match crate::up::agent::run(config) {
+        // A second stop signal: 130, as `tandem up` exits.
+        Err(crate::up::agent::AgentError::Abandoned) => std::process::exit(130),
+        ended => ended.map_err(|e| e.to_string()),
+    }
 }
