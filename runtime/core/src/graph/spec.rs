@@ -27,9 +27,10 @@ pub(crate) const MIN_CAPACITY: i64 = 2;
 /// Largest ring capacity, in records.
 pub(crate) const MAX_CAPACITY: i64 = 1 << 24;
 
-/// Smallest `[ha] retention`, in input records.
+/// Smallest `[ha] retention`, in input records' worth (each frame also
+/// counts a few for itself: `ha::upstream`).
 const MIN_RETENTION: i64 = 1 << 10;
-/// Largest `[ha] retention`, in input records.
+/// Largest `[ha] retention`, in input records' worth.
 const MAX_RETENTION: i64 = 1 << 24;
 
 /// A duration key of `[ha]`: its valid range and, for messages, an example.
@@ -293,7 +294,7 @@ fn read_ha(text: &str, value: &Spanned<DeValue<'_>>, report: &mut Report, ha: &m
                     report.at(
                         &span,
                         format!(
-                            "`retention` must be an integer from {MIN_RETENTION} to {MAX_RETENTION} (input records), got {}",
+                            "`retention` must be an integer from {MIN_RETENTION} to {MAX_RETENTION} (input records' worth, 32 bytes each), got {}",
                             got(text, &span)
                         ),
                     );

@@ -100,7 +100,7 @@ max_mismatch = 1.5
 "#,
         ),
         &[
-            "33:13: error: `retention` must be an integer from 1024 to 16777216 (input records), got -3",
+            "33:13: error: `retention` must be an integer from 1024 to 16777216 (input records' worth, 32 bytes each), got -3",
             "34:13: error: `heartbeat` must be a duration from 1ms to 1s, such as \"5ms\", got \"5 parsecs\"",
             "35:11: error: `timeout` must be a duration from 3ms to 1m and at least 3 heartbeats, such as \"100ms\", got \"2m\"",
             "36:13: error: `supervise` must be a duration from 0s to 24h, such as \"10s\", got \"2d\"",
@@ -110,7 +110,7 @@ max_mismatch = 1.5
     check(
         &home_ha("retention = 1023\nheartbeat = 2\nsupervise = -1\nmax_mismatch = nan\n"),
         &[
-            "33:13: error: `retention` must be an integer from 1024 to 16777216 (input records), got 1023",
+            "33:13: error: `retention` must be an integer from 1024 to 16777216 (input records' worth, 32 bytes each), got 1023",
             "34:13: error: `heartbeat` must be a duration from 1ms to 1s, such as \"5ms\", got 2",
             "35:13: error: `supervise` must be a duration from 0s to 24h, such as \"10s\", got -1",
             "36:16: error: `max_mismatch` must be a number from 0 to 1 (a fraction of compared records) such as 0.01, got nan",
@@ -119,7 +119,7 @@ max_mismatch = 1.5
     check(
         &home_ha("retention = \"64k\"\nheartbeat = true\n"),
         &[
-            "33:13: error: `retention` must be an integer from 1024 to 16777216 (input records), got \"64k\"",
+            "33:13: error: `retention` must be an integer from 1024 to 16777216 (input records' worth, 32 bytes each), got \"64k\"",
             "34:13: error: `heartbeat` must be a duration from 1ms to 1s, such as \"5ms\", got true",
         ],
     );
