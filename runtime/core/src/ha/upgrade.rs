@@ -661,7 +661,10 @@ impl<R> Upgrader<R> {
     }
 
     /// The next thing the driver must do. [`Upgrader::apply`] does it to
-    /// the supervisor; this is for a driver without one.
+    /// the supervisor; this is for a driver without one, which reports
+    /// losses with [`Upgrader::handle_lost`] (only those it did not cause),
+    /// not [`Upgrader::handle_supervisor_event`]: that one knows a restart
+    /// only from `apply`.
     pub fn poll_action(&mut self) -> Option<Action> {
         self.actions.pop_front()
     }
