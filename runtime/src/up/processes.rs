@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use tandem_core::ha::Color;
+use tandem_core::ha::{Color, Nanos, Restarts};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 use super::upgrade::Release;
@@ -39,22 +39,14 @@ pub(super) struct Launch {
     pub(super) base_file: PathBuf,
 }
 
-/// One colour's process.
-#[derive(Debug, Default)]
-struct Process {
-    child: Option<Child>,
-    /// It has served or shadowed since it was started.
-    live: bool,
-    respawn_at: Option<Instant>,
-    /// Consecutive starts that died before serving.
-    failures: u32,
-    restarts: u64,
-}
-
-/// Blue's and green's processes.
+/// Blue's and green's processes; when each starts again is the core's
+/// policy ([`Restarts`]).
 pub(super) struct Processes {
     launch: Launch,
-    slots: [Process; 2],
+    children: [Option<Child>; 2],
+    restarts: Restarts,
+    /// What the policy's times count from.
+    epoch: Instant,
     exits: UnboundedSender<Exited>,
 }
 
@@ -64,7 +56,9 @@ impl Processes {
         let (exits, exited) = unbounded_channel();
         let processes = Processes {
             launch,
-            slots: Default::default(),
+            children: Default::default(),
+            restarts: Restarts::new(),
+            epoch: Instant::now(),
             exits,
         };
         (processes, exited)
@@ -72,23 +66,22 @@ impl Processes {
 
     /// The process id of `color`'s running child.
     pub(super) fn pid(&self, color: Color) -> Option<u32> {
-        self.slots[color.index()].child.as_ref().map(Child::id)
+        self.children[color.index()].as_ref().map(Child::id)
     }
 
     /// Times `color` was restarted.
     pub(super) fn restarts(&self, color: Color) -> u64 {
-        self.slots[color.index()].restarts
+        self.restarts.restarts(color)
     }
 
     /// `color` serves or shadows: a later death restarts it at once.
     pub(super) fn mark_live(&mut self, color: Color) {
-        self.slots[color.index()].live = true;
+        self.restarts.handle_live(color);
     }
 
     /// True when `color` has no process and none is scheduled.
     pub(super) fn is_idle(&self, color: Color) -> bool {
-        let slot = &self.slots[color.index()];
-        slot.child.is_none() && slot.respawn_at.is_none()
+        self.children[color.index()].is_none() && self.restarts.due(color).is_none()
     }
 
     /// Starts `color` on `release`. A start that fails is retried later.
@@ -136,11 +129,11 @@ impl Processes {
             // agent has drained it and closes its link.
             command.process_group(0);
         }
-        self.slots[color.index()].respawn_at = None;
+        self.restarts.handle_started(color);
         match command.spawn() {
             Ok(child) => {
                 watch(color, child.id(), self.exits.clone());
-                self.slots[color.index()].child = Some(child);
+                self.children[color.index()] = Some(child);
             }
             Err(e) => {
                 tracing::warn!("{color}: cannot start `{}`: {e}", release.program.display());
@@ -152,7 +145,7 @@ impl Processes {
     /// Kills `color`'s process and schedules a new one; `expected` when the
     /// agent asked for it (an upgrade), so it is not counted as a failure.
     pub(super) fn stop(&mut self, color: Color, expected: bool) {
-        if let Some(mut child) = self.slots[color.index()].child.take() {
+        if let Some(mut child) = self.children[color.index()].take() {
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -163,50 +156,47 @@ impl Processes {
     /// one the agent already killed and reaped): its status, and the slot
     /// is empty.
     pub(super) fn reap_exited(&mut self, exited: Exited) -> Option<ExitStatus> {
-        let slot = &mut self.slots[exited.color.index()];
-        let child = slot.child.as_mut().filter(|c| c.id() == exited.pid)?;
+        let slot = &mut self.children[exited.color.index()];
+        let child = slot.as_mut().filter(|c| c.id() == exited.pid)?;
         let status = child.try_wait().ok().flatten()?;
-        slot.child = None;
+        *slot = None;
         Some(status)
     }
 
-    /// An instance that dies before it ever served or shadowed backs off
-    /// (up to 5 s: it cannot start, and restarting it at once would spin);
-    /// one that was live restarts at once. Nothing happens when a start is
-    /// already scheduled.
+    /// Schedules `color`'s next start: at once, or after a pause when it
+    /// keeps dying before it serves (`failed`; see [`Restarts`]).
     pub(super) fn schedule_respawn(&mut self, color: Color, failed: bool) {
-        let slot = &mut self.slots[color.index()];
-        slot.restarts += 1;
-        slot.failures = if failed && !slot.live {
-            slot.failures + 1
-        } else {
-            0
-        };
-        slot.live = false;
-        let delay = if slot.failures <= 1 {
-            Duration::ZERO
-        } else {
-            Duration::from_millis(100 << slot.failures.min(6)).min(Duration::from_secs(5))
-        };
-        slot.respawn_at = Some(Instant::now() + delay);
+        let now = self.nanos(Instant::now());
+        self.restarts.handle_stopped(now, color, failed);
     }
 
     /// When the next scheduled start is due.
     pub(super) fn next_start(&self) -> Option<Instant> {
-        self.slots.iter().filter_map(|s| s.respawn_at).min()
+        self.restarts.poll_timeout().map(|t| self.instant(t))
     }
 
     /// The colours whose start is due at `now` (their slots are empty).
     pub(super) fn due(&self, now: Instant) -> impl Iterator<Item = Color> + '_ {
-        Color::BOTH.into_iter().filter(move |c| {
-            let slot = &self.slots[c.index()];
-            slot.child.is_none() && slot.respawn_at.is_some_and(|t| t <= now)
+        let now = self.nanos(now);
+        Color::BOTH.into_iter().filter(move |&c| {
+            self.children[c.index()].is_none() && self.restarts.due(c).is_some_and(|t| t <= now)
         })
+    }
+
+    /// `at` on the policy's clock.
+    fn nanos(&self, at: Instant) -> Nanos {
+        let since = at.saturating_duration_since(self.epoch);
+        Nanos(i64::try_from(since.as_nanos()).unwrap_or(i64::MAX))
+    }
+
+    /// The instant of `t` on the policy's clock.
+    fn instant(&self, t: Nanos) -> Instant {
+        self.epoch + Duration::from_nanos(u64::try_from(t.0).unwrap_or(0))
     }
 
     /// Kills every instance, without waiting.
     pub(super) fn kill_all(&mut self) {
-        for child in self.slots.iter_mut().filter_map(|s| s.child.as_mut()) {
+        for child in self.children.iter_mut().flatten() {
             let _ = child.kill();
         }
     }
@@ -215,8 +205,8 @@ impl Processes {
     /// closed: they drain and stop), then kills them.
     pub(super) fn reap(&mut self, grace: Duration) {
         let deadline = Instant::now() + grace;
-        for slot in &mut self.slots {
-            let Some(mut child) = slot.child.take() else {
+        for slot in &mut self.children {
+            let Some(mut child) = slot.take() else {
                 continue;
             };
             wait_exit(&child, deadline.saturating_duration_since(Instant::now()));

@@ -12,6 +12,8 @@
 //! - [`upgrade`]: the [`Upgrader`] beside it: what each colour runs, and the
 //!   phases of a live upgrade (transfer, shadow, promoted, replacing) with
 //!   their rollback rules and deadlines.
+//! - [`restart`]: when a lost instance is started again ([`Restarts`]: at
+//!   once, or backing off while it keeps dying before it serves).
 //!
 //! A seeded simulation (`sim`, tests only) runs the supervisor against two
 //! simulated instances over a delaying, reordering network with crashes and
@@ -24,6 +26,7 @@ pub mod event;
 pub mod liveness;
 pub mod msg;
 pub mod rejoin;
+pub mod restart;
 #[cfg(test)]
 mod sim;
 pub mod upgrade;
@@ -34,6 +37,7 @@ pub use event::{Event, LostReason};
 pub use liveness::{Liveness, LivenessConfig};
 pub use msg::{Color, Nanos, Role, StreamId, ToAgent, ToInstance};
 pub use rejoin::{HaConfig, Supervisor};
+pub use restart::Restarts;
 pub use upgrade::Upgrader;
 pub use upstream::{
     BarrierMark, Recipients, RetentionError, Transmit, Upstream, UpstreamConfig, UpstreamEvent,
