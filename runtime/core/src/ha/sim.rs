@@ -14,6 +14,7 @@
 use super::event::{Event, LostReason};
 use super::msg::{Color, Nanos, Role, ToAgent, ToInstance};
 use super::rejoin::{HaConfig, Supervisor};
+use super::restart::{Restarts, MAX_BACKOFF};
 use super::upstream::UpstreamConfig;
 use super::{DownstreamConfig, LivenessConfig, Tolerances};
 use crate::record::{ChannelId, EventTime, Record, Seq};
@@ -270,6 +271,13 @@ struct Sim {
     gens: [u64; 2],
     agent_gen: [u64; 2],
     starting: [bool; 2],
+    /// When a lost instance starts again: the runtime's policy.
+    restarts: Restarts,
+    /// The next loss of this colour is a stop the driver asked for.
+    stopping: [bool; 2],
+    /// An instance paused before it started again (it kept dying before
+    /// it served): the run goes on longer (`simulate`).
+    backed_off: bool,
     agent: Supervisor,
     scenario: Scenario,
     next_seq: u64,
@@ -315,6 +323,9 @@ impl Sim {
             gens: [0, 0],
             agent_gen: [0, 0],
             starting: [false, false],
+            restarts: Restarts::new(),
+            stopping: [false, false],
+            backed_off: false,
             agent: Supervisor::new(config),
             scenario,
             next_seq: 0,
@@ -338,6 +349,16 @@ impl Sim {
     fn at(&mut self, time: i64, ev: Ev) {
         self.order += 1;
         self.queue.insert((time, self.order), ev);
+    }
+
+    /// `color`'s process is gone: it starts again when the runtime's
+    /// policy says, plus the time a process takes to start.
+    fn restart(&mut self, color: Color, failed: bool) {
+        self.restarts.handle_stopped(Nanos(self.now), color, failed);
+        let due = self.restarts.due(color).map_or(self.now, |t| t.0);
+        self.backed_off |= due > self.now;
+        let delay = (due - self.now) + self.rng.range(5, 50) * MS;
+        self.schedule_start(color, delay);
     }
 
     fn schedule_start(&mut self, color: Color, delay: i64) {
@@ -383,6 +404,7 @@ impl Sim {
             Ev::Chaos => self.chaos(),
             Ev::Start(color) => {
                 self.starting[color.index()] = false;
+                self.restarts.handle_started(color);
                 self.gens[color.index()] += 1;
                 let gen = self.gens[color.index()];
                 let skew = match color {
@@ -522,9 +544,11 @@ impl Sim {
                 Event::Lost { color, reason } if reason != LostReason::Replaced => {
                     self.agent_gen[color.index()] = 0;
                     self.procs[color.index()] = None;
-                    let delay = self.rng.range(5, 50) * MS;
-                    self.schedule_start(color, delay);
+                    let failed = !std::mem::take(&mut self.stopping[color.index()]);
+                    self.restart(color, failed);
                 }
+                // It serves or shadows (the runtime marks it live so).
+                Event::RoleChanged { color, .. } => self.restarts.handle_live(color),
                 Event::StateHashes {
                     barrier,
                     blue,
@@ -584,6 +608,20 @@ fn stream(records: &[Record], channel: u32) -> Vec<Record> {
 fn simulate(seed: u64, scenario: Scenario, trace: bool) -> Result<Sim, String> {
     let mut sim = Sim::new(seed, scenario, trace);
     sim.run(sim.ingress_until + 100 * MS);
+    if sim.backed_off {
+        // An instance that kept dying before it served pauses before it
+        // starts again (`Restarts`): input goes on until it is back, for
+        // as long as that pause may be, and then a while for it to rejoin
+        // and be compared.
+        let bound = sim.now + MAX_BACKOFF.0 + 500 * MS;
+        sim.ingress_until = bound;
+        sim.at(sim.now, Ev::Ingress);
+        while !sim.settled() && sim.now < bound {
+            sim.run(sim.now + 10 * MS);
+        }
+        sim.ingress_until = sim.now + 200 * MS;
+        sim.run(sim.ingress_until + 100 * MS);
+    }
     if !sim.settled() {
         return Err(format!(
             "instances not settled after the run: blue {:?}, green {:?}",
@@ -795,8 +833,10 @@ fn a_rejoin_is_exercised_and_the_ring_sometimes_moves() {
     let mut moved = 0;
     let mut timeouts = 0;
     let mut timed_out = 0;
+    let mut backed_off = 0;
     for seed in 1..=120 {
         let sim = simulate(seed, HONEST, false).unwrap();
+        backed_off += usize::from(sim.backed_off);
         for (_, e) in &sim.events {
             match e {
                 Event::Restored { .. } => rejoined += 1,
@@ -850,4 +890,8 @@ fn a_rejoin_is_exercised_and_the_ring_sometimes_moves() {
     assert!(moved > 0, "the retention ring never moved past a barrier");
     assert!(timeouts > 0, "no hang was ever detected by heartbeats");
     assert!(timed_out > 0, "no rejoin ever timed out");
+    assert!(
+        backed_off > 0,
+        "no instance ever paused before starting again (killed before it served, twice in a row)"
+    );
 }

@@ -244,6 +244,7 @@ impl UpgradeSim {
     fn start(&mut self, color: Color) {
         let sim = &mut self.sim;
         sim.starting[color.index()] = false;
+        sim.restarts.handle_started(color);
         sim.gens[color.index()] += 1;
         let gen = sim.gens[color.index()];
         let version = *self.up.release(color);
@@ -350,13 +351,15 @@ impl UpgradeSim {
             }
             if applied == Applied::Stop(color) {
                 // Not connected: whatever runs is stopped before its hello
-                // counts, and a new process started. (A dropped one is
-                // lost at once; the base simulation restarts it.)
+                // counts, and a new process started.
                 let sim = &mut self.sim;
                 sim.procs[color.index()] = None;
                 self.fenced[color.index()] = sim.gens[color.index()];
-                let delay = sim.rng.range(1, 10) * MS;
-                sim.schedule_start(color, delay);
+                sim.restart(color, false);
+            } else {
+                // Dropped: its loss comes next, a stop asked for, and the
+                // base simulation restarts it.
+                self.sim.stopping[color.index()] = true;
             }
         }
         acted
