@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::agent::{Agent, Control};
 use crate::up::agent::{AgentConfig, AgentError};
 use crate::up::dirs::StateDir;
-use crate::up::graph::{self, Opening, SplitGraphError};
+use crate::up::graph::{self, Opening};
 
 /// The longest wait for anything the agent does.
 const BOUND: Duration = Duration::from_secs(60);
@@ -18,11 +18,10 @@ const BOUND: Duration = Duration::from_secs(60);
 /// `program instance ..`: a loopback listener, a checkpoint a second,
 /// batches of 1024, the graph's own sinks; change fields to taste.
 pub fn agent_config(file: &Path, state: &Path, program: PathBuf) -> Result<AgentConfig, String> {
-    match graph::load(file, Opening::Any) {
-        Ok(graph) => Ok(graph.agent_config(StateDir::new(state), program)),
-        Err(SplitGraphError::Graph(e)) => Err(format!("{}: {e}", file.display())),
-        Err(SplitGraphError::Split { source, .. }) => Err(format!("{}: {source}", file.display())),
-    }
+    // The error names the file already.
+    graph::load(file, Opening::Any)
+        .map(|graph| graph.agent_config(StateDir::new(state), program))
+        .map_err(|e| e.to_string())
 }
 
 /// An agent running on a thread of this process until its `run_for` ends.

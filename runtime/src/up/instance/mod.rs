@@ -88,14 +88,9 @@ pub enum InstanceError {
     /// The graph file could not be loaded.
     #[error(transparent)]
     Graph(#[from] crate::graph_file::GraphFileError),
-    /// The graph cannot be cut for 1+1.
-    #[error("{file}: error: {source}")]
-    Split {
-        /// The graph file.
-        file: std::path::PathBuf,
-        /// What is wrong with it.
-        source: tandem_core::split::SplitError,
-    },
+    /// The graph file could not be loaded, or cannot be cut for 1+1.
+    #[error(transparent)]
+    Split(#[from] super::graph::SplitGraphError),
     /// The network runtime or the control thread could not start.
     #[error("cannot start the {what}: {source}")]
     Start {
@@ -336,12 +331,8 @@ impl Launch {
     /// instance until the agent closes its link.
     pub fn run(self) -> Result<(), InstanceError> {
         die_with_agent()?;
-        let loaded = crate::graph_file::load(&self.file)?;
-        let split =
-            tandem_core::split::split(&loaded.plan).map_err(|source| InstanceError::Split {
-                file: self.file.clone(),
-                source,
-            })?;
+        let super::graph::SplitGraph { loaded, split, .. } =
+            super::graph::load(&self.file, super::graph::Opening::Any)?;
         let channels = match &self.channels_of {
             None => None,
             Some(file) => {
