@@ -127,7 +127,7 @@ impl Control {
     fn handle(&mut self, msg: ToInstance) -> Result<(), ControlError> {
         match msg {
             ToInstance::Input { frontier, records } => {
-                self.running()?;
+                self.ensure_running()?;
                 // Fields borrowed apart: nothing is cloned per batch.
                 let Phase::Running { feed, start, .. } = &self.phase else {
                     return Err(ControlError::NotStarted);
@@ -202,8 +202,9 @@ impl Control {
         Ok(())
     }
 
-    /// The running topology's feed, starting it cold first if need be.
-    fn running(&mut self) -> Result<(&RelayFeed, Seq), ControlError> {
+    /// Starts the topology (from the newest local checkpoint, if any)
+    /// unless it runs already.
+    fn ensure_running(&mut self) -> Result<(), ControlError> {
         if matches!(self.phase, Phase::Waiting { .. }) {
             let local = self.config.state.newest_checkpoint(&self.config.stamp.name);
             if let Some((path, checkpoint)) = &local {
@@ -215,10 +216,7 @@ impl Control {
             }
             self.start(local.map(|(_, c)| c))?;
         }
-        match &self.phase {
-            Phase::Running { feed, start, .. } => Ok((feed, *start)),
-            Phase::Waiting { .. } => Err(ControlError::NotStarted),
-        }
+        Ok(())
     }
 
     fn start(&mut self, checkpoint: Option<Checkpoint>) -> Result<(), ControlError> {
@@ -269,7 +267,7 @@ impl Control {
     }
 
     fn barrier(&mut self, id: u64, at: Seq) -> Result<(), ControlError> {
-        self.running()?;
+        self.ensure_running()?;
         let Phase::Running {
             topology, start, ..
         } = &mut self.phase
