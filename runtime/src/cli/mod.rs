@@ -28,9 +28,8 @@ pub mod up;
 pub const INVALID: u8 = 1;
 /// Exit code of a file that could not be read.
 pub const UNREADABLE: u8 = 2;
-/// Exit code of a run that a second stop signal ended without draining
-/// (128 + SIGINT, as the shell reports an interrupted command).
-pub const INTERRUPTED: u8 = 130;
+/// Exit code of a run that a second stop signal ended without draining.
+pub const INTERRUPTED: u8 = tandem::up::agent::INTERRUPTED_EXIT;
 
 /// The reader of stdout went away (`tandem check | head`): the command
 /// stops printing and ends quietly with 141, as a SIGPIPE would end it.

@@ -61,8 +61,10 @@ fn up(args: &[String]) -> Result<(), String> {
     config.checkpoint_every = args.checkpoint_every;
     config.batch = args.batch;
     match crate::up::agent::run(config) {
-        // A second stop signal: 130, as `tandem up` exits.
-        Err(crate::up::agent::AgentError::Abandoned) => std::process::exit(130),
+        // A second stop signal: as `tandem up` exits.
+        Err(crate::up::agent::AgentError::Abandoned) => {
+            std::process::exit(i32::from(crate::up::agent::INTERRUPTED_EXIT))
+        }
         ended => ended.map_err(|e| e.to_string()),
     }
 }

@@ -98,6 +98,10 @@ const CONN_BYTES: usize = 2 << 20;
 /// sinks that keep up take a batch at a time).
 pub(super) const EGRESS_RECORDS: usize = 1 << 15;
 
+/// Exit code of a run that a second stop signal ended without draining
+/// (128 + SIGINT, as the shell reports an interrupted command).
+pub const INTERRUPTED_EXIT: u8 = 130;
+
 /// Why the agent could not start, or did not end cleanly.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -146,7 +150,7 @@ pub enum AgentError {
     Egress(#[from] RunError),
     /// A second stop signal ended the run at once: nothing was drained or
     /// checkpointed, and the instances were killed (the hub said so in the
-    /// log). `tandem up` exits 130 without another word.
+    /// log). `tandem up` exits [`INTERRUPTED_EXIT`] without another word.
     #[error("second stop signal: exited without draining")]
     Abandoned,
 }
