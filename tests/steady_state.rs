@@ -66,7 +66,6 @@ static GLOBAL: Counting = Counting;
 const NOW: Nanos = Nanos(0);
 /// Records per ingress batch, as `tandem up --batch` sets.
 const BATCH: usize = 1024;
-const BOTH: [Color; 2] = [Color::Blue, Color::Green];
 
 /// One instance, played by its codec: input frames in, output frames out.
 struct Instance {
@@ -148,9 +147,7 @@ impl Instance {
 }
 
 fn encode<M: tandem_core::wire::Message>(msg: &M) -> Bytes {
-    let mut buf = bytes::BytesMut::new();
-    tandem_core::wire::encode(msg, &mut buf).expect("a message under the cap");
-    buf.freeze()
+    tandem_core::wire::encode_to_bytes(msg).expect("a message under the cap")
 }
 
 /// The agent's side: the supervisor, the ingress encoder, a decoder per link.
@@ -221,7 +218,7 @@ impl Agent {
     fn pump(&mut self) {
         loop {
             let mut moved = false;
-            for color in BOTH {
+            for color in Color::BOTH {
                 while let Some(frame) = self.sup.poll_transmit_frame(color) {
                     self.deliver(color, frame);
                     moved = true;
@@ -233,7 +230,7 @@ impl Agent {
                 }
                 moved = true;
             }
-            for color in BOTH {
+            for color in Color::BOTH {
                 let heartbeat = self.instances[color.index()].heartbeat();
                 self.sup.handle_message(NOW, color, heartbeat);
             }
@@ -277,7 +274,7 @@ fn a_warm_agent_allocates_nothing_per_batch() {
     for _ in 0..8 {
         agent.batch();
     }
-    for color in BOTH {
+    for color in Color::BOTH {
         assert_eq!(agent.sup.role(color), Some(Role::Serving), "{color}");
     }
     // Warm: the retention ring full and evicting, every buffer made once.

@@ -660,12 +660,10 @@ impl<R> Upgrader<R> {
         Some(period_end.map_or(deadline, |end| end.min(deadline)))
     }
 
-    /// The next thing the driver must do. [`Upgrader::apply`] does it to
-    /// the supervisor; this is for a driver without one, which reports
-    /// losses with [`Upgrader::handle_lost`] (only those it did not cause),
-    /// not [`Upgrader::handle_supervisor_event`]: that one knows a restart
-    /// only from `apply`.
-    pub fn poll_action(&mut self) -> Option<Action> {
+    /// The next action, not applied: the unit tests read what the machine
+    /// asks without a supervisor (drivers use [`Upgrader::apply`]).
+    #[cfg(test)]
+    pub(crate) fn poll_action(&mut self) -> Option<Action> {
         self.actions.pop_front()
     }
 
