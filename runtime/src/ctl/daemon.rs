@@ -2,7 +2,9 @@
 //! [`Fleet`]. One task owns the fleet; everything else sends it inputs:
 //! gateways' links (QUIC), `tandem ctl` requests (the socket `CTL/ctl.sock`)
 //! and the web page's snapshots (HTTP). It sends bundles as the planner
-//! asks and saves `fleet.json` after every change.
+//! asks and saves `fleet.json` after changes: off the fleet task, one write
+//! at a time, each of the newest state, so that a slow disk delays the file
+//! and never the answers.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -242,8 +244,10 @@ pub fn run(options: Options) -> Result<(), String> {
         }) {
             eprintln!("tandem ctl: cannot install the handler of Ctrl-C and SIGTERM: {e}");
         }
+        let dir = options.dir.clone();
         let driver = Driver {
             fleet: Fleet::new(saved, tracks),
+            write: Arc::new(move |text: &[u8]| Saved::write(&dir, text)),
             dir: options.dir.clone(),
             ca,
             advertise,
@@ -279,8 +283,17 @@ fn lock(dir: &Path) -> Result<std::fs::File, String> {
     }
 }
 
+/// Writes the text of `fleet.json` (a blocking call).
+type Write = Arc<dyn Fn(&[u8]) -> Result<(), String> + Send + Sync>;
+
+/// The most inputs handled in a row before the bookkeeping (bundles to
+/// send, log lines, saving) is done.
+const BATCH: usize = 256;
+
 struct Driver {
     fleet: Fleet,
+    /// How `fleet.json` is written.
+    write: Write,
     dir: PathBuf,
     ca: SiteCa,
     advertise: SocketAddr,
@@ -300,10 +313,30 @@ impl Driver {
     ) {
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The write of `fleet.json` under way. Changes made meanwhile are
+        // written together when it ends.
+        let mut saving: Option<tokio::task::JoinHandle<Result<(), String>>> = None;
         loop {
             tokio::select! {
-                Some(()) = stop.recv() => return,
-                Some(input) = inputs.recv() => self.input(input),
+                Some(()) = stop.recv() => break,
+                Some(input) = inputs.recv() => {
+                    self.input(input);
+                    for _ in 1..BATCH {
+                        match inputs.try_recv() {
+                            Ok(input) => self.input(input),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                written = async {
+                    match saving.as_mut() {
+                        Some(write) => write.await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    saving = None;
+                    said(written);
+                }
                 _ = tick.tick() => {}
             }
             self.send_bundles();
@@ -312,12 +345,18 @@ impl Driver {
                 eprintln!("tandem ctl: [{}] {line}", at.0);
             }
             self.printed = self.fleet.noted;
-            if std::mem::take(&mut self.fleet.dirty) {
-                let saved = &self.fleet.saved;
-                if let Err(e) = tokio::task::block_in_place(|| saved.save(&self.dir)) {
-                    eprintln!("tandem ctl: {e}");
-                }
+            if saving.is_none() && std::mem::take(&mut self.fleet.dirty) {
+                let (write, text) = (self.write.clone(), self.fleet.saved.encode());
+                saving = Some(tokio::task::spawn_blocking(move || write(&text)));
             }
+        }
+        // Stopping: the write under way ends, and the newest state is written.
+        if let Some(write) = saving {
+            said(write.await);
+        }
+        if self.fleet.dirty {
+            let (write, text) = (self.write.clone(), self.fleet.saved.encode());
+            said(tokio::task::spawn_blocking(move || write(&text)).await);
         }
     }
 
@@ -477,6 +516,15 @@ impl Driver {
         let bytes = Arc::new(bytes);
         self.bundles.insert(sha256.to_owned(), bytes.clone());
         Ok(bytes)
+    }
+}
+
+/// Says why a write of `fleet.json` failed, if it did.
+fn said(written: Result<Result<(), String>, tokio::task::JoinError>) {
+    match written {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => eprintln!("tandem ctl: {e}"),
+        Err(e) => eprintln!("tandem ctl: writing fleet.json failed: {e}"),
     }
 }
 
@@ -698,6 +746,152 @@ mod tests {
             Ok(request) => panic!("`{line}` was taken: {request:?}"),
             Err(e) => e.to_string(),
         }
+    }
+
+    /// Long enough for anything here on a loaded machine.
+    const BOUND: Duration = Duration::from_secs(30);
+
+    /// A controller's fleet task whose disk holds every write of
+    /// `fleet.json` until the test lets it go: the texts written come out
+    /// of the first receiver, a token on the sender ends one write.
+    fn on_a_stuck_disk(
+        dir: &Path,
+    ) -> (
+        Driver,
+        std::sync::mpsc::Receiver<Vec<u8>>,
+        std::sync::mpsc::Sender<()>,
+    ) {
+        let (started, texts) = std::sync::mpsc::channel::<Vec<u8>>();
+        let (release, gate) = std::sync::mpsc::channel::<()>();
+        let gate = std::sync::Mutex::new(gate);
+        let write: Write = Arc::new(move |text: &[u8]| {
+            let _ = started.send(text.to_vec());
+            // Bounded, so that a failing test ends.
+            let _ = gate.lock().unwrap().recv_timeout(BOUND);
+            Ok(())
+        });
+        let id = GatewayId::parse("gw-1").unwrap();
+        let mut saved = Saved {
+            format: super::super::inventory::FLEET_FORMAT,
+            ..Saved::default()
+        };
+        saved.gateways.insert(
+            id.clone(),
+            Gateway {
+                id,
+                hardware: "pi4".into(),
+                devices: vec!["meter".into()],
+                track: "stable".into(),
+                enrolled: Millis(1),
+                runtime: None,
+                last_seen: None,
+                status: Value::Null,
+                history: Vec::new(),
+            },
+        );
+        let driver = Driver {
+            fleet: Fleet::new(saved, Tracks::default()),
+            write,
+            dir: dir.to_path_buf(),
+            ca: SiteCa::open_or_create(&dir.join("ca")).unwrap(),
+            advertise: "127.0.0.1:7141".parse().unwrap(),
+            links: BTreeMap::new(),
+            bundles: HashMap::new(),
+            printed: 0,
+        };
+        (driver, texts, release)
+    }
+
+    /// The gateway's `compared` in a `fleet.json` text or a status answer.
+    fn compared(text: &[u8]) -> Value {
+        let v: Value = serde_json::from_slice(text).unwrap();
+        match v["gateways"].as_array() {
+            Some(all) => all[0]["compared"].clone(),
+            None => v["gateways"]["gw-1"]["status"]["compared"].clone(),
+        }
+    }
+
+    #[test]
+    fn a_slow_disk_delays_fleet_json_and_never_the_answers() {
+        let dir = std::env::temp_dir().join(format!("tandem-ctl-disk-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (driver, texts, release) = on_a_stuck_disk(&dir);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (inputs, rx) = mpsc::unbounded_channel();
+        let (stop, stop_rx) = mpsc::unbounded_channel();
+        let task = runtime.spawn(driver.run(rx, stop_rx));
+        let ask = |request: Request| {
+            let (reply, answer) = oneshot::channel();
+            inputs.send(Input::Request(request, reply)).unwrap();
+            runtime
+                .block_on(async { tokio::time::timeout(BOUND, answer).await })
+                .expect("the fleet task answers while fleet.json is being written")
+                .unwrap()
+                .unwrap()
+        };
+        let id = GatewayId::parse("gw-1").unwrap();
+        let report = |n: u64| Input::Message {
+            id: id.clone(),
+            conn: 1,
+            message: ToController::Report(super::super::wire::Report {
+                status: json!({ "compared": n }),
+                ..Default::default()
+            }),
+        };
+
+        let (link, _frames) = mpsc::unbounded_channel();
+        let (reply, connected) = oneshot::channel();
+        inputs
+            .send(Input::Connected {
+                id: id.clone(),
+                conn: 1,
+                runtime: "0.1.0".into(),
+                tx: link,
+                reply,
+            })
+            .unwrap();
+        runtime.block_on(connected).unwrap().unwrap();
+        // The connection is saved, and that write sticks.
+        let first = texts.recv_timeout(BOUND).unwrap();
+        assert_eq!(compared(&first), Value::Null);
+        // Reports every 200 ms from a gateway, for a while: each is taken,
+        // and the status says the newest at once.
+        for n in 1..=500 {
+            inputs.send(report(n)).unwrap();
+        }
+        assert_eq!(compared(ask(Request::Status).as_bytes()), 500);
+        // One write at a time: none started behind the stuck one.
+        assert!(
+            texts.try_recv().is_err(),
+            "a second write while the first runs"
+        );
+        // When it ends, the next writes the newest state; the ones between
+        // were never written.
+        release.send(()).unwrap();
+        let second = texts.recv_timeout(BOUND).unwrap();
+        assert_eq!(compared(&second), 500);
+
+        // Stopping writes what changed last.
+        release.send(()).unwrap();
+        release.send(()).unwrap();
+        inputs.send(report(501)).unwrap();
+        assert_eq!(compared(ask(Request::Status).as_bytes()), 501);
+        stop.send(()).unwrap();
+        runtime
+            .block_on(async { tokio::time::timeout(BOUND, task).await })
+            .expect("the fleet task stops")
+            .unwrap();
+        let last = texts
+            .try_iter()
+            .last()
+            .expect("a write after the last report");
+        assert_eq!(compared(&last), 501);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -209,9 +209,18 @@ impl Saved {
 
     /// Writes `CTL/fleet.json` (write, fsync, rename, fsync of the directory).
     pub fn save(&self, dir: &Path) -> Result<(), String> {
+        Saved::write(dir, &self.encode())
+    }
+
+    /// The text of `fleet.json`.
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec_pretty(self).unwrap_or_default()
+    }
+
+    /// Writes `text` (of [`Saved::encode`]) as `CTL/fleet.json`, atomically.
+    pub fn write(dir: &Path, text: &[u8]) -> Result<(), String> {
         let path = dir.join("fleet.json");
-        let text = serde_json::to_vec_pretty(self).unwrap_or_default();
-        crate::private::write_atomically(&path, &text)
+        crate::private::write_atomically(&path, text)
             .map_err(|e| format!("{}: cannot write: {e}", path.display()))
     }
 }

@@ -286,7 +286,7 @@ impl FleetLink {
         .await;
         let (status, mut history) = read.unwrap_or((Value::Null, Vec::new()));
         if self.observe(&status, memory) {
-            self.save_memory(memory);
+            self.save_memory(memory).await;
         }
         for entry in &mut history {
             let Some(what) = entry["bundle"].as_str().map(str::to_owned) else {
@@ -362,10 +362,17 @@ impl FleetLink {
             .unwrap_or_default()
     }
 
-    fn save_memory(&self, memory: &Memory) {
+    /// Writes `link.json` on a blocking thread: during a shadow period its
+    /// figures change at every report, and an fsync must not hold up the
+    /// network threads.
+    async fn save_memory(&self, memory: &Memory) {
         let bytes = serde_json::to_vec(memory).unwrap_or_default();
-        if let Err(e) = crate::private::write_atomically(&self.memory_file(), &bytes) {
-            tracing::warn!("fleet: {}: {e}", self.memory_file().display());
+        let file = self.memory_file();
+        let written = tokio::task::spawn_blocking(move || {
+            crate::private::write_atomically(&file, &bytes).map_err(|e| (file, e))
+        });
+        if let Ok(Err((file, e))) = written.await {
+            tracing::warn!("fleet: {}: {e}", file.display());
         }
     }
 }
