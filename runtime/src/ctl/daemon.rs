@@ -680,20 +680,14 @@ async fn parse(line: &str) -> Result<Request, CtlRefusal> {
             if hardware.is_empty() || track.is_empty() {
                 return Err(CtlRefusal::EnrolFields);
             }
-            Ok(Request::Enrol {
-                gateway: Gateway {
-                    id,
-                    hardware: (*hardware).to_owned(),
-                    devices,
-                    track: (*track).to_owned(),
-                    enrolled: now(),
-                    runtime: None,
-                    last_seen: None,
-                    status: Value::Null,
-                    history: Vec::new(),
-                },
-                address,
-            })
+            let gateway = Gateway::new(
+                id,
+                (*hardware).to_owned(),
+                devices,
+                (*track).to_owned(),
+                now(),
+            );
+            Ok(Request::Enrol { gateway, address })
         }
         ["rollout", track, file] => {
             let track = (*track).to_owned();
@@ -775,20 +769,14 @@ mod tests {
             format: super::super::inventory::FLEET_FORMAT,
             ..Saved::default()
         };
-        saved.gateways.insert(
+        let gateway = Gateway::new(
             id.clone(),
-            Gateway {
-                id,
-                hardware: "pi4".into(),
-                devices: vec!["meter".into()],
-                track: "stable".into(),
-                enrolled: Millis(1),
-                runtime: None,
-                last_seen: None,
-                status: Value::Null,
-                history: Vec::new(),
-            },
+            "pi4".into(),
+            vec!["meter".into()],
+            "stable".into(),
+            Millis(1),
         );
+        saved.gateways.insert(id, gateway);
         let driver = Driver {
             fleet: Fleet::new(saved, Tracks::default()),
             write,

@@ -491,21 +491,15 @@ mod tests {
     fn enrolled(ids: &[&str]) -> Fleet {
         let mut fleet = Fleet::new(Saved::default(), Tracks::default());
         for (i, id) in ids.iter().enumerate() {
-            fleet.enrol(
-                Millis(0),
-                Gateway {
-                    id: GatewayId::parse(id).unwrap(),
-                    hardware: format!("hw{i}"),
-                    devices: vec!["d".into()],
-                    track: "stable".into(),
-                    enrolled: Millis(0),
-                    runtime: None,
-                    last_seen: None,
-                    status: Value::Null,
-                    history: Vec::new(),
-                },
-            );
             let gw = GatewayId::parse(id).unwrap();
+            let gateway = Gateway::new(
+                gw.clone(),
+                format!("hw{i}"),
+                vec!["d".into()],
+                "stable".into(),
+                Millis(0),
+            );
+            fleet.enrol(Millis(0), gateway);
             fleet.connected(Millis(1), &gw, "0.1.0").unwrap();
             fleet.report(Millis(1), &gw, ready_report());
         }

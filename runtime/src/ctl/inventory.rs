@@ -158,6 +158,27 @@ pub struct Gateway {
 }
 
 impl Gateway {
+    /// A gateway enrolled at `enrolled`, not yet heard from.
+    pub fn new(
+        id: GatewayId,
+        hardware: String,
+        devices: Vec<String>,
+        track: String,
+        enrolled: Millis,
+    ) -> Gateway {
+        Gateway {
+            id,
+            hardware,
+            devices,
+            track,
+            enrolled,
+            runtime: None,
+            last_seen: None,
+            status: Value::Null,
+            history: Vec::new(),
+        }
+    }
+
     /// Its configuration category.
     pub fn category(&self) -> Category {
         Category::new(&self.hardware, &self.devices)
@@ -258,20 +279,14 @@ halt_after_failures = 2
         std::fs::create_dir_all(&dir).unwrap();
         let mut saved = Saved::load(&dir).unwrap();
         let id = GatewayId::parse("gw-1").unwrap();
-        saved.gateways.insert(
+        let gateway = Gateway::new(
             id.clone(),
-            Gateway {
-                id: id.clone(),
-                hardware: "pi4".into(),
-                devices: vec!["inv".into()],
-                track: "stable".into(),
-                enrolled: Millis(1),
-                runtime: None,
-                last_seen: None,
-                status: Value::Null,
-                history: Vec::new(),
-            },
+            "pi4".into(),
+            vec!["inv".into()],
+            "stable".into(),
+            Millis(1),
         );
+        saved.gateways.insert(id.clone(), gateway);
         saved.save(&dir).unwrap();
         let back = Saved::load(&dir).unwrap();
         assert_eq!(back.gateways[&id].hardware, "pi4");
