@@ -2,9 +2,9 @@
 //! [`Fleet`]. One task owns the fleet; everything else sends it inputs:
 //! gateways' links (QUIC), `tandem ctl` requests (the socket `CTL/ctl.sock`)
 //! and the web page's snapshots (HTTP). It sends bundles as the planner
-//! asks and saves `fleet.json` after changes: off the fleet task, one write
-//! at a time, each of the newest state, so that a slow disk delays the file
-//! and never the answers.
+//! asks and saves `fleet.json` after changes ([`Saver`]): off the fleet
+//! task, one write at a time, so that a slow disk delays the file and never
+//! the fleet.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -247,7 +247,7 @@ pub fn run(options: Options) -> Result<(), String> {
         let dir = options.dir.clone();
         let driver = Driver {
             fleet: Fleet::new(saved, tracks),
-            write: Arc::new(move |text: &[u8]| Saved::write(&dir, text)),
+            saver: Saver::new(Arc::new(move |text: &[u8]| Saved::write(&dir, text))),
             dir: options.dir.clone(),
             ca,
             advertise,
@@ -290,10 +290,94 @@ type Write = Arc<dyn Fn(&[u8]) -> Result<(), String> + Send + Sync>;
 /// send, log lines, saving) is done.
 const BATCH: usize = 256;
 
+/// The shortest time from the start of one write of `fleet.json` to the
+/// next, unless a `tandem ctl` answer waits for it. Every gateway's report
+/// changes the file, several times a second each; what a crash loses of the
+/// last moments its gateways report again when they reconnect.
+const SAVE_GAP: Duration = Duration::from_millis(500);
+
+/// A `tandem ctl` answer, and where it goes.
+type Answer = (
+    oneshot::Sender<Result<String, CtlRefusal>>,
+    Result<String, CtlRefusal>,
+);
+
+/// A write of `fleet.json` on a blocking thread.
+type Writing = tokio::task::JoinHandle<Result<(), String>>;
+
+/// The writes of `fleet.json`: one at a time, on a blocking thread, each of
+/// the newest state, at most every [`SAVE_GAP`]; and the answers that are
+/// given only once what they say is on disk (an enrolment, a rollout).
+struct Saver {
+    write: Write,
+    /// The write under way, and the answers it holds.
+    running: Option<(Writing, Vec<Answer>)>,
+    /// Answers whose changes go in the next write.
+    waiting: Vec<Answer>,
+    /// When the next write may start.
+    next: tokio::time::Instant,
+}
+
+impl Saver {
+    fn new(write: Write) -> Saver {
+        Saver {
+            write,
+            running: None,
+            waiting: Vec::new(),
+            next: tokio::time::Instant::now(),
+        }
+    }
+
+    /// Starts writing `saved` if no write runs and one is due; whether it did.
+    fn start(&mut self, saved: &Saved) -> bool {
+        let now = tokio::time::Instant::now();
+        if self.running.is_some() || (now < self.next && self.waiting.is_empty()) {
+            return false;
+        }
+        self.next = now + SAVE_GAP;
+        let (write, text) = (self.write.clone(), saved.encode());
+        let running = tokio::task::spawn_blocking(move || write(&text));
+        self.running = Some((running, std::mem::take(&mut self.waiting)));
+        true
+    }
+
+    /// Waits for the write under way (if one is), says why it failed if it
+    /// did, and gives the answers it held.
+    async fn finished(&mut self) {
+        let Some((running, _)) = self.running.as_mut() else {
+            return;
+        };
+        let written = running.await;
+        let answers = self.running.take().map(|(_, a)| a).unwrap_or_default();
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("tandem ctl: {e}"),
+            Err(e) => eprintln!("tandem ctl: writing fleet.json failed: {e}"),
+        }
+        for (reply, answer) in answers {
+            let _ = reply.send(answer);
+        }
+    }
+
+    /// Stopping: ends the write under way, then writes `saved` if it
+    /// changed since.
+    async fn flush(&mut self, saved: Option<&Saved>) {
+        self.finished().await;
+        if let Some(saved) = saved {
+            self.next = tokio::time::Instant::now();
+            let _ = self.start(saved);
+        }
+        self.finished().await;
+        for (reply, answer) in self.waiting.drain(..) {
+            let _ = reply.send(answer);
+        }
+    }
+}
+
 struct Driver {
     fleet: Fleet,
-    /// How `fleet.json` is written.
-    write: Write,
+    /// Writes `fleet.json`.
+    saver: Saver,
     dir: PathBuf,
     ca: SiteCa,
     advertise: SocketAddr,
@@ -313,9 +397,6 @@ impl Driver {
     ) {
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // The write of `fleet.json` under way. Changes made meanwhile are
-        // written together when it ends.
-        let mut saving: Option<tokio::task::JoinHandle<Result<(), String>>> = None;
         loop {
             tokio::select! {
                 Some(()) = stop.recv() => break,
@@ -328,15 +409,7 @@ impl Driver {
                         }
                     }
                 }
-                written = async {
-                    match saving.as_mut() {
-                        Some(write) => write.await,
-                        None => std::future::pending().await,
-                    }
-                } => {
-                    saving = None;
-                    said(written);
-                }
+                () = self.saver.finished(), if self.saver.running.is_some() => {}
                 _ = tick.tick() => {}
             }
             self.send_bundles();
@@ -345,19 +418,12 @@ impl Driver {
                 eprintln!("tandem ctl: [{}] {line}", at.0);
             }
             self.printed = self.fleet.noted;
-            if saving.is_none() && std::mem::take(&mut self.fleet.dirty) {
-                let (write, text) = (self.write.clone(), self.fleet.saved.encode());
-                saving = Some(tokio::task::spawn_blocking(move || write(&text)));
+            if self.fleet.dirty && self.saver.start(&self.fleet.saved) {
+                self.fleet.dirty = false;
             }
         }
-        // Stopping: the write under way ends, and the newest state is written.
-        if let Some(write) = saving {
-            said(write.await);
-        }
-        if self.fleet.dirty {
-            let (write, text) = (self.write.clone(), self.fleet.saved.encode());
-            said(tokio::task::spawn_blocking(move || write(&text)).await);
-        }
+        let changed = std::mem::take(&mut self.fleet.dirty);
+        self.saver.flush(changed.then_some(&self.fleet.saved)).await;
     }
 
     fn input(&mut self, input: Input) {
@@ -398,7 +464,14 @@ impl Driver {
                 }
             }
             Input::Request(request, reply) => {
-                let _ = reply.send(self.request(now, request));
+                // An enrolment or a rollout is answered once it is on disk.
+                let lasting = matches!(request, Request::Enrol { .. } | Request::Rollout { .. });
+                let answer = self.request(now, request);
+                if lasting && answer.is_ok() {
+                    self.saver.waiting.push((reply, answer));
+                } else {
+                    let _ = reply.send(answer);
+                }
             }
             Input::Snapshot(reply) => {
                 let _ = reply.send(self.fleet.snapshot(now));
@@ -516,15 +589,6 @@ impl Driver {
         let bytes = Arc::new(bytes);
         self.bundles.insert(sha256.to_owned(), bytes.clone());
         Ok(bytes)
-    }
-}
-
-/// Says why a write of `fleet.json` failed, if it did.
-fn said(written: Result<Result<(), String>, tokio::task::JoinError>) {
-    match written {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => eprintln!("tandem ctl: {e}"),
-        Err(e) => eprintln!("tandem ctl: writing fleet.json failed: {e}"),
     }
 }
 
@@ -779,7 +843,7 @@ mod tests {
         saved.gateways.insert(id, gateway);
         let driver = Driver {
             fleet: Fleet::new(saved, Tracks::default()),
-            write,
+            saver: Saver::new(write),
             dir: dir.to_path_buf(),
             ca: SiteCa::open_or_create(&dir.join("ca")).unwrap(),
             advertise: "127.0.0.1:7141".parse().unwrap(),
@@ -852,7 +916,22 @@ mod tests {
         for n in 1..=500 {
             inputs.send(report(n)).unwrap();
         }
+        // An enrolment is answered once fleet.json holds it, not before.
+        let gateway = Gateway::new(
+            GatewayId::parse("gw-2").unwrap(),
+            "cm4".into(),
+            vec!["battery".into()],
+            "stable".into(),
+            Millis(2),
+        );
+        let (reply, mut enrolled) = oneshot::channel();
+        let enrol = Request::Enrol {
+            gateway,
+            address: None,
+        };
+        inputs.send(Input::Request(enrol, reply)).unwrap();
         assert_eq!(compared(ask(Request::Status).as_bytes()), 500);
+        assert!(enrolled.try_recv().is_err(), "answered before it was saved");
         // One write at a time: none started behind the stuck one.
         assert!(
             texts.try_recv().is_err(),
@@ -863,6 +942,15 @@ mod tests {
         release.send(()).unwrap();
         let second = texts.recv_timeout(BOUND).unwrap();
         assert_eq!(compared(&second), 500);
+        let saved: Saved = serde_json::from_slice(&second).unwrap();
+        assert!(saved.gateways.keys().any(|id| id.as_str() == "gw-2"));
+        assert!(enrolled.try_recv().is_err(), "answered while being saved");
+        release.send(()).unwrap();
+        let answer = runtime
+            .block_on(async { tokio::time::timeout(BOUND, enrolled).await })
+            .expect("the enrolment is answered once saved")
+            .unwrap();
+        assert!(answer.unwrap().contains("gw-2"));
 
         // Stopping writes what changed last.
         release.send(()).unwrap();
