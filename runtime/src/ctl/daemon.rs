@@ -341,33 +341,46 @@ impl Saver {
         true
     }
 
-    /// Waits for the write under way (if one is), says why it failed if it
-    /// did, and gives the answers it held.
-    async fn finished(&mut self) {
+    /// Waits for the write under way (if one is) and gives the answers it
+    /// held. False when it failed: the controller says why, and the state
+    /// is to be written again (what was answered is in effect all the same).
+    async fn finished(&mut self) -> bool {
         let Some((running, _)) = self.running.as_mut() else {
-            return;
+            return true;
         };
         let written = running.await;
         let answers = self.running.take().map(|(_, a)| a).unwrap_or_default();
-        match written {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => eprintln!("tandem ctl: {e}"),
-            Err(e) => eprintln!("tandem ctl: writing fleet.json failed: {e}"),
-        }
+        let ok = match written {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
+                eprintln!("tandem ctl: {e}; trying again");
+                false
+            }
+            Err(e) => {
+                eprintln!("tandem ctl: writing fleet.json failed: {e}; trying again");
+                false
+            }
+        };
         for (reply, answer) in answers {
             let _ = reply.send(answer);
         }
+        ok
+    }
+
+    /// True while an answer waits for a write.
+    fn holds_answers(&self) -> bool {
+        !self.waiting.is_empty() || self.running.as_ref().is_some_and(|(_, a)| !a.is_empty())
     }
 
     /// Stopping: ends the write under way, then writes `saved` if it
-    /// changed since.
-    async fn flush(&mut self, saved: Option<&Saved>) {
-        self.finished().await;
-        if let Some(saved) = saved {
+    /// `changed` since or that write failed.
+    async fn flush(&mut self, saved: &Saved, changed: bool) {
+        let written = self.finished().await;
+        if changed || !written {
             self.next = tokio::time::Instant::now();
             let _ = self.start(saved);
+            let _ = self.finished().await;
         }
-        self.finished().await;
         for (reply, answer) in self.waiting.drain(..) {
             let _ = reply.send(answer);
         }
@@ -409,24 +422,36 @@ impl Driver {
                         }
                     }
                 }
-                () = self.saver.finished(), if self.saver.running.is_some() => {}
+                written = self.saver.finished(), if self.saver.running.is_some() => {
+                    self.fleet.dirty |= !written;
+                }
                 _ = tick.tick() => {}
             }
-            self.send_bundles();
-            let new = (self.fleet.noted - self.printed).min(self.fleet.log.len() as u64) as usize;
-            for (at, line) in self.fleet.log.iter().skip(self.fleet.log.len() - new) {
-                eprintln!("tandem ctl: [{}] {line}", at.0);
+            // A rollout's bundles go out once the rollout is on disk: a
+            // restarted controller knows of every bundle it sent.
+            if !self.saver.holds_answers() {
+                self.send_bundles();
             }
-            self.printed = self.fleet.noted;
+            self.print_log();
             if self.fleet.dirty && self.saver.start(&self.fleet.saved) {
                 self.fleet.dirty = false;
             }
         }
         let changed = std::mem::take(&mut self.fleet.dirty);
-        self.saver.flush(changed.then_some(&self.fleet.saved)).await;
+        self.saver.flush(&self.fleet.saved, changed).await;
+    }
+
+    /// Prints the fleet's log lines not printed yet.
+    fn print_log(&mut self) {
+        let new = (self.fleet.noted - self.printed).min(self.fleet.log.len() as u64) as usize;
+        for (at, line) in self.fleet.log.iter().skip(self.fleet.log.len() - new) {
+            eprintln!("tandem ctl: [{}] {line}", at.0);
+        }
+        self.printed = self.fleet.noted;
     }
 
     fn input(&mut self, input: Input) {
+        self.print_log();
         let now = now();
         match input {
             Input::Connected {
@@ -809,24 +834,40 @@ mod tests {
     /// Long enough for anything here on a loaded machine.
     const BOUND: Duration = Duration::from_secs(30);
 
-    /// A controller's fleet task whose disk holds every write of
-    /// `fleet.json` until the test lets it go: the texts written come out
-    /// of the first receiver, a token on the sender ends one write.
-    fn on_a_stuck_disk(
-        dir: &Path,
-    ) -> (
-        Driver,
-        std::sync::mpsc::Receiver<Vec<u8>>,
-        std::sync::mpsc::Sender<()>,
-    ) {
-        let (started, texts) = std::sync::mpsc::channel::<Vec<u8>>();
-        let (release, gate) = std::sync::mpsc::channel::<()>();
-        let gate = std::sync::Mutex::new(gate);
+    /// A simulated disk for `fleet.json`: each write says what it writes,
+    /// and whether another write was under way then, and waits for the
+    /// test to end it, well or with an error.
+    struct Disk {
+        /// What each write writes, and whether it overlapped another.
+        texts: std::sync::mpsc::Receiver<(Vec<u8>, bool)>,
+        /// Ends the oldest write waiting: `Ok` or the error it fails with.
+        end: std::sync::mpsc::Sender<Result<(), String>>,
+    }
+
+    impl Disk {
+        /// The next write's text, once it has started.
+        fn started(&self) -> Vec<u8> {
+            let (text, overlapped) = self.texts.recv_timeout(BOUND).unwrap();
+            assert!(!overlapped, "a write started while another ran");
+            text
+        }
+    }
+
+    /// A controller's fleet task with one enrolled gateway, `gw-1`, whose
+    /// writes of `fleet.json` go to a [`Disk`].
+    fn on_a_simulated_disk(dir: &Path) -> (Driver, Disk) {
+        let (started, texts) = std::sync::mpsc::channel();
+        let (end, ends) = std::sync::mpsc::channel::<Result<(), String>>();
+        let ends = std::sync::Mutex::new(ends);
+        let running = std::sync::atomic::AtomicUsize::new(0);
         let write: Write = Arc::new(move |text: &[u8]| {
-            let _ = started.send(text.to_vec());
+            use std::sync::atomic::Ordering::SeqCst;
+            let overlapped = running.fetch_add(1, SeqCst) > 0;
+            let _ = started.send((text.to_vec(), overlapped));
             // Bounded, so that a failing test ends.
-            let _ = gate.lock().unwrap().recv_timeout(BOUND);
-            Ok(())
+            let result = ends.lock().unwrap().recv_timeout(BOUND).unwrap_or(Ok(()));
+            running.fetch_sub(1, SeqCst);
+            result
         });
         let id = GatewayId::parse("gw-1").unwrap();
         let mut saved = Saved {
@@ -851,7 +892,7 @@ mod tests {
             bundles: HashMap::new(),
             printed: 0,
         };
-        (driver, texts, release)
+        (driver, Disk { texts, end })
     }
 
     /// The gateway's `compared` in a `fleet.json` text or a status answer.
@@ -863,17 +904,24 @@ mod tests {
         }
     }
 
+    /// Whether a `fleet.json` text holds gateway `id`.
+    fn holds(text: &[u8], id: &str) -> bool {
+        let saved: Saved = serde_json::from_slice(text).unwrap();
+        saved.gateways.keys().any(|g| g.as_str() == id)
+    }
+
     #[test]
     fn a_slow_disk_delays_fleet_json_and_never_the_answers() {
-        let dir = std::env::temp_dir().join(format!("tandem-ctl-disk-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let (driver, texts, release) = on_a_stuck_disk(&dir);
+        // Made first, so dropped last: the disk's writes end before it.
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .unwrap();
+        let dir = std::env::temp_dir().join(format!("tandem-ctl-disk-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (driver, disk) = on_a_simulated_disk(&dir);
         let (inputs, rx) = mpsc::unbounded_channel();
         let (stop, stop_rx) = mpsc::unbounded_channel();
         let task = runtime.spawn(driver.run(rx, stop_rx));
@@ -909,10 +957,9 @@ mod tests {
             .unwrap();
         runtime.block_on(connected).unwrap().unwrap();
         // The connection is saved, and that write sticks.
-        let first = texts.recv_timeout(BOUND).unwrap();
-        assert_eq!(compared(&first), Value::Null);
-        // Reports every 200 ms from a gateway, for a while: each is taken,
-        // and the status says the newest at once.
+        assert_eq!(compared(&disk.started()), Value::Null);
+        // Many reports meanwhile: each is taken, and the status says the
+        // newest at once.
         for n in 1..=500 {
             inputs.send(report(n)).unwrap();
         }
@@ -932,41 +979,38 @@ mod tests {
         inputs.send(Input::Request(enrol, reply)).unwrap();
         assert_eq!(compared(ask(Request::Status).as_bytes()), 500);
         assert!(enrolled.try_recv().is_err(), "answered before it was saved");
-        // One write at a time: none started behind the stuck one.
-        assert!(
-            texts.try_recv().is_err(),
-            "a second write while the first runs"
-        );
-        // When it ends, the next writes the newest state; the ones between
-        // were never written.
-        release.send(()).unwrap();
-        let second = texts.recv_timeout(BOUND).unwrap();
+        // When the stuck write ends, the next writes the newest state; the
+        // states between were never written.
+        disk.end.send(Ok(())).unwrap();
+        let second = disk.started();
         assert_eq!(compared(&second), 500);
-        let saved: Saved = serde_json::from_slice(&second).unwrap();
-        assert!(saved.gateways.keys().any(|id| id.as_str() == "gw-2"));
+        assert!(holds(&second, "gw-2"));
         assert!(enrolled.try_recv().is_err(), "answered while being saved");
-        release.send(()).unwrap();
+        // That write fails: the enrolment is in effect and answered, and the
+        // same state is written again, with nothing else changed.
+        disk.end.send(Err("disk full".into())).unwrap();
         let answer = runtime
             .block_on(async { tokio::time::timeout(BOUND, enrolled).await })
-            .expect("the enrolment is answered once saved")
+            .expect("the enrolment is answered once its write has ended")
             .unwrap();
         assert!(answer.unwrap().contains("gw-2"));
+        let again = disk.started();
+        assert!(holds(&again, "gw-2"));
+        assert_eq!(compared(&again), 500);
 
-        // Stopping writes what changed last.
-        release.send(()).unwrap();
-        release.send(()).unwrap();
+        // Stopping while that write sticks: it ends, then what changed
+        // since is written.
         inputs.send(report(501)).unwrap();
         assert_eq!(compared(ask(Request::Status).as_bytes()), 501);
         stop.send(()).unwrap();
+        disk.end.send(Ok(())).unwrap();
+        assert_eq!(compared(&disk.started()), 501);
+        disk.end.send(Ok(())).unwrap();
         runtime
             .block_on(async { tokio::time::timeout(BOUND, task).await })
             .expect("the fleet task stops")
             .unwrap();
-        let last = texts
-            .try_iter()
-            .last()
-            .expect("a write after the last report");
-        assert_eq!(compared(&last), 501);
+        assert!(disk.texts.try_recv().is_err(), "a write after the last");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
