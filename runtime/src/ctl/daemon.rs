@@ -20,7 +20,7 @@ use super::bundle_check::CheckError;
 use super::enrol::{Enrolment, FORMAT};
 use super::fleet::{short, Fleet};
 use super::inventory::{Gateway, Saved, Tracks};
-use super::plan::{GatewayId, Millis};
+use super::plan::{BundleRef, GatewayId, Millis};
 use super::transport;
 use super::wire::{self, Decoded, ToController, ToGateway};
 use crate::net::{CaError, SiteCa};
@@ -56,11 +56,21 @@ enum Request {
         gateway: Gateway,
         address: Option<SocketAddr>,
     },
+    /// A bundle checked for the track and kept in `CTL/bundles/`.
     Rollout {
         track: String,
-        file: PathBuf,
+        bundle: BundleRef,
         bytes: Arc<Vec<u8>>,
     },
+}
+
+/// What the socket's tasks need to check a request before the fleet task
+/// takes it; the disk work of a rollout (reading, checking and keeping its
+/// bundle) is done there, off the fleet task.
+struct Intake {
+    tracks: Tracks,
+    /// `CTL/bundles/`.
+    bundles: PathBuf,
 }
 
 /// Why a request of `tandem ctl` is not done; the client is answered
@@ -213,7 +223,11 @@ pub fn run(options: Options) -> Result<(), String> {
         let advertise = options.advertise.unwrap_or(quic);
         let (tx, rx) = mpsc::unbounded_channel::<Input>();
         tokio::spawn(accept_gateways(endpoint.clone(), tx.clone()));
-        tokio::spawn(serve_requests(unix, tx.clone()));
+        let intake = Arc::new(Intake {
+            tracks: tracks.clone(),
+            bundles: options.dir.join("bundles"),
+        });
+        tokio::spawn(serve_requests(unix, intake, tx.clone()));
         tokio::spawn(super::web::serve(http, {
             let tx = tx.clone();
             move || {
@@ -531,22 +545,11 @@ impl Driver {
                 self.fleet.enrol(now, gateway);
                 Ok(serde_json::to_string(&enrolment).unwrap_or_default())
             }
-            Request::Rollout { track, file, bytes } => {
-                let keys = self.fleet.tracks.get(&track).keys;
-                let bundle = tokio::task::block_in_place(|| {
-                    super::bundle_check::check(&bytes, &track, keys.as_deref())
-                })
-                .map_err(|error| CtlRefusal::Bundle {
-                    file,
-                    error: Box::new(error),
-                })?;
-                let dir = self.dir.join("bundles");
-                let path = dir.join(format!("{}.bundle", bundle.sha256));
-                tokio::task::block_in_place(|| {
-                    crate::private::create_dir(&dir)
-                        .and_then(|()| crate::private::write_atomically(&path, &bytes))
-                })
-                .map_err(|source| CtlRefusal::Keep { path, source })?;
+            Request::Rollout {
+                track,
+                bundle,
+                bytes,
+            } => {
                 self.bundles.insert(bundle.sha256.clone(), bytes);
                 let (name, version) = (bundle.name.clone(), bundle.version.clone());
                 let id = self
@@ -703,7 +706,11 @@ async fn gateway_link(incoming: quinn::Incoming, conn: u64, fleet: mpsc::Unbound
 }
 
 /// Answers `tandem ctl` on the control socket: one request line, one answer line.
-async fn serve_requests(listener: tokio::net::UnixListener, fleet: mpsc::UnboundedSender<Input>) {
+async fn serve_requests(
+    listener: tokio::net::UnixListener,
+    intake: Arc<Intake>,
+    fleet: mpsc::UnboundedSender<Input>,
+) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -718,7 +725,7 @@ async fn serve_requests(listener: tokio::net::UnixListener, fleet: mpsc::Unbound
             );
             continue;
         }
-        let fleet = fleet.clone();
+        let (fleet, intake) = (fleet.clone(), intake.clone());
         tokio::spawn(async move {
             let (read, mut write) = stream.into_split();
             let mut line = String::new();
@@ -727,7 +734,7 @@ async fn serve_requests(listener: tokio::net::UnixListener, fleet: mpsc::Unbound
             if !matches!(read.await, Ok(Ok(n)) if n > 0) {
                 return;
             }
-            let answer = match ask(line.trim_end_matches('\n'), &fleet).await {
+            let answer = match ask(line.trim_end_matches('\n'), &intake, &fleet).await {
                 Ok(text) => format!("ok: {text}"),
                 Err(refused) => format!("error: {refused}"),
             };
@@ -738,8 +745,12 @@ async fn serve_requests(listener: tokio::net::UnixListener, fleet: mpsc::Unbound
 }
 
 /// The fleet task's answer to the request `line`.
-async fn ask(line: &str, fleet: &mpsc::UnboundedSender<Input>) -> Result<String, CtlRefusal> {
-    let request = parse(line).await?;
+async fn ask(
+    line: &str,
+    intake: &Arc<Intake>,
+    fleet: &mpsc::UnboundedSender<Input>,
+) -> Result<String, CtlRefusal> {
+    let request = parse(line, intake).await?;
     let (reply, answer) = oneshot::channel();
     let _ = fleet.send(Input::Request(request, reply));
     answer.await.unwrap_or(Err(CtlRefusal::Stopping))
@@ -747,7 +758,7 @@ async fn ask(line: &str, fleet: &mpsc::UnboundedSender<Input>) -> Result<String,
 
 /// Parses a request line: `status`; `enrol ID HARDWARE DEVICES TRACK [ADDRESS]`;
 /// `rollout TRACK FILE`, tab-separated.
-async fn parse(line: &str) -> Result<Request, CtlRefusal> {
+async fn parse(line: &str, intake: &Arc<Intake>) -> Result<Request, CtlRefusal> {
     let words: Vec<&str> = line.split('\t').collect();
     match words.as_slice() {
         ["status"] => Ok(Request::Status),
@@ -779,18 +790,38 @@ async fn parse(line: &str) -> Result<Request, CtlRefusal> {
             Ok(Request::Enrol { gateway, address })
         }
         ["rollout", track, file] => {
-            let track = (*track).to_owned();
-            let file = PathBuf::from(file);
-            let read =
-                tokio::task::spawn_blocking(move || read_bundle(&file).map(|bytes| (file, bytes)));
-            let (file, bytes) = read.await.map_err(|_| CtlRefusal::ReadFailed)??;
-            Ok(Request::Rollout {
-                track,
-                file,
-                bytes: Arc::new(bytes),
-            })
+            let (track, file) = ((*track).to_owned(), PathBuf::from(file));
+            let intake = intake.clone();
+            tokio::task::spawn_blocking(move || intake.rollout(track, &file))
+                .await
+                .map_err(|_| CtlRefusal::ReadFailed)?
         }
         _ => Err(CtlRefusal::Unknown(line.to_owned())),
+    }
+}
+
+impl Intake {
+    /// Reads the bundle `file`, checks it for `track` and keeps it in
+    /// `CTL/bundles/` (a blocking call).
+    fn rollout(&self, track: String, file: &Path) -> Result<Request, CtlRefusal> {
+        let bytes = read_bundle(file)?;
+        let keys = self.tracks.get(&track).keys;
+        let bundle =
+            super::bundle_check::check(&bytes, &track, keys.as_deref()).map_err(|error| {
+                CtlRefusal::Bundle {
+                    file: file.to_path_buf(),
+                    error: Box::new(error),
+                }
+            })?;
+        let path = self.bundles.join(format!("{}.bundle", bundle.sha256));
+        crate::private::create_dir(&self.bundles)
+            .and_then(|()| crate::private::write_atomically(&path, &bytes))
+            .map_err(|source| CtlRefusal::Keep { path, source })?;
+        Ok(Request::Rollout {
+            track,
+            bundle,
+            bytes: Arc::new(bytes),
+        })
     }
 }
 
@@ -825,7 +856,11 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
-        match runtime.block_on(parse(line)) {
+        let intake = Arc::new(Intake {
+            tracks: Tracks::default(),
+            bundles: std::env::temp_dir().join("tandem-ctl-refusals-never-written"),
+        });
+        match runtime.block_on(parse(line, &intake)) {
             Ok(request) => panic!("`{line}` was taken: {request:?}"),
             Err(e) => e.to_string(),
         }
