@@ -850,6 +850,11 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    /// Where the refusals' intake would keep bundles: never made.
+    fn refusals_dir() -> PathBuf {
+        std::env::temp_dir().join(format!("tandem-ctl-refusals-{}", std::process::id()))
+    }
+
     /// What `tandem ctl` is told for `line`, when the controller refuses it.
     fn refusal(line: &str) -> String {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -858,7 +863,7 @@ mod tests {
             .unwrap();
         let intake = Arc::new(Intake {
             tracks: Tracks::default(),
-            bundles: std::env::temp_dir().join("tandem-ctl-refusals-never-written"),
+            bundles: refusals_dir(),
         });
         match runtime.block_on(parse(line, &intake)) {
             Ok(request) => panic!("`{line}` was taken: {request:?}"),
@@ -1070,6 +1075,13 @@ mod tests {
                 .map(|(file, _)| file.to_owned()),
             Some("/nonexistent/tandem.bundle".to_owned())
         );
+        // A file that is no bundle is refused naming it, and not kept.
+        let junk = std::env::temp_dir().join(format!("tandem-ctl-junk-{}", std::process::id()));
+        std::fs::write(&junk, b"not a bundle").unwrap();
+        let said = refusal(&format!("rollout\tstable\t{}", junk.display()));
+        let _ = std::fs::remove_file(&junk);
+        assert!(said.starts_with(&format!("{}: ", junk.display())), "{said}");
+        assert!(!refusals_dir().exists(), "a refused bundle was kept");
         let undialable = CtlRefusal::Undialable("0.0.0.0:7141".parse().unwrap());
         assert_eq!(
             undialable.to_string(),
