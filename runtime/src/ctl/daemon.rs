@@ -306,8 +306,8 @@ const BATCH: usize = 256;
 
 /// The shortest time from the start of one write of `fleet.json` to the
 /// next, unless a `tandem ctl` answer waits for it. Every gateway's report
-/// changes the file, several times a second each; what a crash loses of the
-/// last moments its gateways report again when they reconnect.
+/// changes the file, and a fleet sends many a second; what a crash loses of
+/// the last moments its gateways report again when they reconnect.
 const SAVE_GAP: Duration = Duration::from_millis(500);
 
 /// A `tandem ctl` answer, and where it goes.

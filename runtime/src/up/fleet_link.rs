@@ -38,6 +38,9 @@ use crate::ctl::wire::{self, Decoded, Report, ToController, ToGateway};
 pub const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// How often the agent's status and history are read.
 const POLL: Duration = Duration::from_millis(200);
+/// The longest a change of counters alone waits to be reported: a change of
+/// state (a role, a phase, a bundle, the history) goes at once.
+const COUNTERS_EVERY: Duration = Duration::from_secs(2);
 /// History entries reported, at most (the newest).
 const HISTORY: usize = 50;
 /// Comparisons kept in `link.json`, at most.
@@ -214,7 +217,7 @@ impl FleetLink {
         };
         write(&mut send, &wire::encode_message(&hello)).await?;
         let (mut frames, _reader) = Reader::start(recv);
-        let mut sent: Option<Report> = None;
+        let mut sent: Option<Sent> = None;
         let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<(String, String)>();
         let mut tick = tokio::time::interval(POLL);
         loop {
@@ -259,9 +262,10 @@ impl FleetLink {
                 }
                 _ = tick.tick() => {
                     let report = self.report(memory, installing).await;
-                    if sent.as_ref() != Some(&report) {
-                        write(&mut send, &wire::encode_message(&ToController::Report(report.clone()))).await?;
-                        sent = Some(report);
+                    let now = tokio::time::Instant::now();
+                    if let Some(next) = Sent::next(sent.as_ref(), report, now) {
+                        write(&mut send, &wire::encode_message(&ToController::Report(next.report.clone()))).await?;
+                        sent = Some(next);
                     }
                 }
             }
@@ -377,6 +381,62 @@ impl FleetLink {
     }
 }
 
+/// The last report sent on a connection.
+struct Sent {
+    report: Report,
+    /// Its [`settled`] part.
+    settled: Value,
+    at: tokio::time::Instant,
+}
+
+impl Sent {
+    /// What to send of `report` at `now`, after `last`: all of it when its
+    /// state changed, or its counters changed [`COUNTERS_EVERY`] after the
+    /// last; else nothing.
+    fn next(last: Option<&Sent>, report: Report, now: tokio::time::Instant) -> Option<Sent> {
+        let settled = settled(&report);
+        let due = match last {
+            None => true,
+            Some(last) => {
+                last.settled != settled
+                    || (last.report != report && now >= last.at + COUNTERS_EVERY)
+            }
+        };
+        due.then_some(Sent {
+            report,
+            settled,
+            at: now,
+        })
+    }
+}
+
+/// The part of a report the controller acts on or shows as state: the
+/// graph, the bundles, the upgrade's phase, each instance's colour, role,
+/// version and connection, the history and the bundle being installed.
+/// Counters (records, comparisons) are the rest.
+fn settled(report: &Report) -> Value {
+    let status = &report.status;
+    let instances: Vec<Value> = status["instances"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|i| {
+            json!({
+                "color": i["color"], "role": i["role"], "version": i["version"],
+                "connected": i["connected"],
+            })
+        })
+        .collect();
+    json!({
+        "graph": status["graph"],
+        "bundles": status["bundles"],
+        "phase": status["upgrade"]["phase"],
+        "instances": instances,
+        "history": report.history,
+        "installing": report.installing,
+    })
+}
+
 /// What the reader of a connection hands on: a frame, the end of the
 /// stream (`Ok(None)`), or why it failed.
 type Frame = Result<Option<Decoded<ToGateway>>, String>;
@@ -463,6 +523,42 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::ctl::wire::tests::{block_on, link};
+
+    /// A report with `records` as its counters and `role` as blue's role.
+    fn report(records: u64, role: &str) -> Report {
+        Report {
+            status: json!({
+                "emitted": records,
+                "instances": [{"color": "blue", "role": role, "lag": records}],
+                "upgrade": {"phase": "idle", "compared": records},
+            }),
+            ..Report::default()
+        }
+    }
+
+    #[test]
+    fn a_change_of_state_is_reported_at_once_and_counters_every_two_seconds() {
+        let t0 = tokio::time::Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let first = Sent::next(None, report(1, "serving"), t0).expect("the first goes");
+        assert!(Sent::next(Some(&first), report(1, "serving"), ms(5000)).is_none());
+        // Counters alone wait.
+        assert!(Sent::next(Some(&first), report(2, "serving"), ms(200)).is_none());
+        assert!(Sent::next(Some(&first), report(2, "serving"), ms(1800)).is_none());
+        let later = Sent::next(Some(&first), report(2, "serving"), ms(2000));
+        assert_eq!(later.map(|s| s.report), Some(report(2, "serving")));
+        // A role, a phase, a history entry: at once, with the counters.
+        let shadow = Sent::next(Some(&first), report(2, "shadow"), ms(200));
+        assert_eq!(shadow.map(|s| s.report), Some(report(2, "shadow")));
+        let mut upgrading = report(1, "serving");
+        upgrading.status["upgrade"]["phase"] = json!("shadow");
+        assert!(Sent::next(Some(&first), upgrading, ms(200)).is_some());
+        let mut promoted = report(1, "serving");
+        promoted
+            .history
+            .push(json!({"bundle": "home 2.0.0", "result": "promoted"}));
+        assert!(Sent::next(Some(&first), promoted, ms(200)).is_some());
+    }
 
     #[test]
     fn a_bundle_slower_than_a_tick_is_read_whole() {
