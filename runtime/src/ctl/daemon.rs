@@ -227,7 +227,7 @@ pub fn run(options: Options) -> Result<(), String> {
             tracks: tracks.clone(),
             bundles: options.dir.join("bundles"),
         });
-        tokio::spawn(serve_requests(unix, intake, tx.clone()));
+        tokio::spawn(serve_requests(unix, intake.clone(), tx.clone()));
         tokio::spawn(super::web::serve(http, {
             let tx = tx.clone();
             move || {
@@ -260,9 +260,9 @@ pub fn run(options: Options) -> Result<(), String> {
         }
         let dir = options.dir.clone();
         let driver = Driver {
+            saver: Saver::new(Arc::new(move |text: &[u8]| Saved::write(&dir, text)), &saved),
             fleet: Fleet::new(saved, tracks),
-            saver: Saver::new(Arc::new(move |text: &[u8]| Saved::write(&dir, text))),
-            dir: options.dir.clone(),
+            bundle_dir: intake.bundles.clone(),
             ca,
             advertise,
             links: BTreeMap::new(),
@@ -316,30 +316,46 @@ type Answer = (
     Result<String, CtlRefusal>,
 );
 
-/// A write of `fleet.json` on a blocking thread.
-type Writing = tokio::task::JoinHandle<Result<(), String>>;
+/// A write of `fleet.json` under way.
+struct Running {
+    /// The write, on a blocking thread.
+    write: tokio::task::JoinHandle<Result<(), String>>,
+    /// The answers it holds.
+    answers: Vec<Answer>,
+    /// The newest rollout in it.
+    rollout: u64,
+}
 
 /// The writes of `fleet.json`: one at a time, on a blocking thread, each of
-/// the newest state, at most every [`SAVE_GAP`]; and the answers that are
-/// given only once what they say is on disk (an enrolment, a rollout).
+/// the newest state, at most every [`SAVE_GAP`]; the answers that are
+/// given only once what they say is on disk (an enrolment, a rollout); and
+/// the newest rollout on disk, whose bundles may go out.
 struct Saver {
     write: Write,
-    /// The write under way, and the answers it holds.
-    running: Option<(Writing, Vec<Answer>)>,
+    running: Option<Running>,
     /// Answers whose changes go in the next write.
     waiting: Vec<Answer>,
     /// When the next write may start.
     next: tokio::time::Instant,
+    /// The newest rollout a write that ended well holds.
+    on_disk: u64,
 }
 
 impl Saver {
-    fn new(write: Write) -> Saver {
+    /// `saved` as read from disk.
+    fn new(write: Write, saved: &Saved) -> Saver {
         Saver {
             write,
             running: None,
             waiting: Vec::new(),
             next: tokio::time::Instant::now(),
+            on_disk: newest_rollout(saved),
         }
+    }
+
+    /// Gives `answer` once a write that holds what it says has ended.
+    fn answer_when_written(&mut self, answer: Answer) {
+        self.waiting.push(answer);
     }
 
     /// Starts writing `saved` if no write runs and one is due; whether it did.
@@ -350,8 +366,11 @@ impl Saver {
         }
         self.next = now + SAVE_GAP;
         let (write, text) = (self.write.clone(), saved.encode());
-        let running = tokio::task::spawn_blocking(move || write(&text));
-        self.running = Some((running, std::mem::take(&mut self.waiting)));
+        self.running = Some(Running {
+            write: tokio::task::spawn_blocking(move || write(&text)),
+            answers: std::mem::take(&mut self.waiting),
+            rollout: newest_rollout(saved),
+        });
         true
     }
 
@@ -359,13 +378,21 @@ impl Saver {
     /// held. False when it failed: the controller says why, and the state
     /// is to be written again (what was answered is in effect all the same).
     async fn finished(&mut self) -> bool {
-        let Some((running, _)) = self.running.as_mut() else {
+        let Some(running) = self.running.as_mut() else {
             return true;
         };
-        let written = running.await;
-        let answers = self.running.take().map(|(_, a)| a).unwrap_or_default();
+        let written = (&mut running.write).await;
+        let Some(Running {
+            answers, rollout, ..
+        }) = self.running.take()
+        else {
+            return true;
+        };
         let ok = match written {
-            Ok(Ok(())) => true,
+            Ok(Ok(())) => {
+                self.on_disk = self.on_disk.max(rollout);
+                true
+            }
             Ok(Err(e)) => {
                 eprintln!("tandem ctl: {e}; trying again");
                 false
@@ -379,11 +406,6 @@ impl Saver {
             let _ = reply.send(answer);
         }
         ok
-    }
-
-    /// True while an answer waits for a write.
-    fn holds_answers(&self) -> bool {
-        !self.waiting.is_empty() || self.running.as_ref().is_some_and(|(_, a)| !a.is_empty())
     }
 
     /// Stopping: ends the write under way, then writes `saved` if it
@@ -405,7 +427,8 @@ struct Driver {
     fleet: Fleet,
     /// Writes `fleet.json`.
     saver: Saver,
-    dir: PathBuf,
+    /// `CTL/bundles/`, where rollouts' bundles are kept.
+    bundle_dir: PathBuf,
     ca: SiteCa,
     advertise: SocketAddr,
     /// Each connected gateway's link: its connection number and frame queue.
@@ -441,11 +464,7 @@ impl Driver {
                 }
                 _ = tick.tick() => {}
             }
-            // A rollout's bundles go out once the rollout is on disk: a
-            // restarted controller knows of every bundle it sent.
-            if !self.saver.holds_answers() {
-                self.send_bundles();
-            }
+            self.send_bundles();
             self.print_log();
             if self.fleet.dirty && self.saver.start(&self.fleet.saved) {
                 self.fleet.dirty = false;
@@ -507,7 +526,7 @@ impl Driver {
                 let lasting = matches!(request, Request::Enrol { .. } | Request::Rollout { .. });
                 let answer = self.request(now, request);
                 if lasting && answer.is_ok() {
-                    self.saver.waiting.push((reply, answer));
+                    self.saver.answer_when_written((reply, answer));
                 } else {
                     let _ = reply.send(answer);
                 }
@@ -550,12 +569,13 @@ impl Driver {
                 bundle,
                 bytes,
             } => {
-                self.bundles.insert(bundle.sha256.clone(), bytes);
                 let (name, version) = (bundle.name.clone(), bundle.version.clone());
+                let sha256 = bundle.sha256.clone();
                 let id = self
                     .fleet
                     .start_rollout(now, &track, bundle)
                     .map_err(CtlRefusal::Rollout)?;
+                self.bundles.insert(sha256, bytes);
                 Ok(format!(
                     "rollout {id}: {name} {version} to track `{track}` started"
                 ))
@@ -563,10 +583,11 @@ impl Driver {
         }
     }
 
-    /// Sends every bundle the planner wants sent now.
+    /// Sends every bundle the planner wants sent now, of rollouts on disk:
+    /// a restarted controller knows of every bundle it sent.
     fn send_bundles(&mut self) {
         let now = now();
-        while let Some((id, rollout)) = self.fleet.poll_send(now) {
+        while let Some((id, rollout)) = self.fleet.poll_send(now, self.saver.on_disk) {
             let Some(r) = self.fleet.saved.rollouts.iter().find(|r| r.id == rollout) else {
                 continue;
             };
@@ -611,13 +632,18 @@ impl Driver {
         if let Some(bytes) = self.bundles.get(sha256) {
             return Ok(bytes.clone());
         }
-        let path = self.dir.join("bundles").join(format!("{sha256}.bundle"));
+        let path = self.bundle_dir.join(format!("{sha256}.bundle"));
         let bytes = std::fs::read(&path)
             .map_err(|e| format!("{}: cannot read the rollout's bundle: {e}", path.display()))?;
         let bytes = Arc::new(bytes);
         self.bundles.insert(sha256.to_owned(), bytes.clone());
         Ok(bytes)
     }
+}
+
+/// The id of the newest rollout in `saved` (0: none).
+fn newest_rollout(saved: &Saved) -> u64 {
+    saved.rollouts.iter().map(|r| r.id).max().unwrap_or(0)
 }
 
 /// Accepts gateways' connections until the endpoint closes.
@@ -923,9 +949,9 @@ mod tests {
         );
         saved.gateways.insert(id, gateway);
         let driver = Driver {
+            saver: Saver::new(write, &saved),
             fleet: Fleet::new(saved, Tracks::default()),
-            saver: Saver::new(write),
-            dir: dir.to_path_buf(),
+            bundle_dir: dir.join("bundles"),
             ca: SiteCa::open_or_create(&dir.join("ca")).unwrap(),
             advertise: "127.0.0.1:7141".parse().unwrap(),
             links: BTreeMap::new(),

@@ -260,10 +260,10 @@ impl Fleet {
     }
 
     /// The next bundle to send: which gateway, which rollout.
-    pub fn poll_send(&mut self, now: Millis) -> Option<(GatewayId, u64)> {
+    pub fn poll_send(&mut self, now: Millis, up_to: u64) -> Option<(GatewayId, u64)> {
         let gateways = &self.saved.gateways;
         let ready = |id: &GatewayId| gateways.get(id).is_some_and(|g| ready(&g.status));
-        for r in &mut self.saved.rollouts {
+        for r in self.saved.rollouts.iter_mut().filter(|r| r.id <= up_to) {
             if let Some(g) = r.poll_send_if(now, ready) {
                 self.dirty = true;
                 return Some((g, r.id));
@@ -538,8 +538,8 @@ mod tests {
             .is_err());
         fleet.start_rollout(Millis(2), "stable", bundle()).unwrap();
         assert_eq!(fleet.saved.rollouts[0].policy, Policy::default());
-        let mut sent = vec![fleet.poll_send(Millis(3)).unwrap().0];
-        sent.push(fleet.poll_send(Millis(3)).unwrap().0);
+        let mut sent = vec![fleet.poll_send(Millis(3), u64::MAX).unwrap().0];
+        sent.push(fleet.poll_send(Millis(3), u64::MAX).unwrap().0);
         assert_eq!(
             sent,
             [a.clone(), b.clone()],
@@ -560,7 +560,7 @@ mod tests {
         fleet.disconnected(Millis(6), &b);
         fleet.connected(Millis(7), &b, "0.1.0").unwrap();
         fleet.report(Millis(8), &b, ready_report());
-        assert_eq!(fleet.poll_send(Millis(9)), Some((b.clone(), 1)));
+        assert_eq!(fleet.poll_send(Millis(9), u64::MAX), Some((b.clone(), 1)));
         let r = &fleet.saved.rollouts[0];
         assert_eq!(r.state_of(&a).map(TargetState::name), Some("succeeded"));
         let snapshot = fleet.snapshot(Millis(10));
@@ -585,11 +585,19 @@ mod tests {
     }
 
     #[test]
+    fn a_rollout_is_sent_only_once_it_is_on_disk() {
+        let mut fleet = enrolled(&["gw-1"]);
+        let id = fleet.start_rollout(Millis(2), "stable", bundle()).unwrap();
+        assert_eq!(fleet.poll_send(Millis(3), id - 1), None);
+        assert!(fleet.poll_send(Millis(3), id).is_some());
+    }
+
+    #[test]
     fn a_link_lost_mid_install_is_not_sent_again() {
         let mut fleet = enrolled(&["gw-1"]);
         let id = GatewayId::parse("gw-1").unwrap();
         fleet.start_rollout(Millis(2), "stable", bundle()).unwrap();
-        assert!(fleet.poll_send(Millis(3)).is_some());
+        assert!(fleet.poll_send(Millis(3), u64::MAX).is_some());
         fleet.answer(Millis(4), &id, &bundle().sha256, true, "installing");
         fleet.disconnected(Millis(5), &id);
         fleet.connected(Millis(6), &id, "0.1.0").unwrap();
@@ -603,7 +611,7 @@ mod tests {
             },
         );
         assert_eq!(
-            fleet.poll_send(Millis(8)),
+            fleet.poll_send(Millis(8), u64::MAX),
             None,
             "its agent is still upgrading"
         );
@@ -615,12 +623,16 @@ mod tests {
     fn a_restarted_controller_sends_again_what_was_not_answered() {
         let mut fleet = enrolled(&["gw-1"]);
         fleet.start_rollout(Millis(2), "stable", bundle()).unwrap();
-        assert!(fleet.poll_send(Millis(3)).is_some());
+        assert!(fleet.poll_send(Millis(3), u64::MAX).is_some());
         let saved = fleet.saved.clone();
         let mut again = Fleet::new(saved, Tracks::default());
-        assert_eq!(again.poll_send(Millis(4)), None, "nobody is connected yet");
+        assert_eq!(
+            again.poll_send(Millis(4), u64::MAX),
+            None,
+            "nobody is connected yet"
+        );
         let id = GatewayId::parse("gw-1").unwrap();
         again.connected(Millis(5), &id, "0.1.0").unwrap();
-        assert_eq!(again.poll_send(Millis(6)), Some((id, 1)));
+        assert_eq!(again.poll_send(Millis(6), u64::MAX), Some((id, 1)));
     }
 }

@@ -228,17 +228,13 @@ impl Saved {
         Ok(saved)
     }
 
-    /// Writes `CTL/fleet.json` (write, fsync, rename, fsync of the directory).
-    pub fn save(&self, dir: &Path) -> Result<(), String> {
-        Saved::write(dir, &self.encode())
-    }
-
     /// The text of `fleet.json`.
     pub fn encode(&self) -> Vec<u8> {
         serde_json::to_vec_pretty(self).unwrap_or_default()
     }
 
-    /// Writes `text` (of [`Saved::encode`]) as `CTL/fleet.json`, atomically.
+    /// Writes `text` (of [`Saved::encode`]) as `CTL/fleet.json` (write,
+    /// fsync, rename, fsync of the directory).
     pub fn write(dir: &Path, text: &[u8]) -> Result<(), String> {
         let path = dir.join("fleet.json");
         crate::private::write_atomically(&path, text)
@@ -287,7 +283,7 @@ halt_after_failures = 2
             Millis(1),
         );
         saved.gateways.insert(id.clone(), gateway);
-        saved.save(&dir).unwrap();
+        Saved::write(&dir, &saved.encode()).unwrap();
         let back = Saved::load(&dir).unwrap();
         assert_eq!(back.gateways[&id].hardware, "pi4");
         let text = std::fs::read_to_string(dir.join("fleet.json"))
