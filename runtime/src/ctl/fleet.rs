@@ -326,19 +326,7 @@ impl Fleet {
     }
 
     fn gateway_json(&self, g: &Gateway) -> Value {
-        let instances: Vec<Value> = g.status["instances"]
-            .as_array()
-            .map(|all| {
-                all.iter()
-                    .map(|i| {
-                        json!({
-                            "color": i["color"], "role": i["role"], "version": i["version"],
-                            "connected": i["connected"],
-                        })
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let instances = super::wire::instances(&g.status);
         let history: Vec<Value> = g
             .history
             .iter()

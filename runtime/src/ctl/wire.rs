@@ -16,7 +16,7 @@
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// The frame format's version.
 pub const VERSION: u8 = 1;
@@ -77,6 +77,22 @@ pub struct Report {
     /// has no outcome for yet. After a restart it is gone: the upgrade was
     /// cut short.
     pub installing: Option<String>,
+}
+
+/// Each instance of an agent's `status` as the controller shows it:
+/// colour, role, graph version and connection (its counters are left out).
+pub fn instances(status: &Value) -> Vec<Value> {
+    status["instances"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|i| {
+            json!({
+                "color": i["color"], "role": i["role"], "version": i["version"],
+                "connected": i["connected"],
+            })
+        })
+        .collect()
 }
 
 /// From the controller to an agent.

@@ -411,27 +411,16 @@ impl Sent {
 }
 
 /// The part of a report the controller acts on or shows as state: the
-/// graph, the bundles, the upgrade's phase, each instance's colour, role,
-/// version and connection, the history and the bundle being installed.
-/// Counters (records, comparisons) are the rest.
+/// graph, the bundles, the upgrade's phase, each instance as the controller
+/// shows it ([`wire::instances`]), the history and the bundle being
+/// installed. Counters (records, comparisons) are the rest.
 fn settled(report: &Report) -> Value {
     let status = &report.status;
-    let instances: Vec<Value> = status["instances"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|i| {
-            json!({
-                "color": i["color"], "role": i["role"], "version": i["version"],
-                "connected": i["connected"],
-            })
-        })
-        .collect();
     json!({
         "graph": status["graph"],
         "bundles": status["bundles"],
         "phase": status["upgrade"]["phase"],
-        "instances": instances,
+        "instances": wire::instances(status),
         "history": report.history,
         "installing": report.installing,
     })
