@@ -165,7 +165,14 @@ pub fn run(command: CtlCommand) -> ExitCode {
 
 /// Sends one request to the running controller; its answer, or the exit code.
 fn ask(dir: &Path, line: &str) -> Result<String, ExitCode> {
-    crate::up::ask::ask(&daemon::socket(dir), line).map_err(|e| {
+    let socket = daemon::socket(dir);
+    // Status is answered at once; the rest once `fleet.json` holds it.
+    let answer = if line == "status" {
+        crate::up::ask::ask(&socket, line)
+    } else {
+        crate::up::ask::ask_within(&socket, line, daemon::SAVED_ANSWER_WAIT)
+    };
+    answer.map_err(|e| {
         match e {
             AskError::Unanswered { socket, source } => eprintln!(
                 "tandem ctl: no controller answers on {} ({source}); start one with `tandem ctl \

@@ -310,6 +310,11 @@ const BATCH: usize = 256;
 /// the last moments its gateways report again when they reconnect.
 const SAVE_GAP: Duration = Duration::from_millis(500);
 
+/// How long `tandem ctl` waits for an answer given once `fleet.json` holds
+/// it (an enrolment, a rollout): the write under way and the next one, on
+/// a slow disk.
+pub const SAVED_ANSWER_WAIT: Duration = Duration::from_secs(60);
+
 /// A `tandem ctl` answer, and where it goes.
 type Answer = (
     oneshot::Sender<Result<String, CtlRefusal>>,

@@ -4,6 +4,7 @@
 //! `error: `; the commands only say it to the user.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Why a request got no accepted answer.
 #[derive(Debug, thiserror::Error)]
@@ -36,7 +37,16 @@ pub enum AskError {
 
 /// Sends `line` on `socket` and returns the text of an `ok: TEXT` answer.
 pub fn ask(socket: &Path, line: &str) -> Result<String, AskError> {
-    let answer = send(socket, line)?;
+    accepted(send(socket, line, None)?)
+}
+
+/// [`ask`], waiting up to `wait` for the answer: for a request the server
+/// answers only after slow work of its own.
+pub fn ask_within(socket: &Path, line: &str, wait: Duration) -> Result<String, AskError> {
+    accepted(send(socket, line, Some(wait))?)
+}
+
+fn accepted(answer: String) -> Result<String, AskError> {
     match answer.strip_prefix("ok: ") {
         Some(text) => Ok(text.to_owned()),
         None => Err(refusal(answer)),
@@ -46,15 +56,20 @@ pub fn ask(socket: &Path, line: &str) -> Result<String, AskError> {
 /// Asks the agent on `socket` for its status: the JSON, which the agent
 /// sends as it is, without `ok: ` (`tandem::up::status`).
 pub fn ask_status(socket: &Path) -> Result<String, AskError> {
-    let answer = send(socket, "status")?;
+    let answer = send(socket, "status", None)?;
     match answer.strip_prefix("error: ") {
         Some(reason) => Err(AskError::Refused(reason.to_owned())),
         None => Ok(answer),
     }
 }
 
-fn send(socket: &Path, line: &str) -> Result<String, AskError> {
-    let answer = super::control::request(socket, line).map_err(|source| AskError::Unanswered {
+/// The answer to `line`, within `wait` (none: [`super::control::request`]'s).
+fn send(socket: &Path, line: &str, wait: Option<Duration>) -> Result<String, AskError> {
+    let answer = match wait {
+        Some(wait) => super::control::request_within(socket, line, wait),
+        None => super::control::request(socket, line),
+    };
+    let answer = answer.map_err(|source| AskError::Unanswered {
         socket: socket.to_path_buf(),
         source,
     })?;

@@ -482,17 +482,20 @@ fn read_upgrade(file: PathBuf, program: Option<PathBuf>) -> Result<ReadUpgrade, 
 
 /// Sends one request to the agent of `socket` and returns its answer.
 pub fn request(socket: &Path, line: &str) -> std::io::Result<String> {
+    // An install may take the agent INSTALL_TIMEOUT to check and unpack;
+    // anything else is answered at once or after FILE_TIMEOUT at most.
+    let wait = if line.starts_with("install\t") {
+        INSTALL_TIMEOUT + Duration::from_secs(10)
+    } else {
+        Duration::from_secs(10)
+    };
+    request_within(socket, line, wait)
+}
+
+/// [`request`], waiting up to `wait` for the answer.
+pub fn request_within(socket: &Path, line: &str, wait: Duration) -> std::io::Result<String> {
     use std::io::{Read as _, Write as _};
     let mut stream = std::os::unix::net::UnixStream::connect(socket)?;
-    // An install may take the agent INSTALL_TIMEOUT to check and unpack;
-    // the controller answers an enrolment or a rollout once `fleet.json`
-    // holds it, which a slow disk may take seconds to do; anything else is
-    // answered at once or after FILE_TIMEOUT at most.
-    let wait = match line.split('\t').next() {
-        Some("install") => INSTALL_TIMEOUT + Duration::from_secs(10),
-        Some("enrol" | "rollout") => Duration::from_secs(60),
-        _ => Duration::from_secs(10),
-    };
     stream.set_read_timeout(Some(wait))?;
     // A refusal may come before the request is read; it is still the answer.
     let _ = stream
