@@ -107,30 +107,14 @@ impl InstallError {
 /// gateway holds changed since (see [`Installs::recheck`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Recheck {
-    /// Its version is no longer above the anti-rollback floor.
-    #[error(
-        "{name} {version} is not newer than {floor}, which this gateway installed (anti-rollback)"
-    )]
-    NotNewer {
-        /// The bundle.
-        name: String,
-        /// Its version.
-        version: Version,
-        /// The floor of its name.
-        floor: Version,
-    },
+    /// Its version is no longer above the anti-rollback floor, or was
+    /// revoked ([`policy::check_floor`]).
+    #[error(transparent)]
+    Policy(policy::PolicyRefusal),
     /// Another bundle's live upgrade runs.
     #[error("bundle {name} {version} is being installed; wait for its outcome (`tandem status`)")]
     Busy {
         /// The bundle being installed.
-        name: String,
-        /// Its version.
-        version: Version,
-    },
-    /// It was revoked.
-    #[error("{name} {version} was revoked")]
-    Revoked {
-        /// The bundle.
         name: String,
         /// Its version.
         version: Version,
@@ -529,26 +513,13 @@ impl Installs {
     /// is no longer above the floor, or was revoked, since it was checked,
     /// or another install is under way.
     pub fn recheck(&self, m: &Manifest) -> Option<Recheck> {
-        if let Some(floor) = self.floor.get(m.name.as_str()).filter(|f| m.version <= **f) {
-            return Some(Recheck::NotNewer {
-                name: m.name.to_string(),
-                version: m.version.clone(),
-                floor: floor.clone(),
-            });
+        if let Err(refusal) = policy::check_floor(m, &self.floor, &self.revoked) {
+            return Some(Recheck::Policy(refusal));
         }
-        if let Some(running) = &self.running {
-            return Some(Recheck::Busy {
-                name: running.name.clone(),
-                version: running.version.clone(),
-            });
-        }
-        self.revoked
-            .iter()
-            .any(|r| r.revokes(m.name.as_str(), &m.version))
-            .then(|| Recheck::Revoked {
-                name: m.name.to_string(),
-                version: m.version.clone(),
-            })
+        self.running.as_ref().map(|running| Recheck::Busy {
+            name: running.name.clone(),
+            version: running.version.clone(),
+        })
     }
 
     /// Records a revocation (durably, before the answer).

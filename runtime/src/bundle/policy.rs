@@ -236,15 +236,24 @@ pub fn check(m: &Manifest, g: &Gateway<'_>) -> Result<(), PolicyRefusal> {
             });
         }
     }
-    if let Some(floor) = g.floor.get(m.name.as_str()).filter(|f| m.version <= **f) {
+    check_floor(m, g.floor, g.revoked)
+}
+
+/// The checks of [`check`] that what the gateway holds can change after
+/// them: `m` above the anti-rollback `floor` of its name, and not revoked.
+pub fn check_floor(
+    m: &Manifest,
+    floor: &Floor,
+    revoked: &[Revocation],
+) -> Result<(), PolicyRefusal> {
+    if let Some(floor) = floor.get(m.name.as_str()).filter(|f| m.version <= **f) {
         return Err(PolicyRefusal::NotNewer {
             name: m.name.to_string(),
             version: m.version.clone(),
             floor: floor.clone(),
         });
     }
-    if let Some(r) = g
-        .revoked
+    if let Some(r) = revoked
         .iter()
         .find(|r| r.revokes(m.name.as_str(), &m.version))
     {
