@@ -294,7 +294,8 @@ fn read_ha(text: &str, value: &Spanned<DeValue<'_>>, report: &mut Report, ha: &m
                     report.at(
                         &span,
                         format!(
-                            "`retention` must be an integer from {MIN_RETENTION} to {MAX_RETENTION} (input records' worth, 32 bytes each), got {}",
+                            "`retention` must be an integer from {MIN_RETENTION} to {MAX_RETENTION} (input records' worth, {} bytes each), got {}",
+                            crate::wire::RECORD_BYTES,
                             got(text, &span)
                         ),
                     );

@@ -170,9 +170,10 @@ pub enum Outcome {
     },
 }
 
-/// What the driver does for the upgrade.
+/// What the upgrade asks of the supervisor and the processes; drivers see
+/// it carried out by [`Upgrader::apply`], as an [`Applied`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Action {
+pub(crate) enum Action {
     /// Forget the divergences kept so far
     /// ([`Supervisor::clear_divergences`]): keep this comparison's first ones.
     ClearDivergences,
@@ -180,8 +181,9 @@ pub enum Action {
     /// ([`Supervisor::promote`]).
     Promote(Color),
     /// Stop `color`'s instance and start it again on what
-    /// [`Upgrader::release`] says it runs (that changed with this action). A
-    /// loss this causes is not reported with [`Upgrader::handle_lost`].
+    /// [`Upgrader::release`] says it runs (that changed with this action).
+    /// The loss this causes is expected: [`Upgrader::apply`] drops the
+    /// instance, and [`Upgrader::handle_supervisor_event`] knows it.
     Restart(Color),
 }
 
@@ -489,7 +491,7 @@ impl<R> Upgrader<R> {
     }
 
     /// The supervisor changed `color`'s role.
-    pub fn handle_role(&mut self, now: Nanos, color: Color, role: Role) {
+    pub(crate) fn handle_role(&mut self, now: Nanos, color: Color, role: Role) {
         let Some(run) = self.run.as_mut() else {
             return;
         };
