@@ -114,7 +114,7 @@ fn a_second_stop_signal_during_the_drain_kills_the_instances_and_exits_130() {
     up.wait_log("the drain", |log| {
         log.contains("stopping: draining in-flight records")
     });
-    let (exit, log) = up.signal_and_wait(libc::SIGINT);
+    let (exit, log) = up.interrupt();
     assert_eq!(exit.code(), Some(130), "{log}");
     assert!(
         log.contains("second stop signal: exiting without draining"),

@@ -146,13 +146,10 @@ impl Up {
         std::fs::read_to_string(&out).unwrap()
     }
 
-    /// Sends the agent `signal` and waits for it to exit, whatever its
-    /// code: its exit and log.
-    pub fn signal_and_wait(self, signal: i32) -> (std::process::ExitStatus, String) {
-        let Up { mut agent, .. } = self;
-        agent.signal(signal);
-        let status = agent.wait_exit(&format!("signal {signal}"));
-        (status, agent.log())
+    /// Sends the agent SIGINT and waits for it to exit, whatever its code:
+    /// its exit and log.
+    pub fn interrupt(self) -> (std::process::ExitStatus, String) {
+        self.agent.interrupt()
     }
 
     /// Stops the agent with SIGINT, checks it exited 0, and checks the
