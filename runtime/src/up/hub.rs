@@ -154,13 +154,14 @@ impl Hub {
             version: super::instance::version_of(&config.stamp),
             split: config.split.clone(),
         };
-        let (processes, exits) = Processes::new(Launch {
+        let launch = Launch {
             args: config.instance.args.clone(),
             agent: wiring.addr,
             state_dir: config.state.root().to_path_buf(),
             batch: config.batch,
             base_file: config.file.clone(),
-        });
+        };
+        let (processes, exits) = Processes::new(launch, wiring.origin);
         Hub {
             sup,
             origin: wiring.origin,

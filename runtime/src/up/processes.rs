@@ -45,20 +45,22 @@ pub(super) struct Processes {
     launch: Launch,
     children: [Option<Child>; 2],
     restarts: Restarts,
-    /// What the policy's times count from.
-    epoch: Instant,
+    /// What the policy's times count from: the hub's origin, so that they
+    /// are the supervisor's times too.
+    origin: Instant,
     exits: UnboundedSender<Exited>,
 }
 
 impl Processes {
-    /// No process yet; exits are reported on the receiver returned.
-    pub(super) fn new(launch: Launch) -> (Processes, UnboundedReceiver<Exited>) {
+    /// No process yet, times counted from the hub's `origin`; exits are
+    /// reported on the receiver returned.
+    pub(super) fn new(launch: Launch, origin: Instant) -> (Processes, UnboundedReceiver<Exited>) {
         let (exits, exited) = unbounded_channel();
         let processes = Processes {
             launch,
             children: Default::default(),
             restarts: Restarts::new(),
-            epoch: Instant::now(),
+            origin,
             exits,
         };
         (processes, exited)
@@ -185,13 +187,12 @@ impl Processes {
 
     /// `at` on the policy's clock.
     fn nanos(&self, at: Instant) -> Nanos {
-        let since = at.saturating_duration_since(self.epoch);
-        Nanos(i64::try_from(since.as_nanos()).unwrap_or(i64::MAX))
+        super::hub::nanos(at.saturating_duration_since(self.origin))
     }
 
     /// The instant of `t` on the policy's clock.
     fn instant(&self, t: Nanos) -> Instant {
-        self.epoch + Duration::from_nanos(u64::try_from(t.0).unwrap_or(0))
+        self.origin + Duration::from_nanos(u64::try_from(t.0).unwrap_or(0))
     }
 
     /// Kills every instance, without waiting.
