@@ -867,13 +867,23 @@ fn read_bundle(file: &Path) -> Result<Vec<u8>, CtlRefusal> {
             file: file.to_path_buf(),
         });
     }
-    if meta.len() > super::bundle_check::MAX_BUNDLE_BYTES {
-        return Err(CtlRefusal::TooLarge {
-            file: file.to_path_buf(),
-            bytes: meta.len(),
-        });
+    let max = super::bundle_check::MAX_BUNDLE_BYTES;
+    let too_large = |bytes| CtlRefusal::TooLarge {
+        file: file.to_path_buf(),
+        bytes,
+    };
+    if meta.len() > max {
+        return Err(too_large(meta.len()));
     }
-    std::fs::read(file).map_err(unreadable)
+    // Bounded: the file may have grown since.
+    let mut bytes = Vec::new();
+    std::fs::File::open(file)
+        .and_then(|f| std::io::Read::read_to_end(&mut std::io::Read::take(f, max + 1), &mut bytes))
+        .map_err(unreadable)?;
+    if bytes.len() as u64 > max {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
 }
 
 #[cfg(test)]
