@@ -876,9 +876,10 @@ fn read_bundle(file: &Path) -> Result<Vec<u8>, CtlRefusal> {
         return Err(too_large(meta.len()));
     }
     // Bounded: the file may have grown since.
+    use std::io::Read as _;
     let mut bytes = Vec::new();
     std::fs::File::open(file)
-        .and_then(|f| std::io::Read::read_to_end(&mut std::io::Read::take(f, max + 1), &mut bytes))
+        .and_then(|f| f.take(max + 1).read_to_end(&mut bytes))
         .map_err(unreadable)?;
     if bytes.len() as u64 > max {
         return Err(too_large(bytes.len() as u64));
