@@ -48,8 +48,8 @@ pub struct HaSettings {
     /// `retention`: input records the upstream junction keeps for replay to a
     /// rejoining instance. Default 65536; 1024 ..= 16 Mi.
     pub retention: usize,
-    /// `heartbeat`: interval of application heartbeats. Default: a fifth of
-    /// the timeout, at most "100ms" ([`HaSettings::heartbeat_for`]);
+    /// `heartbeat`: an instance not heard from this long is pinged. Default:
+    /// a fifth of the timeout, at most "100ms" ([`HaSettings::heartbeat_for`]);
     /// 1 ms ..= 1 s.
     pub heartbeat: Duration,
     /// `timeout`: an instance silent this long is lost and restarted. Default
@@ -88,7 +88,8 @@ impl HaSettings {
     /// often than every 100 ms, so an idle gateway's links cost next to
     /// nothing (each heartbeat is a QUIC round trip per instance) while a
     /// hung instance is still noticed within its timeout. Any frame proves an
-    /// instance alive, so under load heartbeats matter little anyway.
+    /// instance alive and puts its next ping off, so while output flows no
+    /// heartbeat goes out at all.
     pub fn heartbeat_for(timeout: Duration) -> Duration {
         (timeout / 5).clamp(Duration::from_millis(1), Duration::from_millis(100))
     }

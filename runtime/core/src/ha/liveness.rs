@@ -1,20 +1,25 @@
-//! Liveness of the two instances from heartbeats, never from the transport's
-//! idle timeout: the agent pings every `interval`; an instance whose answer
-//! has not come for `timeout` is declared lost.
+//! Liveness of the two instances from what they send, never from the
+//! transport's idle timeout: an instance not heard from for `interval` is
+//! pinged; one not heard from for `timeout` is declared lost. Any frame is
+//! heard, so an instance whose output keeps coming is never pinged: under
+//! load and on a gateway whose sources report often, heartbeats cost
+//! nothing; a quiet instance is pinged every `interval`.
 //!
 //! Drive it with [`Liveness::watch`] when an instance connects,
-//! [`Liveness::handle_heartbeat`] for each answer, [`Liveness::poll_ping`] to
-//! learn whom to ping now, and [`Liveness::poll_timeout`] to learn who died;
-//! [`Liveness::next_wakeup`] says when to call again.
+//! [`Liveness::handle_heard`] for each frame it sends (a heartbeat's answer
+//! or any other), [`Liveness::poll_ping`] to learn whom to ping now, and
+//! [`Liveness::poll_timeout`] to learn who died; [`Liveness::next_wakeup`]
+//! says when to call again.
 
 use super::msg::{Color, Nanos};
 
 /// Heartbeat timing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LivenessConfig {
-    /// How often the agent pings each instance.
+    /// How long an instance may be silent before the agent pings it (and
+    /// pings it again, while it stays silent).
     pub interval: Nanos,
-    /// How long without an answer before an instance is lost.
+    /// How long silent before an instance is lost.
     pub timeout: Nanos,
 }
 
@@ -69,10 +74,12 @@ impl Liveness {
         self.watches[color.index()].is_some()
     }
 
-    /// `color` answered: its deadline moves to `now + timeout`.
-    pub fn handle_heartbeat(&mut self, now: Nanos, color: Color) {
+    /// A frame came from `color`: its deadline moves to `now + timeout`,
+    /// and it is not pinged before `now + interval`.
+    pub fn handle_heard(&mut self, now: Nanos, color: Color) {
         if let Some(watch) = &mut self.watches[color.index()] {
             watch.deadline = watch.deadline.max(now.add(self.config.timeout));
+            watch.next_ping = watch.next_ping.max(now.add(self.config.interval));
         }
     }
 
@@ -85,8 +92,8 @@ impl Liveness {
         Some(color)
     }
 
-    /// An instance due for a ping, with the ping number; the next ping is
-    /// scheduled one interval later.
+    /// An instance due for a ping (silent for an interval), with the ping
+    /// number; the next ping is scheduled one interval later.
     pub fn poll_ping(&mut self, now: Nanos) -> Option<(Color, u64)> {
         for color in Color::BOTH {
             if let Some(watch) = &mut self.watches[color.index()] {
@@ -130,7 +137,7 @@ mod tests {
         let mut l = liveness();
         l.watch(ms(0), Color::Blue);
         for t in (0..100).step_by(5) {
-            l.handle_heartbeat(ms(t), Color::Blue);
+            l.handle_heard(ms(t), Color::Blue);
             assert_eq!(l.poll_timeout(ms(t)), None);
         }
         assert!(l.is_watched(Color::Blue));
@@ -141,24 +148,45 @@ mod tests {
         let mut l = liveness();
         l.watch(ms(0), Color::Blue);
         l.watch(ms(0), Color::Green);
-        l.handle_heartbeat(ms(10), Color::Blue);
-        l.handle_heartbeat(ms(10), Color::Green);
-        l.handle_heartbeat(ms(15), Color::Green);
+        l.handle_heard(ms(10), Color::Blue);
+        l.handle_heard(ms(10), Color::Green);
+        l.handle_heard(ms(15), Color::Green);
         assert_eq!(l.poll_timeout(ms(29)), None);
         assert_eq!(l.poll_timeout(ms(30)), Some(Color::Blue));
         assert_eq!(l.poll_timeout(ms(30)), None);
-        assert_eq!(l.next_wakeup(), Some(ms(0)));
+        // Green, heard at 15 ms, is pinged 5 ms later.
+        assert_eq!(l.next_wakeup(), Some(ms(20)));
         assert_eq!(l.poll_timeout(ms(35)), Some(Color::Green));
         assert_eq!(l.next_wakeup(), None);
     }
 
     #[test]
-    fn pings_go_out_every_interval() {
+    fn a_silent_instance_is_pinged_every_interval() {
         let mut l = liveness();
         l.watch(ms(0), Color::Green);
         assert_eq!(l.poll_ping(ms(0)), Some((Color::Green, 1)));
         assert_eq!(l.poll_ping(ms(4)), None);
         assert_eq!(l.next_wakeup(), Some(ms(5)));
         assert_eq!(l.poll_ping(ms(5)), Some((Color::Green, 2)));
+    }
+
+    #[test]
+    fn an_instance_heard_within_each_interval_is_never_pinged() {
+        let mut l = liveness();
+        l.watch(ms(0), Color::Blue);
+        assert_eq!(l.poll_ping(ms(0)), Some((Color::Blue, 1)));
+        // Output every 3 ms, faster than the 5 ms interval.
+        for t in (3..100).step_by(3) {
+            l.handle_heard(ms(t), Color::Blue);
+            assert_eq!(l.poll_ping(ms(t)), None, "pinged at {t} ms");
+            assert_eq!(l.poll_timeout(ms(t)), None);
+        }
+        // Last heard at 99 ms: the wake-up is the next ping, not sooner.
+        assert_eq!(l.next_wakeup(), Some(ms(104)));
+        assert_eq!(l.poll_ping(ms(103)), None);
+        assert_eq!(l.poll_ping(ms(104)), Some((Color::Blue, 2)));
+        // Still silent: lost at its deadline, 20 ms after it was last heard.
+        assert_eq!(l.poll_timeout(ms(118)), None);
+        assert_eq!(l.poll_timeout(ms(119)), Some(Color::Blue));
     }
 }

@@ -247,13 +247,14 @@ impl Supervisor {
         self.liveness.next_wakeup().into_iter().chain(rejoins).min()
     }
 
-    /// Output records of `color`, decoded in place (the hot path).
+    /// Output records of `color`, decoded in place.
     pub fn handle_output(&mut self, color: Color, frontier: Seq, records: &[Record]) {
         if self.slots[color.index()].phase != Phase::Absent {
             // No instance can be past the input it was given: a frontier
             // beyond it (up to END) is a faulty peer's, and is not believed.
             let frontier = frontier.min(self.upstream.head());
             self.downstream.handle_output(color, frontier, records);
+            self.progressed(color, frontier);
         }
     }
 
@@ -261,11 +262,12 @@ impl Supervisor {
     /// connection to the colour it names (the `color` argument is ignored);
     /// the runtime drops frames of a connection superseded by a newer hello.
     pub fn handle_message(&mut self, now: Nanos, color: Color, msg: ToAgent) {
-        // Any frame proves the instance alive: a heartbeat answer can wait
-        // behind a burst of input or output on the same stream.
+        // Any frame proves the instance alive, and puts its next ping off: a
+        // heartbeat answer can wait behind a burst of output on the same
+        // stream, and an instance whose output keeps coming needs none.
         if !matches!(msg, ToAgent::Hello { .. }) && self.slots[color.index()].phase != Phase::Absent
         {
-            self.liveness.handle_heartbeat(now, color);
+            self.liveness.handle_heard(now, color);
         }
         match msg {
             ToAgent::Hello { color, version, .. } => self.hello(now, color, version),
@@ -275,6 +277,7 @@ impl Supervisor {
                     // The decoded batch itself goes on to the sinks when it can.
                     self.downstream
                         .handle_output_owned(color, frontier, records);
+                    self.progressed(color, frontier);
                 }
             }
             ToAgent::SnapshotChunk {
@@ -317,16 +320,21 @@ impl Supervisor {
             } => self.restored(now, color, barrier, state_hash),
             ToAgent::StateHash { barrier, hash } => self.state_hash(color, barrier, hash),
             ToAgent::Heartbeat { processed, .. } => {
-                if self.slots[color.index()].phase == Phase::Absent {
-                    return;
+                if self.slots[color.index()].phase != Phase::Absent {
+                    self.progressed(color, processed.min(self.upstream.head()));
                 }
-                self.liveness.handle_heartbeat(now, color);
-                let processed = processed.min(self.upstream.head());
-                let slot = &mut self.slots[color.index()];
-                slot.processed = slot.processed.max(processed);
-                self.check_caught_up(color);
             }
         }
+    }
+
+    /// `color` has processed the input up to `processed`: a heartbeat's
+    /// answer says so, and so does an output frame's frontier (an instance
+    /// sends it once the input below it is processed), which is how progress
+    /// is known while output flows and no ping goes out.
+    fn progressed(&mut self, color: Color, processed: Seq) {
+        let slot = &mut self.slots[color.index()];
+        slot.processed = slot.processed.max(processed);
+        self.check_caught_up(color);
     }
 
     /// Places a barrier after everything ingested so far; live instances
@@ -1004,6 +1012,57 @@ mod tests {
         heartbeat(&mut s, GREEN, 9);
         assert_eq!(s.role(GREEN), Some(Role::Starting));
         heartbeat(&mut s, GREEN, 10);
+        assert_eq!(s.role(GREEN), Some(Role::Serving));
+    }
+
+    fn output(frontier: u64) -> ToAgent {
+        ToAgent::Output {
+            frontier: Seq(frontier),
+            records: Vec::new(),
+        }
+    }
+
+    fn pinged(s: &mut Supervisor, color: Color) -> bool {
+        drain(s, color)
+            .iter()
+            .any(|m| matches!(m, ToInstance::Heartbeat { .. }))
+    }
+
+    #[test]
+    fn while_output_flows_no_ping_goes_out_and_progress_is_known() {
+        let mut s = supervisor(64);
+        hello(&mut s, BLUE, 1);
+        ingest(&mut s, 1..=40);
+        drain(&mut s, BLUE);
+        // Output every 4 ms, within the 5 ms heartbeat interval.
+        for frontier in 1..=40 {
+            let at = Nanos::from_millis(4 * frontier as i64);
+            s.handle_message(at, BLUE, output(frontier));
+            s.handle_timeout(at);
+            assert!(!pinged(&mut s, BLUE), "pinged at {at:?}");
+        }
+        assert_eq!(s.processed(BLUE), Seq(40));
+        // Quiet from 160 ms: pinged one interval later.
+        s.handle_timeout(Nanos::from_millis(164));
+        assert!(!pinged(&mut s, BLUE));
+        s.handle_timeout(Nanos::from_millis(165));
+        assert!(pinged(&mut s, BLUE));
+        assert!(s.is_live(BLUE));
+    }
+
+    #[test]
+    fn a_catching_up_instance_serves_once_its_output_reaches_the_serving_peer() {
+        let mut s = blue_serving_green_joining(64, 1);
+        ingest(&mut s, 4..=40);
+        s.handle_message(NOW, BLUE, output(10));
+        let restored = ToAgent::Restored {
+            barrier: 1,
+            state_hash: 0,
+        };
+        s.handle_message(NOW, GREEN, restored);
+        s.handle_message(NOW, GREEN, output(9));
+        assert_eq!(s.role(GREEN), Some(Role::Starting));
+        s.handle_message(NOW, GREEN, output(10));
         assert_eq!(s.role(GREEN), Some(Role::Serving));
     }
 
