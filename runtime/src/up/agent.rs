@@ -10,27 +10,24 @@
 //! both instances), what it emits toward the sinks (into the egress
 //! topology's relay), and its events (logs, and restarts of lost instances).
 
-use std::ffi::OsString;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tandem_core::graph::HaSettings;
 use tandem_core::ha::UpstreamConfig;
-use tandem_core::split::{Split, FROM_INSTANCES, TO_INSTANCES};
-use tandem_core::wire::{BatchKind, EncodedBatch};
+use tandem_core::split::{FROM_INSTANCES, TO_INSTANCES};
+use tandem_core::wire::BatchKind;
 use tandem_core::{BuildError, Seq};
 use tokio::sync::mpsc::unbounded_channel;
 
 use super::control::{self, Envelope};
 use super::dirs::{LockError, StateDir};
 use super::ends::{relay, Encode, Encoded};
-use super::hub::{Ended, Hub, Inputs, Wiring};
+use super::hub::{Ended, Hub, Ingress, Inputs, Wiring};
 use super::links::{accept, Conn, FrameBudget};
 use super::toggles::Toggles as KeptToggles;
 use crate::checkpoint::numbering::OpenError;
-use crate::checkpoint::{GraphStamp, Reservation};
+use crate::checkpoint::Reservation;
 use crate::metrics::http::BindError;
 use crate::net::{CaError, EndpointError, Server, TransportOptions};
 use crate::topology::{Attached, RunError, RunOptions, StartError, Topology};
@@ -38,65 +35,20 @@ use crate::Clock;
 use tandem_nodes::io::mqtt::MqttSink;
 use tandem_nodes::io::toggles::{Switches, Toggles};
 
-/// How to start an instance process: `program [args..] instance --color ...`.
-#[derive(Clone, Debug)]
-pub struct InstanceCommand {
-    /// The executable (by default this one).
-    pub program: PathBuf,
-    /// Arguments before `instance`.
-    pub args: Vec<OsString>,
-}
-
-/// Everything `tandem up` was asked to do.
-#[derive(Debug)]
-pub struct AgentConfig {
-    /// The graph file (instances load it too).
-    pub file: PathBuf,
-    /// The graph's stamp.
-    pub stamp: GraphStamp,
-    /// The graph cut in three.
-    pub split: Split,
-    /// HA settings (the `[ha]` table).
-    pub ha: HaSettings,
-    /// The state directory.
-    pub state: StateDir,
-    /// Where to listen for instances.
-    pub listen: SocketAddr,
-    /// How often instances checkpoint (a barrier each time).
-    pub checkpoint_every: Duration,
-    /// Stop after this long (wall time).
-    pub run_for: Option<Duration>,
-    /// Clock of the sources.
-    pub clock: Clock,
-    /// Records per node pass.
-    pub batch: usize,
-    /// How to start instances.
-    pub instance: InstanceCommand,
-    /// Where to write the outputs of shadow instances (JSON lines tagged
-    /// `"shadow": true`), for people to study a new version's output.
-    pub shadow_log: Option<PathBuf>,
-    /// Sinks built by the caller instead of by their kind, by node id
-    /// (benches and tests that observe the merged output).
-    pub egress: Attached,
-}
+pub use super::graph::{AgentConfig, InstanceCommand};
 
 // What bounds the agent's memory (docs/ha.md, "Memory"): each queue is
-// bounded in bytes or records, never by load.
+// bounded in bytes or records, never by load (the hub's own bounds are
+// `hub::BACKLOG_BYTES` and `hub::EGRESS_RECORDS`).
 
 /// Encoded input frames waiting for the hub at most (each at most
 /// [`UpstreamConfig::max_batch`] records: 16 x 128 KiB = 2 MiB).
 const INGRESS_BATCHES: usize = 16;
-/// Bytes queued toward an instance beyond which the hub stops taking input
-/// until it has caught up (four times that loses the instance).
-pub(super) const BACKLOG_BYTES: usize = 8 << 20;
 /// Link events waiting for the hub at most (a frame counts its bytes in
 /// [`CONN_BYTES`] too).
 const CONN_EVENTS: usize = 1024;
 /// Bytes of decoded frames from both links waiting for the hub at most.
 const CONN_BYTES: usize = 2 << 20;
-/// Merged records waiting for the sinks beyond which input waits (1 MiB:
-/// sinks that keep up take a batch at a time).
-pub(super) const EGRESS_RECORDS: usize = 1 << 15;
 
 /// Exit code of a run that a second stop signal ended without draining
 /// (128 + SIGINT, as the shell reports an interrupted command).
@@ -201,12 +153,6 @@ pub fn run_with_metrics(
         runtime.shutdown_background();
     }
     ended
-}
-
-pub(super) enum Ingress {
-    /// One `Input` frame, encoded once at ingress.
-    Batch(EncodedBatch),
-    Ended,
 }
 
 async fn serve(

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tandem_core::graph::Loaded;
-use tandem_core::ha::upgrade::RollbackError;
+use tandem_core::ha::upgrade::{RollbackError, StartError};
 use tandem_core::split::Split;
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::{UnixListener, UnixStream};
@@ -32,7 +32,7 @@ use tokio::task::AbortHandle;
 
 use super::graph::{Opening, SplitGraphError};
 use super::toggles::ToggleError;
-use super::upgrade::{InstallRefusal, UpgradeError};
+use crate::bundle::install::{Recheck, RevokeError};
 
 /// Control connections served at once, at most.
 pub const MAX_CONNECTIONS: usize = 32;
@@ -226,6 +226,120 @@ pub enum PrepareError {
         INSTALL_TIMEOUT.as_secs()
     )]
     CheckSlow,
+}
+
+/// Why a new graph cannot replace the running one by a live upgrade: it
+/// must change vertices only, keep every channel, and lose no state.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// It reads other source channels.
+    #[error(
+        "the new graph reads other source channels than the running one; an upgrade \
+         changes vertices only"
+    )]
+    OtherInputs,
+    /// It no longer produces channels the sinks read.
+    #[error(
+        "the new graph no longer produces {} for the sinks; an upgrade keeps every channel the sinks read",
+        .0.join(", ")
+    )]
+    MissingOutputs(Vec<String>),
+    /// Its sources or sinks differ.
+    #[error(
+        "the new graph changes sources or sinks; an upgrade changes vertices only \
+         (restart `tandem up` to change devices or outputs)"
+    )]
+    OtherEnds,
+    /// `tandem diff` finds changes that drop state.
+    #[error("the upgrade would lose state: {}", .0.join("; "))]
+    LosesState(Vec<String>),
+}
+
+/// Why an upgrade does not start.
+#[derive(Debug, thiserror::Error)]
+pub enum UpgradeError {
+    /// One runs already, or both instances are not serving.
+    #[error(transparent)]
+    Start(#[from] StartError),
+    /// The file is another graph.
+    #[error(
+        "{} is graph `{found}`, not `{running}`; keep `name = \"{running}\"` under [graph]",
+        file.display()
+    )]
+    OtherGraph {
+        /// The file.
+        file: PathBuf,
+        /// Its graph's name.
+        found: String,
+        /// The running graph's name.
+        running: String,
+    },
+    /// The file is the graph that runs.
+    #[error("{} is the graph running now", file.display())]
+    SameVersion {
+        /// The file.
+        file: PathBuf,
+    },
+    /// The new graph changes more than vertices.
+    #[error("{}: {refusal}", file.display())]
+    Refused {
+        /// The file.
+        file: PathBuf,
+        /// What it changes.
+        refusal: Refusal,
+    },
+}
+
+/// Why a bundle (or revocation) is not installed; kept in the bundle history.
+#[derive(Debug, thiserror::Error)]
+pub enum InstallRefusal {
+    /// Its checks before the hub refused it.
+    #[error(transparent)]
+    Prepare(#[from] PrepareError),
+    /// The revocation was not recorded.
+    #[error(transparent)]
+    Revocation(#[from] RevokeError),
+    /// The anti-rollback floor or a revocation, checked again, or another
+    /// install under way.
+    #[error("{} is refused: {reason}", file.display())]
+    Policy {
+        /// The bundle file.
+        file: PathBuf,
+        /// Why.
+        reason: Box<Recheck>,
+    },
+    /// An upgrade runs, or both instances are not serving.
+    #[error("{} is refused: {error}", file.display())]
+    Start {
+        /// The bundle file.
+        file: PathBuf,
+        /// Why.
+        error: StartError,
+    },
+    /// The bundle is the one that runs.
+    #[error("{} is refused: {id} runs now", file.display())]
+    InUse {
+        /// The bundle file.
+        file: PathBuf,
+        /// `NAME VERSION`.
+        id: String,
+    },
+    /// Its unpacked files could not be put in place.
+    #[error("cannot unpack into {} ({error}); nothing changed", dir.display())]
+    Unpack {
+        /// Where they go.
+        dir: PathBuf,
+        /// What went wrong.
+        error: std::io::Error,
+    },
+    /// Its graph cannot replace the running one.
+    #[error("{} is refused: {error}", file.display())]
+    Upgrade {
+        /// The bundle file.
+        file: PathBuf,
+        /// Why.
+        error: UpgradeError,
+    },
 }
 
 /// One served connection: whether its request arrived, and how to drop it.

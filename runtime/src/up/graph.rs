@@ -2,17 +2,18 @@
 //! the in-process harness and an upgrade request read the graph an agent
 //! runs, and where the agent's configuration is first written.
 
+use std::ffi::OsString;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tandem_core::graph::Loaded;
+use tandem_core::graph::{HaSettings, Loaded};
 use tandem_core::split::{Split, SplitError};
 use thiserror::Error;
 
 use crate::checkpoint::GraphStamp;
 use crate::graph_file::GraphFileError;
-use crate::up::agent::{AgentConfig, InstanceCommand};
+use crate::topology::Attached;
 use crate::up::dirs::StateDir;
 use crate::Clock;
 
@@ -97,4 +98,46 @@ impl SplitGraph {
             egress: Default::default(),
         }
     }
+}
+
+/// How to start an instance process: `program [args..] instance --color ...`.
+#[derive(Clone, Debug)]
+pub struct InstanceCommand {
+    /// The executable (by default this one).
+    pub program: PathBuf,
+    /// Arguments before `instance`.
+    pub args: Vec<OsString>,
+}
+
+/// Everything `tandem up` was asked to do.
+#[derive(Debug)]
+pub struct AgentConfig {
+    /// The graph file (instances load it too).
+    pub file: PathBuf,
+    /// The graph's stamp.
+    pub stamp: GraphStamp,
+    /// The graph cut in three.
+    pub split: Split,
+    /// HA settings (the `[ha]` table).
+    pub ha: HaSettings,
+    /// The state directory.
+    pub state: StateDir,
+    /// Where to listen for instances.
+    pub listen: SocketAddr,
+    /// How often instances checkpoint (a barrier each time).
+    pub checkpoint_every: Duration,
+    /// Stop after this long (wall time).
+    pub run_for: Option<Duration>,
+    /// Clock of the sources.
+    pub clock: Clock,
+    /// Records per node pass.
+    pub batch: usize,
+    /// How to start instances.
+    pub instance: InstanceCommand,
+    /// Where to write the outputs of shadow instances (JSON lines tagged
+    /// `"shadow": true`), for people to study a new version's output.
+    pub shadow_log: Option<PathBuf>,
+    /// Sinks built by the caller instead of by their kind, by node id
+    /// (benches and tests that observe the merged output).
+    pub egress: Attached,
 }

@@ -12,9 +12,21 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use tandem_core::ha::{Color, Nanos, Restarts};
+use tandem_core::split::Split;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
-use super::upgrade::Release;
+/// The graph and executable an instance runs.
+#[derive(Clone, Debug)]
+pub struct Release {
+    /// The graph file.
+    pub file: PathBuf,
+    /// The tandem executable.
+    pub program: PathBuf,
+    /// Its version (see `instance::version_of`).
+    pub version: u32,
+    /// The graph cut for 1+1.
+    pub split: Split,
+}
 
 /// A child that has exited (its process id), as its watcher saw it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -187,7 +199,7 @@ impl Processes {
 
     /// `at` on the policy's clock.
     fn nanos(&self, at: Instant) -> Nanos {
-        super::hub::nanos(at.saturating_duration_since(self.origin))
+        Nanos::from_duration(at.saturating_duration_since(self.origin))
     }
 
     /// The instant of `t` on the policy's clock.

@@ -118,6 +118,12 @@ impl Nanos {
         Nanos(ms.saturating_mul(Self::PER_MILLI))
     }
 
+    /// Time from a duration (a driver's clock reading since its origin, or
+    /// a setting), at most `i64::MAX` nanoseconds.
+    pub fn from_duration(d: std::time::Duration) -> Nanos {
+        Nanos(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+    }
+
     /// This time plus a duration.
     #[must_use]
     pub const fn add(self, d: Nanos) -> Nanos {

@@ -12,156 +12,30 @@
 //! actions into promotions and process restarts and its events into logs,
 //! status and the bundle history.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use tandem_core::ha::upgrade::{
-    Applied, Outcome, Period, Phase, Policy, RollbackError, StartError, UpgradeEvent, Upgrader,
-    NEW_COLOR,
+    Applied, Outcome, Period, Phase, Policy, RollbackError, UpgradeEvent, Upgrader, NEW_COLOR,
 };
 use tandem_core::ha::{Color, Nanos};
 use tandem_core::split::Split;
 
-use super::control::{InstallRequest, PrepareError, Refused, Request, UpgradeRequest};
-use super::hub::{nanos, Hub};
-use crate::bundle::install::{Recheck, RevokeError, Running};
+use super::Hub;
+use crate::bundle::install::Running;
 use crate::bundle::Prepared;
 use crate::checkpoint::GraphStamp;
+use crate::up::control::{
+    InstallRefusal, InstallRequest, Refusal, Refused, Request, UpgradeError, UpgradeRequest,
+};
+use crate::up::processes::Release;
 
 /// How long an upgrade phase may last by default (beyond its supervision
 /// period); `tandem upgrade --phase-timeout` sets another.
 pub const DEFAULT_PHASE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The graph and executable an instance runs.
-#[derive(Clone, Debug)]
-pub struct Release {
-    /// The graph file.
-    pub file: PathBuf,
-    /// The tandem executable.
-    pub program: PathBuf,
-    /// Its version (see `instance::version_of`).
-    pub version: u32,
-    /// The graph cut for 1+1.
-    pub split: Split,
-}
-
 /// What each colour runs, the upgrade in progress and the last outcome.
 pub type Upgrades = Upgrader<Release>;
-
-/// Why a new graph cannot replace the running one by a live upgrade: it
-/// must change vertices only, keep every channel, and lose no state.
-#[derive(Debug, thiserror::Error)]
-pub enum Refusal {
-    /// It reads other source channels.
-    #[error(
-        "the new graph reads other source channels than the running one; an upgrade \
-         changes vertices only"
-    )]
-    OtherInputs,
-    /// It no longer produces channels the sinks read.
-    #[error(
-        "the new graph no longer produces {} for the sinks; an upgrade keeps every channel the sinks read",
-        .0.join(", ")
-    )]
-    MissingOutputs(Vec<String>),
-    /// Its sources or sinks differ.
-    #[error(
-        "the new graph changes sources or sinks; an upgrade changes vertices only \
-         (restart `tandem up` to change devices or outputs)"
-    )]
-    OtherEnds,
-    /// `tandem diff` finds changes that drop state.
-    #[error("the upgrade would lose state: {}", .0.join("; "))]
-    LosesState(Vec<String>),
-}
-
-/// Why an upgrade does not start.
-#[derive(Debug, thiserror::Error)]
-pub enum UpgradeError {
-    /// One runs already, or both instances are not serving.
-    #[error(transparent)]
-    Start(#[from] StartError),
-    /// The file is another graph.
-    #[error(
-        "{} is graph `{found}`, not `{running}`; keep `name = \"{running}\"` under [graph]",
-        file.display()
-    )]
-    OtherGraph {
-        /// The file.
-        file: PathBuf,
-        /// Its graph's name.
-        found: String,
-        /// The running graph's name.
-        running: String,
-    },
-    /// The file is the graph that runs.
-    #[error("{} is the graph running now", file.display())]
-    SameVersion {
-        /// The file.
-        file: PathBuf,
-    },
-    /// The new graph changes more than vertices.
-    #[error("{}: {refusal}", file.display())]
-    Refused {
-        /// The file.
-        file: PathBuf,
-        /// What it changes.
-        refusal: Refusal,
-    },
-}
-
-/// Why a bundle (or revocation) is not installed; kept in the bundle history.
-#[derive(Debug, thiserror::Error)]
-pub enum InstallRefusal {
-    /// Its checks before the hub refused it.
-    #[error(transparent)]
-    Prepare(#[from] PrepareError),
-    /// The revocation was not recorded.
-    #[error(transparent)]
-    Revocation(#[from] RevokeError),
-    /// The anti-rollback floor or a revocation, checked again, or another
-    /// install under way.
-    #[error("{} is refused: {reason}", file.display())]
-    Policy {
-        /// The bundle file.
-        file: PathBuf,
-        /// Why.
-        reason: Box<Recheck>,
-    },
-    /// An upgrade runs, or both instances are not serving.
-    #[error("{} is refused: {error}", file.display())]
-    Start {
-        /// The bundle file.
-        file: PathBuf,
-        /// Why.
-        error: StartError,
-    },
-    /// The bundle is the one that runs.
-    #[error("{} is refused: {id} runs now", file.display())]
-    InUse {
-        /// The bundle file.
-        file: PathBuf,
-        /// `NAME VERSION`.
-        id: String,
-    },
-    /// Its unpacked files could not be put in place.
-    #[error("cannot unpack into {} ({error}); nothing changed", dir.display())]
-    Unpack {
-        /// Where they go.
-        dir: PathBuf,
-        /// What went wrong.
-        error: std::io::Error,
-    },
-    /// Its graph cannot replace the running one.
-    #[error("{} is refused: {error}", file.display())]
-    Upgrade {
-        /// The bundle file.
-        file: PathBuf,
-        /// Why.
-        error: UpgradeError,
-    },
-}
 
 /// Why an upgrade to `new` cannot start: it must change vertices only, keep
 /// every channel, and lose no state.
@@ -327,7 +201,8 @@ impl Hub {
             });
         }
         let current = self.upgrades.current();
-        let version = super::instance::version_of(&GraphStamp::of_plan(&loaded.name, &loaded.plan));
+        let version =
+            crate::up::instance::version_of(&GraphStamp::of_plan(&loaded.name, &loaded.plan));
         if version == current.version {
             return Err(UpgradeError::SameVersion { file });
         }
@@ -337,9 +212,11 @@ impl Hub {
         let policy = Policy {
             period: match records {
                 Some(records) => Period::Records(records),
-                None => Period::Time(nanos(supervise.unwrap_or(loaded.ha.supervise))),
+                None => Period::Time(Nanos::from_duration(
+                    supervise.unwrap_or(loaded.ha.supervise),
+                )),
             },
-            phase_timeout: nanos(phase_timeout.unwrap_or(DEFAULT_PHASE_TIMEOUT)),
+            phase_timeout: Nanos::from_duration(phase_timeout.unwrap_or(DEFAULT_PHASE_TIMEOUT)),
             max_mismatch: loaded.ha.max_mismatch,
         };
         let shown = file.display().to_string();

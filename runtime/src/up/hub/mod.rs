@@ -1,5 +1,8 @@
 //! The agent's hub: the one task that owns the HA supervisor, and the
-//! instance processes it starts, watches and restarts.
+//! instance processes it starts, watches and restarts. [`upgrade`] is its
+//! driving of live upgrades and its answers to the control socket.
+
+mod upgrade;
 
 use std::io::IsTerminal as _;
 use std::net::SocketAddr;
@@ -18,15 +21,30 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use super::control::Envelope;
 use super::ends::Batch;
-use super::processes::{Exited, Launch, Processes};
+use super::processes::{Exited, Launch, Processes, Release};
 use super::shadow_log::ShadowLog;
 use super::status::{InstanceStatus, Status};
 use super::toggles::Toggles;
-use super::upgrade::{Release, Upgrades};
 use crate::topology::Topology;
+use upgrade::Upgrades;
 
-use super::agent::{AgentConfig, Ingress, BACKLOG_BYTES, EGRESS_RECORDS};
+use super::graph::AgentConfig;
 use super::links::Conn;
+
+/// Bytes queued toward an instance beyond which the hub stops taking input
+/// until it has caught up (four times that loses the instance).
+const BACKLOG_BYTES: usize = 8 << 20;
+/// Merged records waiting for the sinks beyond which input waits (1 MiB:
+/// sinks that keep up take a batch at a time).
+pub(super) const EGRESS_RECORDS: usize = 1 << 15;
+
+/// What the ingress topology hands the hub.
+pub(super) enum Ingress {
+    /// One `Input` frame, encoded once at ingress.
+    Batch(tandem_core::wire::EncodedBatch),
+    /// The sources ended.
+    Ended,
+}
 
 /// How often the loop turns with nothing to do: the heartbeat `/livez`
 /// reads, the status figures (and the terminal's line), the shadow log's
@@ -134,8 +152,8 @@ impl Hub {
             },
             tolerances,
             liveness: LivenessConfig {
-                interval: nanos(config.ha.heartbeat),
-                timeout: nanos(config.ha.timeout),
+                interval: Nanos::from_duration(config.ha.heartbeat),
+                timeout: Nanos::from_duration(config.ha.timeout),
             },
             ..HaConfig::default()
         };
@@ -202,7 +220,7 @@ impl Hub {
     }
 
     pub(super) fn now(&self) -> Nanos {
-        Nanos(i64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(i64::MAX))
+        Nanos::from_duration(self.origin.elapsed())
     }
 
     /// Logs what happened (see [`crate::logging`]).
@@ -689,10 +707,6 @@ impl Hub {
             upgrade: self.upgrade_json(),
         }
     }
-}
-
-pub(super) fn nanos(d: Duration) -> Nanos {
-    Nanos(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
 pub(super) async fn sleep_until(at: Option<tokio::time::Instant>) {
