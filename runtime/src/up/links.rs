@@ -12,7 +12,7 @@ use tandem_core::Record;
 use tokio::sync::mpsc::{unbounded_channel, Sender, UnboundedSender};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::net::{AgentLink, Link, NetStats, Server};
+use crate::net::{AgentLink, Link, LinkError, NetStats, Server};
 
 pub(super) enum Conn {
     Hello {
@@ -38,7 +38,8 @@ pub(super) enum Conn {
     },
     Closed {
         conn: u64,
-        reason: String,
+        /// Why; `None`: the instance closed its link itself.
+        error: Option<LinkError>,
     },
 }
 
@@ -108,7 +109,7 @@ async fn connection(
         mut reader,
         mut writer,
     } = link;
-    let closed = |reason: String| Conn::Closed { conn, reason };
+    let closed = |error: Option<LinkError>| Conn::Closed { conn, error };
     let first = tokio::time::timeout(Duration::from_secs(5), reader.next()).await;
     let (color, version, pid) = match first {
         Ok(Ok(Some(ToAgent::Hello {
@@ -183,7 +184,7 @@ async fn connection(
         }
         match reader.next().await {
             Ok(Some(msg)) => {
-                let at = Nanos(i64::try_from(origin.elapsed().as_nanos()).unwrap_or(i64::MAX));
+                let at = Nanos::from_duration(origin.elapsed());
                 let held = budget.take(msg.encoded_len()).await;
                 let frame = Conn::Frame {
                     conn,
@@ -197,13 +198,11 @@ async fn connection(
                 }
             }
             Ok(None) => {
-                let _ = events
-                    .send(closed("the instance closed its link".into()))
-                    .await;
+                let _ = events.send(closed(None)).await;
                 return;
             }
             Err(e) => {
-                let _ = events.send(closed(e.to_string())).await;
+                let _ = events.send(closed(Some(e))).await;
                 return;
             }
         }

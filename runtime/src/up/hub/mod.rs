@@ -451,9 +451,12 @@ impl Hub {
                     }
                 }
             }
-            Conn::Closed { conn, reason } => {
+            Conn::Closed { conn, error } => {
                 if let Some(color) = self.color_of(conn) {
-                    self.log(&format!("{color}: link closed: {reason}"));
+                    match error {
+                        None => self.log(&format!("{color}: link closed by the instance")),
+                        Some(e) => self.log(&format!("{color}: link closed: {e}")),
+                    }
                     self.links[color.index()] = None;
                     self.sup.handle_disconnected(color);
                 }
