@@ -348,6 +348,24 @@ impl Supervisor {
         mark
     }
 
+    /// True when every live instance, and at least one, has reported its
+    /// state at `barrier` or a later one: each has taken its checkpoint
+    /// there. What a stop waits for; an instance that is down (lost,
+    /// restarting, still restoring) is not waited for, as it reports
+    /// nothing.
+    pub fn checkpointed(&self, barrier: u64) -> bool {
+        let reported = |color: Color| {
+            self.hashes
+                .iter()
+                .any(|(id, hashes)| *id >= barrier && hashes[color.index()].is_some())
+        };
+        let live = Color::BOTH.map(|c| self.is_live(c));
+        live.contains(&true)
+            && Color::BOTH
+                .into_iter()
+                .all(|c| !live[c.index()] || reported(c))
+    }
+
     /// The next frame for `color`: control frames first, then input
     /// (encoded: the bytes kept in the retention ring) and barriers.
     pub fn poll_transmit_frame(&mut self, color: Color) -> Option<Transmit> {
@@ -925,6 +943,40 @@ mod tests {
                 green: 8
             }]
         );
+    }
+
+    #[test]
+    fn a_barrier_is_checkpointed_once_every_live_instance_reported_it() {
+        let mut s = blue_serving_green_joining(16, 1);
+        let hash = |s: &mut Supervisor, color, barrier| {
+            let msg = ToAgent::StateHash { barrier, hash: 7 };
+            s.handle_message(NOW, color, msg);
+        };
+        // Blue is live, green still restoring: blue's report is enough.
+        let first = s.place_barrier().id;
+        assert!(!s.checkpointed(first));
+        hash(&mut s, BLUE, first);
+        assert!(s.checkpointed(first));
+        // Both live: both must report.
+        let restored = ToAgent::Restored {
+            barrier: 1,
+            state_hash: 0,
+        };
+        s.handle_message(NOW, GREEN, restored);
+        heartbeat(&mut s, GREEN, 3);
+        assert!(s.is_live(GREEN));
+        let second = s.place_barrier().id;
+        hash(&mut s, BLUE, second);
+        assert!(!s.checkpointed(second));
+        hash(&mut s, GREEN, second);
+        assert!(s.checkpointed(second));
+        // A later barrier's report covers an earlier one; none covers a later.
+        assert!(s.checkpointed(first));
+        assert!(!s.checkpointed(second + 1));
+        // Nobody live: nothing is checkpointed.
+        s.handle_disconnected(BLUE);
+        s.handle_disconnected(GREEN);
+        assert!(!s.checkpointed(first));
     }
 
     #[test]

@@ -366,7 +366,7 @@ impl Hub {
             if let Some(since) = stopping {
                 let drained = input_ended
                     && self.sup.downstream().frontier() >= self.sup.upstream().head()
-                    && final_barrier.is_some_and(|b| self.hashes.is_some_and(|(h, _, _)| h >= b));
+                    && final_barrier.is_some_and(|b| self.sup.checkpointed(b));
                 if drained {
                     return Ended::Drained;
                 }
