@@ -88,8 +88,8 @@ impl HaSettings {
     /// often than every 100 ms, so an idle gateway's links cost next to
     /// nothing (each heartbeat is a QUIC round trip per instance) while a
     /// hung instance is still noticed within its timeout. Any frame proves an
-    /// instance alive and puts its next ping off, so while output flows no
-    /// heartbeat goes out at all.
+    /// instance alive and puts its next ping off, so while output flows one
+    /// heartbeat a second goes out.
     pub fn heartbeat_for(timeout: Duration) -> Duration {
         (timeout / 5).clamp(Duration::from_millis(1), Duration::from_millis(100))
     }

@@ -1,9 +1,11 @@
 //! Liveness of the two instances from what they send, never from the
 //! transport's idle timeout: an instance not heard from for `interval` is
 //! pinged; one not heard from for `timeout` is declared lost. Any frame is
-//! heard, so an instance whose output keeps coming is never pinged: under
-//! load and on a gateway whose sources report often, heartbeats cost
-//! nothing; a quiet instance is pinged every `interval`.
+//! heard, so an instance whose output keeps coming is pinged only every
+//! `keepalive` (which tells it the agent is there while no input goes to it:
+//! it may still be working through earlier input): under load and on a
+//! gateway whose sources report often, heartbeats cost next to nothing; a
+//! quiet instance is pinged every `interval`.
 //!
 //! Drive it with [`Liveness::watch`] when an instance connects,
 //! [`Liveness::handle_heard`] for each frame it sends (a heartbeat's answer
@@ -21,6 +23,9 @@ pub struct LivenessConfig {
     pub interval: Nanos,
     /// How long silent before an instance is lost.
     pub timeout: Nanos,
+    /// Longest time between two pings to an instance, however much it
+    /// sends: an instance takes the agent's silence for its death.
+    pub keepalive: Nanos,
 }
 
 impl Default for LivenessConfig {
@@ -28,6 +33,7 @@ impl Default for LivenessConfig {
         LivenessConfig {
             interval: Nanos::from_millis(5),
             timeout: Nanos::from_millis(50),
+            keepalive: Nanos::from_millis(1000),
         }
     }
 }
@@ -35,8 +41,17 @@ impl Default for LivenessConfig {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Watch {
     deadline: Nanos,
+    /// When it is pinged for having been quiet.
     next_ping: Nanos,
+    /// When it is pinged however much it sends.
+    keepalive: Nanos,
     pings: u64,
+}
+
+impl Watch {
+    fn ping_due(&self) -> Nanos {
+        self.next_ping.min(self.keepalive)
+    }
 }
 
 /// Heartbeat deadlines of both instances.
@@ -60,6 +75,7 @@ impl Liveness {
         self.watches[color.index()] = Some(Watch {
             deadline: now.add(self.config.timeout),
             next_ping: now,
+            keepalive: now.add(self.config.keepalive),
             pings: 0,
         });
     }
@@ -92,13 +108,15 @@ impl Liveness {
         Some(color)
     }
 
-    /// An instance due for a ping (silent for an interval), with the ping
-    /// number; the next ping is scheduled one interval later.
+    /// An instance due for a ping (silent for an interval, or not pinged for
+    /// `keepalive`), with the ping number; the next ping is scheduled one
+    /// interval later.
     pub fn poll_ping(&mut self, now: Nanos) -> Option<(Color, u64)> {
         for color in Color::BOTH {
             if let Some(watch) = &mut self.watches[color.index()] {
-                if watch.next_ping <= now {
+                if watch.ping_due() <= now {
                     watch.next_ping = now.add(self.config.interval);
+                    watch.keepalive = now.add(self.config.keepalive);
                     watch.pings += 1;
                     return Some((color, watch.pings));
                 }
@@ -112,7 +130,7 @@ impl Liveness {
         self.watches
             .iter()
             .flatten()
-            .map(|w| w.deadline.min(w.next_ping))
+            .map(|w| w.deadline.min(w.ping_due()))
             .min()
     }
 }
@@ -129,6 +147,7 @@ mod tests {
         Liveness::new(LivenessConfig {
             interval: ms(5),
             timeout: ms(20),
+            keepalive: ms(50),
         })
     }
 
@@ -171,22 +190,27 @@ mod tests {
     }
 
     #[test]
-    fn an_instance_heard_within_each_interval_is_never_pinged() {
+    fn an_instance_heard_within_each_interval_is_pinged_only_to_keep_it_alive() {
         let mut l = liveness();
         l.watch(ms(0), Color::Blue);
         assert_eq!(l.poll_ping(ms(0)), Some((Color::Blue, 1)));
-        // Output every 3 ms, faster than the 5 ms interval.
-        for t in (3..100).step_by(3) {
+        // Output every 3 ms, faster than the 5 ms interval: one ping per
+        // 50 ms keepalive, none in between.
+        let mut pinged = Vec::new();
+        for t in (3..=120).step_by(3) {
             l.handle_heard(ms(t), Color::Blue);
-            assert_eq!(l.poll_ping(ms(t)), None, "pinged at {t} ms");
+            if l.poll_ping(ms(t)).is_some() {
+                pinged.push(t);
+            }
             assert_eq!(l.poll_timeout(ms(t)), None);
         }
-        // Last heard at 99 ms: the wake-up is the next ping, not sooner.
-        assert_eq!(l.next_wakeup(), Some(ms(104)));
-        assert_eq!(l.poll_ping(ms(103)), None);
-        assert_eq!(l.poll_ping(ms(104)), Some((Color::Blue, 2)));
+        assert_eq!(pinged, vec![51, 102]);
+        // Last heard at 120 ms: the wake-up is the next ping, not sooner.
+        assert_eq!(l.next_wakeup(), Some(ms(125)));
+        assert_eq!(l.poll_ping(ms(124)), None);
+        assert_eq!(l.poll_ping(ms(125)), Some((Color::Blue, 4)));
         // Still silent: lost at its deadline, 20 ms after it was last heard.
-        assert_eq!(l.poll_timeout(ms(118)), None);
-        assert_eq!(l.poll_timeout(ms(119)), Some(Color::Blue));
+        assert_eq!(l.poll_timeout(ms(139)), None);
+        assert_eq!(l.poll_timeout(ms(140)), Some(Color::Blue));
     }
 }

@@ -303,6 +303,7 @@ impl Sim {
             liveness: LivenessConfig {
                 interval: Nanos(5 * MS),
                 timeout: Nanos(100 * MS),
+                keepalive: Nanos(250 * MS),
             },
             catch_up_margin: 64,
             rejoin_timeout: Nanos(rng.range(30, 300) * MS),

@@ -154,6 +154,9 @@ impl Hub {
             liveness: LivenessConfig {
                 interval: Nanos::from_duration(config.ha.heartbeat),
                 timeout: Nanos::from_duration(config.ha.timeout),
+                // An instance working through earlier input, with none
+                // coming, hears from the agent well before it gives up on it.
+                keepalive: Nanos::from_duration(super::instance::AGENT_SILENCE / 3),
             },
             ..HaConfig::default()
         };

@@ -34,9 +34,10 @@ use crate::checkpoint::GraphStamp;
 use crate::net::{CaError, Client, EndpointError, LinkError, TransportOptions};
 use crate::topology::{BarrierError, StartError};
 
-/// The agent sends heartbeats every few milliseconds: silence this long
-/// means it is gone, and the instance exits.
-const AGENT_SILENCE: Duration = Duration::from_secs(3);
+/// The agent pings an instance at least every third of this (its
+/// keepalive), and sends input and pings far more often while it runs:
+/// silence this long means it is gone, and the instance exits.
+pub(in crate::up) const AGENT_SILENCE: Duration = Duration::from_secs(3);
 /// Bytes of snapshot per frame.
 const CHUNK: usize = 1 << 20;
 /// Largest snapshot accepted from the agent.
