@@ -159,7 +159,8 @@ impl Supervisor {
         self.slots[color.index()].phase == Phase::Live
     }
 
-    /// Every input at or below this was processed by `color`, as its last heartbeat said.
+    /// Every input at or below this was processed by `color`, as its output
+    /// frames' frontiers and its heartbeat answers said.
     pub fn processed(&self, color: Color) -> Seq {
         self.slots[color.index()].processed
     }
@@ -348,11 +349,12 @@ impl Supervisor {
         mark
     }
 
-    /// True when every live instance, and at least one, has reported its
-    /// state at `barrier` or a later one: each has taken its checkpoint
-    /// there. What a stop waits for; an instance that is down (lost,
-    /// restarting, still restoring) is not waited for, as it reports
-    /// nothing.
+    /// True when every live instance (serving or shadow), and at least one,
+    /// has reported its state hash at `barrier` or a later one: it has
+    /// processed all input up to there and snapshotted its vertices (a
+    /// serving one keeps that snapshot as its checkpoint). What a stop waits
+    /// for; an instance that is down (lost, restarting, still restoring)
+    /// reports nothing and is not waited for.
     pub fn checkpointed(&self, barrier: u64) -> bool {
         let reported = |color: Color| {
             self.hashes

@@ -40,7 +40,7 @@
 //!   instance process that ended before the supervisor knew it (no
 //!   [`Event::Lost`] will come): [`Upgrader::handle_lost`];
 //! - periodically (the proofs that an instance is not hung come with its
-//!   heartbeats, not at a time known in advance), and at least at
+//!   output and heartbeats, not at a time known in advance), and at least at
 //!   [`Upgrader::poll_timeout`]: [`Upgrader::handle_tick`];
 //! - after any of those: [`Upgrader::apply`] until it returns `None` (it
 //!   applies each action to the supervisor and says what is left for the
@@ -321,7 +321,7 @@ struct Seen {
     /// The new colour's role (`None`: not connected).
     new_role: Option<Role>,
     new_live: bool,
-    /// Input the new colour processed, as its last heartbeat said.
+    /// Input the new colour processed, as its output and heartbeats said.
     new_processed: Seq,
     /// The same of the old colour.
     old_processed: Seq,
