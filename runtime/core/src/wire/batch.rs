@@ -163,35 +163,47 @@ impl BatchEncoder {
     /// Encodes `records`, in order, into the open frame; a full frame is
     /// closed when the next record comes, with the frontier that record
     /// allows (just below its seq).
+    ///
+    /// Records go in runs, as many as the open frame has room for (and, for
+    /// `Input`, as long as their seqs rise), each encoded in one tight loop:
+    /// the frame's bookkeeping is done once per run, not once per record.
     pub fn push(&mut self, records: &[Record]) {
-        let strict = self.kind == BatchKind::Input;
-        let mut staged = Staged::new();
-        for record in records {
-            if strict && (record.seq <= self.frontier || self.last.is_some_and(|l| record.seq <= l))
+        let mut rest = records;
+        while let Some(first) = rest.first() {
+            if self.kind == BatchKind::Input
+                && (first.seq <= self.frontier || self.last.is_some_and(|l| first.seq <= l))
             {
                 self.rejected += 1;
+                rest = rest.get(1..).unwrap_or_default();
                 continue;
             }
-            if self
-                .open
-                .is_some_and(|o| o.count as usize >= self.max_records)
-            {
-                staged.flush(&mut self.arena);
-                self.close(Seq(record.seq.0.saturating_sub(1)));
-            }
-            let open = match self.open {
-                Some(open) => open,
-                None => self.open_frame(record.seq),
+            let mut open = match self.open {
+                Some(open) if (open.count as usize) < self.max_records => open,
+                Some(_) => {
+                    self.close(Seq(first.seq.0.saturating_sub(1)));
+                    self.open_frame(first.seq)
+                }
+                None => self.open_frame(first.seq),
             };
-            staged.push(&mut self.arena, record);
-            self.open = Some(Open {
-                count: open.count + 1,
-                last: record.seq,
-                ..open
-            });
-            self.last = Some(record.seq);
+            let room = (self.max_records - open.count as usize).min(rest.len());
+            let run = match self.kind {
+                BatchKind::Input => rising_prefix(rest.get(..room).unwrap_or_default()),
+                BatchKind::Output => room,
+            };
+            let (taken, after) = rest.split_at(run);
+            let mut staged = Staged::new();
+            for record in taken {
+                staged.push(&mut self.arena, record);
+            }
+            staged.flush(&mut self.arena);
+            if let Some(last) = taken.last() {
+                open.count += run as u32;
+                open.last = last.seq;
+                self.last = Some(last.seq);
+            }
+            self.open = Some(open);
+            rest = after;
         }
-        staged.flush(&mut self.arena);
     }
 
     /// Closes the open frame with `frontier` (raised to its last record and
@@ -266,6 +278,16 @@ impl BatchEncoder {
             bytes,
         });
     }
+}
+
+/// How many of `records`, from the first, have strictly rising seqs (at
+/// least one, when there is one).
+fn rising_prefix(records: &[Record]) -> usize {
+    let rises = records
+        .windows(2)
+        .take_while(|pair| pair[0].seq < pair[1].seq)
+        .count();
+    (rises + 1).min(records.len())
 }
 
 /// The records of `bytes`, 32 bytes each (a shorter tail is not one).

@@ -746,6 +746,76 @@ fn the_batch_encoder_cuts_full_frames_below_the_next_record() {
     assert_eq!(got, [Seq(2), Seq(3)]);
 }
 
+/// The frames of `kind` (at most `max` records each) that `seqs` make,
+/// pushed a piece of each length in `pieces` at a time (one record at a
+/// time when `one_by_one`), with a `finish` at the last seq pushed after
+/// each piece; and how many records were rejected.
+fn encoded(
+    kind: BatchKind,
+    max: usize,
+    seqs: &[u64],
+    pieces: &[usize],
+    one_by_one: bool,
+) -> (Vec<(Seq, Vec<Record>)>, u64) {
+    let records = seq_records(seqs);
+    let mut e = BatchEncoder::new(kind, max);
+    let mut rest = &records[..];
+    for &piece in pieces {
+        let (taken, after) = rest.split_at(piece.min(rest.len()));
+        if one_by_one {
+            taken.iter().for_each(|r| e.push(core::slice::from_ref(r)));
+        } else {
+            e.push(taken);
+        }
+        if let Some(last) = taken.last() {
+            e.finish(last.seq);
+        }
+        rest = after;
+    }
+    e.finish(Seq(u64::MAX));
+    let frames = drain_encoder(&mut e)
+        .iter()
+        .map(|f| (f.frontier(), f.records().collect()))
+        .collect();
+    (frames, e.rejected())
+}
+
+proptest! {
+    #[test]
+    fn the_batch_encoder_makes_the_same_frames_however_its_input_is_cut(
+        output in any::<bool>(),
+        max in 1usize..6,
+        seqs in prop::collection::vec(1u64..40, 0..40),
+        pieces in prop::collection::vec(0usize..12, 0..8),
+    ) {
+        let kind = if output { BatchKind::Output } else { BatchKind::Input };
+        let whole = encoded(kind, max, &seqs, &pieces, false);
+        let fine = encoded(kind, max, &seqs, &pieces, true);
+        prop_assert_eq!(&whole, &fine);
+        prop_assert!(whole.0.iter().all(|(_, r)| r.len() <= max));
+        // Input keeps exactly the seqs above all before them (frontiers
+        // given are the last seq pushed, so they drop nothing more).
+        let pushed = &seqs[..seqs.len().min(pieces.iter().sum())];
+        let kept = if output { pushed.to_vec() } else { above_all_before(pushed) };
+        let got: Vec<u64> = whole.0.iter().flat_map(|(_, r)| r.iter().map(|r| r.seq.0)).collect();
+        prop_assert_eq!(got, kept.clone());
+        prop_assert_eq!(whole.1 as usize, pushed.len() - kept.len());
+    }
+}
+
+/// The seqs above every seq before them: what an input encoder keeps.
+fn above_all_before(seqs: &[u64]) -> Vec<u64> {
+    let mut above = 0;
+    seqs.iter()
+        .copied()
+        .filter(|&s| {
+            let keep = s > above;
+            above = above.max(s);
+            keep
+        })
+        .collect()
+}
+
 #[test]
 fn input_out_of_order_is_dropped_and_counted_and_frontiers_alone_are_sent() {
     let mut e = BatchEncoder::new(BatchKind::Input, 16);
