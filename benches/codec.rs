@@ -1,0 +1,103 @@
+//! Encoding records into batch frames, the work every trip of a record
+//! through the 1+1 path starts with (the agent encodes each input batch
+//! once; each instance encodes its output): `BatchEncoder` in frames of
+//! 4096 records, against copying the same records into a reused buffer in
+//! the same run (the same 32 bytes each moved, nothing encoded: the floor).
+//! Each figure includes renumbering the batch, as a source would fill it.
+//!
+//! `cargo bench --bench codec -- --json` prints ns per record for input
+//! frames (seqs checked to rise), output frames, and the copy, each
+//! the median of `TANDEM_BENCH_ROUNDS` rounds (default 7) of 20 M records,
+//! and, as its last line, one JSON object.
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use tandem_core::wire::{BatchEncoder, BatchKind};
+use tandem_core::{ChannelId, EventTime, Record, Seq};
+
+/// Records per push and per frame, as the `ha` bench sends them.
+const BATCH: usize = 4096;
+/// Batches per round.
+const BATCHES: u64 = 5000;
+
+fn rounds() -> usize {
+    std::env::var("TANDEM_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(7)
+}
+
+/// A batch of records with distinct fields, renumbered for batch `b`.
+fn renumber(records: &mut [Record], b: u64) {
+    for (i, r) in records.iter_mut().enumerate() {
+        let seq = b * BATCH as u64 + i as u64 + 1;
+        r.seq = Seq(seq);
+        r.time = EventTime(seq as i64 * 1000);
+        r.value = seq as f64 * 0.5;
+    }
+}
+
+/// Nanoseconds per record through a `kind` encoder, frames taken as made.
+fn encoder(kind: BatchKind, records: &mut [Record]) -> f64 {
+    let mut e = BatchEncoder::new(kind, BATCH);
+    let mut bytes = 0usize;
+    let start = Instant::now();
+    for b in 0..BATCHES {
+        renumber(records, b);
+        e.push(records);
+        e.finish(records.last().map_or(Seq::ZERO, |r| r.seq));
+        while let Some(frame) = e.poll() {
+            bytes += frame.bytes().len();
+        }
+    }
+    let ns = start.elapsed().as_nanos() as f64;
+    black_box(bytes);
+    ns / (BATCHES as f64 * BATCH as f64)
+}
+
+/// Nanoseconds per record for copying the records into a reused buffer:
+/// the same 32 bytes each moved, with no encoding and no frame (the floor).
+fn copied(records: &mut [Record]) -> f64 {
+    let mut out = records.to_vec();
+    let start = Instant::now();
+    for b in 0..BATCHES {
+        renumber(records, b);
+        out.copy_from_slice(records);
+        black_box(&out);
+    }
+    let ns = start.elapsed().as_nanos() as f64;
+    ns / (BATCHES as f64 * BATCH as f64)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let json = std::env::args().any(|a| a == "--json");
+    let mut records = vec![Record::new(Seq(0), EventTime(0), ChannelId(7), 0.0); BATCH];
+    let (mut input, mut output, mut base) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds().max(1) {
+        input.push(encoder(BatchKind::Input, &mut records));
+        output.push(encoder(BatchKind::Output, &mut records));
+        base.push(copied(&mut records));
+    }
+    let (input, output, base) = (median(input), median(output), median(base));
+    println!(
+        "{} M records a round, {BATCH}-record frames, median of {} rounds",
+        BATCHES * BATCH as u64 / 1_000_000,
+        rounds().max(1)
+    );
+    println!("input frames:   {input:6.2} ns/record ({:.2}x the copy)", input / base);
+    println!("output frames:  {output:6.2} ns/record ({:.2}x the copy)", output / base);
+    println!("copy:           {base:6.2} ns/record (the same bytes moved, nothing encoded)");
+    if json {
+        println!(
+            r#"{{"input_ns_per_record": {input:.3}, "output_ns_per_record": {output:.3}, "baselines": {{"copy_ns_per_record": {base:.3}}}}}"#
+        );
+    } else {
+        println!("(run with -- --json for one JSON line)");
+    }
+}
