@@ -137,6 +137,23 @@ pub struct DownstreamStats {
     pub invalid: u64,
 }
 
+/// A record's place in its stream: origin sequence, then ordinal. Ordered
+/// as pairs are; [`Key::NONE`] sorts below every key a record can have (a
+/// record's seq is at least 1), and stands for "none yet" without an
+/// `Option` around each key on the per-record path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Key {
+    seq: Seq,
+    ordinal: u32,
+}
+
+impl Key {
+    const NONE: Key = Key {
+        seq: Seq::ZERO,
+        ordinal: 0,
+    };
+}
+
 #[derive(Clone, Copy, Debug)]
 struct Pending {
     ordinal: u32,
@@ -144,33 +161,36 @@ struct Pending {
 }
 
 impl Pending {
-    fn key(&self) -> (Seq, u32) {
-        (self.record.seq, self.ordinal)
+    fn key(&self) -> Key {
+        Key {
+            seq: self.record.seq,
+            ordinal: self.ordinal,
+        }
     }
 }
 
 #[derive(Debug)]
 struct Stream {
-    /// Highest key emitted.
-    emitted: Option<(Seq, u32)>,
+    /// Highest key emitted ([`Key::NONE`]: none yet).
+    emitted: Key,
     /// Last key received from each instance (for ordinals and order checks).
-    last: [Option<(Seq, u32)>; 2],
+    last: [Key; 2],
     /// Copies from `owner` waiting for the other instance's twin, in key order.
     queue: VecDeque<Pending>,
     owner: Color,
     /// The highest key dropped from a full queue: its twin, when it comes,
     /// has nothing to be compared with, and is no divergence.
-    overflowed: Option<(Seq, u32)>,
+    overflowed: Key,
 }
 
 impl Stream {
     fn new() -> Stream {
         Stream {
-            emitted: None,
-            last: [None, None],
+            emitted: Key::NONE,
+            last: [Key::NONE; 2],
             queue: VecDeque::new(),
             owner: Color::Blue,
-            overflowed: None,
+            overflowed: Key::NONE,
         }
     }
 }
@@ -242,7 +262,7 @@ impl Downstream {
         };
         let mut dropped = 0u64;
         for stream in &mut self.streams {
-            stream.last[color.index()] = None;
+            stream.last[color.index()] = Key::NONE;
             if stream.owner == color {
                 dropped += stream.queue.len() as u64;
                 stream.queue.clear();
@@ -275,8 +295,8 @@ impl Downstream {
             }
             for pending in &stream.queue {
                 let key = pending.key();
-                if stream.emitted.is_none_or(|e| key > e) {
-                    stream.emitted = Some(key);
+                if key > stream.emitted {
+                    stream.emitted = key;
                     self.emitted.push(pending.record);
                     self.stats.emitted += 1;
                 }
@@ -390,29 +410,33 @@ impl Downstream {
         let Some(stream) = self.streams.get_mut(index) else {
             return false;
         };
-        let ordinal = match stream.last[c] {
-            Some((seq, ord)) if seq == record.seq => ord.saturating_add(1),
-            Some((seq, _)) if seq > record.seq => {
-                self.stats.invalid += 1;
-                return false;
-            }
-            _ => 0,
+        let last = stream.last[c];
+        let ordinal = if last.seq == record.seq {
+            last.ordinal.saturating_add(1)
+        } else if last.seq > record.seq {
+            self.stats.invalid += 1;
+            return false;
+        } else {
+            0
         };
         if record.seq <= me.start {
             self.stats.invalid += 1;
             return false;
         }
-        let key = (record.seq, ordinal);
-        stream.last[c] = Some(key);
-        let emit = me.role == Role::Serving && stream.emitted.is_none_or(|e| key > e);
+        let key = Key {
+            seq: record.seq,
+            ordinal,
+        };
+        stream.last[c] = key;
+        let emit = me.role == Role::Serving && key > stream.emitted;
         if emit {
-            stream.emitted = Some(key);
+            stream.emitted = key;
             self.stats.emitted += 1;
         }
         if !partner.present || record.seq <= partner.start {
             return emit;
         }
-        if stream.overflowed.is_some_and(|dropped| key <= dropped) {
+        if key <= stream.overflowed {
             // Its twin was dropped from a full queue (and counted then).
             return emit;
         }
@@ -479,11 +503,11 @@ impl Downstream {
             // the partner's): its oldest goes; with none, this copy does.
             match stream.queue.pop_front() {
                 Some(dropped) => {
-                    stream.overflowed = stream.overflowed.max(Some(dropped.key()));
+                    stream.overflowed = stream.overflowed.max(dropped.key());
                     self.pending -= 1;
                 }
                 None => {
-                    stream.overflowed = stream.overflowed.max(Some(key));
+                    stream.overflowed = stream.overflowed.max(key);
                     return emit;
                 }
             }
@@ -580,7 +604,7 @@ fn note(
     kept: &mut Vec<Divergence>,
     keep: usize,
     stream: StreamId,
-    key: (Seq, u32),
+    key: Key,
     mine: (Color, Option<Record>),
     theirs: Option<Record>,
 ) {
@@ -595,8 +619,8 @@ fn note(
     };
     kept.push(Divergence {
         stream,
-        seq: key.0,
-        ordinal: key.1,
+        seq: key.seq,
+        ordinal: key.ordinal,
         blue,
         green,
     });
