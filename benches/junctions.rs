@@ -1,18 +1,25 @@
-//! Encoding records into batch frames, the work every trip of a record
-//! through the 1+1 path starts with (the agent encodes each input batch
-//! once; each instance encodes its output): `BatchEncoder` in frames of
-//! 4096 records, against copying the same records into a reused buffer in
-//! the same run (the same 32 bytes each moved, nothing encoded: the floor).
-//! Each figure includes renumbering the batch, as a source would fill it.
+//! The per-record work of the junctions on the 1+1 path, on one thread:
+//! - encoding records into batch frames, which every trip of a record
+//!   starts with (the agent encodes each input batch once, each instance
+//!   its output): `BatchEncoder` in frames of 4096 records, input frames
+//!   (seqs checked to rise) and output frames;
+//! - the downstream merge: both serving instances' identical output (two
+//!   records per input, on two streams) handed to `Downstream` batch by
+//!   batch, blue's copy emitted, green's compared with it;
 //!
-//! `cargo bench --bench codec -- --json` prints ns per record for input
-//! frames (seqs checked to rise), output frames, and the copy, each
-//! the median of `TANDEM_BENCH_ROUNDS` rounds (default 7) of 20 M records,
-//! and, as its last line, one JSON object.
+//! each against copying the same records into a reused buffer in the same
+//! run (the same 32 bytes each moved, nothing else: the floor). Every
+//! figure includes renumbering the batch, as a source would fill it.
+//!
+//! `cargo bench --bench junctions -- --json` prints ns per record (per
+//! record copy, for the merge), each the median of `TANDEM_BENCH_ROUNDS`
+//! rounds (default 7) of 20 M records, and, as its last line, one JSON
+//! object.
 
 use std::hint::black_box;
 use std::time::Instant;
 
+use tandem_core::ha::{Color, Downstream, DownstreamConfig, Role, Tolerances};
 use tandem_core::wire::{BatchEncoder, BatchKind};
 use tandem_core::{ChannelId, EventTime, Record, Seq};
 
@@ -56,6 +63,47 @@ fn encoder(kind: BatchKind, records: &mut [Record]) -> f64 {
     ns / (BATCHES as f64 * BATCH as f64)
 }
 
+/// Nanoseconds per record copy through the downstream merge: each batch is
+/// the output of `BATCH / 2` inputs on two streams, delivered by blue and
+/// then by green (each copy in a buffer of its own, as decoded from its
+/// link, handed back for reuse as the hub does).
+fn merge(records: &mut [Record]) -> f64 {
+    let mut d = Downstream::new(DownstreamConfig::default(), Tolerances::exact());
+    d.expect(Color::Blue, Seq::ZERO, Role::Serving);
+    d.expect(Color::Green, Seq::ZERO, Role::Serving);
+    let mut out = Vec::with_capacity(BATCH);
+    let mut emitted = 0usize;
+    let start = Instant::now();
+    for b in 0..BATCHES {
+        for (i, r) in records.iter_mut().enumerate() {
+            let seq = b * (BATCH / 2) as u64 + (i / 2) as u64 + 1;
+            *r = Record::new(
+                Seq(seq),
+                EventTime(seq as i64),
+                ChannelId(i as u32 % 2),
+                seq as f64,
+            );
+        }
+        let frontier = records.last().map_or(Seq::ZERO, |r| r.seq);
+        for color in Color::BOTH {
+            let mut copy = d.take_spare().unwrap_or_default();
+            copy.extend_from_slice(records);
+            d.handle_output_owned(color, frontier, copy);
+        }
+        out.clear();
+        d.poll_emitted(&mut out);
+        emitted += out.len();
+    }
+    let ns = start.elapsed().as_nanos() as f64;
+    assert_eq!(
+        emitted,
+        BATCHES as usize * BATCH,
+        "every record emitted once"
+    );
+    assert_eq!(d.stats().diverged, 0, "identical copies agree");
+    ns / (BATCHES as f64 * 2.0 * BATCH as f64)
+}
+
 /// Nanoseconds per record for copying the records into a reused buffer:
 /// the same 32 bytes each moved, with no encoding and no frame (the floor).
 fn copied(records: &mut [Record]) -> f64 {
@@ -78,24 +126,37 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn main() {
     let json = std::env::args().any(|a| a == "--json");
     let mut records = vec![Record::new(Seq(0), EventTime(0), ChannelId(7), 0.0); BATCH];
-    let (mut input, mut output, mut base) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut input, mut output, mut merged, mut base) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..rounds().max(1) {
         input.push(encoder(BatchKind::Input, &mut records));
         output.push(encoder(BatchKind::Output, &mut records));
+        merged.push(merge(&mut records));
         base.push(copied(&mut records));
     }
-    let (input, output, base) = (median(input), median(output), median(base));
+    let (input, output, merged, base) =
+        (median(input), median(output), median(merged), median(base));
     println!(
         "{} M records a round, {BATCH}-record frames, median of {} rounds",
         BATCHES * BATCH as u64 / 1_000_000,
         rounds().max(1)
     );
-    println!("input frames:   {input:6.2} ns/record ({:.2}x the copy)", input / base);
-    println!("output frames:  {output:6.2} ns/record ({:.2}x the copy)", output / base);
-    println!("copy:           {base:6.2} ns/record (the same bytes moved, nothing encoded)");
+    println!(
+        "input frames:   {input:6.2} ns/record ({:.2}x the copy)",
+        input / base
+    );
+    println!(
+        "output frames:  {output:6.2} ns/record ({:.2}x the copy)",
+        output / base
+    );
+    println!(
+        "merge:          {merged:6.2} ns/record copy ({:.2}x the copy; each record comes twice)",
+        merged / base
+    );
+    println!("copy:           {base:6.2} ns/record (the same bytes moved, nothing else)");
     if json {
         println!(
-            r#"{{"input_ns_per_record": {input:.3}, "output_ns_per_record": {output:.3}, "baselines": {{"copy_ns_per_record": {base:.3}}}}}"#
+            r#"{{"input_ns_per_record": {input:.3}, "output_ns_per_record": {output:.3}, "merge_ns_per_record_copy": {merged:.3}, "baselines": {{"copy_ns_per_record": {base:.3}}}}}"#
         );
     } else {
         println!("(run with -- --json for one JSON line)");
