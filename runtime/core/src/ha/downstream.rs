@@ -156,15 +156,18 @@ impl Key {
 
 #[derive(Clone, Copy, Debug)]
 struct Pending {
-    ordinal: u32,
     record: Record,
+    /// The key's ordinal, kept as a whole word: building a `Pending` with a
+    /// 4-byte ordinal and copying it into the queue with 8-byte loads
+    /// stalled the copy (a failed store-to-load forward) on every record.
+    ordinal: u64,
 }
 
 impl Pending {
     fn key(&self) -> Key {
         Key {
             seq: self.record.seq,
-            ordinal: self.ordinal,
+            ordinal: u32::try_from(self.ordinal).unwrap_or(u32::MAX),
         }
     }
 }
@@ -514,8 +517,8 @@ impl Downstream {
         }
         stream.owner = color;
         stream.queue.push_back(Pending {
-            ordinal,
             record: *record,
+            ordinal: u64::from(ordinal),
         });
         self.pending += 1;
         emit
