@@ -169,6 +169,7 @@ impl BatchEncoder {
     /// the frame's bookkeeping is done once per run, not once per record.
     pub fn push(&mut self, records: &[Record]) {
         let mut rest = records;
+        let mut staged = Staged::new();
         while let Some(first) = rest.first() {
             if self.kind == BatchKind::Input
                 && (first.seq <= self.frontier || self.last.is_some_and(|l| first.seq <= l))
@@ -191,7 +192,6 @@ impl BatchEncoder {
                 BatchKind::Output => room,
             };
             let (taken, after) = rest.split_at(run);
-            let mut staged = Staged::new();
             for record in taken {
                 staged.push(&mut self.arena, record);
             }

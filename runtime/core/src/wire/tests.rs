@@ -746,30 +746,33 @@ fn the_batch_encoder_cuts_full_frames_below_the_next_record() {
     assert_eq!(got, [Seq(2), Seq(3)]);
 }
 
+/// One piece of input: so many records pushed, then a `finish` this far
+/// above the highest seq pushed so far.
+type Piece = (usize, u64);
+
 /// The frames of `kind` (at most `max` records each) that `seqs` make,
-/// pushed a piece of each length in `pieces` at a time (one record at a
-/// time when `one_by_one`), with a `finish` at the last seq pushed after
-/// each piece; and how many records were rejected.
+/// pushed piece by piece (one record at a time when `one_by_one`); and how
+/// many records were rejected.
 fn encoded(
     kind: BatchKind,
     max: usize,
     seqs: &[u64],
-    pieces: &[usize],
+    pieces: &[Piece],
     one_by_one: bool,
 ) -> (Vec<(Seq, Vec<Record>)>, u64) {
     let records = seq_records(seqs);
     let mut e = BatchEncoder::new(kind, max);
     let mut rest = &records[..];
-    for &piece in pieces {
-        let (taken, after) = rest.split_at(piece.min(rest.len()));
+    let mut highest = 0;
+    for &(len, above) in pieces {
+        let (taken, after) = rest.split_at(len.min(rest.len()));
         if one_by_one {
             taken.iter().for_each(|r| e.push(core::slice::from_ref(r)));
         } else {
             e.push(taken);
         }
-        if let Some(last) = taken.last() {
-            e.finish(last.seq);
-        }
+        highest = taken.iter().map(|r| r.seq.0).fold(highest, u64::max);
+        e.finish(Seq(highest + above));
         rest = after;
     }
     e.finish(Seq(u64::MAX));
@@ -780,40 +783,45 @@ fn encoded(
     (frames, e.rejected())
 }
 
+/// The seqs an input encoder keeps: each above every seq before it and
+/// every frontier given before it.
+fn kept_as_input(seqs: &[u64], pieces: &[Piece]) -> Vec<u64> {
+    let (mut above, mut highest, mut kept) = (0, 0, Vec::new());
+    let mut rest = seqs;
+    for &(len, jump) in pieces {
+        let (taken, after) = rest.split_at(len.min(rest.len()));
+        for &s in taken {
+            if s > above {
+                kept.push(s);
+                above = s;
+            }
+            highest = highest.max(s);
+        }
+        above = above.max(highest + jump);
+        rest = after;
+    }
+    kept
+}
+
 proptest! {
     #[test]
     fn the_batch_encoder_makes_the_same_frames_however_its_input_is_cut(
         output in any::<bool>(),
         max in 1usize..6,
         seqs in prop::collection::vec(1u64..40, 0..40),
-        pieces in prop::collection::vec(0usize..12, 0..8),
+        pieces in prop::collection::vec((0usize..12, 0u64..4), 0..8),
     ) {
         let kind = if output { BatchKind::Output } else { BatchKind::Input };
         let whole = encoded(kind, max, &seqs, &pieces, false);
         let fine = encoded(kind, max, &seqs, &pieces, true);
         prop_assert_eq!(&whole, &fine);
         prop_assert!(whole.0.iter().all(|(_, r)| r.len() <= max));
-        // Input keeps exactly the seqs above all before them (frontiers
-        // given are the last seq pushed, so they drop nothing more).
-        let pushed = &seqs[..seqs.len().min(pieces.iter().sum())];
-        let kept = if output { pushed.to_vec() } else { above_all_before(pushed) };
+        let pushed = &seqs[..seqs.len().min(pieces.iter().map(|p| p.0).sum())];
+        let kept = if output { pushed.to_vec() } else { kept_as_input(pushed, &pieces) };
         let got: Vec<u64> = whole.0.iter().flat_map(|(_, r)| r.iter().map(|r| r.seq.0)).collect();
         prop_assert_eq!(got, kept.clone());
         prop_assert_eq!(whole.1 as usize, pushed.len() - kept.len());
     }
-}
-
-/// The seqs above every seq before them: what an input encoder keeps.
-fn above_all_before(seqs: &[u64]) -> Vec<u64> {
-    let mut above = 0;
-    seqs.iter()
-        .copied()
-        .filter(|&s| {
-            let keep = s > above;
-            above = above.max(s);
-            keep
-        })
-        .collect()
 }
 
 #[test]
