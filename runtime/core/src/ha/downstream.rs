@@ -9,7 +9,7 @@
 //!
 //! Memory is bounded: per stream, one ring holds the copies that one instance
 //! delivered and the other has not yet, at most
-//! [`DownstreamConfig::max_pending`] over all streams (48 bytes each); an
+//! [`DownstreamConfig::max_pending`] over all streams (40 bytes each); an
 //! entry leaves when its twin arrives, when the other instance's frontier
 //! passes it (a divergence: it will never come), when the other instance is
 //! lost, or when the rings are full (counted as uncompared).
