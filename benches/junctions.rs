@@ -3,6 +3,10 @@
 //!   starts with (the agent encodes each input batch once, each instance
 //!   its output): `BatchEncoder` in frames of 4096 records, input frames
 //!   (seqs checked to rise) and output frames;
+//! - decoding frames back into records, as each link's reader does (an
+//!   instance its input, the agent each instance's output): a stream of
+//!   output frames handed to `StreamDecoder` in 64 KiB pieces, as QUIC
+//!   delivers them, each batch's buffer handed back for the next;
 //! - the downstream merge: both serving instances' identical output (two
 //!   records per input, on two streams) handed to `Downstream` batch by
 //!   batch, blue's copy emitted, green's compared with it;
@@ -19,14 +23,18 @@
 use std::hint::black_box;
 use std::time::Instant;
 
+use bytes::Bytes;
+use tandem_core::ha::ToAgent;
 use tandem_core::ha::{Color, Downstream, DownstreamConfig, Role, Tolerances};
-use tandem_core::wire::{BatchEncoder, BatchKind};
+use tandem_core::wire::{BatchEncoder, BatchKind, StreamDecoder, MAX_FRAME_LEN};
 use tandem_core::{ChannelId, EventTime, Record, Seq};
 
 /// Records per push and per frame, as the `ha` bench sends them.
 const BATCH: usize = 4096;
 /// Batches per round.
 const BATCHES: u64 = 5000;
+/// Bytes QUIC hands a link's reader at a time, about.
+const PIECE: usize = 64 << 10;
 
 fn rounds() -> usize {
     std::env::var("TANDEM_BENCH_ROUNDS")
@@ -60,6 +68,37 @@ fn encoder(kind: BatchKind, records: &mut [Record]) -> f64 {
     }
     let ns = start.elapsed().as_nanos() as f64;
     black_box(bytes);
+    ns / (BATCHES as f64 * BATCH as f64)
+}
+
+/// Nanoseconds per record decoding output frames that arrive in pieces.
+fn decode(records: &mut [Record]) -> f64 {
+    // One round's frames, encoded once before the clock starts.
+    let mut e = BatchEncoder::new(BatchKind::Output, BATCH);
+    let mut stream = Vec::new();
+    for b in 0..BATCHES {
+        renumber(records, b);
+        e.push(records);
+        e.finish(records.last().map_or(Seq::ZERO, |r| r.seq));
+        while let Some(frame) = e.poll() {
+            stream.extend_from_slice(frame.bytes());
+        }
+    }
+    let stream = Bytes::from(stream);
+    let mut d = StreamDecoder::<ToAgent>::new(MAX_FRAME_LEN);
+    let mut decoded = 0usize;
+    let start = Instant::now();
+    for piece in (0..stream.len()).step_by(PIECE) {
+        let mut piece = stream.slice(piece..(piece + PIECE).min(stream.len()));
+        while let Some(msg) = d.decode(&mut piece).expect("frames the encoder made") {
+            if let ToAgent::Output { records, .. } = msg {
+                decoded += records.len();
+                d.give(records);
+            }
+        }
+    }
+    let ns = start.elapsed().as_nanos() as f64;
+    assert_eq!(decoded, BATCHES as usize * BATCH, "every record decoded");
     ns / (BATCHES as f64 * BATCH as f64)
 }
 
@@ -126,16 +165,22 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn main() {
     let json = std::env::args().any(|a| a == "--json");
     let mut records = vec![Record::new(Seq(0), EventTime(0), ChannelId(7), 0.0); BATCH];
-    let (mut input, mut output, mut merged, mut base) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut input, mut output, mut decoded, mut merged, mut base) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..rounds().max(1) {
         input.push(encoder(BatchKind::Input, &mut records));
         output.push(encoder(BatchKind::Output, &mut records));
+        decoded.push(decode(&mut records));
         merged.push(merge(&mut records));
         base.push(copied(&mut records));
     }
-    let (input, output, merged, base) =
-        (median(input), median(output), median(merged), median(base));
+    let (input, output, decoded, merged, base) = (
+        median(input),
+        median(output),
+        median(decoded),
+        median(merged),
+        median(base),
+    );
     println!(
         "{} M records a round, {BATCH}-record frames, median of {} rounds",
         BATCHES * BATCH as u64 / 1_000_000,
@@ -150,13 +195,17 @@ fn main() {
         output / base
     );
     println!(
+        "decode:         {decoded:6.2} ns/record ({:.2}x the copy)",
+        decoded / base
+    );
+    println!(
         "merge:          {merged:6.2} ns/record copy ({:.2}x the copy; each record comes twice)",
         merged / base
     );
     println!("copy:           {base:6.2} ns/record (the same bytes moved, nothing else)");
     if json {
         println!(
-            r#"{{"input_ns_per_record": {input:.3}, "output_ns_per_record": {output:.3}, "merge_ns_per_record_copy": {merged:.3}, "baselines": {{"copy_ns_per_record": {base:.3}}}}}"#
+            r#"{{"input_ns_per_record": {input:.3}, "output_ns_per_record": {output:.3}, "decode_ns_per_record": {decoded:.3}, "merge_ns_per_record_copy": {merged:.3}, "baselines": {{"copy_ns_per_record": {base:.3}}}}}"#
         );
     } else {
         println!("(run with -- --json for one JSON line)");
