@@ -13,7 +13,7 @@
 //! | `sim.heatpump` | source | [`sim_heatpump`] |
 //! | `sim.ev` | source | [`sim_ev`] |
 //! | `stdout` | sink | [`stdout`] |
-//! | `file` | sink | [`file`] |
+//! | `file` | sink | [`file`](mod@file) |
 //! | `count` | sink | [`count`] |
 //! | `mqtt` | sink | [`mqtt`] (through a [`spool`]) |
 

@@ -10,7 +10,7 @@ use tandem_core::{
     ParamSpec, ParamType, Record, Vertex,
 };
 
-/// The conversion names `convert` accepts, in the order of [`conversion`].
+/// The conversion names `convert` accepts, in the order of `conversion`.
 pub const CONVERSIONS: &[&str] = &[
     "W_to_kW",
     "kW_to_W",

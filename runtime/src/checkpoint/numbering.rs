@@ -394,7 +394,7 @@ impl Reservation {
     /// Makes sure numbers up to `last` may be stamped, writing a new mark
     /// (and waiting for it) once fewer than half a block lie ahead; after a
     /// failed write, while `last` is still covered, it tries again only
-    /// after [`RETRY_AHEAD`]. Fails
+    /// after `RETRY_AHEAD`. Fails
     /// only when `last` is not covered; a failure and the recovery after it
     /// are reported once each on stderr.
     pub fn cover(&mut self, last: Seq) -> Result<(), StoreError> {

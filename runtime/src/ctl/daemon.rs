@@ -2,7 +2,7 @@
 //! [`Fleet`]. One task owns the fleet; everything else sends it inputs:
 //! gateways' links (QUIC), `tandem ctl` requests (the socket `CTL/ctl.sock`)
 //! and the web page's snapshots (HTTP). It sends bundles as the planner
-//! asks and saves `fleet.json` after changes ([`Saver`]): off the fleet
+//! asks and saves `fleet.json` after changes (`Saver`): off the fleet
 //! task, one write at a time, so that a slow disk delays the file and never
 //! the fleet.
 

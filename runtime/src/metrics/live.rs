@@ -23,10 +23,10 @@ const SUB_BITS: u32 = 3;
 const SUB: u64 = 1 << SUB_BITS;
 /// Durations are clamped here (about 137 s).
 const MAX_NS: u64 = (1 << 37) - 1;
-/// Buckets needed to reach [`MAX_NS`].
+/// Buckets needed to reach `MAX_NS`.
 pub const BUCKETS: usize = bucket_of(MAX_NS) + 1;
 
-/// The bucket holding `ns` nanoseconds (clamped to [`MAX_NS`]).
+/// The bucket holding `ns` nanoseconds (clamped to `MAX_NS`).
 pub const fn bucket_of(ns: u64) -> usize {
     let ns = if ns > MAX_NS { MAX_NS } else { ns };
     if ns < SUB {

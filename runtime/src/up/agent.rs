@@ -1,7 +1,7 @@
 //! The agent of `tandem up`: owns the sources, the junctions and the sinks,
 //! and supervises a blue and a green instance process running the vertices.
 //!
-//! One hub task owns the [`Supervisor`] (the pure state machine of
+//! One hub task owns the [`Supervisor`](tandem_core::ha::Supervisor) (the pure state machine of
 //! `tandem_core::ha`) and is the only place that changes it. Everything else
 //! sends it events: sequenced ingress batches from the ingress topology's
 //! junction sink, frames from each instance connection, control requests

@@ -1,7 +1,7 @@
 //! The file operations by which the spool's reader moves its cursor and
 //! removes what was delivered, behind a trait so that tests can fail them
-//! one by one ([`sim::FailAfter`]) or look at what a crash would leave
-//! ([`sim::SimDisk`]). Appending and reading entries use files directly.
+//! one by one (`sim::FailAfter`) or look at what a crash would leave
+//! (`sim::SimDisk`). Appending and reading entries use files directly.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
