@@ -92,6 +92,10 @@ struct Slot {
     role: Role,
     version: u32,
     processed: Seq,
+    /// The last barrier this process reported its state at (0: none).
+    reported: u64,
+    /// The barrier whose snapshot it restored (0: it started cold).
+    restored: u64,
 }
 
 const EMPTY: Slot = Slot {
@@ -99,6 +103,8 @@ const EMPTY: Slot = Slot {
     role: Role::Starting,
     version: 0,
     processed: Seq::ZERO,
+    reported: 0,
+    restored: 0,
 };
 
 const HASHES_KEPT: usize = 16;
@@ -353,19 +359,17 @@ impl Supervisor {
     /// has reported its state hash at `barrier` or a later one: it has
     /// processed all input up to there and snapshotted its vertices (a
     /// serving one keeps that snapshot as its checkpoint). What a stop waits
-    /// for; an instance that is down (lost, restarting, still restoring)
-    /// reports nothing and is not waited for.
+    /// for. An instance that is down (lost, restarting, still restoring)
+    /// reports nothing and is not waited for, nor is one that restored from
+    /// a snapshot taken at a later barrier (it never sees `barrier`); only
+    /// the running process's own reports count, not an earlier one's.
     pub fn checkpointed(&self, barrier: u64) -> bool {
-        let reported = |color: Color| {
-            self.hashes
-                .iter()
-                .any(|(id, hashes)| *id >= barrier && hashes[color.index()].is_some())
-        };
-        let live = Color::BOTH.map(|c| self.is_live(c));
-        live.contains(&true)
-            && Color::BOTH
-                .into_iter()
-                .all(|c| !live[c.index()] || reported(c))
+        let mut live = self
+            .slots
+            .iter()
+            .filter(|s| s.phase == Phase::Live)
+            .peekable();
+        live.peek().is_some() && live.all(|s| s.reported >= barrier || s.restored >= barrier)
     }
 
     /// The next frame for `color`: control frames first, then input
@@ -505,6 +509,7 @@ impl Supervisor {
             Ok(()) => {
                 self.slots[color.index()].phase = Phase::CatchingUp { at };
                 self.slots[color.index()].processed = at;
+                self.slots[color.index()].restored = barrier;
                 self.events.push_back(Event::Restored { color, barrier });
                 self.check_caught_up(color);
             }
@@ -546,6 +551,10 @@ impl Supervisor {
     }
 
     fn state_hash(&mut self, color: Color, barrier: u64, hash: u64) {
+        let slot = &mut self.slots[color.index()];
+        if slot.phase != Phase::Absent {
+            slot.reported = slot.reported.max(barrier);
+        }
         let Some(entry) = self.hashes.iter_mut().find(|(id, _)| *id == barrier) else {
             return;
         };
@@ -979,6 +988,50 @@ mod tests {
         s.handle_disconnected(BLUE);
         s.handle_disconnected(GREEN);
         assert!(!s.checkpointed(first));
+    }
+
+    #[test]
+    fn a_stop_waits_for_neither_an_instance_restored_past_its_barrier_nor_a_dead_ones_report() {
+        let mut s = blue_serving_green_joining(64, 1);
+        let hash = |s: &mut Supervisor, color, barrier| {
+            let msg = ToAgent::StateHash { barrier, hash: 7 };
+            s.handle_message(NOW, color, msg);
+        };
+        let restore = |s: &mut Supervisor, barrier| {
+            let msg = ToAgent::Restored {
+                barrier,
+                state_hash: 0,
+            };
+            s.handle_message(NOW, GREEN, msg);
+            heartbeat(s, GREEN, s.upstream().head().0);
+            assert!(s.is_live(GREEN));
+        };
+        restore(&mut s, 1);
+        // The final barrier; blue reports it, green is lost before it does,
+        // comes back and restores from a snapshot taken after it.
+        let last = s.place_barrier().id;
+        hash(&mut s, BLUE, last);
+        assert!(!s.checkpointed(last));
+        s.handle_disconnected(GREEN);
+        drain(&mut s, BLUE);
+        hello(&mut s, GREEN, 1);
+        let rejoin = match drain(&mut s, BLUE).first() {
+            Some(ToInstance::SnapshotRequest { barrier }) => *barrier,
+            other => panic!("a snapshot request, not {other:?}"),
+        };
+        restore(&mut s, rejoin);
+        assert!(s.checkpointed(last));
+        // Green reports the next barrier, then both die; green starts cold:
+        // what its last process reported does not count for this one.
+        let next = s.place_barrier().id;
+        hash(&mut s, GREEN, next);
+        s.handle_disconnected(BLUE);
+        s.handle_disconnected(GREEN);
+        hello(&mut s, GREEN, 1);
+        assert!(s.is_live(GREEN));
+        assert!(!s.checkpointed(next));
+        hash(&mut s, GREEN, next);
+        assert!(s.checkpointed(next));
     }
 
     #[test]
