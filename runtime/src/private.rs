@@ -46,14 +46,26 @@ pub fn file_options() -> OpenOptions {
 /// Replaces `path` with `contents` atomically and durably: a temporary file
 /// (mode 0600) written and synced, renamed over `path`, and the directory
 /// synced, so that a crash leaves the old contents or the new, never a mix.
+/// Each call writes a temporary file of its own (named for the process and
+/// the call), so that writers of the same path at once (two rollouts of one
+/// bundle) never write into or rename each other's; the last rename wins.
 pub fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
     use std::io::Write as _;
-    let temp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&temp);
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, Ordering::Relaxed);
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{}-{call}.tmp", std::process::id()));
+    let temp = path.with_file_name(name);
     let mut file = file_options().write(true).create_new(true).open(&temp)?;
-    file.write_all(contents)?;
-    file.sync_all()?;
-    std::fs::rename(&temp, path)?;
+    let written = file
+        .write_all(contents)
+        .and_then(|()| file.sync_all())
+        .and_then(|()| std::fs::rename(&temp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    written?;
     if let Some(dir) = path.parent() {
         std::fs::File::open(dir)?.sync_all()?;
     }
@@ -181,6 +193,28 @@ mod tests {
             std::env::temp_dir().join(format!("tandem-private-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         dir
+    }
+
+    #[test]
+    fn writers_of_one_path_at_once_all_succeed_and_leave_one_whole_file() {
+        let dir = temp("atomic");
+        create_dir(&dir).unwrap();
+        let path = dir.join("kept.bundle");
+        let contents: Vec<Vec<u8>> = (0..8u8).map(|i| vec![i; 256 << 10]).collect();
+        std::thread::scope(|s| {
+            for c in &contents {
+                let path = &path;
+                s.spawn(move || write_atomically(path, c).unwrap());
+            }
+        });
+        let kept = std::fs::read(&path).unwrap();
+        assert!(contents.contains(&kept), "a mix of two writes");
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["kept.bundle"], "no temporary file left behind");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
