@@ -92,10 +92,9 @@ struct Slot {
     role: Role,
     version: u32,
     processed: Seq,
-    /// The last barrier this process reported its state at (0: none).
-    reported: u64,
-    /// The barrier whose snapshot it restored (0: it started cold).
-    restored: u64,
+    /// The last barrier this process's state is known at: one it reported
+    /// its state hash at, or the one whose snapshot it restored (0: none).
+    checkpoint: u64,
 }
 
 const EMPTY: Slot = Slot {
@@ -103,8 +102,7 @@ const EMPTY: Slot = Slot {
     role: Role::Starting,
     version: 0,
     processed: Seq::ZERO,
-    reported: 0,
-    restored: 0,
+    checkpoint: 0,
 };
 
 const HASHES_KEPT: usize = 16;
@@ -369,7 +367,7 @@ impl Supervisor {
             .iter()
             .filter(|s| s.phase == Phase::Live)
             .peekable();
-        live.peek().is_some() && live.all(|s| s.reported >= barrier || s.restored >= barrier)
+        live.peek().is_some() && live.all(|s| s.checkpoint >= barrier)
     }
 
     /// The next frame for `color`: control frames first, then input
@@ -509,7 +507,7 @@ impl Supervisor {
             Ok(()) => {
                 self.slots[color.index()].phase = Phase::CatchingUp { at };
                 self.slots[color.index()].processed = at;
-                self.slots[color.index()].restored = barrier;
+                self.slots[color.index()].checkpoint = barrier;
                 self.events.push_back(Event::Restored { color, barrier });
                 self.check_caught_up(color);
             }
@@ -551,9 +549,11 @@ impl Supervisor {
     }
 
     fn state_hash(&mut self, color: Color, barrier: u64, hash: u64) {
+        // A barrier not placed yet is a faulty peer's, and is not believed
+        // (it would stand for every checkpoint to come).
         let slot = &mut self.slots[color.index()];
-        if slot.phase != Phase::Absent {
-            slot.reported = slot.reported.max(barrier);
+        if slot.phase != Phase::Absent && barrier <= self.upstream.last_barrier() {
+            slot.checkpoint = slot.checkpoint.max(barrier);
         }
         let Some(entry) = self.hashes.iter_mut().find(|(id, _)| *id == barrier) else {
             return;
@@ -668,6 +668,10 @@ mod tests {
             processed: Seq(processed),
         };
         s.handle_message(NOW, color, msg);
+    }
+
+    fn state_hash(s: &mut Supervisor, color: Color, barrier: u64) {
+        s.handle_message(NOW, color, ToAgent::StateHash { barrier, hash: 7 });
     }
 
     /// Blue cold-starts and processes 1..=3; green says hello.
@@ -959,14 +963,10 @@ mod tests {
     #[test]
     fn a_barrier_is_checkpointed_once_every_live_instance_reported_it() {
         let mut s = blue_serving_green_joining(16, 1);
-        let hash = |s: &mut Supervisor, color, barrier| {
-            let msg = ToAgent::StateHash { barrier, hash: 7 };
-            s.handle_message(NOW, color, msg);
-        };
         // Blue is live, green still restoring: blue's report is enough.
         let first = s.place_barrier().id;
         assert!(!s.checkpointed(first));
-        hash(&mut s, BLUE, first);
+        state_hash(&mut s, BLUE, first);
         assert!(s.checkpointed(first));
         // Both live: both must report.
         let restored = ToAgent::Restored {
@@ -977,13 +977,18 @@ mod tests {
         heartbeat(&mut s, GREEN, 3);
         assert!(s.is_live(GREEN));
         let second = s.place_barrier().id;
-        hash(&mut s, BLUE, second);
+        state_hash(&mut s, BLUE, second);
         assert!(!s.checkpointed(second));
-        hash(&mut s, GREEN, second);
+        state_hash(&mut s, GREEN, second);
         assert!(s.checkpointed(second));
-        // A later barrier's report covers an earlier one; none covers a later.
+        // A later barrier's report covers an earlier one; none covers a later,
+        // and a report of a barrier never placed is not believed.
         assert!(s.checkpointed(first));
         assert!(!s.checkpointed(second + 1));
+        state_hash(&mut s, BLUE, u64::MAX);
+        state_hash(&mut s, GREEN, u64::MAX);
+        let third = s.place_barrier().id;
+        assert!(!s.checkpointed(third));
         // Nobody live: nothing is checkpointed.
         s.handle_disconnected(BLUE);
         s.handle_disconnected(GREEN);
@@ -993,10 +998,6 @@ mod tests {
     #[test]
     fn a_stop_waits_for_neither_an_instance_restored_past_its_barrier_nor_a_dead_ones_report() {
         let mut s = blue_serving_green_joining(64, 1);
-        let hash = |s: &mut Supervisor, color, barrier| {
-            let msg = ToAgent::StateHash { barrier, hash: 7 };
-            s.handle_message(NOW, color, msg);
-        };
         let restore = |s: &mut Supervisor, barrier| {
             let msg = ToAgent::Restored {
                 barrier,
@@ -1010,7 +1011,7 @@ mod tests {
         // The final barrier; blue reports it, green is lost before it does,
         // comes back and restores from a snapshot taken after it.
         let last = s.place_barrier().id;
-        hash(&mut s, BLUE, last);
+        state_hash(&mut s, BLUE, last);
         assert!(!s.checkpointed(last));
         s.handle_disconnected(GREEN);
         drain(&mut s, BLUE);
@@ -1024,13 +1025,13 @@ mod tests {
         // Green reports the next barrier, then both die; green starts cold:
         // what its last process reported does not count for this one.
         let next = s.place_barrier().id;
-        hash(&mut s, GREEN, next);
+        state_hash(&mut s, GREEN, next);
         s.handle_disconnected(BLUE);
         s.handle_disconnected(GREEN);
         hello(&mut s, GREEN, 1);
         assert!(s.is_live(GREEN));
         assert!(!s.checkpointed(next));
-        hash(&mut s, GREEN, next);
+        state_hash(&mut s, GREEN, next);
         assert!(s.checkpointed(next));
     }
 

@@ -303,6 +303,11 @@ impl Upstream {
         self.head
     }
 
+    /// The id of the last barrier placed (0: none yet).
+    pub fn last_barrier(&self) -> u64 {
+        self.next_barrier.saturating_sub(1)
+    }
+
     /// The first sequence number a replay can still start at.
     pub fn oldest(&self) -> Seq {
         self.evicted.next()
