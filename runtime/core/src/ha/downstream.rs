@@ -140,11 +140,14 @@ pub struct DownstreamStats {
 /// A record's place in its stream: origin sequence, then ordinal. Ordered
 /// as pairs are; [`Key::NONE`] sorts below every key a record can have (a
 /// record's seq is at least 1), and stands for "none yet" without an
-/// `Option` around each key on the per-record path.
+/// `Option` around each key on the per-record path. The ordinal is a whole
+/// word: a queued copy built with a 4-byte one and copied into its queue
+/// with 8-byte loads stalled the copy (a failed store-to-load forward) on
+/// every record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Key {
     seq: Seq,
-    ordinal: u32,
+    ordinal: u64,
 }
 
 impl Key {
@@ -157,9 +160,6 @@ impl Key {
 #[derive(Clone, Copy, Debug)]
 struct Pending {
     record: Record,
-    /// The key's ordinal, kept as a whole word: building a `Pending` with a
-    /// 4-byte ordinal and copying it into the queue with 8-byte loads
-    /// stalled the copy (a failed store-to-load forward) on every record.
     ordinal: u64,
 }
 
@@ -167,7 +167,7 @@ impl Pending {
     fn key(&self) -> Key {
         Key {
             seq: self.record.seq,
-            ordinal: u32::try_from(self.ordinal).unwrap_or(u32::MAX),
+            ordinal: self.ordinal,
         }
     }
 }
@@ -335,19 +335,10 @@ impl Downstream {
         self.pending = self.pending.saturating_sub(dropped as usize);
     }
 
-    /// Takes one `Output` message of `color`.
+    /// Takes one `Output` message of `color` (a copy of it: see
+    /// [`Downstream::handle_output_owned`], which takes the decoded batch).
     pub fn handle_output(&mut self, color: Color, frontier: Seq, records: &[Record]) {
-        if !self.instances[color.index()].present {
-            self.stats.invalid += records.len() as u64;
-            return;
-        }
-        self.stats.received[color.index()] += records.len() as u64;
-        for record in records {
-            if self.handle_record(color, record) {
-                self.emitted.push(*record);
-            }
-        }
-        self.handle_frontier(color, frontier);
+        self.handle_output_owned(color, frontier, records.to_vec());
     }
 
     /// [`Downstream::handle_output`] of a decoded batch it may keep: when
@@ -518,7 +509,7 @@ impl Downstream {
         stream.owner = color;
         stream.queue.push_back(Pending {
             record: *record,
-            ordinal: u64::from(ordinal),
+            ordinal,
         });
         self.pending += 1;
         emit
@@ -623,7 +614,7 @@ fn note(
     kept.push(Divergence {
         stream,
         seq: key.seq,
-        ordinal: key.ordinal,
+        ordinal: u32::try_from(key.ordinal).unwrap_or(u32::MAX),
         blue,
         green,
     });

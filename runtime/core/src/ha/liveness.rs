@@ -44,13 +44,13 @@ struct Watch {
     /// When it is pinged for having been quiet.
     next_ping: Nanos,
     /// When it is pinged however much it sends.
-    keepalive: Nanos,
+    keepalive_at: Nanos,
     pings: u64,
 }
 
 impl Watch {
     fn ping_due(&self) -> Nanos {
-        self.next_ping.min(self.keepalive)
+        self.next_ping.min(self.keepalive_at)
     }
 }
 
@@ -75,7 +75,7 @@ impl Liveness {
         self.watches[color.index()] = Some(Watch {
             deadline: now.add(self.config.timeout),
             next_ping: now,
-            keepalive: now.add(self.config.keepalive),
+            keepalive_at: now.add(self.config.keepalive),
             pings: 0,
         });
     }
@@ -116,7 +116,7 @@ impl Liveness {
             if let Some(watch) = &mut self.watches[color.index()] {
                 if watch.ping_due() <= now {
                     watch.next_ping = now.add(self.config.interval);
-                    watch.keepalive = now.add(self.config.keepalive);
+                    watch.keepalive_at = now.add(self.config.keepalive);
                     watch.pings += 1;
                     return Some((color, watch.pings));
                 }

@@ -252,17 +252,6 @@ impl Supervisor {
         self.liveness.next_wakeup().into_iter().chain(rejoins).min()
     }
 
-    /// Output records of `color`, decoded in place.
-    pub fn handle_output(&mut self, color: Color, frontier: Seq, records: &[Record]) {
-        if self.slots[color.index()].phase != Phase::Absent {
-            // No instance can be past the input it was given: a frontier
-            // beyond it (up to END) is a faulty peer's, and is not believed.
-            let frontier = frontier.min(self.upstream.head());
-            self.downstream.handle_output(color, frontier, records);
-            self.progressed(color, frontier);
-        }
-    }
-
     /// A frame from the instance on `color`'s connection. A `Hello` binds the
     /// connection to the colour it names (the `color` argument is ignored);
     /// the runtime drops frames of a connection superseded by a newer hello.
@@ -670,6 +659,12 @@ mod tests {
         s.handle_message(NOW, color, msg);
     }
 
+    /// `color`'s output frame, as its link hands it to the supervisor.
+    fn deliver(s: &mut Supervisor, color: Color, frontier: Seq, records: &[Record]) {
+        let records = records.to_vec();
+        s.handle_message(NOW, color, ToAgent::Output { frontier, records });
+    }
+
     fn state_hash(s: &mut Supervisor, color: Color, barrier: u64) {
         s.handle_message(NOW, color, ToAgent::StateHash { barrier, hash: 7 });
     }
@@ -787,14 +782,14 @@ mod tests {
         heartbeat(&mut s, GREEN, 3);
         assert_eq!(s.role(GREEN), Some(Role::Shadow));
         let out = |seq: u64| vec![Record::new(Seq(seq), EventTime(0), ChannelId(0), 1.0)];
-        s.handle_output(BLUE, Seq(4), &out(4));
+        deliver(&mut s, BLUE, Seq(4), &out(4));
         assert!(s.promote(GREEN));
         assert_eq!(s.role(GREEN), Some(Role::Serving));
         assert_eq!(s.role(BLUE), Some(Role::Shadow));
         // Green's copy of 4 was already emitted from blue; 5 comes from green only.
-        s.handle_output(GREEN, Seq(4), &out(4));
-        s.handle_output(GREEN, Seq(5), &out(5));
-        s.handle_output(BLUE, Seq(5), &out(5));
+        deliver(&mut s, GREEN, Seq(4), &out(4));
+        deliver(&mut s, GREEN, Seq(5), &out(5));
+        deliver(&mut s, BLUE, Seq(5), &out(5));
         let mut emitted = Vec::new();
         s.poll_emitted(&mut emitted);
         let seqs: Vec<u64> = emitted.iter().map(|r| r.seq.0).collect();
@@ -1052,7 +1047,7 @@ mod tests {
         assert_eq!(s.processed(GREEN), Seq(5));
         // Blue's output frontier is held to the input too: the sinks' stream
         // does not end because an instance says END.
-        s.handle_output(BLUE, Seq::END, &[]);
+        deliver(&mut s, BLUE, Seq::END, &[]);
         assert_eq!(s.downstream().frontier(), Seq(5));
     }
 
@@ -1203,8 +1198,8 @@ mod tests {
         }));
         // Its output is emitted at once: the jump is no gap to wait for.
         let out = |seq: u64| Record::new(Seq(seq), EventTime(0), ChannelId(0), seq as f64);
-        s.handle_output(BLUE, Seq(1000), &[]);
-        s.handle_output(BLUE, Seq(1003), &[out(1001), out(1002), out(1003)]);
+        deliver(&mut s, BLUE, Seq(1000), &[]);
+        deliver(&mut s, BLUE, Seq(1003), &[out(1001), out(1002), out(1003)]);
         let mut emitted = Vec::new();
         s.poll_emitted(&mut emitted);
         let seqs: Vec<u64> = emitted.iter().map(|r| r.seq.0).collect();
