@@ -354,7 +354,7 @@ impl Saver {
             running: None,
             waiting: Vec::new(),
             next: tokio::time::Instant::now(),
-            on_disk: newest_rollout(saved),
+            on_disk: saved.newest_rollout(),
         }
     }
 
@@ -374,7 +374,7 @@ impl Saver {
         self.running = Some(Running {
             write: tokio::task::spawn_blocking(move || write(&text)),
             answers: std::mem::take(&mut self.waiting),
-            rollout: newest_rollout(saved),
+            rollout: saved.newest_rollout(),
         });
         true
     }
@@ -647,10 +647,6 @@ impl Driver {
 }
 
 /// The id of the newest rollout in `saved` (0: none).
-fn newest_rollout(saved: &Saved) -> u64 {
-    saved.rollouts.iter().map(|r| r.id).max().unwrap_or(0)
-}
-
 /// Accepts gateways' connections until the endpoint closes.
 async fn accept_gateways(endpoint: quinn::Endpoint, fleet: mpsc::UnboundedSender<Input>) {
     let mut next = 0u64;

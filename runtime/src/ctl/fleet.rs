@@ -239,7 +239,7 @@ impl Fleet {
                 online: self.online.contains(&g.id),
             })
             .collect();
-        let id = self.saved.rollouts.iter().map(|r| r.id).max().unwrap_or(0) + 1;
+        let id = self.saved.newest_rollout() + 1;
         let policy = self.tracks.get(track).policy;
         let rollout =
             Rollout::new(now, id, track, bundle, policy, &members).map_err(|e| e.to_string())?;

@@ -197,6 +197,11 @@ pub struct Saved {
 }
 
 impl Saved {
+    /// The id of the newest rollout (0: none yet); the next is one more.
+    pub fn newest_rollout(&self) -> u64 {
+        self.rollouts.iter().map(|r| r.id).max().unwrap_or(0)
+    }
+
     /// Reads `CTL/fleet.json`; none is an empty fleet.
     pub fn load(dir: &Path) -> Result<Saved, String> {
         let path = dir.join("fleet.json");
