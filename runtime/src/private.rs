@@ -72,6 +72,19 @@ pub fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// Opens `path` for reading if it is a regular file; `Ok(None)` when it is
+/// something else. A FIFO or device is never waited on (it is opened
+/// without blocking, and its type read from the open handle, so nothing can
+/// swap it in between).
+pub fn open_regular(path: &Path) -> io::Result<Option<std::fs::File>> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    Ok(file.metadata()?.is_file().then_some(file))
+}
+
 /// Narrows `path` (a socket, or a file made by a library) to mode 0600.
 pub fn restrict(path: &Path) -> io::Result<()> {
     std::fs::set_permissions(path, Permissions::from_mode(FILE_MODE))

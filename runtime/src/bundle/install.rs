@@ -429,26 +429,18 @@ fn next_staging() -> u64 {
 /// Opens `file` for reading if it is a regular file (a FIFO or device is
 /// refused at once, without blocking on it).
 fn open_regular(file: &Path) -> Result<File, InstallError> {
-    use std::os::unix::fs::OpenOptionsExt as _;
     let err = |reason: String| InstallError::Open {
         path: file.to_path_buf(),
         reason,
     };
-    let opened = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(file)
-        .map_err(|e| err(format!("cannot open it: {e}")))?;
-    let meta = opened
-        .metadata()
-        .map_err(|e| err(format!("cannot read it: {e}")))?;
-    if !meta.is_file() {
-        return Err(err(
-            "it is not a regular file (a FIFO, device, socket or directory); name a bundle file"
-                .into(),
-        ));
-    }
-    Ok(opened)
+    crate::private::open_regular(file)
+        .map_err(|e| err(format!("cannot open it: {e}")))?
+        .ok_or_else(|| {
+            err(
+                "it is not a regular file (a FIFO, device, socket or directory); name a bundle file"
+                    .into(),
+            )
+        })
 }
 
 /// The outcome of one install, as `history.jsonl` and `tandem status` show it.

@@ -857,25 +857,26 @@ fn read_bundle(file: &Path) -> Result<Vec<u8>, CtlRefusal> {
         file: file.to_path_buf(),
         source,
     };
-    let meta = std::fs::metadata(file).map_err(unreadable)?;
-    if !meta.is_file() {
-        return Err(CtlRefusal::NotAFile {
+    let opened = crate::private::open_regular(file)
+        .map_err(unreadable)?
+        .ok_or_else(|| CtlRefusal::NotAFile {
             file: file.to_path_buf(),
-        });
-    }
+        })?;
+    let len = opened.metadata().map_err(unreadable)?.len();
     let max = super::bundle_check::MAX_BUNDLE_BYTES;
     let too_large = |bytes| CtlRefusal::TooLarge {
         file: file.to_path_buf(),
         bytes,
     };
-    if meta.len() > max {
-        return Err(too_large(meta.len()));
+    if len > max {
+        return Err(too_large(len));
     }
     // Bounded: the file may have grown since.
     use std::io::Read as _;
     let mut bytes = Vec::new();
-    std::fs::File::open(file)
-        .and_then(|f| f.take(max + 1).read_to_end(&mut bytes))
+    opened
+        .take(max + 1)
+        .read_to_end(&mut bytes)
         .map_err(unreadable)?;
     if bytes.len() as u64 > max {
         return Err(too_large(bytes.len() as u64));
@@ -1120,6 +1121,15 @@ mod tests {
         let _ = std::fs::remove_file(&junk);
         assert!(said.starts_with(&format!("{}: ", junk.display())), "{said}");
         assert!(!refusals_dir().exists(), "a refused bundle was kept");
+        // A FIFO is refused as it is, never waited on for a writer.
+        let fifo = std::env::temp_dir().join(format!("tandem-ctl-fifo-{}", std::process::id()));
+        let _ = std::fs::remove_file(&fifo);
+        let path = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path, for the length of the call.
+        assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+        let said = refusal(&format!("rollout\tstable\t{}", fifo.display()));
+        let _ = std::fs::remove_file(&fifo);
+        assert_eq!(said, format!("{}: not a regular file", fifo.display()));
         let undialable = CtlRefusal::Undialable("0.0.0.0:7141".parse().unwrap());
         assert_eq!(
             undialable.to_string(),
