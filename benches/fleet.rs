@@ -23,6 +23,7 @@ use std::io::{BufRead as _, BufReader, Write as _};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use tandem_workspace::median;
 
 use serde_json::{json, Value};
 use tandem::bundle::build::{build, sign_file, write_file, BuildSpec};
@@ -32,11 +33,6 @@ use tandem::bundle::{Gateway, UnixTime};
 
 const MB: usize = 1 << 20;
 const GATEWAYS: usize = 20;
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
 
 fn graph() -> &'static str {
     r#"[graph]

@@ -43,6 +43,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+use tandem_workspace::median;
 
 use bytes::Bytes;
 use hdrhistogram::Histogram;
@@ -750,11 +751,6 @@ fn snapshot_runs(runs: usize) -> Vec<SnapshotRun> {
 }
 
 // ---------------------------------------------------------------- main
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
-}
 
 fn quantile_ms(v: &[u64], q: f64) -> f64 {
     let mut v = v.to_vec();

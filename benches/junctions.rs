@@ -22,11 +22,12 @@
 
 use std::hint::black_box;
 use std::time::Instant;
+use tandem_workspace::{median, rounds};
 
 use bytes::Bytes;
 use tandem_core::ha::ToAgent;
 use tandem_core::ha::{Color, Downstream, DownstreamConfig, Role, Tolerances};
-use tandem_core::wire::{BatchEncoder, BatchKind, StreamDecoder, MAX_FRAME_LEN};
+use tandem_core::wire::{BatchEncoder, BatchKind, EncodedBatch, StreamDecoder, MAX_FRAME_LEN};
 use tandem_core::{ChannelId, EventTime, Record, Seq};
 
 /// Records per push and per frame, as the `ha` bench sends them.
@@ -35,13 +36,6 @@ const BATCH: usize = 4096;
 const BATCHES: u64 = 5000;
 /// Bytes QUIC hands a link's reader at a time, about.
 const PIECE: usize = 64 << 10;
-
-fn rounds() -> usize {
-    std::env::var("TANDEM_BENCH_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(7)
-}
 
 /// A batch of records with distinct fields, renumbered for batch `b`.
 fn renumber(records: &mut [Record], b: u64) {
@@ -53,19 +47,25 @@ fn renumber(records: &mut [Record], b: u64) {
     }
 }
 
-/// Nanoseconds per record through a `kind` encoder, frames taken as made.
-fn encoder(kind: BatchKind, records: &mut [Record]) -> f64 {
+/// A round of batches through a `kind` encoder, each frame handed to `each`
+/// as it is made.
+fn encode_round(kind: BatchKind, records: &mut [Record], mut each: impl FnMut(&EncodedBatch)) {
     let mut e = BatchEncoder::new(kind, BATCH);
-    let mut bytes = 0usize;
-    let start = Instant::now();
     for b in 0..BATCHES {
         renumber(records, b);
         e.push(records);
         e.finish(records.last().map_or(Seq::ZERO, |r| r.seq));
         while let Some(frame) = e.poll() {
-            bytes += frame.bytes().len();
+            each(&frame);
         }
     }
+}
+
+/// Nanoseconds per record through a `kind` encoder, frames taken as made.
+fn encoder(kind: BatchKind, records: &mut [Record]) -> f64 {
+    let mut bytes = 0usize;
+    let start = Instant::now();
+    encode_round(kind, records, |frame| bytes += frame.bytes().len());
     let ns = start.elapsed().as_nanos() as f64;
     black_box(bytes);
     ns / (BATCHES as f64 * BATCH as f64)
@@ -74,16 +74,10 @@ fn encoder(kind: BatchKind, records: &mut [Record]) -> f64 {
 /// Nanoseconds per record decoding output frames that arrive in pieces.
 fn decode(records: &mut [Record]) -> f64 {
     // One round's frames, encoded once before the clock starts.
-    let mut e = BatchEncoder::new(BatchKind::Output, BATCH);
     let mut stream = Vec::new();
-    for b in 0..BATCHES {
-        renumber(records, b);
-        e.push(records);
-        e.finish(records.last().map_or(Seq::ZERO, |r| r.seq));
-        while let Some(frame) = e.poll() {
-            stream.extend_from_slice(frame.bytes());
-        }
-    }
+    encode_round(BatchKind::Output, records, |frame| {
+        stream.extend_from_slice(frame.bytes());
+    });
     let stream = Bytes::from(stream);
     let mut d = StreamDecoder::<ToAgent>::new(MAX_FRAME_LEN);
     let mut decoded = 0usize;
@@ -157,17 +151,12 @@ fn copied(records: &mut [Record]) -> f64 {
     ns / (BATCHES as f64 * BATCH as f64)
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 fn main() {
     let json = std::env::args().any(|a| a == "--json");
     let mut records = vec![Record::new(Seq(0), EventTime(0), ChannelId(7), 0.0); BATCH];
     let (mut input, mut output, mut decoded, mut merged, mut base) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..rounds().max(1) {
+    for _ in 0..rounds(7).max(1) {
         input.push(encoder(BatchKind::Input, &mut records));
         output.push(encoder(BatchKind::Output, &mut records));
         decoded.push(decode(&mut records));
@@ -184,7 +173,7 @@ fn main() {
     println!(
         "{} M records a round, {BATCH}-record frames, median of {} rounds",
         BATCHES * BATCH as u64 / 1_000_000,
-        rounds().max(1)
+        rounds(7).max(1)
     );
     println!(
         "input frames:   {input:6.2} ns/record ({:.2}x the copy)",

@@ -30,19 +30,13 @@ use std::time::{Duration, Instant};
 use tandem_core::graph;
 use tandem_core::{BuildContext, Builder, ChannelId, EventTime, Quality, Record, Seq, Vertex};
 use tandem_nodes::io::csv::reader::{RowReader, BUFFER};
+use tandem_workspace::rounds;
 
 /// Readings in the headline file, and in the small one for memory.
 const LARGE: u64 = 2_000_000;
 const SMALL: u64 = 500_000;
 /// Records per pass, as `tandem run`'s default `--batch`.
 const BATCH: usize = 1024;
-
-fn rounds() -> usize {
-    std::env::var("TANDEM_BENCH_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5)
-}
 
 fn bench_dir() -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("replay-bench");
@@ -406,7 +400,7 @@ fn spread(values: &[f64]) -> Spread {
 
 fn main() {
     let json = std::env::args().any(|a| a == "--json");
-    let rounds = rounds().max(1);
+    let rounds = rounds(5).max(1);
     let binary = tandem::harness::release_binary(Path::new(env!("CARGO_MANIFEST_DIR")));
     let large = job(LARGE);
     let small = job(SMALL);
