@@ -208,7 +208,7 @@ impl Agent {
         self.ingress.push(&self.input);
         self.ingress.finish(Seq(self.next));
         while let Some(batch) = self.ingress.poll() {
-            self.sup.handle_input(batch);
+            self.sup.handle_input(NOW, batch);
         }
         self.pump();
     }

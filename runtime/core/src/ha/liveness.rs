@@ -1,15 +1,24 @@
 //! Liveness of the two instances from what they send, never from the
-//! transport's idle timeout: an instance not heard from for `interval` is
-//! pinged; one not heard from for `timeout` is declared lost. Any frame is
-//! heard, so an instance whose output keeps coming is pinged only every
-//! `keepalive` (which tells it the agent is there while no input goes to it:
-//! it may still be working through earlier input): under load and on a
-//! gateway whose sources report often, heartbeats cost next to nothing; a
-//! quiet instance is pinged every `interval`.
+//! transport's idle timeout. An instance is expected to answer while it
+//! owes the agent something (input it has not processed, the work of a
+//! rejoin; the supervisor says when, [`Liveness::owes`]) and for a while
+//! after each ping:
+//! - while it owes, it is pinged once silent for `interval`, and lost once
+//!   silent for `timeout` (counted from when it began to owe, if later);
+//! - however much or little it owes, it is pinged every `keepalive`, which
+//!   tells it the agent is there while no input goes to it, and must answer
+//!   each ping within `timeout`.
 //!
-//! Drive it with [`Liveness::watch`] when an instance connects,
-//! [`Liveness::handle_heard`] for each frame it sends (a heartbeat's answer
-//! or any other), [`Liveness::poll_ping`] to learn whom to ping now, and
+//! Any frame is heard. Under load an instance's output keeps coming and it
+//! is pinged only every `keepalive`; on an idle gateway, once it has
+//! answered the last input, also only every `keepalive`: heartbeats cost
+//! next to nothing either way. Only an instance that owes and is quiet (a
+//! slow batch, a hang) is pinged every `interval`.
+//!
+//! Drive it with [`Liveness::watch`] when an instance connects (it owes
+//! from then on until told otherwise), [`Liveness::owes`] when what it owes
+//! may have changed, [`Liveness::handle_heard`] for each frame it sends,
+//! [`Liveness::poll_ping`] to learn whom to ping now, and
 //! [`Liveness::poll_timeout`] to learn who died; [`Liveness::next_wakeup`]
 //! says when to call again.
 
@@ -18,10 +27,11 @@ use super::msg::{Color, Nanos};
 /// Heartbeat timing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LivenessConfig {
-    /// How long an instance may be silent before the agent pings it (and
-    /// pings it again, while it stays silent).
+    /// How long an instance that owes an answer may be silent before the
+    /// agent pings it (and pings it again, while it stays silent).
     pub interval: Nanos,
-    /// How long silent before an instance is lost.
+    /// How long an instance may leave the agent without an answer it owes
+    /// (or a ping's) before it is lost.
     pub timeout: Nanos,
     /// Longest time between two pings to an instance, however much it
     /// sends: an instance takes the agent's silence for its death.
@@ -40,8 +50,13 @@ impl Default for LivenessConfig {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Watch {
-    deadline: Nanos,
-    /// When it is pinged for having been quiet.
+    /// When it was last heard from (or began to be watched).
+    heard: Nanos,
+    /// Since when it owes an answer (`None`: it owes nothing).
+    owes_since: Option<Nanos>,
+    /// When the oldest ping not answered yet went out.
+    ping_since: Option<Nanos>,
+    /// When it is pinged for being quiet while it owes.
     next_ping: Nanos,
     /// When it is pinged however much it sends.
     keepalive_at: Nanos,
@@ -50,7 +65,20 @@ struct Watch {
 
 impl Watch {
     fn ping_due(&self) -> Nanos {
-        self.next_ping.min(self.keepalive_at)
+        match self.owes_since {
+            Some(_) => self.next_ping.min(self.keepalive_at),
+            None => self.keepalive_at,
+        }
+    }
+
+    /// When it is lost if nothing comes: `timeout` after the earliest
+    /// moment an answer was expected and none came since.
+    fn deadline(&self, timeout: Nanos) -> Option<Nanos> {
+        let owed = self.owes_since.map(|since| since.max(self.heard));
+        owed.into_iter()
+            .chain(self.ping_since)
+            .min()
+            .map(|since| since.add(timeout))
     }
 }
 
@@ -70,10 +98,13 @@ impl Liveness {
         }
     }
 
-    /// Starts watching `color` (it connected): first deadline `now + timeout`, first ping now.
+    /// Starts watching `color` (it connected): it owes from now on, so its
+    /// first deadline is `now + timeout`; first ping now.
     pub fn watch(&mut self, now: Nanos, color: Color) {
         self.watches[color.index()] = Some(Watch {
-            deadline: now.add(self.config.timeout),
+            heard: now,
+            owes_since: Some(now),
+            ping_since: None,
             next_ping: now,
             keepalive_at: now.add(self.config.keepalive),
             pings: 0,
@@ -90,27 +121,50 @@ impl Liveness {
         self.watches[color.index()].is_some()
     }
 
-    /// A frame came from `color`: its deadline moves to `now + timeout`,
-    /// and it is not pinged before `now + interval`.
+    /// Whether `color` owes the agent an answer, as of `now`: from the
+    /// moment it begins to owe, it has `timeout` to say something (and is
+    /// pinged after `interval` of silence); once it owes nothing, only the
+    /// keepalive pings are expected to be answered.
+    pub fn owes(&mut self, now: Nanos, color: Color, owes: bool) {
+        if let Some(watch) = &mut self.watches[color.index()] {
+            match (owes, watch.owes_since) {
+                (true, None) => {
+                    watch.owes_since = Some(now);
+                    watch.next_ping = watch.next_ping.max(now.add(self.config.interval));
+                }
+                (false, Some(_)) => watch.owes_since = None,
+                _ => {}
+            }
+        }
+    }
+
+    /// A frame came from `color`: it has answered the pings so far, its
+    /// deadline, while it owes, moves to `now + timeout`, and it is not
+    /// pinged for quiet before `now + interval`.
     pub fn handle_heard(&mut self, now: Nanos, color: Color) {
         if let Some(watch) = &mut self.watches[color.index()] {
-            watch.deadline = watch.deadline.max(now.add(self.config.timeout));
+            watch.heard = watch.heard.max(now);
+            watch.ping_since = None;
             watch.next_ping = watch.next_ping.max(now.add(self.config.interval));
         }
     }
 
     /// An instance whose deadline passed; it is forgotten (returned once).
     pub fn poll_timeout(&mut self, now: Nanos) -> Option<Color> {
-        let color = Color::BOTH
-            .into_iter()
-            .find(|c| self.watches[c.index()].is_some_and(|w| w.deadline <= now))?;
+        let timeout = self.config.timeout;
+        let color = Color::BOTH.into_iter().find(|c| {
+            self.watches[c.index()]
+                .and_then(|w| w.deadline(timeout))
+                .is_some_and(|d| d <= now)
+        })?;
         self.watches[color.index()] = None;
         Some(color)
     }
 
-    /// An instance due for a ping (silent for an interval, or not pinged for
-    /// `keepalive`), with the ping number; the next ping is scheduled one
-    /// interval later.
+    /// An instance due for a ping (owing and silent for an interval, or not
+    /// pinged for `keepalive`), with the ping number; it is expected to
+    /// answer within `timeout`, and the next quiet ping is one interval
+    /// later.
     pub fn poll_ping(&mut self, now: Nanos) -> Option<(Color, u64)> {
         for color in Color::BOTH {
             if let Some(watch) = &mut self.watches[color.index()] {
@@ -118,6 +172,7 @@ impl Liveness {
                     watch.next_ping = now.add(self.config.interval);
                     watch.keepalive_at = now.add(self.config.keepalive);
                     watch.pings += 1;
+                    watch.ping_since.get_or_insert(now);
                     return Some((color, watch.pings));
                 }
             }
@@ -127,10 +182,14 @@ impl Liveness {
 
     /// The earliest time a ping or a deadline is due.
     pub fn next_wakeup(&self) -> Option<Nanos> {
+        let timeout = self.config.timeout;
         self.watches
             .iter()
             .flatten()
-            .map(|w| w.deadline.min(w.ping_due()))
+            .map(|w| {
+                w.deadline(timeout)
+                    .map_or(w.ping_due(), |d| d.min(w.ping_due()))
+            })
             .min()
     }
 }
@@ -212,5 +271,55 @@ mod tests {
         // Still silent: lost at its deadline, 20 ms after it was last heard.
         assert_eq!(l.poll_timeout(ms(139)), None);
         assert_eq!(l.poll_timeout(ms(140)), Some(Color::Blue));
+    }
+    #[test]
+    fn an_instance_that_owes_nothing_is_pinged_only_to_keep_it_alive() {
+        let mut l = liveness();
+        l.watch(ms(0), Color::Green);
+        assert_eq!(l.poll_ping(ms(0)), Some((Color::Green, 1)));
+        l.handle_heard(ms(1), Color::Green);
+        l.owes(ms(1), Color::Green, false);
+        // Silent far longer than the 5 ms interval and the 20 ms timeout:
+        // nothing is expected of it before the 50 ms keepalive.
+        assert_eq!(l.next_wakeup(), Some(ms(50)));
+        assert_eq!(l.poll_ping(ms(49)), None);
+        assert_eq!(l.poll_timeout(ms(49)), None);
+        assert_eq!(l.poll_ping(ms(50)), Some((Color::Green, 2)));
+        // That ping is answered: quiet again until the next keepalive.
+        l.handle_heard(ms(52), Color::Green);
+        assert_eq!(l.poll_timeout(ms(99)), None);
+        assert_eq!(l.poll_ping(ms(99)), None);
+        assert_eq!(l.poll_ping(ms(100)), Some((Color::Green, 3)));
+        // This one is not: lost a timeout after it went out.
+        assert_eq!(l.next_wakeup(), Some(ms(120)));
+        assert_eq!(l.poll_timeout(ms(119)), None);
+        assert_eq!(l.poll_timeout(ms(120)), Some(Color::Green));
+    }
+
+    #[test]
+    fn an_instance_that_begins_to_owe_has_a_timeout_from_then() {
+        let mut l = liveness();
+        l.watch(ms(0), Color::Blue);
+        l.handle_heard(ms(1), Color::Blue);
+        l.owes(ms(1), Color::Blue, false);
+        // Input goes to it at 30 ms, long after it was last heard.
+        l.owes(ms(30), Color::Blue, true);
+        assert_eq!(l.poll_timeout(ms(30)), None);
+        assert_eq!(l.next_wakeup(), Some(ms(35)));
+        assert_eq!(l.poll_ping(ms(35)), Some((Color::Blue, 1)));
+        assert_eq!(l.poll_timeout(ms(49)), None);
+        assert_eq!(l.poll_timeout(ms(50)), Some(Color::Blue));
+    }
+
+    #[test]
+    fn an_instance_that_answers_what_it_owes_stops_being_pinged_for_quiet() {
+        let mut l = liveness();
+        l.watch(ms(0), Color::Blue);
+        l.owes(ms(0), Color::Blue, true);
+        l.handle_heard(ms(2), Color::Blue);
+        l.owes(ms(2), Color::Blue, false);
+        // Owing, it would have been pinged at 7 ms; now only at 50.
+        assert_eq!(l.poll_ping(ms(7)), None);
+        assert_eq!(l.next_wakeup(), Some(ms(50)));
     }
 }

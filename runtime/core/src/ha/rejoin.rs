@@ -193,17 +193,37 @@ impl Supervisor {
         true
     }
 
-    /// A sequenced ingress batch, as records (encoded here).
-    pub fn handle_ingress(&mut self, frontier: Seq, records: &[Record]) {
+    /// A sequenced ingress batch, as records (encoded here), at `now`.
+    pub fn handle_ingress(&mut self, now: Nanos, frontier: Seq, records: &[Record]) {
         self.upstream.handle_ingress(frontier, records);
         self.overruns();
+        self.update_owed(now);
     }
 
     /// A sequenced ingress batch encoded once at ingress (the hot path): its
     /// bytes are retained and sent to the instances as they are.
-    pub fn handle_input(&mut self, batch: EncodedBatch) {
+    pub fn handle_input(&mut self, now: Nanos, batch: EncodedBatch) {
         self.upstream.handle_input(batch);
         self.overruns();
+        self.update_owed(now);
+    }
+
+    /// Tells liveness what each instance owes as of `now`: a live instance
+    /// owes nothing once it has processed all the input there is and no
+    /// rejoin is under way (it is then pinged only to keep it alive, which
+    /// is what makes an idle gateway's heartbeats cheap); any other owes
+    /// an answer, and is expected to give it within the timeout.
+    fn update_owed(&mut self, now: Nanos) {
+        let head = self.upstream.head();
+        let rejoining = self
+            .slots
+            .iter()
+            .any(|s| matches!(s.phase, Phase::Restoring { .. } | Phase::CatchingUp { .. }));
+        for color in Color::BOTH {
+            let slot = self.slots[color.index()];
+            let owes = rejoining || slot.phase != Phase::Live || slot.processed < head;
+            self.liveness.owes(now, color, owes);
+        }
     }
 
     fn overruns(&mut self) {
@@ -220,6 +240,7 @@ impl Supervisor {
     /// Sends due pings, drops instances past their heartbeat deadline, and
     /// restarts rejoins past theirs.
     pub fn handle_timeout(&mut self, now: Nanos) {
+        self.update_owed(now);
         while let Some(color) = self.liveness.poll_timeout(now) {
             self.lose(color, LostReason::HeartbeatTimeout);
         }
@@ -319,6 +340,7 @@ impl Supervisor {
                 }
             }
         }
+        self.update_owed(now);
     }
 
     /// `color` has processed the input up to `processed`: a heartbeat's
@@ -627,7 +649,7 @@ mod tests {
             .clone()
             .map(|q| Record::new(Seq(q), EventTime(0), ChannelId(0), q as f64))
             .collect();
-        s.handle_ingress(Seq(*seqs.end()), &records);
+        s.handle_ingress(NOW, Seq(*seqs.end()), &records);
     }
 
     fn hello(s: &mut Supervisor, color: Color, version: u32) {
@@ -1053,8 +1075,9 @@ mod tests {
 
     #[test]
     fn output_proves_an_instance_alive_while_its_heartbeat_answers_wait() {
-        let mut s = supervisor(16);
+        let mut s = supervisor(512);
         hello(&mut s, BLUE, 1);
+        ingest(&mut s, 1..=400);
         // Output keeps coming, every 40 ms, but no heartbeat answer for 200 ms.
         for ms in (40..=200).step_by(40) {
             let output = ToAgent::Output {
@@ -1145,12 +1168,45 @@ mod tests {
             assert!(!pinged(&mut s, BLUE), "pinged at {at:?}");
         }
         assert_eq!(s.processed(BLUE), Seq(40));
-        // Quiet from 160 ms: pinged one interval later.
+        // More input at 160 ms, no output: pinged one interval later.
+        ingest(&mut s, 41..=41);
         s.handle_timeout(Nanos::from_millis(164));
         assert!(!pinged(&mut s, BLUE));
         s.handle_timeout(Nanos::from_millis(165));
         assert!(pinged(&mut s, BLUE));
         assert!(s.is_live(BLUE));
+    }
+
+    #[test]
+    fn an_idle_instance_is_pinged_only_to_keep_it_alive_until_input_comes() {
+        let mut s = supervisor(64);
+        hello(&mut s, BLUE, 1);
+        let ms = Nanos::from_millis;
+        s.handle_ingress(ms(0), Seq(10), &[]);
+        s.handle_message(ms(2), BLUE, output(10));
+        drain(&mut s, BLUE);
+        // All its input answered: nothing is asked of it for the 1 s
+        // keepalive, however quiet it is (the 5 ms interval and the 50 ms
+        // timeout would have pinged it 200 times and lost it).
+        assert_eq!(s.poll_timeout(), Some(ms(1000)));
+        s.handle_timeout(ms(999));
+        assert!(!pinged(&mut s, BLUE));
+        s.handle_timeout(ms(1000));
+        assert!(pinged(&mut s, BLUE));
+        let answer = ToAgent::Heartbeat {
+            sent_ns: 0,
+            seq: 2,
+            processed: Seq(10),
+        };
+        s.handle_message(ms(1001), BLUE, answer);
+        // Input at 1.5 s: now it owes an answer, and its silence counts.
+        s.handle_ingress(ms(1500), Seq(11), &[]);
+        s.handle_timeout(ms(1505));
+        assert!(pinged(&mut s, BLUE));
+        s.handle_timeout(ms(1549));
+        assert!(s.is_live(BLUE));
+        s.handle_timeout(ms(1550));
+        assert_eq!(s.role(BLUE), None);
     }
 
     #[test]
@@ -1184,7 +1240,7 @@ mod tests {
         // The last run checkpointed at 500 and may have used numbers up to
         // 1000: the agent starts the ring at 1000, the ingress numbers from 1001.
         let mut s = supervisor(16);
-        s.handle_ingress(Seq(1000), &[]);
+        s.handle_ingress(NOW, Seq(1000), &[]);
         // Blue starts cold, from its checkpoint at 500: it is told that
         // nothing lies between, then gets the new input.
         hello(&mut s, BLUE, 1);

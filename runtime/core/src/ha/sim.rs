@@ -480,7 +480,8 @@ impl Sim {
             ));
         }
         self.input.extend_from_slice(&batch);
-        self.agent.handle_ingress(Seq(self.next_seq), &batch);
+        self.agent
+            .handle_ingress(Nanos(self.now), Seq(self.next_seq), &batch);
         self.at(self.now + MS, Ev::Ingress);
     }
 

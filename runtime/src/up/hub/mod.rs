@@ -166,7 +166,7 @@ impl Hub {
             // number the last run may have used: the retention ring starts
             // there, and an instance restored at its checkpoint is told that
             // nothing lies in between.
-            sup.handle_ingress(wiring.after, &[]);
+            sup.handle_ingress(Nanos(0), wiring.after, &[]);
         }
         let channels = config.split.egress.channels.clone();
         let current = Release {
@@ -317,7 +317,7 @@ impl Hub {
                     ingress_topology.stop();
                 }
                 Some(msg) = ingress.recv(), if takes_input => match msg {
-                    Ingress::Batch(batch) => self.sup.handle_input(batch),
+                    Ingress::Batch(batch) => self.sup.handle_input(self.now(), batch),
                     Ingress::Ended => {
                         input_ended = true;
                         stopping.get_or_insert_with(Instant::now);
