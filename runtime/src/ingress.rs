@@ -104,6 +104,11 @@ pub(crate) struct Ingress {
 /// How long to wait before asking the state directory for numbers again.
 const RESERVE_RETRY: Duration = Duration::from_millis(100);
 
+/// Longest wait for a source to come due before the clock is read again
+/// (the wall clock may have been stepped meanwhile), and for a barrier to
+/// lift or a stop at the end of the input (both unpark the worker at once).
+const IDLE_RECHECK: Duration = Duration::from_secs(1);
+
 impl Ingress {
     /// An ingress for the source nodes at `nodes` (worker-local indices),
     /// on a worker woken by `unparker`. Hands every source its waker. New
@@ -184,7 +189,7 @@ impl Ingress {
         }
         if barrier.is_some_and(|at| self.frontier >= at) && !stop {
             // Everything up to the barrier is out; wait for it to lift.
-            return Step::Idle(Duration::from_millis(100));
+            return Step::Idle(IDLE_RECHECK);
         }
         // A woken source is due now.
         for slot in &mut self.slots {
@@ -211,7 +216,7 @@ impl Ingress {
         };
         if next_due > now {
             let wait = u64::try_from(next_due.0.saturating_sub(now.0)).unwrap_or(0);
-            return Step::Idle(Duration::from_nanos(wait).min(Duration::from_millis(100)));
+            return Step::Idle(Duration::from_nanos(wait).min(IDLE_RECHECK));
         }
         if let Clock::Virtual {
             speed: Some(speed), ..
@@ -222,7 +227,7 @@ impl Ingress {
             let target = Duration::from_secs_f64((event_elapsed / speed / 1e9).max(0.0));
             let elapsed = self.origin.elapsed();
             if target > elapsed {
-                return Step::Idle((target - elapsed).min(Duration::from_millis(100)));
+                return Step::Idle((target - elapsed).min(IDLE_RECHECK));
             }
         }
         // At least the next number must be reserved before anything is
@@ -318,7 +323,7 @@ impl Ingress {
         match &self.input_ended {
             Some(tx) if !stop => {
                 let _ = tx.try_send(());
-                Step::Idle(Duration::from_millis(100))
+                Step::Idle(IDLE_RECHECK)
             }
             _ => self.end(nodes),
         }

@@ -9,8 +9,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Longest park while idle; stop requests unpark at once.
-const IDLE_PARK: Duration = Duration::from_millis(100);
+/// Longest park while idle. Whatever gives a worker work unparks it at
+/// once (a push into a ring it reads, room in a ring it writes, a source's
+/// waker, a barrier placed or lifted, a stop), so this only bounds how long
+/// a worker sleeps on nothing; each wake-up costs an idle gateway CPU.
+const IDLE_PARK: Duration = Duration::from_secs(1);
 
 pub(crate) struct Worker {
     pub nodes: Vec<NodeRt>,
