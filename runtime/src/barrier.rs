@@ -8,6 +8,7 @@
 //! what it held and the stream goes on.
 
 use crossbeam_channel::{Receiver, Sender};
+use crossbeam_utils::sync::Unparker;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tandem_core::{Seq, Snapshot};
 
@@ -30,6 +31,8 @@ pub(crate) struct Control {
     /// Set by `place_now`: the ingress puts the barrier where it is.
     resolve: AtomicBool,
     reports: Sender<(u64, Report)>,
+    /// Every worker's: a barrier the ingress places is news to all of them.
+    workers: Vec<Unparker>,
 }
 
 /// A barrier a worker sees.
@@ -40,7 +43,8 @@ pub(crate) struct Pending {
 }
 
 impl Control {
-    pub fn new() -> (Control, Receiver<(u64, Report)>) {
+    /// Control of the workers woken by `workers`.
+    pub fn new(workers: Vec<Unparker>) -> (Control, Receiver<(u64, Report)>) {
         let (reports, rx) = crossbeam_channel::unbounded();
         (
             Control {
@@ -48,6 +52,7 @@ impl Control {
                 generation: AtomicU64::new(0),
                 resolve: AtomicBool::new(false),
                 reports,
+                workers,
             },
             rx,
         )
@@ -93,12 +98,17 @@ impl Control {
         generation
     }
 
-    /// For the ingress: if a barrier waits to be placed, place it at `frontier`.
+    /// For the ingress: if a barrier waits to be placed, place it at
+    /// `frontier`, and wake every worker (each may already have looked for
+    /// it, found none, and be about to park) so that each reports it.
     pub fn resolve(&self, frontier: Seq) {
         // Pairs with the Release store in `place_now`.
         if self.resolve.swap(false, Ordering::Acquire) {
             // Pairs with the Acquire loads in `pending` and `at`.
             self.at.store(frontier.0.max(1), Ordering::Release);
+            for worker in &self.workers {
+                worker.unpark();
+            }
         }
     }
 
@@ -118,5 +128,39 @@ impl Control {
     /// A worker's report for barrier `generation`.
     pub fn report(&self, generation: u64, report: Report) {
         let _ = self.reports.send((generation, report));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crossbeam_utils::sync::Parker;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_barrier_the_ingress_places_wakes_every_worker() {
+        let workers: Vec<Parker> = (0..3).map(|_| Parker::new()).collect();
+        let (control, _reports) =
+            Control::new(workers.iter().map(|p| p.unparker().clone()).collect());
+        let generation = control.place_now();
+        // Placed "now": nowhere yet, until the ingress looks.
+        assert_eq!(control.pending(), None);
+        control.resolve(Seq(7));
+        assert_eq!(
+            control.pending(),
+            Some(Pending {
+                at: Seq(7),
+                generation
+            })
+        );
+        // Each worker, parked on nothing else, sees it at once.
+        for worker in &workers {
+            let parked = Instant::now();
+            worker.park_timeout(Duration::from_secs(30));
+            assert!(
+                parked.elapsed() < Duration::from_secs(20),
+                "a worker slept through the barrier"
+            );
+        }
     }
 }

@@ -373,7 +373,7 @@ impl Topology {
 
         let stop = Arc::new(AtomicBool::new(false));
         let abort = Arc::new(AtomicBool::new(false));
-        let (control, reports) = Control::new();
+        let (control, reports) = Control::new(wakes.iter().map(|w| w.unparker.clone()).collect());
         let (span_tx, input_ended) = if options.hold_at_end {
             let (tx, rx) = crossbeam_channel::bounded::<()>(1);
             (Some(tx), rx)
