@@ -119,6 +119,8 @@ pub struct Supervisor {
     control: [VecDeque<ToInstance>; 2],
     events: VecDeque<Event>,
     hashes: VecDeque<(u64, [Option<u64>; 2])>,
+    /// Every instance owes an answer, idle or not ([`Supervisor::set_vigilant`]).
+    vigilant: bool,
 }
 
 impl Supervisor {
@@ -134,6 +136,19 @@ impl Supervisor {
             control: [VecDeque::new(), VecDeque::new()],
             events: VecDeque::new(),
             hashes: VecDeque::new(),
+            vigilant: false,
+        }
+    }
+
+    /// While `on`, every instance owes the agent an answer, idle or not: it
+    /// is pinged after each heartbeat interval of silence and lost at the
+    /// timeout, as under load. An upgrade turns this on while it runs: its
+    /// fences take an instance's progress as proof that it is not hung, and
+    /// on an idle unit that proof is only as fresh as its last answer.
+    pub fn set_vigilant(&mut self, now: Nanos, on: bool) {
+        if self.vigilant != on {
+            self.vigilant = on;
+            self.update_owed(now);
         }
     }
 
@@ -221,7 +236,8 @@ impl Supervisor {
             .any(|s| matches!(s.phase, Phase::Restoring { .. } | Phase::CatchingUp { .. }));
         for color in Color::BOTH {
             let slot = self.slots[color.index()];
-            let owes = rejoining || slot.phase != Phase::Live || slot.processed < head;
+            let owes =
+                self.vigilant || rejoining || slot.phase != Phase::Live || slot.processed < head;
             self.liveness.owes(now, color, owes);
         }
     }
@@ -1175,6 +1191,25 @@ mod tests {
         s.handle_timeout(Nanos::from_millis(165));
         assert!(pinged(&mut s, BLUE));
         assert!(s.is_live(BLUE));
+    }
+
+    #[test]
+    fn a_vigilant_supervisor_expects_an_answer_from_an_idle_instance_too() {
+        let mut s = supervisor(64);
+        hello(&mut s, BLUE, 1);
+        let ms = Nanos::from_millis;
+        s.handle_ingress(ms(0), Seq(10), &[]);
+        s.handle_message(ms(2), BLUE, output(10));
+        drain(&mut s, BLUE);
+        assert_eq!(s.poll_timeout(), Some(ms(1000)));
+        // An upgrade starts at 100 ms: silence counts from then on.
+        s.set_vigilant(ms(100), true);
+        s.handle_timeout(ms(105));
+        assert!(pinged(&mut s, BLUE));
+        s.handle_timeout(ms(149));
+        assert!(s.is_live(BLUE));
+        s.handle_timeout(ms(150));
+        assert_eq!(s.role(BLUE), None);
     }
 
     #[test]

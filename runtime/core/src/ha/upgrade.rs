@@ -22,7 +22,9 @@
 //! deadline in phase 4 ends the upgrade as promoted, with a warning: the old
 //! state is gone, there is nothing to roll back to.
 //!
-//! A hung instance looks live until its heartbeat deadline, so neither step
+//! A hung instance looks live until its heartbeat deadline (the driver makes
+//! the supervisor vigilant while an upgrade runs, so that holds on an idle
+//! unit too: [`Supervisor::set_vigilant`]), so neither step
 //! that restarts an instance trusts the other one blindly: the old colour is
 //! replaced only once the new instance has processed the input ingested when
 //! the promoted period ended, and a rollback past policy or a deadline waits

@@ -311,6 +311,10 @@ impl Hub {
                 }
             }
         }
+        // While an upgrade runs, a hung instance is found at the timeout
+        // however idle the unit is (see `Supervisor::set_vigilant`).
+        let now = self.now();
+        self.sup.set_vigilant(now, self.upgrades.phase().is_some());
     }
 
     /// The `upgrade` object of the status JSON: the running upgrade's

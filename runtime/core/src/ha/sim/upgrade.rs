@@ -325,6 +325,7 @@ impl UpgradeSim {
                 self.up.handle_supervisor_event(now, event);
             }
             let acted = self.apply();
+            self.sim.agent.set_vigilant(now, self.up.phase().is_some());
             self.progress();
             if !acted {
                 return;
