@@ -272,6 +272,7 @@ mod tests {
         assert_eq!(l.poll_timeout(ms(139)), None);
         assert_eq!(l.poll_timeout(ms(140)), Some(Color::Blue));
     }
+
     #[test]
     fn an_instance_that_owes_nothing_is_pinged_only_to_keep_it_alive() {
         let mut l = liveness();

@@ -1193,37 +1193,45 @@ mod tests {
         assert!(s.is_live(BLUE));
     }
 
-    #[test]
-    fn a_vigilant_supervisor_expects_an_answer_from_an_idle_instance_too() {
+    /// Blue serving alone, its input (up to 10, at 0 ms) answered at 2 ms.
+    fn idle_blue() -> Supervisor {
         let mut s = supervisor(64);
         hello(&mut s, BLUE, 1);
-        let ms = Nanos::from_millis;
-        s.handle_ingress(ms(0), Seq(10), &[]);
-        s.handle_message(ms(2), BLUE, output(10));
+        s.handle_ingress(Nanos::from_millis(0), Seq(10), &[]);
+        s.handle_message(Nanos::from_millis(2), BLUE, output(10));
         drain(&mut s, BLUE);
-        assert_eq!(s.poll_timeout(), Some(ms(1000)));
-        // An upgrade starts at 100 ms: silence counts from then on.
-        s.set_vigilant(ms(100), true);
-        s.handle_timeout(ms(105));
-        assert!(pinged(&mut s, BLUE));
-        s.handle_timeout(ms(149));
+        // Nothing is asked of it before the 1 s keepalive.
+        assert_eq!(s.poll_timeout(), Some(Nanos::from_millis(1000)));
+        s
+    }
+
+    /// Blue, owing an answer from `since` ms on and silent: pinged one 5 ms
+    /// interval later, lost at the 50 ms timeout.
+    fn pinged_then_lost(s: &mut Supervisor, since: i64) {
+        let ms = Nanos::from_millis;
+        s.handle_timeout(ms(since + 5));
+        assert!(pinged(s, BLUE));
+        s.handle_timeout(ms(since + 49));
         assert!(s.is_live(BLUE));
-        s.handle_timeout(ms(150));
+        s.handle_timeout(ms(since + 50));
         assert_eq!(s.role(BLUE), None);
     }
 
     #[test]
+    fn a_vigilant_supervisor_expects_an_answer_from_an_idle_instance_too() {
+        let mut s = idle_blue();
+        // An upgrade starts at 100 ms: silence counts from then on.
+        s.set_vigilant(Nanos::from_millis(100), true);
+        pinged_then_lost(&mut s, 100);
+    }
+
+    #[test]
     fn an_idle_instance_is_pinged_only_to_keep_it_alive_until_input_comes() {
-        let mut s = supervisor(64);
-        hello(&mut s, BLUE, 1);
+        let mut s = idle_blue();
         let ms = Nanos::from_millis;
-        s.handle_ingress(ms(0), Seq(10), &[]);
-        s.handle_message(ms(2), BLUE, output(10));
-        drain(&mut s, BLUE);
-        // All its input answered: nothing is asked of it for the 1 s
-        // keepalive, however quiet it is (the 5 ms interval and the 50 ms
-        // timeout would have pinged it 200 times and lost it).
-        assert_eq!(s.poll_timeout(), Some(ms(1000)));
+        // All its input answered: however quiet it is, nothing is asked of
+        // it before the keepalive (the 5 ms interval and the 50 ms timeout
+        // would have pinged it 200 times and lost it).
         s.handle_timeout(ms(999));
         assert!(!pinged(&mut s, BLUE));
         s.handle_timeout(ms(1000));
@@ -1236,12 +1244,7 @@ mod tests {
         s.handle_message(ms(1001), BLUE, answer);
         // Input at 1.5 s: now it owes an answer, and its silence counts.
         s.handle_ingress(ms(1500), Seq(11), &[]);
-        s.handle_timeout(ms(1505));
-        assert!(pinged(&mut s, BLUE));
-        s.handle_timeout(ms(1549));
-        assert!(s.is_live(BLUE));
-        s.handle_timeout(ms(1550));
-        assert_eq!(s.role(BLUE), None);
+        pinged_then_lost(&mut s, 1500);
     }
 
     #[test]
