@@ -39,21 +39,14 @@ pub fn load(path: &Path) -> Result<Loaded, GraphFileError> {
 /// refuses anything but a regular file, without waiting on it (opening a
 /// FIFO for reading would wait for a writer).
 pub fn load_regular(path: &Path) -> Result<Loaded, GraphFileError> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let opened = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .and_then(|f| {
-            if f.metadata()?.is_file() {
-                Ok(f)
-            } else {
-                Err(std::io::Error::other(
-                    "it is not a regular file (a FIFO, device, socket or directory); \
-                     name a graph file on disk",
-                ))
-            }
-        });
+    let opened = crate::private::open_regular(path).and_then(|f| {
+        f.ok_or_else(|| {
+            std::io::Error::other(
+                "it is not a regular file (a FIFO, device, socket or directory); \
+                 name a graph file on disk",
+            )
+        })
+    });
     load_from(path, opened)
 }
 
