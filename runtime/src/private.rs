@@ -49,10 +49,22 @@ pub fn file_options() -> OpenOptions {
 /// Each call writes a temporary file of its own (named for the process and
 /// the call), so that writers of the same path at once (two rollouts of one
 /// bundle) never write into or rename each other's; the last rename wins.
+/// The first write of a path in a process also removes the temporary files
+/// of that path left by processes that died while writing it.
 pub fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
     use std::io::Write as _;
     use std::sync::atomic::{AtomicU64, Ordering};
     static CALLS: AtomicU64 = AtomicU64::new(0);
+    static SWEPT: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+    {
+        let mut swept = SWEPT
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !swept.iter().any(|p| p == path) {
+            swept.push(path.to_path_buf());
+            remove_dead_writers_temps(path);
+        }
+    }
     let call = CALLS.fetch_add(1, Ordering::Relaxed);
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(format!(".{}-{call}.tmp", std::process::id()));
@@ -70,6 +82,48 @@ pub fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
         std::fs::File::open(dir)?.sync_all()?;
     }
     Ok(())
+}
+
+/// Removes `<name>.<pid>-<n>.tmp` beside `path` (what [`write_atomically`]
+/// writes before its rename) for each pid that is not a running process:
+/// a writer that died between the two. A running writer's are left alone,
+/// and so are files of any other shape.
+fn remove_dead_writers_temps(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+        return;
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let pid = file
+            .to_str()
+            .and_then(|f| {
+                f.strip_prefix(name)?
+                    .strip_prefix('.')?
+                    .strip_suffix(".tmp")
+            })
+            .and_then(|rest| rest.split_once('-'))
+            .filter(|(_, call)| !call.is_empty() && call.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|(pid, _)| pid.parse::<libc::pid_t>().ok())
+            .filter(|&pid| pid > 0);
+        if pid.is_some_and(|pid| !is_running(pid)) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// True when a process `pid` exists (whoever owns it).
+fn is_running(pid: libc::pid_t) -> bool {
+    // SAFETY: signal 0 only checks that the process exists; nothing is sent.
+    let sent = unsafe { libc::kill(pid, 0) };
+    sent == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
 /// Opens `path` for reading if it is a regular file; `Ok(None)` when it is
@@ -227,6 +281,43 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["kept.bundle"], "no temporary file left behind");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_dead_writers_temporary_file_goes_at_the_next_write_and_a_live_ones_stays() {
+        let dir = temp("leftovers");
+        create_dir(&dir).unwrap();
+        let path = dir.join("status.json");
+        // A pid no process has: past the largest the kernel hands out.
+        let max: i64 = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let dead = format!("status.json.{}-3.tmp", max + 1);
+        let live = format!("status.json.{}-7.tmp", std::process::id());
+        let others = [
+            "status.json.tmp",
+            "other.json.1-1.tmp",
+            "status.json.x-1.tmp",
+        ];
+        for name in others.iter().copied().chain([dead.as_str(), live.as_str()]) {
+            std::fs::write(dir.join(name), b"half").unwrap();
+        }
+        write_atomically(&path, b"{}").unwrap();
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        let mut kept: Vec<String> = others
+            .iter()
+            .map(|s| s.to_string())
+            .chain([live, "status.json".to_owned()])
+            .collect();
+        kept.sort();
+        assert_eq!(names, kept);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
