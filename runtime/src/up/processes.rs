@@ -204,7 +204,7 @@ impl Processes {
 
     /// The instant of `t` on the policy's clock.
     fn instant(&self, t: Nanos) -> Instant {
-        self.origin + Duration::from_nanos(u64::try_from(t.0).unwrap_or(0))
+        self.origin + t.to_duration()
     }
 
     /// Kills every instance, without waiting.

@@ -124,6 +124,11 @@ impl Nanos {
         Nanos(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
     }
 
+    /// As a duration (a time before the origin, negative, as none).
+    pub fn to_duration(self) -> std::time::Duration {
+        std::time::Duration::from_nanos(u64::try_from(self.0).unwrap_or(0))
+    }
+
     /// This time plus a duration.
     #[must_use]
     pub const fn add(self, d: Nanos) -> Nanos {
@@ -253,4 +258,19 @@ pub enum ToAgent {
         /// Every input record at or below this has been processed.
         processed: Seq,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Nanos;
+    use std::time::Duration;
+
+    #[test]
+    fn nanos_and_durations_convert_both_ways_within_their_ranges() {
+        let d = Duration::from_micros(1500);
+        assert_eq!(Nanos::from_duration(d).to_duration(), d);
+        assert_eq!(Nanos::from_duration(Duration::MAX), Nanos(i64::MAX));
+        // Before the origin: no time at all, not a wrapped-around one.
+        assert_eq!(Nanos(-5).to_duration(), Duration::ZERO);
+    }
 }

@@ -285,10 +285,9 @@ impl Hub {
                 self.sup.handle_timeout(self.now());
             }
             let deadlines = [
-                self.sup.poll_timeout().map(|n| {
-                    let wait = u64::try_from(n.0.saturating_sub(self.now().0)).unwrap_or(0);
-                    turn + Duration::from_nanos(wait)
-                }),
+                self.sup
+                    .poll_timeout()
+                    .map(|n| turn + Nanos(n.0.saturating_sub(self.now().0)).to_duration()),
                 self.processes.next_start(),
                 stopping.is_none().then_some(next_checkpoint),
                 Some(next_housekeeping),
