@@ -159,9 +159,10 @@ enum Command {
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
         supervise_records: Option<u64>,
         /// How long each phase may last (beyond its supervision period)
-        /// before the upgrade rolls back on its own, with the reason shown.
-        #[arg(long, value_parser = duration_arg, default_value = "60s")]
-        phase_timeout: Duration,
+        /// before the upgrade rolls back on its own, with the reason shown
+        /// (default: 60s).
+        #[arg(long, value_parser = duration_arg)]
+        phase_timeout: Option<Duration>,
     },
     /// Abandon a running upgrade: the old version serves again (it never
     /// stopped, so its state is current) and the new one is replaced by it.

@@ -43,8 +43,9 @@ pub struct Upgrade {
     pub supervise: Option<Duration>,
     /// Or the output records compared per period.
     pub supervise_records: Option<u64>,
-    /// How long a phase may last before the upgrade rolls back.
-    pub phase_timeout: Duration,
+    /// How long a phase may last before the upgrade rolls back, when not
+    /// the agent's default.
+    pub phase_timeout: Option<Duration>,
 }
 
 /// `tandem upgrade`: the files are named absolutely, as the agent reads
@@ -64,7 +65,9 @@ pub fn upgrade(agent: &AgentDirs, upgrade: Upgrade) -> Printed {
         upgrade
             .supervise_records
             .map_or(String::new(), |n| n.to_string()),
-        upgrade.phase_timeout.as_millis()
+        upgrade
+            .phase_timeout
+            .map_or(String::new(), |d| d.as_millis().to_string()),
     );
     ask(agent, &line)
 }
