@@ -703,6 +703,15 @@ mod tests {
         s.handle_message(NOW, color, ToAgent::Output { frontier, records });
     }
 
+    /// Green says it restored the snapshot at `barrier`, with `state_hash`.
+    fn restored(s: &mut Supervisor, barrier: u64, state_hash: u64) {
+        let msg = ToAgent::Restored {
+            barrier,
+            state_hash,
+        };
+        s.handle_message(NOW, GREEN, msg);
+    }
+
     fn state_hash(s: &mut Supervisor, color: Color, barrier: u64) {
         s.handle_message(NOW, color, ToAgent::StateHash { barrier, hash: 7 });
     }
@@ -766,11 +775,7 @@ mod tests {
         assert!(
             matches!(relayed[0], ToInstance::SnapshotChunk { ref bytes, .. } if bytes[..] == [7, 8])
         );
-        let restored = ToAgent::Restored {
-            barrier: 1,
-            state_hash: 42,
-        };
-        s.handle_message(NOW, GREEN, restored);
+        restored(&mut s, 1, 42);
         let replay = drain(&mut s, GREEN);
         let seqs: Vec<u64> = replay
             .iter()
@@ -795,11 +800,7 @@ mod tests {
     #[test]
     fn another_version_stays_shadow() {
         let mut s = blue_serving_green_joining(16, 2);
-        let restored = ToAgent::Restored {
-            barrier: 1,
-            state_hash: 0,
-        };
-        s.handle_message(NOW, GREEN, restored);
+        restored(&mut s, 1, 0);
         heartbeat(&mut s, GREEN, 3);
         assert_eq!(s.role(GREEN), Some(Role::Shadow));
         // The serving one dies: the shadow takes over.
@@ -812,11 +813,7 @@ mod tests {
     fn promotion_swaps_serving_and_shadow_and_never_emits_twice() {
         let mut s = blue_serving_green_joining(16, 2);
         assert!(!s.promote(GREEN), "green is still restoring");
-        let restored = ToAgent::Restored {
-            barrier: 1,
-            state_hash: 0,
-        };
-        s.handle_message(NOW, GREEN, restored);
+        restored(&mut s, 1, 0);
         heartbeat(&mut s, GREEN, 3);
         assert_eq!(s.role(GREEN), Some(Role::Shadow));
         let out = |seq: u64| vec![Record::new(Seq(seq), EventTime(0), ChannelId(0), 1.0)];
@@ -846,11 +843,7 @@ mod tests {
             ingest(&mut s, seq..=seq);
             drain(&mut s, BLUE);
         }
-        let restored = ToAgent::Restored {
-            barrier: 1,
-            state_hash: 0,
-        };
-        s.handle_message(NOW, GREEN, restored);
+        restored(&mut s, 1, 0);
         let ev = events(&mut s);
         assert!(ev.contains(&Event::RetentionMoved {
             color: GREEN,
@@ -884,11 +877,7 @@ mod tests {
         };
         s.handle_message(NOW, BLUE, end);
         events(&mut s);
-        let restored = ToAgent::Restored {
-            barrier: 1,
-            state_hash: 41,
-        };
-        s.handle_message(NOW, GREEN, restored);
+        restored(&mut s, 1, 41);
         assert_eq!(
             events(&mut s),
             vec![
@@ -1002,11 +991,7 @@ mod tests {
         state_hash(&mut s, BLUE, first);
         assert!(s.checkpointed(first));
         // Both live: both must report.
-        let restored = ToAgent::Restored {
-            barrier: 1,
-            state_hash: 0,
-        };
-        s.handle_message(NOW, GREEN, restored);
+        restored(&mut s, 1, 0);
         heartbeat(&mut s, GREEN, 3);
         assert!(s.is_live(GREEN));
         let second = s.place_barrier().id;
@@ -1032,11 +1017,7 @@ mod tests {
     fn a_stop_waits_for_neither_an_instance_restored_past_its_barrier_nor_a_dead_ones_report() {
         let mut s = blue_serving_green_joining(64, 1);
         let restore = |s: &mut Supervisor, barrier| {
-            let msg = ToAgent::Restored {
-                barrier,
-                state_hash: 0,
-            };
-            s.handle_message(NOW, GREEN, msg);
+            restored(s, barrier, 0);
             heartbeat(s, GREEN, s.upstream().head().0);
             assert!(s.is_live(GREEN));
         };
@@ -1073,14 +1054,7 @@ mod tests {
         let mut s = blue_serving_green_joining(16, 1);
         ingest(&mut s, 4..=5);
         // Green, restoring, claims to have processed everything there will ever be.
-        s.handle_message(
-            NOW,
-            GREEN,
-            ToAgent::Restored {
-                barrier: 1,
-                state_hash: 0,
-            },
-        );
+        restored(&mut s, 1, 0);
         heartbeat(&mut s, GREEN, u64::MAX);
         assert_eq!(s.processed(GREEN), Seq(5));
         // Blue's output frontier is held to the input too: the sinks' stream
@@ -1143,14 +1117,7 @@ mod tests {
         ingest(&mut s, 4..=40);
         // Blue, serving, is itself 30 records behind the input.
         heartbeat(&mut s, BLUE, 10);
-        s.handle_message(
-            NOW,
-            GREEN,
-            ToAgent::Restored {
-                barrier: 1,
-                state_hash: 0,
-            },
-        );
+        restored(&mut s, 1, 0);
         heartbeat(&mut s, GREEN, 9);
         assert_eq!(s.role(GREEN), Some(Role::Starting));
         heartbeat(&mut s, GREEN, 10);
@@ -1252,11 +1219,7 @@ mod tests {
         let mut s = blue_serving_green_joining(64, 1);
         ingest(&mut s, 4..=40);
         s.handle_message(NOW, BLUE, output(10));
-        let restored = ToAgent::Restored {
-            barrier: 1,
-            state_hash: 0,
-        };
-        s.handle_message(NOW, GREEN, restored);
+        restored(&mut s, 1, 0);
         s.handle_message(NOW, GREEN, output(9));
         assert_eq!(s.role(GREEN), Some(Role::Starting));
         s.handle_message(NOW, GREEN, output(10));
@@ -1309,11 +1272,7 @@ mod tests {
             at: Seq(1003)
         }));
         ingest(&mut s, 1004..=1005);
-        let restored = ToAgent::Restored {
-            barrier: 1,
-            state_hash: 0,
-        };
-        s.handle_message(NOW, GREEN, restored);
+        restored(&mut s, 1, 0);
         assert_eq!(input_seqs(&drain(&mut s, GREEN)), [1004, 1005]);
         // Within the run, a lost instance rejoins as it always did.
         s.handle_disconnected(GREEN);
@@ -1329,11 +1288,7 @@ mod tests {
     fn a_catching_up_instance_serves_alone_when_its_donor_dies() {
         let mut s = blue_serving_green_joining(16, 1);
         ingest(&mut s, 4..=9);
-        let restored = ToAgent::Restored {
-            barrier: 1,
-            state_hash: 0,
-        };
-        s.handle_message(NOW, GREEN, restored);
+        restored(&mut s, 1, 0);
         assert_eq!(s.role(GREEN), Some(Role::Starting));
         s.handle_disconnected(BLUE);
         assert_eq!(s.role(GREEN), Some(Role::Serving));
