@@ -115,7 +115,7 @@ pub fn run(command: CtlCommand) -> ExitCode {
                 devices.join(","),
                 address.map_or(String::new(), |a| a.to_string())
             );
-            let text = match ask(&dir.path, &line) {
+            let text = match ask_saved(&dir.path, &line) {
                 Ok(text) => text,
                 Err(code) => return code,
             };
@@ -140,7 +140,7 @@ pub fn run(command: CtlCommand) -> ExitCode {
         }
         CtlCommand::Rollout { bundle, track, dir } => {
             let file = std::fs::canonicalize(&bundle).unwrap_or(bundle);
-            match ask(&dir.path, &format!("rollout\t{track}\t{}", file.display())) {
+            match ask_saved(&dir.path, &format!("rollout\t{track}\t{}", file.display())) {
                 Ok(text) => {
                     println!("{text}");
                     ExitCode::SUCCESS
@@ -163,15 +163,23 @@ pub fn run(command: CtlCommand) -> ExitCode {
     }
 }
 
-/// Sends one request to the running controller; its answer, or the exit code.
-fn ask(dir: &Path, line: &str) -> Result<String, ExitCode> {
+/// Sends a request the controller answers once `fleet.json` holds what it
+/// changed (an enrolment, a rollout); its answer, or the exit code.
+fn ask_saved(dir: &Path, line: &str) -> Result<String, ExitCode> {
     let socket = daemon::socket(dir);
-    // Status is answered at once; the rest once `fleet.json` holds it.
-    let answer = if line == "status" {
-        crate::up::ask::ask(&socket, line)
-    } else {
-        crate::up::ask::ask_within(&socket, line, daemon::SAVED_ANSWER_WAIT)
-    };
+    said(
+        dir,
+        crate::up::ask::ask_within(&socket, line, daemon::SAVED_ANSWER_WAIT),
+    )
+}
+
+/// Sends a request the controller answers at once (`status`).
+fn ask(dir: &Path, line: &str) -> Result<String, ExitCode> {
+    said(dir, crate::up::ask::ask(&daemon::socket(dir), line))
+}
+
+/// The controller's answer, or the exit code once what went wrong is said.
+fn said(dir: &Path, answer: Result<String, AskError>) -> Result<String, ExitCode> {
     answer.map_err(|e| {
         match e {
             AskError::Unanswered { socket, source } => eprintln!(
