@@ -78,10 +78,17 @@ pub fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
         let _ = std::fs::remove_file(&temp);
     }
     written?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
+    std::fs::File::open(dir_of(path))?.sync_all()?;
     Ok(())
+}
+
+/// The directory `path` is in: `.` for a bare file name (whose parent is
+/// the empty path, which opens as nothing).
+fn dir_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
 }
 
 /// Removes `<name>.<pid>-<n>.tmp` beside `path` (what [`write_atomically`]
@@ -89,16 +96,15 @@ pub fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
 /// a writer that died between the two. A running writer's are left alone,
 /// and so are files of any other shape.
 fn remove_dead_writers_temps(path: &Path) {
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
         return;
     };
-    let dir = if dir.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        dir
-    };
-    let Ok(entries) = std::fs::read_dir(dir) else {
+    let Ok(entries) = std::fs::read_dir(dir_of(path)) else {
         return;
+    };
+    // Digits as `format!` writes a number: no sign, no leading zero.
+    let number = |n: &str| {
+        !n.is_empty() && (n == "0" || !n.starts_with('0')) && n.bytes().all(|b| b.is_ascii_digit())
     };
     for entry in entries.flatten() {
         let file = entry.file_name();
@@ -110,7 +116,7 @@ fn remove_dead_writers_temps(path: &Path) {
                     .strip_suffix(".tmp")
             })
             .and_then(|rest| rest.split_once('-'))
-            .filter(|(_, call)| !call.is_empty() && call.bytes().all(|b| b.is_ascii_digit()))
+            .filter(|&(pid, call)| number(pid) && number(call))
             .and_then(|(pid, _)| pid.parse::<libc::pid_t>().ok())
             .filter(|&pid| pid > 0);
         if pid.is_some_and(|pid| !is_running(pid)) {
@@ -302,6 +308,8 @@ mod tests {
             "status.json.tmp",
             "other.json.1-1.tmp",
             "status.json.x-1.tmp",
+            "status.json.+99999999-1.tmp",
+            "status.json.099999999-1.tmp",
         ];
         for name in others.iter().copied().chain([dead.as_str(), live.as_str()]) {
             std::fs::write(dir.join(name), b"half").unwrap();
@@ -320,6 +328,13 @@ mod tests {
         kept.sort();
         assert_eq!(names, kept);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_bare_file_name_is_in_the_working_directory() {
+        assert_eq!(dir_of(Path::new("home-1.2.0.bundle")), Path::new("."));
+        assert_eq!(dir_of(Path::new("out/home.bundle")), Path::new("out"));
+        assert_eq!(dir_of(Path::new("/home.bundle")), Path::new("/"));
     }
 
     #[test]

@@ -160,6 +160,40 @@ supervise = "700ms"
 }
 
 #[test]
+fn a_bundle_named_without_a_directory_is_written_where_the_command_runs() {
+    let b = Bench::new("bare");
+    let graph = b.graph("g", 2, 1.0);
+    let out = tandem()
+        .current_dir(&b.dir)
+        .args([
+            "bundle",
+            "build",
+            "--graph",
+            b.s(&graph),
+            "--name",
+            "up",
+            "--version",
+            "1.2.0",
+            "-o",
+            "up.bundle",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown = tandem()
+        .current_dir(&b.dir)
+        .args(["bundle", "inspect", "up.bundle", "--config-dir", "config"])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.contains("bundle up 1.2.0"), "{shown}");
+}
+
+#[test]
 fn bundles_are_built_signed_verified_and_inspected_through_the_cli() {
     let b = Bench::new("cli");
     let graph = b.graph("g", 2, 1.0);
