@@ -39,17 +39,45 @@ fn root() -> PathBuf {
 /// (the clock ticks of `/proc/<pid>/stat` are 10 ms: a gateway idling at a
 /// few tenths of a percent uses only a handful of them in a window). A
 /// thread that ends within the window takes its time with it; an idle
-/// gateway's threads live as long as it does.
+/// gateway's threads live as long as it does. Where the kernel keeps no
+/// schedstat, the ticks.
 fn cpu_of(pid: u32) -> Duration {
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
         .into_iter()
         .flatten();
-    let nanos: u64 = tasks
+    let per_thread: Vec<u64> = tasks
         .flatten()
         .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
         .filter_map(|line| line.split_whitespace().next()?.parse::<u64>().ok())
+        .collect();
+    if per_thread.is_empty() {
+        return ticks_of(pid);
+    }
+    Duration::from_nanos(per_thread.iter().sum())
+}
+
+/// CPU time (user + system) a process has used so far, in clock ticks.
+fn ticks_of(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .unwrap_or_else(|e| panic!("cannot read the CPU time of process {pid}: {e}"));
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    // utime and stime are fields 14 and 15, i.e. 11 and 12 after the state.
+    let ticks: u64 = [11, 12]
+        .iter()
+        .map(|&i| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<u64>().ok())
+                .expect("utime and stime")
+        })
         .sum();
-    Duration::from_nanos(nanos)
+    // SAFETY: sysconf only reads a configuration value.
+    let per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_nanos(ticks * 1_000_000_000 / per_sec)
 }
 
 /// CPU of each `(name, pid)` over `window`, in % of one core.
