@@ -646,7 +646,6 @@ impl Driver {
     }
 }
 
-/// The id of the newest rollout in `saved` (0: none).
 /// Accepts gateways' connections until the endpoint closes.
 async fn accept_gateways(endpoint: quinn::Endpoint, fleet: mpsc::UnboundedSender<Input>) {
     let mut next = 0u64;
