@@ -335,16 +335,19 @@ impl Downstream {
         self.pending = self.pending.saturating_sub(dropped as usize);
     }
 
-    /// Takes one `Output` message of `color` (a copy of it: see
-    /// [`Downstream::handle_output_owned`], which takes the decoded batch).
+    /// Takes a copy of one `Output` message of `color` (the tests' way in;
+    /// the supervisor hands over the decoded batch itself,
+    /// [`Downstream::handle_output_owned`]).
+    #[cfg(test)]
     pub fn handle_output(&mut self, color: Color, frontier: Seq, records: &[Record]) {
         self.handle_output_owned(color, frontier, records.to_vec());
     }
 
-    /// [`Downstream::handle_output`] of a decoded batch it may keep: when
-    /// every record of it is emitted (the serving instance ahead, the usual
-    /// case) and nothing else waits, the batch itself is what
-    /// [`Downstream::poll_emitted`] hands out, with no copy.
+    /// Takes one `Output` message of `color`: its frontier and its decoded
+    /// batch, which it may keep: when every record of it is emitted (the
+    /// serving instance ahead, the usual case) and nothing else waits, the
+    /// batch itself is what [`Downstream::poll_emitted`] hands out, with no
+    /// copy.
     pub fn handle_output_owned(&mut self, color: Color, frontier: Seq, records: Vec<Record>) {
         if !self.instances[color.index()].present {
             self.stats.invalid += records.len() as u64;
