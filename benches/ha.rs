@@ -18,6 +18,12 @@
 //! - `one_vertex_records_per_sec`: the throughput run with `scale` alone
 //!   on each instance instead of the five vertices: what the path carries
 //!   when the vertices cost next to nothing;
+//! - `one_copy_records_per_sec`, `one_copy_ratio_raw_quinn`: the
+//!   throughput run with green withholding its output records (it still
+//!   reports its progress), so that each output record crosses to the agent
+//!   once: the ceiling of any protocol that keeps both instances fed and
+//!   emits every record (a digest from the second instance, say), and its
+//!   ratio to raw quinn;
 //! - `baselines.raw_quinn`: one raw quinn stream with the same frames, the
 //!   faster of two samples, one before the throughput parts and one after
 //!   them (the best of three runs each): on a shared machine one short
@@ -33,7 +39,7 @@
 //! holds its input back when an instance falls behind, so the sink's rate is
 //! the capacity), `TANDEM_HA_KILLS` (default 10),
 //! `TANDEM_HA_FAILOVER_SECS` (default 35), `TANDEM_HA_ONLY` (a comma list of
-//! raw, throughput, one, rss, latency, failover, snapshot).
+//! raw, throughput, one, ceiling, rss, latency, failover, snapshot).
 //!
 //! Agents start through `tandem::harness`, the one harness for `tandem up`
 //! in tests and benches.
@@ -49,7 +55,9 @@ use bytes::Bytes;
 use hdrhistogram::Histogram;
 use tandem::checkpoint::{self, format, Checkpoint, GraphStamp};
 use tandem::harness::proc::{peak_rss_bytes, try_signal};
-use tandem::harness::{agent_config, status, Agent as _, InProcess, Launcher, Scratch};
+use tandem::harness::{
+    agent_config, status, Agent as _, InProcess, Launcher, Scratch, WITHHOLD_OUTPUT,
+};
 use tandem::net::{Client, Server, SiteCa, TransportOptions};
 use tandem_core::ha::ToAgent;
 use tandem_core::{
@@ -248,6 +256,28 @@ fn this_exe() -> std::path::PathBuf {
 }
 
 fn start_up(label: &str, rate: f64, batch: usize, run_for: Duration, chain: Chain) -> Up {
+    start_up_with(label, rate, batch, run_for, chain, Output::Both)
+}
+
+/// What the instances send the agent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Output {
+    /// Both send every output record, as `tandem up` does.
+    Both,
+    /// Green sends only its progress, no records
+    /// (`tandem::harness::WITHHOLD_OUTPUT`): each output record crosses to
+    /// the agent once, the least any protocol that emits it could send.
+    BlueOnly,
+}
+
+fn start_up_with(
+    label: &str,
+    rate: f64,
+    batch: usize,
+    run_for: Duration,
+    chain: Chain,
+    output: Output,
+) -> Up {
     let dir = Scratch::new(&format!("ha-bench-{label}"));
     let file = dir.write(
         "ha-bench.toml",
@@ -257,6 +287,9 @@ fn start_up(label: &str, rate: f64, batch: usize, run_for: Duration, chain: Chai
         .unwrap_or_else(|e| panic!("bench graph: {e}"));
     config.run_for = Some(run_for);
     config.batch = batch;
+    if output == Output::BlueOnly {
+        config.instance.args = vec![WITHHOLD_OUTPUT.into(), "green".into()];
+    }
     let probe = Probe::new();
     config
         .egress
@@ -454,13 +487,20 @@ impl CpuWindow {
 
 /// Records per second at the probe, measured for `measure` after `warm`,
 /// and how many instance restarts happened in that window.
-fn throughput(rate: f64, warm: Duration, measure: Duration, chain: Chain) -> (f64, u64) {
-    let up = start_up(
+fn throughput(
+    rate: f64,
+    warm: Duration,
+    measure: Duration,
+    chain: Chain,
+    output: Output,
+) -> (f64, u64) {
+    let up = start_up_with(
         "throughput",
         rate,
         BATCH,
         warm + measure + Duration::from_secs(4),
         chain,
+        output,
     );
     let started = Instant::now();
     match up.both_serving(Duration::from_secs(8)) {
@@ -811,6 +851,7 @@ fn main() {
             Duration::from_secs(2),
             Duration::from_secs(4),
             Chain::Five,
+            Output::Both,
         );
         println!(
             "end to end, source at {:.1} M/s:        {:>8.2} M records/s, {restarts} instance restarts while measuring",
@@ -827,6 +868,7 @@ fn main() {
             Duration::from_secs(2),
             Duration::from_secs(4),
             Chain::One,
+            Output::Both,
         );
         let of_raw = raw_before.map_or(String::new(), |r| {
             format!(" ({:.2} of raw quinn before it)", one / r)
@@ -838,9 +880,31 @@ fn main() {
         one
     });
 
+    // The same path with green's output withheld: each output record
+    // crosses to the agent once. No protocol that keeps both instances fed
+    // and emits every record carries less, so this is the ceiling of any
+    // such protocol (a digest from the second instance, say) on this machine.
+    let ceiling = runs("ceiling").then(|| {
+        let (ceiling, restarts) = throughput(
+            rate,
+            Duration::from_secs(2),
+            Duration::from_secs(4),
+            Chain::Five,
+            Output::BlueOnly,
+        );
+        let of_raw = raw_before.map_or(String::new(), |r| {
+            format!(" ({:.2} of raw quinn before it)", ceiling / r)
+        });
+        println!(
+            "end to end, green's output withheld:       {:>8.2} M records/s{of_raw}, {restarts} instance restarts while measuring",
+            ceiling / 1e6,
+        );
+        ceiling
+    });
+
     // Again, after the parts that are compared with it.
     let raw_after = raw_before
-        .filter(|_| tput.is_some() || one.is_some())
+        .filter(|_| tput.is_some() || one.is_some() || ceiling.is_some())
         .map(|_| raw_quinn());
     let raw = match (raw_before, raw_after) {
         (Some(before), Some(after)) => {
@@ -952,9 +1016,13 @@ fn main() {
     if let Some(ratio) = ratio {
         println!("ratio: end to end is {ratio:.2} of raw quinn (target >= 0.33)");
     }
+    let ceiling_ratio = ceiling.zip(raw).map(|(c, r)| c / r);
+    if let Some(c) = ceiling_ratio {
+        println!("ceiling: with each output record crossing once, end to end would be {c:.2} of raw quinn");
+    }
     println!("targets: >= 2 M records/s, failover gap p99 <= 10 ms, 10 MB snapshot <= 25 ms, peak rss <= {RSS_TARGET_MB:.0} MB per process");
     let line = format!(
-        r#"{{"records_per_sec": {}, "p50_us": {}, "p99_us": {}, "failover_gap_p99_ms": {}, "snapshot_10mb_ms": {}, "ratio_raw_quinn": {}, "agent_peak_rss_mb": {}, "blue_peak_rss_mb": {}, "green_peak_rss_mb": {}, "peak_rss_target_mb": {RSS_TARGET_MB:.0}, "one_vertex_records_per_sec": {}, "baselines": {{"raw_quinn": {}}}}}"#,
+        r#"{{"records_per_sec": {}, "p50_us": {}, "p99_us": {}, "failover_gap_p99_ms": {}, "snapshot_10mb_ms": {}, "ratio_raw_quinn": {}, "agent_peak_rss_mb": {}, "blue_peak_rss_mb": {}, "green_peak_rss_mb": {}, "peak_rss_target_mb": {RSS_TARGET_MB:.0}, "one_vertex_records_per_sec": {}, "one_copy_records_per_sec": {}, "one_copy_ratio_raw_quinn": {}, "baselines": {{"raw_quinn": {}}}}}"#,
         num(tput, 0),
         num(lat.map(|l| l.0), 1),
         num(lat.map(|l| l.1), 1),
@@ -965,6 +1033,8 @@ fn main() {
         num(rss_mb(1), 1),
         num(rss_mb(2), 1),
         num(one, 0),
+        num(ceiling, 0),
+        num(ceiling_ratio, 3),
         num(raw, 0),
     );
     if json {

@@ -28,5 +28,6 @@ pub mod status;
 pub use agent::{Agent, Control};
 pub use inproc::{agent_config, InProcess, Unfinished};
 pub use process::{release_binary, Launcher, Up};
-pub use roles::serve_roles;
+pub(crate) use roles::withholds_output;
+pub use roles::{serve_roles, WITHHOLD_OUTPUT};
 pub use scratch::{wait_for, Scratch, POLL};

@@ -2,13 +2,34 @@
 //! an agent starts), `<exe> up GRAPH --state-dir DIR ..` an agent with the
 //! graph's own sinks, as a process of its own (so that what it costs, its
 //! memory, is its own).
+//!
+//! `<exe> withhold-output COLOR instance ..` is an instance that, if it is
+//! `COLOR`, sends the agent no output records, only its progress (the
+//! frontiers it has processed): the `ha` bench's ceiling, what the path
+//! would carry if each output record crossed to the agent once. Only a
+//! bench asks for it; the `tandem` a gateway runs cannot.
 
 use std::path::PathBuf;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use clap::Parser;
 
+use tandem_core::ha::Color;
+
 use crate::up::instance::Launch;
+
+/// The role word before `instance` that withholds one colour's output.
+pub const WITHHOLD_OUTPUT: &str = "withhold-output";
+
+/// The colour whose output this process withholds, if any.
+static WITHHELD: OnceLock<Color> = OnceLock::new();
+
+/// True when this process is an instance of `color` asked to withhold its
+/// output records ([`WITHHOLD_OUTPUT`]).
+pub(crate) fn withholds_output(color: Color) -> bool {
+    WITHHELD.get() == Some(&color)
+}
 
 /// The options of `tandem up` a bench uses.
 #[derive(Debug, Parser)]
@@ -36,6 +57,19 @@ fn duration(text: &str) -> Result<Duration, String> {
 /// Runs the role `args` (this process's, the program name first) ask for,
 /// and exits; returns when they ask for none. `name` starts error lines.
 pub fn serve_roles(name: &str, args: &[String]) {
+    let mut args = args;
+    if args.get(1).map(String::as_str) == Some(WITHHOLD_OUTPUT) {
+        match args.get(2).and_then(|c| Color::from_name(c)) {
+            Some(color) => {
+                let _ = WITHHELD.set(color);
+                args = &args[2..];
+            }
+            None => {
+                eprintln!("{name}: `{WITHHOLD_OUTPUT}` wants a colour, blue or green");
+                std::process::exit(2)
+            }
+        }
+    }
     let result = match args.get(1).map(String::as_str) {
         Some("instance") => Launch::parse(&args[1..])
             .and_then(Launch::run)

@@ -44,6 +44,11 @@ impl Color {
             Color::Green => "green",
         }
     }
+
+    /// The colour of that [`Color::name`], if it is one.
+    pub fn from_name(name: &str) -> Option<Color> {
+        Color::BOTH.into_iter().find(|c| c.name() == name)
+    }
 }
 
 impl fmt::Display for Color {
@@ -262,8 +267,17 @@ pub enum ToAgent {
 
 #[cfg(test)]
 mod tests {
-    use super::Nanos;
+    use super::{Color, Nanos};
     use std::time::Duration;
+
+    #[test]
+    fn a_colour_is_found_by_its_name_and_nothing_else() {
+        for c in Color::BOTH {
+            assert_eq!(Color::from_name(c.name()), Some(c));
+        }
+        assert_eq!(Color::from_name("Blue"), None);
+        assert_eq!(Color::from_name(""), None);
+    }
 
     #[test]
     fn nanos_and_durations_convert_both_ways_within_their_ranges() {

@@ -224,6 +224,10 @@ impl Control {
         let out = self.out.clone();
         let processed = self.processed.clone();
         let map = self.config.channels.as_ref().map(|m| m.to_agent.clone());
+        #[cfg(feature = "harness")]
+        let withhold = crate::harness::withholds_output(self.config.color);
+        #[cfg(not(feature = "harness"))]
+        let withhold = false;
         // Each output record is encoded once, into the frame sent to the
         // agent; frames of at most OUTPUT_RECORDS, cut where the frontier
         // allows (the next frame may start with the same seq).
@@ -234,7 +238,9 @@ impl Control {
                 return;
             };
             let frontier = batch.frontier();
-            out.push_output(batch.bytes().clone());
+            if !withhold {
+                out.push_output(batch.bytes().clone());
+            }
             processed.fetch_max(frontier.0, Ordering::Relaxed);
         })
         .with_channels(map);

@@ -305,11 +305,11 @@ impl Launch {
             };
             match word {
                 "--color" => {
-                    color = Some(match value()? {
-                        "blue" => Color::Blue,
-                        "green" => Color::Green,
-                        other => return Err(LaunchError::Color(other.to_owned())),
-                    })
+                    let name = value()?;
+                    color = Some(
+                        Color::from_name(name)
+                            .ok_or_else(|| LaunchError::Color(name.to_owned()))?,
+                    )
                 }
                 "--agent" => agent = Some(value()?.parse().map_err(LaunchError::Agent)?),
                 "--state-dir" => state_dir = Some(value()?.into()),
