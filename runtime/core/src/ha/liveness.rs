@@ -138,13 +138,18 @@ impl Liveness {
         }
     }
 
-    /// A frame came from `color`: it has answered the pings so far, its
-    /// deadline, while it owes, moves to `now + timeout`, and it is not
-    /// pinged for quiet before `now + interval`.
+    /// A frame came from `color` at `now` (its arrival, which may be
+    /// before the frame is handled): if it came after the pings so far, it
+    /// answers them; its deadline, while it owes, moves to `now + timeout`,
+    /// and it is not pinged for quiet before `now + interval`.
     pub fn handle_heard(&mut self, now: Nanos, color: Color) {
         if let Some(watch) = &mut self.watches[color.index()] {
             watch.heard = watch.heard.max(now);
-            watch.ping_since = None;
+            // A frame that arrived before the ping went out says nothing of
+            // whether the instance is still alive to answer it.
+            if watch.ping_since.is_some_and(|since| since <= now) {
+                watch.ping_since = None;
+            }
             watch.next_ping = watch.next_ping.max(now.add(self.config.interval));
         }
     }
@@ -295,6 +300,22 @@ mod tests {
         assert_eq!(l.next_wakeup(), Some(ms(120)));
         assert_eq!(l.poll_timeout(ms(119)), None);
         assert_eq!(l.poll_timeout(ms(120)), Some(Color::Green));
+    }
+
+    #[test]
+    fn a_frame_that_arrived_before_a_ping_does_not_answer_it() {
+        let mut l = liveness();
+        l.watch(ms(0), Color::Green);
+        assert_eq!(l.poll_ping(ms(0)), Some((Color::Green, 1)));
+        l.handle_heard(ms(1), Color::Green);
+        l.owes(ms(1), Color::Green, false);
+        assert_eq!(l.poll_ping(ms(50)), Some((Color::Green, 2)));
+        // A frame that arrived at 49 ms is handled after the ping went
+        // out: the ping is still unanswered, and its deadline stands.
+        l.handle_heard(ms(49), Color::Green);
+        assert_eq!(l.next_wakeup(), Some(ms(70)));
+        assert_eq!(l.poll_timeout(ms(69)), None);
+        assert_eq!(l.poll_timeout(ms(70)), Some(Color::Green));
     }
 
     #[test]
