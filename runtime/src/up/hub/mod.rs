@@ -283,6 +283,10 @@ impl Hub {
                     }
                 }
                 self.sup.handle_timeout(self.now());
+                // The pings it queued go now: the loop may sleep until a
+                // deadline that counts from them (an idle instance's next
+                // wake-up is its ping's deadline, not another ping).
+                self.flush(to_sinks);
             }
             let deadlines = [
                 self.sup
