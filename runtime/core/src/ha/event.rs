@@ -17,6 +17,9 @@ pub enum LostReason {
     Replaced,
     /// It was restoring from the other instance, which was lost.
     DonorLost,
+    /// It stayed behind its live peer for the stall timeout without
+    /// processing anything more (its vertices stuck while it answered).
+    Stalled,
 }
 
 /// What the supervisor reports: for logs, status, and process control.

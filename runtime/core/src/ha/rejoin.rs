@@ -53,6 +53,10 @@ pub struct HaConfig {
     /// A rejoin whose snapshot has not been restored after this long starts
     /// over with a new barrier.
     pub rejoin_timeout: Nanos,
+    /// A live instance that stays behind its live peer this long without
+    /// processing anything more is lost: it answers pings (its network
+    /// thread does) while its vertices are stuck.
+    pub stall_timeout: Nanos,
 }
 
 impl Default for HaConfig {
@@ -64,6 +68,7 @@ impl Default for HaConfig {
             liveness: LivenessConfig::default(),
             catch_up_margin: 1024,
             rejoin_timeout: Nanos::from_millis(10_000),
+            stall_timeout: Nanos::from_millis(2_000),
         }
     }
 }
@@ -95,6 +100,8 @@ struct Slot {
     /// The last barrier this process's state is known at: one it reported
     /// its state hash at, or the one whose snapshot it restored (0: none).
     checkpoint: u64,
+    /// Since when it has been live behind its live peer with no progress.
+    behind_since: Option<Nanos>,
 }
 
 const EMPTY: Slot = Slot {
@@ -103,6 +110,7 @@ const EMPTY: Slot = Slot {
     version: 0,
     processed: Seq::ZERO,
     checkpoint: 0,
+    behind_since: None,
 };
 
 const HASHES_KEPT: usize = 16;
@@ -115,6 +123,7 @@ pub struct Supervisor {
     liveness: Liveness,
     margin: u64,
     rejoin_timeout: Nanos,
+    stall_timeout: Nanos,
     slots: [Slot; 2],
     control: [VecDeque<ToInstance>; 2],
     events: VecDeque<Event>,
@@ -132,6 +141,7 @@ impl Supervisor {
             liveness: Liveness::new(config.liveness),
             margin: config.catch_up_margin,
             rejoin_timeout: config.rejoin_timeout,
+            stall_timeout: config.stall_timeout,
             slots: [EMPTY; 2],
             control: [VecDeque::new(), VecDeque::new()],
             events: VecDeque::new(),
@@ -240,6 +250,34 @@ impl Supervisor {
                 self.vigilant || rejoining || slot.phase != Phase::Live || slot.processed < head;
             self.liveness.owes(now, color, owes);
         }
+        self.update_behind(now);
+    }
+
+    /// Notes since when each live instance has been behind its live peer.
+    /// Any progress of its own starts the count again ([`Supervisor::progressed`]),
+    /// so only one that processes nothing while its peer goes on ever
+    /// reaches the stall timeout: one whose vertices are stuck while its
+    /// network thread answers pings. A stall of the agent's own, or input
+    /// both instances are slow on, holds both back alike and loses neither.
+    fn update_behind(&mut self, now: Nanos) {
+        for color in Color::BOTH {
+            let peer = self.slots[color.other().index()];
+            let slot = &mut self.slots[color.index()];
+            let behind = slot.phase == Phase::Live
+                && peer.phase == Phase::Live
+                && slot.processed < peer.processed;
+            if !behind {
+                slot.behind_since = None;
+            } else if slot.behind_since.is_none() {
+                slot.behind_since = Some(now);
+            }
+        }
+    }
+
+    /// When `color` is lost for staying behind without progress, if it is behind.
+    fn stall_deadline(&self, color: Color) -> Option<Nanos> {
+        let since = self.slots[color.index()].behind_since?;
+        Some(since.add(self.stall_timeout))
     }
 
     fn overruns(&mut self) {
@@ -259,6 +297,11 @@ impl Supervisor {
         self.update_owed(now);
         while let Some(color) = self.liveness.poll_timeout(now) {
             self.lose(color, LostReason::HeartbeatTimeout);
+        }
+        for color in Color::BOTH {
+            if self.stall_deadline(color).is_some_and(|d| d <= now) {
+                self.lose(color, LostReason::Stalled);
+            }
         }
         for color in Color::BOTH {
             if let Phase::Restoring {
@@ -286,7 +329,15 @@ impl Supervisor {
             Phase::Restoring { deadline, .. } => Some(deadline),
             _ => None,
         });
-        self.liveness.next_wakeup().into_iter().chain(rejoins).min()
+        let stalls = Color::BOTH
+            .into_iter()
+            .filter_map(|c| self.stall_deadline(c));
+        self.liveness
+            .next_wakeup()
+            .into_iter()
+            .chain(rejoins)
+            .chain(stalls)
+            .min()
     }
 
     /// A frame from the instance on `color`'s connection. A `Hello` binds the
@@ -365,6 +416,10 @@ impl Supervisor {
     /// is known while output flows and no ping goes out.
     fn progressed(&mut self, color: Color, processed: Seq) {
         let slot = &mut self.slots[color.index()];
+        if processed > slot.processed {
+            // Behind or not, it moves: the stall count starts again.
+            slot.behind_since = None;
+        }
         slot.processed = slot.processed.max(processed);
         self.check_caught_up(color);
     }
@@ -608,6 +663,8 @@ impl Supervisor {
         self.control[color.index()].clear();
         self.events.push_back(Event::Lost { color, reason });
         let other = color.other();
+        // No live peer to be behind any more.
+        self.slots[other.index()].behind_since = None;
         let peer = self.slots[other.index()];
         match peer.phase {
             Phase::Absent => {}
@@ -1224,6 +1281,64 @@ mod tests {
         assert_eq!(s.role(GREEN), Some(Role::Starting));
         s.handle_message(NOW, GREEN, output(10));
         assert_eq!(s.role(GREEN), Some(Role::Serving));
+    }
+
+    /// At `t` ms: blue's output moves on to `10 + t / 100`, green answers
+    /// a ping with `green` processed, and what is due is done.
+    fn tick(s: &mut Supervisor, t: i64, green: u64) {
+        let at = Nanos::from_millis(t);
+        s.handle_message(at, BLUE, output(10 + t as u64 / 100));
+        let answer = ToAgent::Heartbeat {
+            sent_ns: 0,
+            seq: 0,
+            processed: Seq(green),
+        };
+        s.handle_message(at, GREEN, answer);
+        s.handle_timeout(at);
+    }
+
+    fn serving_pair() -> Supervisor {
+        let mut s = blue_serving_green_joining(64, 1);
+        ingest(&mut s, 4..=40);
+        s.handle_message(NOW, BLUE, output(10));
+        restored(&mut s, 1, 0);
+        s.handle_message(NOW, GREEN, output(10));
+        assert_eq!(s.role(GREEN), Some(Role::Serving));
+        events(&mut s);
+        s
+    }
+
+    #[test]
+    fn an_instance_that_answers_but_stays_behind_its_peer_without_progress_is_lost() {
+        let mut s = serving_pair();
+        // Green's vertices are stuck at 10; its network thread answers.
+        for t in (100..=2000).step_by(100) {
+            tick(&mut s, t, 10);
+        }
+        assert!(s.is_live(GREEN), "lost before the 2 s stall timeout");
+        // Behind since 100 ms: lost at 2.1 s, and blue serves on.
+        tick(&mut s, 2100, 10);
+        assert_eq!(
+            events(&mut s),
+            vec![Event::Lost {
+                color: GREEN,
+                reason: LostReason::Stalled
+            }]
+        );
+        assert_eq!(s.role(BLUE), Some(Role::Serving));
+    }
+
+    #[test]
+    fn an_instance_slower_than_its_peer_but_moving_is_not_lost() {
+        let mut s = serving_pair();
+        // Green moves one step every 400 ms, further and further behind.
+        for t in (100..=3000).step_by(100) {
+            tick(&mut s, t, 10 + t as u64 / 400);
+        }
+        assert!(s.is_live(GREEN));
+        assert!(!events(&mut s)
+            .iter()
+            .any(|e| matches!(e, Event::Lost { .. })));
     }
 
     /// The seqs of the records in `msgs`.

@@ -307,6 +307,7 @@ impl Sim {
             },
             catch_up_margin: 64,
             rejoin_timeout: Nanos(rng.range(30, 300) * MS),
+            stall_timeout: Nanos(400 * MS),
         };
         if trace {
             eprintln!("seed {seed}: retention {retention}, {config:?}");

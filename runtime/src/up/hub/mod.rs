@@ -139,6 +139,14 @@ pub(super) struct Hub {
     service: crate::service::Notifier,
 }
 
+/// How long a live instance may stay behind its live peer without
+/// progress before it is lost (docs/ha.md, "Liveness"): four heartbeat
+/// timeouts, and at least a second, so that a pause of one process (a
+/// large snapshot, the scheduler) is not taken for a stuck one.
+fn stall_timeout(timeout: Duration) -> Duration {
+    (timeout * 4).max(Duration::from_secs(1))
+}
+
 impl Hub {
     pub(super) fn new(config: &AgentConfig, wiring: Wiring) -> Hub {
         let mut tolerances = Tolerances::exact();
@@ -158,6 +166,7 @@ impl Hub {
                 // coming, hears from the agent well before it gives up on it.
                 keepalive: Nanos::from_duration(super::instance::AGENT_SILENCE / 3),
             },
+            stall_timeout: Nanos::from_duration(stall_timeout(config.ha.timeout)),
             ..HaConfig::default()
         };
         let mut sup = Supervisor::new(ha);
