@@ -340,9 +340,11 @@ impl Supervisor {
             .min()
     }
 
-    /// A frame from the instance on `color`'s connection. A `Hello` binds the
-    /// connection to the colour it names (the `color` argument is ignored);
-    /// the runtime drops frames of a connection superseded by a newer hello.
+    /// A frame from the instance on `color`'s connection. A `Hello` starts
+    /// (or restarts) the instance of `color`; one naming the other colour is
+    /// ignored: a connection speaks for the colour its certificate is for,
+    /// and an instance cannot take its peer's slot by saying hello as it.
+    /// The runtime drops frames of a connection superseded by a newer hello.
     pub fn handle_message(&mut self, now: Nanos, color: Color, msg: ToAgent) {
         // Any frame proves the instance alive, and puts its next ping off: a
         // heartbeat answer can wait behind a burst of output on the same
@@ -352,7 +354,15 @@ impl Supervisor {
             self.liveness.handle_heard(now, color);
         }
         match msg {
-            ToAgent::Hello { color, version, .. } => self.hello(now, color, version),
+            ToAgent::Hello {
+                color: named,
+                version,
+                ..
+            } => {
+                if named == color {
+                    self.hello(now, color, version);
+                }
+            }
             ToAgent::Output { frontier, records } => {
                 if self.slots[color.index()].phase != Phase::Absent {
                     let frontier = frontier.min(self.upstream.head());
@@ -1306,6 +1316,21 @@ mod tests {
         assert_eq!(s.role(GREEN), Some(Role::Serving));
         events(&mut s);
         s
+    }
+
+    #[test]
+    fn an_instance_cannot_say_hello_as_its_peer() {
+        let mut s = serving_pair();
+        // On blue's connection, a hello naming green.
+        let hello = ToAgent::Hello {
+            color: GREEN,
+            version: 1,
+            pid: 9,
+        };
+        s.handle_message(NOW, BLUE, hello);
+        assert!(events(&mut s).is_empty());
+        assert_eq!(s.role(GREEN), Some(Role::Serving));
+        assert_eq!(s.role(BLUE), Some(Role::Serving));
     }
 
     #[test]
