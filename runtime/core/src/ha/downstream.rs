@@ -133,7 +133,8 @@ pub struct DownstreamStats {
     pub diverged: u64,
     /// Copies dropped without comparison (other instance lost or restored past them, ring full).
     pub uncompared: u64,
-    /// Records refused: unknown stream, or out of seq order within an instance.
+    /// Records refused: unknown stream, out of seq order within an
+    /// instance, or numbered past the input ingested so far.
     pub invalid: u64,
 }
 
@@ -341,6 +342,11 @@ impl Downstream {
     #[cfg(test)]
     pub fn handle_output(&mut self, color: Color, frontier: Seq, records: &[Record]) {
         self.handle_output_owned(color, frontier, records.to_vec());
+    }
+
+    /// Counts `n` records refused before they reached the junction.
+    pub(crate) fn count_invalid(&mut self, n: u64) {
+        self.stats.invalid += n;
     }
 
     /// Takes one `Output` message of `color`: its frontier and its decoded

@@ -363,9 +363,22 @@ impl Supervisor {
                     self.hello(now, color, version);
                 }
             }
-            ToAgent::Output { frontier, records } => {
+            ToAgent::Output {
+                frontier,
+                mut records,
+            } => {
                 if self.slots[color.index()].phase != Phase::Absent {
-                    let frontier = frontier.min(self.upstream.head());
+                    let head = self.upstream.head();
+                    let frontier = frontier.min(head);
+                    // No record can come of input not ingested yet: one
+                    // numbered past it is refused (counted invalid), or it
+                    // would hold its stream's emission above every honest
+                    // record to come.
+                    if records.iter().any(|r| r.seq > head) {
+                        let sent = records.len();
+                        records.retain(|r| r.seq <= head);
+                        self.downstream.count_invalid((sent - records.len()) as u64);
+                    }
                     // The decoded batch itself goes on to the sinks when it can.
                     self.downstream
                         .handle_output_owned(color, frontier, records);
@@ -883,6 +896,7 @@ mod tests {
         restored(&mut s, 1, 0);
         heartbeat(&mut s, GREEN, 3);
         assert_eq!(s.role(GREEN), Some(Role::Shadow));
+        ingest(&mut s, 4..=5);
         let out = |seq: u64| vec![Record::new(Seq(seq), EventTime(0), ChannelId(0), 1.0)];
         deliver(&mut s, BLUE, Seq(4), &out(4));
         assert!(s.promote(GREEN));
@@ -1316,6 +1330,18 @@ mod tests {
         assert_eq!(s.role(GREEN), Some(Role::Serving));
         events(&mut s);
         s
+    }
+
+    #[test]
+    fn a_record_numbered_past_the_input_is_refused_and_its_stream_goes_on() {
+        let mut s = serving_pair();
+        let rec = |q: u64| Record::new(Seq(q), EventTime(0), ChannelId(0), q as f64);
+        deliver(&mut s, BLUE, Seq(10), &[rec(u64::MAX - 1)]);
+        deliver(&mut s, BLUE, Seq(11), &[rec(11)]);
+        let mut emitted = Vec::new();
+        s.poll_emitted(&mut emitted);
+        assert_eq!(emitted, vec![rec(11)]);
+        assert_eq!(s.downstream().stats().invalid, 1);
     }
 
     #[test]
