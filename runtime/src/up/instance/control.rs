@@ -141,7 +141,12 @@ impl Control {
                 if let Some(map) = map {
                     ChannelMap::translate(&map.to_local, &mut records);
                 }
-                feed.send(Batch { frontier, records });
+                // A topology that has ended (a vertex panicked) takes no
+                // more input: the instance stops, and the agent restarts it,
+                // rather than answer pings while it drops what it is sent.
+                if !feed.send(Batch { frontier, records }) {
+                    return Err(ControlError::TopologyEnded);
+                }
                 while let Some(buffer) = feed.take_spare() {
                     if spares.try_send(buffer).is_err() {
                         break;

@@ -187,6 +187,10 @@ pub enum ControlError {
     /// The topology is not running after it was started.
     #[error("the topology did not start")]
     NotStarted,
+    /// The topology ended while input still came (a vertex panicked: its
+    /// worker's log says which).
+    #[error("the topology ended while input still came (see the log for why)")]
+    TopologyEnded,
     /// A snapshot chunk from the agent does not continue what came before.
     #[error(
         "snapshot chunk at {offset} of {total} bytes does not follow the {received} bytes received"
