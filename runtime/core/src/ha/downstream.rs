@@ -233,6 +233,9 @@ pub struct Downstream {
     stats: DownstreamStats,
     /// Copies waiting for their twin, over all streams.
     pending: usize,
+    /// Room the streams' queues hold, over all streams (a queue keeps its
+    /// room as it empties, until [`Downstream::trim`]).
+    room: usize,
     /// Emptied batch buffers, for the decoder to fill again.
     spares: Vec<Vec<Record>>,
 }
@@ -250,6 +253,7 @@ impl Downstream {
             divergences: Vec::new(),
             stats: DownstreamStats::default(),
             pending: 0,
+            room: 0,
             spares: Vec::new(),
         }
     }
@@ -516,12 +520,36 @@ impl Downstream {
             }
         }
         stream.owner = color;
+        let room = stream.queue.capacity();
         stream.queue.push_back(Pending {
             record: *record,
             ordinal,
         });
+        let grown = stream.queue.capacity() - room;
         self.pending += 1;
+        if grown > 0 {
+            self.room += grown;
+            if self.room > 2 * self.config.max_pending {
+                self.trim();
+            }
+        }
         emit
+    }
+
+    /// Gives back the room of queues that hold far less than it, once all
+    /// of them together have room for more than twice
+    /// [`DownstreamConfig::max_pending`] copies: copies spread over many
+    /// streams one after another (each queue keeping its room as it
+    /// empties) stay within about three times `max_pending` in all. With a
+    /// stream or two, as at saturation, it never runs.
+    fn trim(&mut self) {
+        for stream in &mut self.streams {
+            let len = stream.queue.len();
+            if len * 2 < stream.queue.capacity() {
+                stream.queue.shrink_to(len);
+            }
+        }
+        self.room = self.streams.iter().map(|s| s.queue.capacity()).sum();
     }
 
     fn handle_frontier(&mut self, color: Color, frontier: Seq) {
@@ -892,5 +920,27 @@ mod tests {
         assert_eq!(d.stats().diverged, 0);
         assert_eq!(d.stats().compared, 10);
         assert_eq!(d.pending(), 0);
+    }
+
+    #[test]
+    fn queues_emptied_one_stream_after_another_give_their_room_back() {
+        let config = DownstreamConfig {
+            max_pending: 2048,
+            ..DownstreamConfig::default()
+        };
+        let mut d = Downstream::new(config, Tolerances::exact());
+        d.expect(BLUE, Seq::ZERO, Role::Serving);
+        d.expect(GREEN, Seq::ZERO, Role::Serving);
+        // On 64 streams in turn, blue runs 1000 copies ahead, then green
+        // catches up: never more than 1000 waiting at once.
+        for c in 0..64u32 {
+            let batch: Vec<Record> = (1..=1000).map(|q| rec(q, c, q as f64)).collect();
+            d.handle_output(BLUE, Seq::ZERO, &batch);
+            d.handle_output(GREEN, Seq::ZERO, &batch);
+            assert_eq!(d.pending(), 0);
+        }
+        let room: usize = d.streams.iter().map(|s| s.queue.capacity()).sum();
+        assert!(room <= 3 * 2048, "room for {room} copies is kept");
+        assert_eq!(d.stats().compared, 64_000);
     }
 }
