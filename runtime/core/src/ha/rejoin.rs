@@ -541,7 +541,7 @@ impl Supervisor {
     fn start_rejoin(&mut self, now: Nanos, color: Color) {
         let donor = color.other();
         let mark = self.upstream.place_barrier();
-        self.upstream.detach(color);
+        self.upstream.detach_restoring(color, mark.id);
         self.slots[color.index()].phase = Phase::Restoring {
             barrier: mark.id,
             at: mark.at,
@@ -608,7 +608,7 @@ impl Supervisor {
             self.start_rejoin(now, color);
             return;
         }
-        match self.upstream.start_replay(color, at.next()) {
+        match self.upstream.start_replay_after(color, at.next(), barrier) {
             Ok(()) => {
                 self.slots[color.index()].phase = Phase::CatchingUp { at };
                 self.slots[color.index()].processed = at;
@@ -1330,6 +1330,37 @@ mod tests {
         assert_eq!(s.role(GREEN), Some(Role::Serving));
         events(&mut s);
         s
+    }
+
+    #[test]
+    fn barriers_placed_while_an_instance_restores_reach_it_after_its_restore() {
+        // A barrier at the rejoin barrier's own point (an idle unit stopping
+        // at once), and one after input that came while green restored.
+        for more_input in [false, true] {
+            let mut s = blue_serving_green_joining(16, 1);
+            if more_input {
+                ingest(&mut s, 4..=5);
+            }
+            let last = s.place_barrier();
+            // Blue passes it long before green has restored.
+            drain(&mut s, BLUE);
+            state_hash(&mut s, BLUE, last.id);
+            restored(&mut s, 1, 0);
+            let to_green = drain(&mut s, GREEN);
+            assert!(
+                to_green.contains(&ToInstance::Barrier {
+                    id: last.id,
+                    at: last.at
+                }),
+                "green was sent {to_green:?}"
+            );
+            // So a stop there waits for green's report, and gets it.
+            heartbeat(&mut s, GREEN, last.at.0);
+            assert!(s.is_live(GREEN));
+            assert!(!s.checkpointed(last.id));
+            state_hash(&mut s, GREEN, last.id);
+            assert!(s.checkpointed(last.id));
+        }
     }
 
     #[test]

@@ -186,6 +186,10 @@ pub struct Upstream {
     barriers: VecDeque<BarrierMark>,
     next_barrier: u64,
     cursors: [Option<Cursor>; 2],
+    /// For an instance being restored from a snapshot at a barrier: that
+    /// barrier's id. Barriers placed after it are kept for it, to be sent
+    /// once its replay starts ([`Upstream::start_replay_after`]).
+    restoring: [Option<u64>; 2],
     events: VecDeque<UpstreamEvent>,
     rejected: u64,
     /// Encodes what comes as plain records, and re-encodes partial frames.
@@ -209,6 +213,7 @@ impl Upstream {
             barriers: VecDeque::new(),
             next_barrier: 1,
             cursors: [None, None],
+            restoring: [None, None],
             events: VecDeque::new(),
             rejected: 0,
             encoder: BatchEncoder::new(BatchKind::Input, config.max_batch),
@@ -372,23 +377,55 @@ impl Upstream {
     /// with every barrier placed at or after `from`. Fails, leaving the
     /// instance detached, when the ring has moved past `from`.
     pub fn start_replay(&mut self, color: Color, from: Seq) -> Result<(), RetentionError> {
-        self.cursors[color.index()] = None;
-        self.check_replay(from)?;
         let next_barrier = self
             .barriers
             .iter()
             .find(|b| b.at >= from)
             .map_or(self.next_barrier, |b| b.id);
-        self.cursors[color.index()] = Some(Cursor {
-            sent: Seq(from.0.saturating_sub(1)),
-            next_barrier,
-        });
-        Ok(())
+        self.replay(color, from, next_barrier)
+    }
+
+    /// Feeds `color`, restored at `barrier` (placed at `from - 1`), from
+    /// `from` on, with every barrier placed after that one: those placed
+    /// while it was restored ([`Upstream::detach_restoring`]) too, and one
+    /// placed at the same point in the input. Fails as
+    /// [`Upstream::start_replay`] does.
+    pub fn start_replay_after(
+        &mut self,
+        color: Color,
+        from: Seq,
+        barrier: u64,
+    ) -> Result<(), RetentionError> {
+        self.replay(color, from, barrier + 1)
+    }
+
+    fn replay(&mut self, color: Color, from: Seq, next_barrier: u64) -> Result<(), RetentionError> {
+        self.cursors[color.index()] = None;
+        self.restoring[color.index()] = None;
+        let checked = self.check_replay(from);
+        if checked.is_ok() {
+            self.cursors[color.index()] = Some(Cursor {
+                sent: Seq(from.0.saturating_sub(1)),
+                next_barrier,
+            });
+        }
+        self.prune_barriers();
+        checked
     }
 
     /// Stops feeding `color` (lost, or about to be restored).
     pub fn detach(&mut self, color: Color) {
         self.cursors[color.index()] = None;
+        self.restoring[color.index()] = None;
+        self.prune_barriers();
+    }
+
+    /// Stops feeding `color`, which is to be restored from a snapshot at
+    /// `barrier`: the barriers placed after it are kept until its replay
+    /// starts (at most [`UpstreamConfig::max_barriers`] of them).
+    pub fn detach_restoring(&mut self, color: Color, barrier: u64) {
+        self.cursors[color.index()] = None;
+        self.restoring[color.index()] = Some(barrier);
         self.prune_barriers();
     }
 
@@ -481,7 +518,8 @@ impl Upstream {
                 .cursors
                 .iter()
                 .flatten()
-                .all(|c| c.next_barrier > front.id);
+                .all(|c| c.next_barrier > front.id)
+                && self.restoring.iter().flatten().all(|&at| at >= front.id);
             if !passed {
                 break;
             }
