@@ -287,19 +287,28 @@ impl Downstream {
 
     /// Changes the role of a present instance. An instance that starts
     /// serving may already have delivered records no serving instance has:
-    /// those waiting for their twin are emitted now, in order.
-    pub fn set_role(&mut self, color: Color, role: Role) {
+    /// those waiting for their twin are emitted now, in order. Returns the
+    /// origin sequence numbers between which some of its copies were never
+    /// emitted: dropped from a full queue (it ran more than
+    /// [`DownstreamConfig::max_pending`] copies ahead) while it was not
+    /// serving, so that no instance will emit them.
+    pub fn set_role(&mut self, color: Color, role: Role) -> Option<(Seq, Seq)> {
         let me = &mut self.instances[color.index()];
         let was = me.role;
         me.role = role;
         if role != Role::Serving || was == Role::Serving || !me.present {
-            return;
+            return None;
         }
         self.frontier = self.frontier.max(me.frontier);
         let partner_present = self.instances[color.other().index()].present;
+        let mut gap: Option<(Seq, Seq)> = None;
         for stream in &mut self.streams {
             if stream.owner != color {
                 continue;
+            }
+            if stream.overflowed > stream.emitted {
+                let (from, to) = (stream.emitted.seq, stream.overflowed.seq);
+                gap = Some(gap.map_or((from, to), |(f, t)| (f.min(from), t.max(to))));
             }
             for pending in &stream.queue {
                 let key = pending.key();
@@ -315,6 +324,7 @@ impl Downstream {
                 stream.queue.clear();
             }
         }
+        gap
     }
 
     /// The role of `color`, `None` when it is not expected.

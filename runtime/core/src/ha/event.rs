@@ -99,7 +99,9 @@ pub enum Event {
         role: Role,
     },
     /// Outputs between the two seqs were never delivered: the donor died
-    /// before its output up to the restore point arrived.
+    /// before its output up to the restore point arrived, or an instance
+    /// that starts serving ran so far ahead while it did not serve that
+    /// some of its copies were dropped from the full comparison queue.
     OutputGap {
         /// Last output frontier of the donor.
         from: Seq,

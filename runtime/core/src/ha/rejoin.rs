@@ -571,7 +571,9 @@ impl Supervisor {
 
     fn set_role(&mut self, color: Color, role: Role) {
         self.slots[color.index()].role = role;
-        self.downstream.set_role(color, role);
+        if let Some((from, to)) = self.downstream.set_role(color, role) {
+            self.events.push_back(Event::OutputGap { from, to });
+        }
         self.control[color.index()].push_back(ToInstance::SetRole { role });
         self.events.push_back(Event::RoleChanged { color, role });
     }
@@ -1330,6 +1332,46 @@ mod tests {
         assert_eq!(s.role(GREEN), Some(Role::Serving));
         events(&mut s);
         s
+    }
+
+    #[test]
+    fn a_shadow_that_ran_past_the_comparison_queue_reports_the_gap_when_it_serves() {
+        let mut s = Supervisor::new(HaConfig {
+            upstream: UpstreamConfig {
+                retention: 1024,
+                ..UpstreamConfig::default()
+            },
+            downstream: DownstreamConfig {
+                max_pending: 4,
+                ..DownstreamConfig::default()
+            },
+            catch_up_margin: 0,
+            ..HaConfig::default()
+        });
+        let rec = |q: u64| Record::new(Seq(q), EventTime(0), ChannelId(0), q as f64);
+        hello(&mut s, BLUE, 1);
+        ingest(&mut s, 1..=3);
+        let upto = |n: u64| (1..=n).map(rec).collect::<Vec<_>>();
+        deliver(&mut s, BLUE, Seq(3), &upto(3));
+        hello(&mut s, GREEN, 2);
+        restored(&mut s, 1, 0);
+        heartbeat(&mut s, GREEN, 3);
+        assert_eq!(s.role(GREEN), Some(Role::Shadow));
+        ingest(&mut s, 4..=10);
+        // The shadow runs six ahead of blue, two more than the queue holds.
+        deliver(&mut s, GREEN, Seq(9), &(4..=9).map(rec).collect::<Vec<_>>());
+        let mut emitted = Vec::new();
+        s.poll_emitted(&mut emitted);
+        events(&mut s);
+        s.handle_disconnected(BLUE);
+        assert_eq!(s.role(GREEN), Some(Role::Serving));
+        s.poll_emitted(&mut emitted);
+        let seqs: Vec<u64> = emitted.iter().map(|r| r.seq.0).collect();
+        assert_eq!(seqs, [1, 2, 3, 6, 7, 8, 9]);
+        assert!(events(&mut s).contains(&Event::OutputGap {
+            from: Seq(3),
+            to: Seq(5)
+        }));
     }
 
     #[test]

@@ -629,7 +629,9 @@ impl Hub {
             }
             Event::OutputGap { from, to } => self.warn(&format!(
                 "output between origin sequences {from} and {to} was never delivered: \
-                 the instance that made it was lost before its peer had restored past it"
+                 the instance that made it was lost before its peer had restored past it, \
+                 or the instance now serving ran further ahead, while it did not serve, \
+                 than the comparison queue holds"
             )),
             Event::RetentionMoved {
                 color,
