@@ -50,6 +50,14 @@ const CONN_EVENTS: usize = 1024;
 /// Bytes of decoded frames from both links waiting for the hub at most.
 const CONN_BYTES: usize = 2 << 20;
 
+/// How long an orderly end waits for each instance to exit on its own
+/// once its link is closed, before it is killed. An instance writes its
+/// last checkpoint before it exits, and on an SD card under load that
+/// fsync can take seconds: killed sooner, it would leave an older
+/// checkpoint as the newest on disk. With the drain's 10 s this stays
+/// within the service's `TimeoutStopSec` (30 s).
+const INSTANCE_EXIT: Duration = Duration::from_secs(15);
+
 /// Exit code of a run that a second stop signal ended without draining
 /// (128 + SIGINT, as the shell reports an interrupted command).
 pub const INTERRUPTED_EXIT: u8 = 130;
@@ -324,7 +332,7 @@ async fn serve(
         );
     }
     hub.close_links();
-    tokio::task::block_in_place(|| hub.reap(Duration::from_secs(2)));
+    tokio::task::block_in_place(|| hub.reap(INSTANCE_EXIT));
     server.close();
     let _ = std::fs::remove_file(&socket);
     ingress.stop();
