@@ -50,8 +50,9 @@ pub struct HaConfig {
     /// A catching-up instance is caught up when its processed seq is within
     /// this many sequence numbers of the ingress frontier.
     pub catch_up_margin: u64,
-    /// A rejoin whose snapshot has not been restored after this long starts
-    /// over with a new barrier.
+    /// A rejoin whose snapshot has not been restored this long after it
+    /// started, or after the last piece of it was relayed, starts over with
+    /// a new barrier.
     pub rejoin_timeout: Nanos,
     /// A live instance that stays behind its live peer this long without
     /// processing anything more is lost: it answers pings (its network
@@ -393,6 +394,7 @@ impl Supervisor {
                 bytes,
             } => {
                 if self.restoring_from(color, barrier) {
+                    self.snapshot_progressed(now, color.other());
                     self.control[color.other().index()].push_back(ToInstance::SnapshotChunk {
                         barrier,
                         vertex,
@@ -408,6 +410,7 @@ impl Supervisor {
                 state_hash,
             } => {
                 if self.restoring_from(color, barrier) {
+                    self.snapshot_progressed(now, color.other());
                     let joiner = &mut self.slots[color.other().index()];
                     if let Phase::Restoring { donor_hash, .. } = &mut joiner.phase {
                         *donor_hash = Some(state_hash);
@@ -576,6 +579,16 @@ impl Supervisor {
         }
         self.control[color.index()].push_back(ToInstance::SetRole { role });
         self.events.push_back(Event::RoleChanged { color, role });
+    }
+
+    /// A piece of `joiner`'s snapshot was relayed: a large snapshot that
+    /// keeps coming is not timed out, only one that stops coming for
+    /// [`HaConfig::rejoin_timeout`] (the last piece gives the restore itself
+    /// as long).
+    fn snapshot_progressed(&mut self, now: Nanos, joiner: Color) {
+        if let Phase::Restoring { deadline, .. } = &mut self.slots[joiner.index()].phase {
+            *deadline = (*deadline).max(now.add(self.rejoin_timeout));
+        }
     }
 
     /// True when `donor`'s peer is restoring from `donor` at `barrier`.
@@ -981,6 +994,58 @@ mod tests {
         assert!(!drain(&mut s, GREEN)
             .iter()
             .any(|m| matches!(m, ToInstance::Input { .. })));
+    }
+
+    #[test]
+    fn a_rejoin_whose_snapshot_keeps_coming_is_given_time_until_it_stops() {
+        let mut s = Supervisor::new(HaConfig {
+            rejoin_timeout: Nanos::from_millis(100),
+            ..HaConfig::default()
+        });
+        let ms = Nanos::from_millis;
+        hello(&mut s, BLUE, 1);
+        ingest(&mut s, 1..=3);
+        hello(&mut s, GREEN, 1);
+        events(&mut s);
+        // A large snapshot: a chunk every 60 ms, for longer than the timeout.
+        for (i, t) in [60, 120, 180].into_iter().enumerate() {
+            let chunk = ToAgent::SnapshotChunk {
+                barrier: 1,
+                vertex: 0,
+                offset: i as u64,
+                total: 4,
+                bytes: bytes::Bytes::from_static(&[7]),
+            };
+            s.handle_message(ms(t), BLUE, chunk);
+            for color in [BLUE, GREEN] {
+                let answer = ToAgent::Heartbeat {
+                    sent_ns: 0,
+                    seq: 0,
+                    processed: Seq(3),
+                };
+                s.handle_message(ms(t + 5), color, answer);
+            }
+            s.handle_timeout(ms(t + 10));
+            assert_eq!(events(&mut s), vec![], "at {t} ms");
+        }
+        // Then no more chunks: it starts over 100 ms after the last one.
+        for color in [BLUE, GREEN] {
+            let answer = ToAgent::Heartbeat {
+                sent_ns: 0,
+                seq: 0,
+                processed: Seq(3),
+            };
+            s.handle_message(ms(240), color, answer);
+        }
+        s.handle_timeout(ms(279));
+        assert!(!events(&mut s)
+            .iter()
+            .any(|e| matches!(e, Event::RejoinTimedOut { .. })));
+        s.handle_timeout(ms(280));
+        assert!(events(&mut s).contains(&Event::RejoinTimedOut {
+            color: GREEN,
+            barrier: 1
+        }));
     }
 
     #[test]

@@ -113,6 +113,10 @@ struct Instance {
     snapshots: VecDeque<(u64, Vec<u8>, u64)>,
     requested: Vec<u64>,
     restoring: (u64, Vec<u8>),
+    /// Ignores the first snapshot request it gets, as a donor whose
+    /// snapshot failed would: the rejoin waiting for it times out and
+    /// starts over (set as the simulation starts the process).
+    fails_first_snapshot: bool,
 }
 
 impl Instance {
@@ -125,6 +129,7 @@ impl Instance {
             snapshots: VecDeque::new(),
             requested: Vec::new(),
             restoring: (0, Vec::new()),
+            fails_first_snapshot: false,
         }
     }
 
@@ -158,6 +163,9 @@ impl Instance {
                 }
             }
             ToInstance::SnapshotRequest { barrier } => {
+                if std::mem::take(&mut self.fails_first_snapshot) {
+                    return;
+                }
                 if self.snapshots.iter().any(|s| s.0 == barrier) {
                     self.stream_snapshot(barrier, out);
                 } else {
@@ -413,7 +421,12 @@ impl Sim {
                     Color::Green => self.scenario.skew_green_from,
                     Color::Blue => None,
                 };
-                self.procs[color.index()] = Some(Instance::new(gen, skew));
+                let mut instance = Instance::new(gen, skew);
+                // Every fourth process, while chaos lasts, fails its first
+                // snapshot: a rejoin then times out and starts over.
+                instance.fails_first_snapshot =
+                    gen % 4 == 3 && self.now < self.scenario.chaos_until;
+                self.procs[color.index()] = Some(instance);
                 let hello = ToAgent::Hello {
                     color,
                     version: match color {
@@ -611,11 +624,12 @@ fn stream(records: &[Record], channel: u32) -> Vec<Record> {
 fn simulate(seed: u64, scenario: Scenario, trace: bool) -> Result<Sim, String> {
     let mut sim = Sim::new(seed, scenario, trace);
     sim.run(sim.ingress_until + 100 * MS);
-    if sim.backed_off {
+    if sim.backed_off || !sim.settled() {
         // An instance that kept dying before it served pauses before it
-        // starts again (`Restarts`): input goes on until it is back, for
-        // as long as that pause may be, and then a while for it to rejoin
-        // and be compared.
+        // starts again (`Restarts`), and one whose rejoin started over
+        // late in the run (a failed snapshot, the ring moving) is still
+        // restoring: input goes on until it is back, for as long as that
+        // pause may be, and then a while for it to rejoin and be compared.
         let bound = sim.now + MAX_BACKOFF.0 + 500 * MS;
         sim.ingress_until = bound;
         sim.at(sim.now, Ev::Ingress);
