@@ -624,6 +624,32 @@ fn failover(kills: usize, budget: Duration) -> Failover {
     result
 }
 
+/// A throughput part compared with the raw stream sampled before it: runs
+/// it and prints its line; its records per second.
+fn compared_part(
+    what: &str,
+    rate: f64,
+    chain: Chain,
+    output: Output,
+    raw_before: Option<f64>,
+) -> f64 {
+    let (tput, restarts) = throughput(
+        rate,
+        Duration::from_secs(2),
+        Duration::from_secs(4),
+        chain,
+        output,
+    );
+    let of_raw = raw_before.map_or(String::new(), |r| {
+        format!(" ({:.2} of raw quinn before it)", tput / r)
+    });
+    println!(
+        "end to end, {what:<31}{:>8.2} M records/s{of_raw}, {restarts} instance restarts while measuring",
+        tput / 1e6,
+    );
+    tput
+}
+
 // ---------------------------------------------------------------- snapshot
 
 /// A vertex whose whole state is a block of words, frozen with rkyv like
@@ -863,21 +889,13 @@ fn main() {
 
     // The same path with one vertex: how much of the limit is the vertices'.
     let one = runs("one").then(|| {
-        let (one, restarts) = throughput(
+        compared_part(
+            "one vertex instead of five:",
             rate,
-            Duration::from_secs(2),
-            Duration::from_secs(4),
             Chain::One,
             Output::Both,
-        );
-        let of_raw = raw_before.map_or(String::new(), |r| {
-            format!(" ({:.2} of raw quinn before it)", one / r)
-        });
-        println!(
-            "end to end, one vertex instead of five:    {:>8.2} M records/s{of_raw}, {restarts} instance restarts while measuring",
-            one / 1e6,
-        );
-        one
+            raw_before,
+        )
     });
 
     // Again, after the parts that are compared with it.
@@ -981,21 +999,13 @@ fn main() {
     // can disturb them (a failover gap of 21 ms right after it in one run,
     // against 5 ms in a failover-only run of the same build).
     let ceiling = runs("ceiling").then(|| {
-        let (ceiling, restarts) = throughput(
+        compared_part(
+            "green's output withheld:",
             rate,
-            Duration::from_secs(2),
-            Duration::from_secs(4),
             Chain::Five,
             Output::BlueOnly,
-        );
-        let of_raw = raw_before.map_or(String::new(), |r| {
-            format!(" ({:.2} of raw quinn before it)", ceiling / r)
-        });
-        println!(
-            "end to end, green's output withheld:       {:>8.2} M records/s{of_raw}, {restarts} instance restarts while measuring",
-            ceiling / 1e6,
-        );
-        ceiling
+            raw_before,
+        )
     });
 
     // Last: the memory run frees a few hundred MB at its end, and the
