@@ -784,12 +784,17 @@ mod tests {
     }
 
     fn heartbeat(s: &mut Supervisor, color: Color, processed: u64) {
+        heartbeat_at(s, NOW, color, processed);
+    }
+
+    /// `color`'s answer to a ping, at `at`.
+    fn heartbeat_at(s: &mut Supervisor, at: Nanos, color: Color, processed: u64) {
         let msg = ToAgent::Heartbeat {
             sent_ns: 0,
             seq: 0,
             processed: Seq(processed),
         };
-        s.handle_message(NOW, color, msg);
+        s.handle_message(at, color, msg);
     }
 
     /// `color`'s output frame, as its link hands it to the supervisor.
@@ -1018,24 +1023,14 @@ mod tests {
             };
             s.handle_message(ms(t), BLUE, chunk);
             for color in [BLUE, GREEN] {
-                let answer = ToAgent::Heartbeat {
-                    sent_ns: 0,
-                    seq: 0,
-                    processed: Seq(3),
-                };
-                s.handle_message(ms(t + 5), color, answer);
+                heartbeat_at(&mut s, ms(t + 5), color, 3);
             }
             s.handle_timeout(ms(t + 10));
             assert_eq!(events(&mut s), vec![], "at {t} ms");
         }
         // Then no more chunks: it starts over 100 ms after the last one.
         for color in [BLUE, GREEN] {
-            let answer = ToAgent::Heartbeat {
-                sent_ns: 0,
-                seq: 0,
-                processed: Seq(3),
-            };
-            s.handle_message(ms(240), color, answer);
+            heartbeat_at(&mut s, ms(240), color, 3);
         }
         s.handle_timeout(ms(279));
         assert!(!events(&mut s)
@@ -1362,12 +1357,18 @@ mod tests {
         pinged_then_lost(&mut s, 1500);
     }
 
-    #[test]
-    fn a_catching_up_instance_serves_once_its_output_reaches_the_serving_peer() {
+    /// Blue serving at 10 of 40; green restored at 3, catching up.
+    fn green_catching_up() -> Supervisor {
         let mut s = blue_serving_green_joining(64, 1);
         ingest(&mut s, 4..=40);
         s.handle_message(NOW, BLUE, output(10));
         restored(&mut s, 1, 0);
+        s
+    }
+
+    #[test]
+    fn a_catching_up_instance_serves_once_its_output_reaches_the_serving_peer() {
+        let mut s = green_catching_up();
         s.handle_message(NOW, GREEN, output(9));
         assert_eq!(s.role(GREEN), Some(Role::Starting));
         s.handle_message(NOW, GREEN, output(10));
@@ -1379,20 +1380,12 @@ mod tests {
     fn tick(s: &mut Supervisor, t: i64, green: u64) {
         let at = Nanos::from_millis(t);
         s.handle_message(at, BLUE, output(10 + t as u64 / 100));
-        let answer = ToAgent::Heartbeat {
-            sent_ns: 0,
-            seq: 0,
-            processed: Seq(green),
-        };
-        s.handle_message(at, GREEN, answer);
+        heartbeat_at(s, at, GREEN, green);
         s.handle_timeout(at);
     }
 
     fn serving_pair() -> Supervisor {
-        let mut s = blue_serving_green_joining(64, 1);
-        ingest(&mut s, 4..=40);
-        s.handle_message(NOW, BLUE, output(10));
-        restored(&mut s, 1, 0);
+        let mut s = green_catching_up();
         s.handle_message(NOW, GREEN, output(10));
         assert_eq!(s.role(GREEN), Some(Role::Serving));
         events(&mut s);
