@@ -255,7 +255,7 @@ pub fn check_floor(
     }
     if let Some(r) = revoked
         .iter()
-        .find(|r| r.revokes(m.name.as_str(), &m.version))
+        .find(|r| r.revokes(m.name.as_str(), &m.version, m.track.as_str()))
     {
         return Err(PolicyRefusal::Revoked {
             name: m.name.to_string(),

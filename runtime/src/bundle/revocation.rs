@@ -101,9 +101,12 @@ impl Revocation {
         toml::to_string(&raw).unwrap_or_default().into_bytes()
     }
 
-    /// True when it revokes `version` of bundle `name`.
-    pub fn revokes(&self, name: &str, version: &Version) -> bool {
-        self.name.as_str() == name && self.version == *version
+    /// True when it revokes `version` of bundle `name` released on
+    /// `track`. A revocation speaks only for its own track: the keys of one
+    /// track (a canary's, with a lower threshold) cannot revoke another's
+    /// bundles.
+    pub fn revokes(&self, name: &str, version: &Version, track: &str) -> bool {
+        self.name.as_str() == name && self.version == *version && self.track.as_str() == track
     }
 }
 
@@ -167,8 +170,12 @@ mod tests {
             reason: "bad calibration".into(),
         };
         assert_eq!(Revocation::parse(&r.to_bytes()).unwrap(), r);
-        assert!(r.revokes("home", &Version::new(1, 2, 0)));
-        assert!(!r.revokes("home", &Version::new(1, 2, 1)));
+        assert!(r.revokes("home", &Version::new(1, 2, 0), "stable"));
+        assert!(!r.revokes("home", &Version::new(1, 2, 1), "stable"));
+        assert!(
+            !r.revokes("home", &Version::new(1, 2, 0), "canary"),
+            "a stable revocation revoked a canary bundle"
+        );
         let dir = std::env::temp_dir().join(format!("tandem-revoked-{}", std::process::id()));
         let path = dir.join("revoked.json");
         assert!(load(&path).unwrap().is_empty());
