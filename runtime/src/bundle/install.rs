@@ -123,12 +123,19 @@ pub enum Recheck {
 
 /// Why a revocation was not recorded; nothing changed.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot record the revocation in {} ({source}); nothing changed", file.display())]
-pub struct RevokeError {
-    /// The revocations file.
-    pub file: PathBuf,
-    /// Why it could not be written.
-    pub source: io::Error,
+pub enum RevokeError {
+    /// The revocations on disk cannot be read: writing the list over them
+    /// would drop the ones it holds.
+    #[error("cannot record the revocation: {0}")]
+    Read(#[from] StateFileError),
+    /// The revocations file could not be written.
+    #[error("cannot record the revocation in {} ({source}); nothing changed", file.display())]
+    Write {
+        /// The revocations file.
+        file: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
 }
 
 /// An accepted file, ready for the hub.
@@ -484,7 +491,9 @@ pub struct Running {
 
 impl Installs {
     /// The state of `gateway`, as its files say (problems are logged: a
-    /// damaged floor refuses every bundle when one is checked).
+    /// damaged floor refuses every bundle when one is checked, and the
+    /// floor and revocations are read again before either is written, so
+    /// that a file repaired meanwhile is not overwritten by what was held).
     pub fn open(gateway: Gateway) -> Installs {
         let state = gateway.state().unwrap_or_else(|e| {
             tracing::warn!("{e}");
@@ -517,13 +526,16 @@ impl Installs {
     /// Records a revocation (durably, before the answer).
     pub fn revoke(&mut self, revocation: Revocation) -> Result<String, RevokeError> {
         let what = format!("{} {}", revocation.name, revocation.version);
-        if self.revoked.contains(&revocation) {
+        let file = self.gateway.revoked_file();
+        // What is on disk is what the new list extends, not what was read
+        // at start: that may have failed, and the file been repaired since.
+        let mut revoked = revocation::load(&file)?;
+        if revoked.contains(&revocation) {
+            self.revoked = revoked;
             return Ok(format!("{what} was revoked already"));
         }
-        let mut revoked = self.revoked.clone();
         revoked.push(revocation);
-        let file = self.gateway.revoked_file();
-        revocation::save(&file, &revoked).map_err(|source| RevokeError { file, source })?;
+        revocation::save(&file, &revoked).map_err(|source| RevokeError::Write { file, source })?;
         self.revoked = revoked;
         self.record(&what, Outcome::Revoked, "");
         let installed = self.floor.iter().any(|(n, v)| format!("{n} {v}") == what);
@@ -543,17 +555,25 @@ impl Installs {
     /// (durably) and record it.
     pub fn promoted(&mut self) -> Option<String> {
         let running = self.running.take()?;
-        let floor = self.floor.raised(&running.name, &running.version);
         let what = format!("{} {}", running.name, running.version);
-        let warning = match floor.save(&self.gateway.floor_file()) {
-            Ok(()) => {
+        // Raised from what is on disk (see `revoke`), never from a copy
+        // that failed to load.
+        let file = self.gateway.floor_file();
+        let raised = Floor::load(&file)
+            .map_err(|e| e.to_string())
+            .map(|floor| floor.raised(&running.name, &running.version))
+            .and_then(|floor| {
+                floor
+                    .save(&file)
+                    .map(|()| floor)
+                    .map_err(|e| format!("{}: {e}", file.display()))
+            });
+        let warning = match raised {
+            Ok(floor) => {
                 self.floor = floor;
                 String::new()
             }
-            Err(e) => format!(
-                "the anti-rollback floor could not be raised in {} ({e})",
-                self.gateway.floor_file().display()
-            ),
+            Err(e) => format!("the anti-rollback floor could not be raised ({e})"),
         };
         self.installed = json!({"name": running.name, "version": running.version.to_string()});
         self.record(&what, Outcome::Promoted, &warning);

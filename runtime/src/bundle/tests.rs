@@ -590,6 +590,35 @@ fn revocations_need_k_of_n_and_revoked_versions_are_refused() {
 }
 
 #[test]
+fn a_revocation_never_writes_over_revocations_it_could_not_read() {
+    let site = Site::new("revoked-damaged");
+    let revocation = |version: u64| Revocation {
+        name: super::manifest::Name::parse("up").unwrap(),
+        version: Version::new(1, 2, version),
+        track: super::manifest::Name::parse("stable").unwrap(),
+        reason: String::new(),
+    };
+    let file = site.gateway.revoked_file();
+    std::fs::create_dir_all(&site.gateway.bundles_dir).unwrap();
+    super::revocation::save(&file, &[revocation(0)]).unwrap();
+    let good = std::fs::read(&file).unwrap();
+    // Damaged when the agent starts: it holds no revocations.
+    std::fs::write(&file, b"{ damaged").unwrap();
+    let mut installs = super::install::Installs::open(site.gateway.clone());
+    // A revocation while it is damaged is refused, and nothing changes.
+    let e = installs.revoke(revocation(1)).unwrap_err();
+    assert!(e.to_string().contains("damaged"), "{e}");
+    assert_eq!(std::fs::read(&file).unwrap(), b"{ damaged");
+    // Repaired while the agent runs: the next one adds to it.
+    std::fs::write(&file, &good).unwrap();
+    installs.revoke(revocation(1)).unwrap();
+    assert_eq!(
+        super::revocation::load(&file).unwrap(),
+        vec![revocation(0), revocation(1)]
+    );
+}
+
+#[test]
 fn a_gateway_without_trust_refuses_everything() {
     let site = Site::new("no-trust");
     std::fs::remove_file(site.gateway.config_dir.join("tracks.toml")).unwrap();
