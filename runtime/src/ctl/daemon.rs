@@ -1107,6 +1107,8 @@ mod tests {
             "`here` is not an address such as 192.0.2.10:7141"
         );
         assert!(refusal("enrol\tGW\tpi4\tmeter\tstable").contains("is not a gateway name"));
+        assert!(refusal("enrol\tcontroller\tpi4\tmeter\tstable")
+            .contains("is the controller's own name"));
         assert_eq!(
             refusal("rollout\tstable\t/nonexistent/tandem.bundle")
                 .split_once(": cannot read: ")

@@ -40,6 +40,14 @@ impl GatewayId {
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             && !text.starts_with('-');
+        if text == super::transport::CONTROLLER_NAME {
+            // Its certificate would carry the name gateways check the
+            // controller's by: whoever held it could pose as the controller.
+            return Err(format!(
+                "`{text}` is the controller's own name and cannot be a gateway's: \
+                 choose another, such as `gw-0042`"
+            ));
+        }
         if ok {
             Ok(GatewayId(text.to_owned()))
         } else {
