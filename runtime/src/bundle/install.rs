@@ -427,6 +427,26 @@ impl io::Write for SyncOnFlush {
     }
 }
 
+/// Removes the staging directories of installs a crash or a power cut
+/// interrupted (up to a bundle's unpacked size each). Only the agent, which
+/// holds the state directory, stages; at its start none is its own.
+fn remove_leftover_staging(bundles_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(bundles_dir) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        if entry.file_name().to_string_lossy().starts_with(".staging-") {
+            match std::fs::remove_dir_all(entry.path()) {
+                Ok(()) => tracing::info!(
+                    "removed {}, left by an interrupted install",
+                    entry.path().display()
+                ),
+                Err(e) => tracing::warn!("cannot remove {}: {e}", entry.path().display()),
+            }
+        }
+    }
+}
+
 fn next_staging() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -495,6 +515,7 @@ impl Installs {
     /// floor and revocations are read again before either is written, so
     /// that a file repaired meanwhile is not overwritten by what was held).
     pub fn open(gateway: Gateway) -> Installs {
+        remove_leftover_staging(&gateway.bundles_dir);
         let state = gateway.state().unwrap_or_else(|e| {
             tracing::warn!("{e}");
             GatewayState::default()

@@ -619,6 +619,17 @@ fn a_revocation_never_writes_over_revocations_it_could_not_read() {
 }
 
 #[test]
+fn staging_left_by_an_interrupted_install_is_removed_when_the_agent_starts() {
+    let site = Site::new("leftover-staging");
+    let bundles = &site.gateway.bundles_dir;
+    std::fs::create_dir_all(bundles.join(".staging-4242-7/graphs")).unwrap();
+    std::fs::write(bundles.join(".staging-4242-7/graphs/up.toml"), GRAPH).unwrap();
+    std::fs::create_dir_all(bundles.join("up-1.2.0")).unwrap();
+    let _installs = super::install::Installs::open(site.gateway.clone());
+    assert_eq!(site.bundles_dir(), vec!["up-1.2.0".to_owned()]);
+}
+
+#[test]
 fn a_gateway_without_trust_refuses_everything() {
     let site = Site::new("no-trust");
     std::fs::remove_file(site.gateway.config_dir.join("tracks.toml")).unwrap();

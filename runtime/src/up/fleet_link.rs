@@ -167,6 +167,7 @@ impl FleetLink {
         if let Err(e) = crate::private::create_dir(&self.dir) {
             tracing::warn!("fleet: {}: {e}", self.dir.display());
         }
+        remove_leftover_bundles(&self.dir);
         let mut memory = self.load_memory();
         // A bundle the controller sent and this agent took, until its
         // outcome: kept across connections (not across restarts, which cut
@@ -505,6 +506,23 @@ fn read_history(path: &Path) -> Vec<Value> {
 
 async fn write(send: &mut quinn::SendStream, bytes: &[u8]) -> Result<(), LinkError> {
     send.write_all(bytes).await.map_err(LinkError::Write)
+}
+
+/// Removes the bundles a controller sent that an earlier run of this
+/// agent did not get to install (it stopped, or the power went): each is
+/// deleted once its install ends, so any here at start is left over.
+fn remove_leftover_bundles(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "bundle") {
+            if let Err(e) = std::fs::remove_file(&path) {
+                tracing::warn!("fleet: cannot remove {}: {e}", path.display());
+            }
+        }
+    }
 }
 
 #[cfg(test)]
