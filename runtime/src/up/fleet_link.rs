@@ -169,10 +169,9 @@ impl FleetLink {
         }
         remove_leftover_bundles(&self.dir);
         let mut memory = self.load_memory();
-        // A bundle the controller sent and this agent took, until its
-        // outcome: kept across connections (not across restarts, which cut
-        // the upgrade short).
-        let mut installing: Option<(String, String)> = None;
+        // What the controller sent, kept across connections (not across
+        // restarts, which cut the upgrade short).
+        let mut pushed = Pushed::new();
         let mut backoff = Duration::from_millis(100);
         let mut last_error = String::new();
         loop {
@@ -186,7 +185,7 @@ impl FleetLink {
                         );
                         last_error.clear();
                         backoff = Duration::from_millis(100);
-                        self.serve(&connection, &mut memory, &mut installing).await
+                        self.serve(&connection, &mut memory, &mut pushed).await
                     }
                     Err(source) => Err(LinkError::Unreachable { controller, source }),
                 },
@@ -209,7 +208,7 @@ impl FleetLink {
         &self,
         connection: &quinn::Connection,
         memory: &mut Memory,
-        installing: &mut Option<(String, String)>,
+        pushed: &mut Pushed,
     ) -> Result<(), LinkError> {
         let (mut send, recv) = connection.open_bi().await.map_err(LinkError::Closed)?;
         let hello = ToController::Hello {
@@ -219,7 +218,6 @@ impl FleetLink {
         write(&mut send, &wire::encode_message(&hello)).await?;
         let (mut frames, _reader) = Reader::start(recv);
         let mut sent: Option<Sent> = None;
-        let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<(String, String)>();
         let mut tick = tokio::time::interval(POLL);
         loop {
             tokio::select! {
@@ -235,11 +233,31 @@ impl FleetLink {
                             })).await?;
                             continue;
                         }
-                        *installing = Some((sha256.clone(), format!("{name} {version}")));
+                        // Sent again: the controller sends again what a dropped
+                        // link left unanswered.
+                        if let Some((_, accepted, text)) = pushed.last.as_ref().filter(|(s, ..)| *s == sha256) {
+                            let (accepted, text) = (*accepted, text.clone());
+                            write(&mut send, &wire::encode_message(&ToController::Answer {
+                                sha256, accepted, text,
+                            })).await?;
+                            continue;
+                        }
+                        // One install at a time: the one under way answers for
+                        // itself when it ends.
+                        if let Some((current, what)) = &pushed.current {
+                            if *current != sha256 {
+                                let text = format!("{what} is being installed; send this bundle once it has ended");
+                                write(&mut send, &wire::encode_message(&ToController::Answer {
+                                    sha256, accepted: false, text,
+                                })).await?;
+                            }
+                            continue;
+                        }
+                        pushed.current = Some((sha256.clone(), format!("{name} {version}")));
                         tracing::info!("fleet: the controller sent {name} {version}; installing it");
                         let path = self.dir.join(format!("{sha256}.bundle"));
                         let socket = self.socket.clone();
-                        let done = done_tx.clone();
+                        let done = pushed.done_tx.clone();
                         tokio::task::spawn_blocking(move || {
                             let text = install(&path, &bytes, &socket);
                             let _ = std::fs::remove_file(&path);
@@ -250,19 +268,21 @@ impl FleetLink {
                     Ok(None) => return Err(LinkError::Ended),
                     Err(e) => return Err(e),
                 },
-                Some((sha256, text)) = done_rx.recv() => {
+                Some((sha256, text)) = pushed.done_rx.recv() => {
                     let accepted = text.starts_with("ok: ");
-                    if !accepted && installing.as_ref().is_some_and(|(s, _)| *s == sha256) {
-                        *installing = None;
+                    if !accepted && pushed.current.as_ref().is_some_and(|(s, _)| *s == sha256) {
+                        pushed.current = None;
                     }
                     let text = text.strip_prefix("ok: ").or(text.strip_prefix("error: "))
                         .unwrap_or(&text).to_owned();
+                    // Kept, to say again if the link drops before it is said.
+                    pushed.last = Some((sha256.clone(), accepted, text.clone()));
                     write(&mut send, &wire::encode_message(&ToController::Answer {
                         sha256, accepted, text,
                     })).await?;
                 }
                 _ = tick.tick() => {
-                    let report = self.report(memory, installing).await;
+                    let report = self.report(memory, &mut pushed.current).await;
                     let now = tokio::time::Instant::now();
                     if let Some(next) = Sent::next(sent.as_ref(), report, now) {
                         write(&mut send, &wire::encode_message(&ToController::Report(next.report.clone()))).await?;
@@ -506,6 +526,32 @@ fn read_history(path: &Path) -> Vec<Value> {
 
 async fn write(send: &mut quinn::SendStream, bytes: &[u8]) -> Result<(), LinkError> {
     send.write_all(bytes).await.map_err(LinkError::Write)
+}
+
+/// The bundles the controller sent, across connections.
+struct Pushed {
+    /// SHA-256 and "name version" of the bundle the agent took, until its
+    /// outcome (or its refusal).
+    current: Option<(String, String)>,
+    /// Installs that ended, with the agent's answer line: a link that
+    /// dropped meanwhile says it on the next.
+    done_tx: tokio::sync::mpsc::UnboundedSender<(String, String)>,
+    done_rx: tokio::sync::mpsc::UnboundedReceiver<(String, String)>,
+    /// The last answer (SHA-256, accepted, text), said again when the same
+    /// bundle comes again.
+    last: Option<(String, bool, String)>,
+}
+
+impl Pushed {
+    fn new() -> Pushed {
+        let (done_tx, done_rx) = tokio::sync::mpsc::unbounded_channel();
+        Pushed {
+            current: None,
+            done_tx,
+            done_rx,
+            last: None,
+        }
+    }
 }
 
 /// Removes the bundles a controller sent that an earlier run of this
