@@ -29,16 +29,30 @@ pub(crate) fn distance(a: &str, b: &str) -> usize {
     d[at(a.len(), b.len())]
 }
 
+/// Longest name that gets a "did you mean".
+const SUGGEST_MAX_CHARS: usize = 64;
+
 /// The candidates nearest to `word` (at most three, all at the smallest
 /// distance), if any is close enough to be a likely typo.
 pub(crate) fn nearest<'a>(
     word: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Vec<&'a str> {
-    let limit = (word.chars().count() / 3).max(1);
+    let length = word.chars().count();
+    // A typo is in a name a person types: a longer one (a generated file's)
+    // gets no suggestion, and the distance table stays small whatever the
+    // file holds.
+    if length > SUGGEST_MAX_CHARS {
+        return Vec::new();
+    }
+    let limit = (length / 3).max(1);
     let mut best: Vec<&'a str> = Vec::new();
     let mut best_distance = usize::MAX;
     for candidate in candidates {
+        // Lengths that differ by more than the limit are farther than it.
+        if candidate.chars().count().abs_diff(length) > limit {
+            continue;
+        }
         let d = distance(word, candidate);
         if d > limit || d > best_distance || candidate == word {
             continue;
@@ -112,5 +126,16 @@ mod tests {
             did_you_mean("layot", ["name", "layout"]),
             "; did you mean `layout`?"
         );
+    }
+
+    #[test]
+    fn a_name_too_long_to_be_typed_gets_no_suggestion_and_no_huge_table() {
+        // Two 400k-character names: their distance table alone would be
+        // 160 G entries, more than any machine allocates.
+        let word = "a".repeat(400_000);
+        let near = format!("b{}", "a".repeat(399_999));
+        assert_eq!(nearest(&word, [near.as_str()]), Vec::<&str>::new());
+        // A short word is never compared with a far longer candidate.
+        assert_eq!(nearest("ewm", [near.as_str(), "ewma"]), vec!["ewma"]);
     }
 }
