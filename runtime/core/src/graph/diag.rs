@@ -99,23 +99,64 @@ impl Report {
         self.errors.len()
     }
 
-    /// The errors in file order, with lines and columns counted in `text`.
+    /// The errors in file order, with lines and columns counted in `text`
+    /// in one pass (a file may hold a hundred thousand errors).
     pub(crate) fn into_diagnostics(mut self, file: &str, text: &str) -> Diagnostics {
         self.errors.sort_by_key(|(offset, _)| *offset);
+        let mut at = Position::default();
         Diagnostics(
             self.errors
                 .into_iter()
                 .map(|(offset, message)| {
-                    let (line, col) = line_col(text, offset);
+                    at.advance(text, offset);
                     Diagnostic {
                         file: file.to_owned(),
-                        line,
-                        col,
+                        line: at.line,
+                        col: at.col,
                         message,
                     }
                 })
                 .collect(),
         )
+    }
+}
+
+/// A place in a text, moved forward from one error's offset to the next.
+struct Position {
+    offset: usize,
+    line: usize,
+    col: usize,
+}
+
+impl Default for Position {
+    fn default() -> Position {
+        Position {
+            offset: 0,
+            line: 1,
+            col: 1,
+        }
+    }
+}
+
+impl Position {
+    /// Moves to `offset` (clamped to the text and to a character boundary;
+    /// never backwards).
+    fn advance(&mut self, text: &str, offset: usize) {
+        let mut offset = offset.min(text.len());
+        while !text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let Some(between) = text.get(self.offset..offset) else {
+            return;
+        };
+        match between.rfind('\n') {
+            Some(last) => {
+                self.line += between.matches('\n').count();
+                self.col = between.get(last + 1..).unwrap_or("").chars().count() + 1;
+            }
+            None => self.col += between.chars().count(),
+        }
+        self.offset = offset;
     }
 }
 
@@ -135,6 +176,29 @@ pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errors_are_placed_in_one_pass_as_each_alone_would_be() {
+        let text = "a = 1\nβγ = 2\n\nlast = \"é\" x";
+        let offsets = [0, 3, 6, 8, 10, 14, 15, 21, 24, text.len() + 5];
+        let mut report = Report::default();
+        // Out of order, and two at one place.
+        for &o in offsets.iter().rev() {
+            report.at(&(o..o + 1), format!("at {o}"));
+        }
+        report.at(&(8..9), "at 8 again");
+        let placed = report.into_diagnostics("f", text);
+        assert_eq!(placed.len(), offsets.len() + 1);
+        for d in placed.iter() {
+            let o: usize = d
+                .message
+                .split(' ')
+                .nth(1)
+                .and_then(|n| n.parse().ok())
+                .expect("each message names its offset");
+            assert_eq!((d.line, d.col), line_col(text, o), "{}", d.message);
+        }
+    }
 
     #[test]
     fn line_and_column_are_one_based_in_characters() {

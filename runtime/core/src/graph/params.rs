@@ -199,10 +199,12 @@ fn check_names(
     };
     let before = report.len();
     let mut names: Vec<String> = Vec::new();
+    // A set beside the list: a file may list tens of thousands of names.
+    let mut seen: std::collections::BTreeSet<&str> = std::collections::BTreeSet::new();
     for item in items.iter() {
         match item.get_ref() {
             DeValue::String(s) if valid_name(s) => {
-                if names.iter().any(|n| n == s.as_ref()) {
+                if !seen.insert(s.as_ref()) {
                     report.at(
                         &item.span(),
                         format!(

@@ -249,9 +249,10 @@ fn check_node(
     if let Some(from) = kind.outputs_from {
         match params.names(from) {
             Some(names) => {
+                let mut taken: BTreeSet<String> = outputs.iter().map(|(c, _)| c.clone()).collect();
                 for name in names {
                     let channel = format!("{id}.{name}");
-                    if outputs.iter().any(|(c, _)| *c == channel) {
+                    if !taken.insert(channel.clone()) {
                         report.at(
                             names_span.as_ref().unwrap_or(&spec.id.span),
                             format!(
@@ -325,12 +326,13 @@ fn resolve_inputs(
         (Some(inputs), _) => inputs,
     };
     let mut resolved: Vec<(usize, String)> = Vec::new();
+    let mut read: BTreeSet<String> = BTreeSet::new();
     let mut known = inputs.complete;
     for item in &inputs.items {
         match resolve_input(nodes, node, item, by_id, stray_ids) {
             Ok(channels) => {
                 for (producer, channel) in channels {
-                    if resolved.iter().any(|(_, c)| *c == channel) {
+                    if !read.insert(channel.clone()) {
                         report.at(
                             &item.span,
                             format!("{} reads `{channel}` twice", node.who()),
