@@ -189,7 +189,9 @@ fn charge_as(a: f64, b: f64, dt: f64, efficiency: f64) -> f64 {
         let crossing = a / (a - b);
         let first = a * crossing * dt / 2.0;
         let second = b * (1.0 - crossing) * dt / 2.0;
-        if a > 0.0 {
+        // `a` is the side at or above zero (as the test above puts it): from
+        // rest (0 A) into a discharge, all of it is discharge.
+        if a >= 0.0 {
             (first, second)
         } else {
             (second, first)
@@ -458,6 +460,15 @@ mod tests {
                 (437.0, VOLT, f64::NAN, G),
             ],
         )
+    }
+
+    #[test]
+    fn from_rest_into_a_discharge_is_all_discharge_whatever_the_efficiency() {
+        // 0 A to -2 A over 36 s: -36 As, none of it charging.
+        assert_eq!(charge_as(0.0, -2.0, 36.0, 0.5), -36.0);
+        assert_eq!(charge_as(-2.0, 0.0, 36.0, 0.5), -36.0);
+        // From rest into a charge: all of it charging, weighted.
+        assert_eq!(charge_as(0.0, 2.0, 36.0, 0.5), 18.0);
     }
 
     #[test]
