@@ -390,3 +390,21 @@ fn whatever_check_accepts_every_kind_builds() {
         );
     }
 }
+
+#[test]
+fn a_csv_source_with_no_channels_is_refused_by_check_as_by_run() {
+    let dir = scratch("csv-channels");
+    let csv = dir.join("in.csv");
+    std::fs::write(&csv, "time,channel,value\n").unwrap();
+    let text = graph(&format!(
+        "[sources.c]\nkind = \"csv\"\npath = \"{}\"\nchannels = []\n\n[sinks.out]\nkind = \"count\"\ninputs = [\"s.a\"]\n",
+        csv.display()
+    ));
+    refused(
+        &dir,
+        "csv",
+        &text,
+        "8:12",
+        "`c`: `channels` is empty; name the channels the file's `channel` column holds, such as [\"soc\", \"power\"]",
+    );
+}

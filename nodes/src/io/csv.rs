@@ -81,7 +81,21 @@ pub const MAX_PER_POLL: usize = 4096;
 /// Bad rows reported one by one on stderr; the rest are only counted.
 const REPORTED_ERRORS: u64 = 10;
 
+/// The load-time check of the kind: what needs only the parameters (the
+/// file itself is opened when the graph runs).
+pub(crate) fn check(ctx: &BuildContext<'_>) -> Result<(), BuildError> {
+    if names_param(ctx, "channels")?.is_empty() {
+        return Err(BuildError::new(format!(
+            "`{}`: `channels` is empty; name the channels the file's `channel` column holds, such as [\"soc\", \"power\"]",
+            ctx.id
+        ))
+        .at("channels"));
+    }
+    Ok(())
+}
+
 fn build(ctx: &BuildContext<'_>) -> Result<Box<dyn Source>, BuildError> {
+    check(ctx)?;
     let path = text_param(ctx, "path")?;
     let names = names_param(ctx, "channels")?;
     if ctx.outputs.len() != names.len() {

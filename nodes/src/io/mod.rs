@@ -53,6 +53,7 @@ pub static KINDS: &[&KindSpec] = &[
 /// in files when they open them).
 pub static CHECKS: &[(&KindSpec, Check)] = &[
     (&synthetic::KIND, synthetic::check),
+    (&csv::KIND, csv::check),
     (&toggles::KIND, check_toggles),
     (&mqtt::KIND, mqtt::check),
 ];
