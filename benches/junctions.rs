@@ -121,7 +121,7 @@ fn merge(records: &mut [Record]) -> f64 {
         for color in Color::BOTH {
             let mut copy = d.take_spare().unwrap_or_default();
             copy.extend_from_slice(records);
-            d.handle_output_owned(color, frontier, copy);
+            d.handle_output_owned(color, frontier, copy, frontier);
         }
         out.clear();
         d.poll_emitted(&mut out);

@@ -355,20 +355,24 @@ impl Downstream {
     /// [`Downstream::handle_output_owned`]).
     #[cfg(test)]
     pub fn handle_output(&mut self, color: Color, frontier: Seq, records: &[Record]) {
-        self.handle_output_owned(color, frontier, records.to_vec());
-    }
-
-    /// Counts `n` records refused before they reached the junction.
-    pub(crate) fn count_invalid(&mut self, n: u64) {
-        self.stats.invalid += n;
+        self.handle_output_owned(color, frontier, records.to_vec(), Seq(u64::MAX));
     }
 
     /// Takes one `Output` message of `color`: its frontier and its decoded
     /// batch, which it may keep: when every record of it is emitted (the
     /// serving instance ahead, the usual case) and nothing else waits, the
     /// batch itself is what [`Downstream::poll_emitted`] hands out, with no
-    /// copy.
-    pub fn handle_output_owned(&mut self, color: Color, frontier: Seq, records: Vec<Record>) {
+    /// copy. `head` is the input ingested so far: no record can come of
+    /// input after it, and one numbered past it is refused (counted
+    /// invalid), or it would hold its stream's emission above every honest
+    /// record to come.
+    pub fn handle_output_owned(
+        &mut self,
+        color: Color,
+        frontier: Seq,
+        records: Vec<Record>,
+        head: Seq,
+    ) {
         if !self.instances[color.index()].present {
             self.stats.invalid += records.len() as u64;
             return;
@@ -377,7 +381,7 @@ impl Downstream {
         // While every record so far is emitted, none is copied yet.
         let mut whole = self.emitted.is_empty();
         for (i, record) in records.iter().enumerate() {
-            let emit = self.handle_record(color, record);
+            let emit = self.handle_record(color, record, head);
             if whole && !emit {
                 self.emitted
                     .extend_from_slice(records.get(..i).unwrap_or_default());
@@ -410,7 +414,7 @@ impl Downstream {
     }
 
     /// Merges one record; true when it is to be emitted now.
-    fn handle_record(&mut self, color: Color, record: &Record) -> bool {
+    fn handle_record(&mut self, color: Color, record: &Record, head: Seq) -> bool {
         let c = color.index();
         let o = color.other().index();
         let stream_id = StreamId::of(record.channel);
@@ -436,7 +440,7 @@ impl Downstream {
         } else {
             0
         };
-        if record.seq <= me.start {
+        if record.seq <= me.start || record.seq > head {
             self.stats.invalid += 1;
             return false;
         }
@@ -884,12 +888,12 @@ mod tests {
         let mut d = both_serving();
         let batch = output(1..=4);
         let pointer = batch.as_ptr();
-        d.handle_output_owned(BLUE, Seq(4), batch);
+        d.handle_output_owned(BLUE, Seq(4), batch, Seq(u64::MAX));
         let out = emitted(&mut d);
         assert_eq!(out, output(1..=4));
         assert_eq!(out.as_ptr(), pointer, "the decoded batch itself goes on");
         // Green's copies of 1..=4 are compared, not emitted; 5 and 6 are new.
-        d.handle_output_owned(GREEN, Seq(6), output(1..=6));
+        d.handle_output_owned(GREEN, Seq(6), output(1..=6), Seq(u64::MAX));
         assert_eq!(emitted(&mut d), output(5..=6));
         // Green's batch, copied from, comes back empty for the next one.
         let spare = d.take_spare().unwrap();
@@ -898,7 +902,7 @@ mod tests {
         assert_eq!((stats.compared, stats.diverged), (9, 0));
         // Behind what was emitted, slices and owned batches agree.
         d.handle_output(BLUE, Seq(7), &output(5..=7));
-        d.handle_output_owned(GREEN, Seq(8), output(7..=8));
+        d.handle_output_owned(GREEN, Seq(8), output(7..=8), Seq(u64::MAX));
         assert_eq!(emitted(&mut d), output(7..=8));
     }
 

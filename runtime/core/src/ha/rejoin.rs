@@ -364,25 +364,13 @@ impl Supervisor {
                     self.hello(now, color, version);
                 }
             }
-            ToAgent::Output {
-                frontier,
-                mut records,
-            } => {
+            ToAgent::Output { frontier, records } => {
                 if self.slots[color.index()].phase != Phase::Absent {
                     let head = self.upstream.head();
                     let frontier = frontier.min(head);
-                    // No record can come of input not ingested yet: one
-                    // numbered past it is refused (counted invalid), or it
-                    // would hold its stream's emission above every honest
-                    // record to come.
-                    if records.iter().any(|r| r.seq > head) {
-                        let sent = records.len();
-                        records.retain(|r| r.seq <= head);
-                        self.downstream.count_invalid((sent - records.len()) as u64);
-                    }
                     // The decoded batch itself goes on to the sinks when it can.
                     self.downstream
-                        .handle_output_owned(color, frontier, records);
+                        .handle_output_owned(color, frontier, records, head);
                     self.progressed(color, frontier);
                 }
             }
