@@ -24,7 +24,16 @@ fn run(args: &[&str]) -> Output {
 }
 
 fn ok(args: &[&str]) -> String {
-    let out = run(args);
+    succeeded(args, run(args))
+}
+
+/// `ok`, run in `dir`.
+fn ok_in(dir: &Path, args: &[&str]) -> String {
+    succeeded(args, tandem().current_dir(dir).args(args).output().unwrap())
+}
+
+/// Its standard output, once `out` is known to say success.
+fn succeeded(args: &[&str], out: Output) -> String {
     assert!(
         out.status.success(),
         "tandem {args:?}: {}",
@@ -163,9 +172,9 @@ supervise = "700ms"
 fn a_bundle_named_without_a_directory_is_written_where_the_command_runs() {
     let b = Bench::new("bare");
     let graph = b.graph("g", 2, 1.0);
-    let out = tandem()
-        .current_dir(&b.dir)
-        .args([
+    ok_in(
+        &b.dir,
+        &[
             "bundle",
             "build",
             "--graph",
@@ -176,20 +185,12 @@ fn a_bundle_named_without_a_directory_is_written_where_the_command_runs() {
             "1.2.0",
             "-o",
             "up.bundle",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
     );
-    let shown = tandem()
-        .current_dir(&b.dir)
-        .args(["bundle", "inspect", "up.bundle", "--config-dir", "config"])
-        .output()
-        .unwrap();
-    let shown = String::from_utf8_lossy(&shown.stdout);
+    let shown = ok_in(
+        &b.dir,
+        &["bundle", "inspect", "up.bundle", "--config-dir", "config"],
+    );
     assert!(shown.contains("bundle up 1.2.0"), "{shown}");
 }
 

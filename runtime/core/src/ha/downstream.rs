@@ -908,13 +908,7 @@ mod tests {
 
     #[test]
     fn copies_waiting_for_their_twin_are_bounded_over_all_streams() {
-        let config = DownstreamConfig {
-            max_pending: 10,
-            ..DownstreamConfig::default()
-        };
-        let mut d = Downstream::new(config, Tolerances::exact());
-        d.expect(BLUE, Seq::ZERO, Role::Serving);
-        d.expect(GREEN, Seq::ZERO, Role::Serving);
+        let mut d = both_serving_with_room_for(10);
         // Blue runs far ahead on 100 streams; green says nothing.
         for seq in 1..=50u64 {
             let batch: Vec<Record> = (0..100).map(|c| rec(seq, c, seq as f64)).collect();
@@ -938,13 +932,7 @@ mod tests {
 
     #[test]
     fn queues_emptied_one_stream_after_another_give_their_room_back() {
-        let config = DownstreamConfig {
-            max_pending: 2048,
-            ..DownstreamConfig::default()
-        };
-        let mut d = Downstream::new(config, Tolerances::exact());
-        d.expect(BLUE, Seq::ZERO, Role::Serving);
-        d.expect(GREEN, Seq::ZERO, Role::Serving);
+        let mut d = both_serving_with_room_for(2048);
         // On 64 streams in turn, blue runs 1000 copies ahead, then green
         // catches up: never more than 1000 waiting at once.
         for c in 0..64u32 {

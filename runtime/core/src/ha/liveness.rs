@@ -278,13 +278,22 @@ mod tests {
         assert_eq!(l.poll_timeout(ms(140)), Some(Color::Blue));
     }
 
+    /// `color` connected at 0 ms (pinged then), answered at 1 ms, and has
+    /// owed nothing since.
+    fn answered(color: Color, pinged: bool) -> Liveness {
+        let mut l = liveness();
+        l.watch(ms(0), color);
+        if pinged {
+            assert_eq!(l.poll_ping(ms(0)), Some((color, 1)));
+        }
+        l.handle_heard(ms(1), color);
+        l.owes(ms(1), color, false);
+        l
+    }
+
     #[test]
     fn an_instance_that_owes_nothing_is_pinged_only_to_keep_it_alive() {
-        let mut l = liveness();
-        l.watch(ms(0), Color::Green);
-        assert_eq!(l.poll_ping(ms(0)), Some((Color::Green, 1)));
-        l.handle_heard(ms(1), Color::Green);
-        l.owes(ms(1), Color::Green, false);
+        let mut l = answered(Color::Green, true);
         // Silent far longer than the 5 ms interval and the 20 ms timeout:
         // nothing is expected of it before the 50 ms keepalive.
         assert_eq!(l.next_wakeup(), Some(ms(50)));
@@ -304,11 +313,7 @@ mod tests {
 
     #[test]
     fn a_frame_that_arrived_before_a_ping_does_not_answer_it() {
-        let mut l = liveness();
-        l.watch(ms(0), Color::Green);
-        assert_eq!(l.poll_ping(ms(0)), Some((Color::Green, 1)));
-        l.handle_heard(ms(1), Color::Green);
-        l.owes(ms(1), Color::Green, false);
+        let mut l = answered(Color::Green, true);
         assert_eq!(l.poll_ping(ms(50)), Some((Color::Green, 2)));
         // A frame that arrived at 49 ms is handled after the ping went
         // out: the ping is still unanswered, and its deadline stands.
@@ -320,10 +325,7 @@ mod tests {
 
     #[test]
     fn an_instance_that_begins_to_owe_has_a_timeout_from_then() {
-        let mut l = liveness();
-        l.watch(ms(0), Color::Blue);
-        l.handle_heard(ms(1), Color::Blue);
-        l.owes(ms(1), Color::Blue, false);
+        let mut l = answered(Color::Blue, false);
         // Input goes to it at 30 ms, long after it was last heard.
         l.owes(ms(30), Color::Blue, true);
         assert_eq!(l.poll_timeout(ms(30)), None);
