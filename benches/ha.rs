@@ -54,7 +54,7 @@ use tandem_workspace::median;
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use tandem::checkpoint::{self, format, Checkpoint, GraphStamp};
-use tandem::harness::proc::{peak_rss_bytes, try_signal};
+use tandem::harness::proc::{cpu_by_thread, peak_rss_bytes, try_signal};
 use tandem::harness::{
     agent_config, status, Agent as _, InProcess, Launcher, Scratch, WITHHOLD_OUTPUT,
 };
@@ -409,33 +409,13 @@ fn peak_rss(rate: f64, warm: Duration, measure: Duration) -> [Option<f64>; 3] {
 
 // ---------------------------------------------------------------- cpu
 
-/// CPU seconds (user + system) per thread name of process `pid`, from
-/// /proc: where the time of a run goes, without a profiler.
-fn cpu_by_thread(pid: u32) -> BTreeMap<String, f64> {
-    let mut out = BTreeMap::new();
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return out;
-    };
-    for task in tasks.flatten() {
-        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
-            continue;
-        };
-        // `pid (comm) state ...`: comm may hold spaces, so split at the last ')'.
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-            continue;
-        };
-        let name = stat[open + 1..close].to_owned();
-        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-        let ticks = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|f| f.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        // After the comm: state is field 0, utime 11, stime 12.
-        *out.entry(name).or_insert(0.0) += (ticks(11) + ticks(12)) / 100.0;
-    }
-    out
+/// CPU seconds per thread name of process `pid`: where the time of a run
+/// goes, without a profiler.
+fn cpu_seconds_by_thread(pid: u32) -> BTreeMap<String, f64> {
+    cpu_by_thread(pid)
+        .into_iter()
+        .map(|(name, used)| (name, used.as_secs_f64()))
+        .collect()
 }
 
 /// CPU of this process's threads and of each instance over a window.
@@ -449,7 +429,7 @@ impl CpuWindow {
     fn start(pids: Vec<(String, u32)>) -> CpuWindow {
         let before = pids
             .iter()
-            .map(|(name, pid)| (name.clone(), cpu_by_thread(*pid)))
+            .map(|(name, pid)| (name.clone(), cpu_seconds_by_thread(*pid)))
             .collect();
         CpuWindow {
             before,
@@ -462,7 +442,7 @@ impl CpuWindow {
     fn report(self) {
         let secs = self.at.elapsed().as_secs_f64();
         for ((name, pid), (_, before)) in self.pids.iter().zip(&self.before) {
-            let after = cpu_by_thread(*pid);
+            let after = cpu_seconds_by_thread(*pid);
             let mut used: Vec<(String, f64)> = after
                 .iter()
                 .map(|(t, a)| (t.clone(), (a - before.get(t).unwrap_or(&0.0)) / secs))

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use tandem::harness::proc::cpu_by_thread;
 use tandem::harness::{Agent as _, Launcher, Scratch};
 
 /// The target: the whole of `tandem up` on the home graph, in % of one core.
@@ -34,50 +35,15 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
 }
 
-/// CPU time a process has used so far: the time each of its threads has
-/// spent on a CPU, in nanoseconds, from `/proc/<pid>/task/*/schedstat`
-/// (the clock ticks of `/proc/<pid>/stat` are 10 ms: a gateway idling at a
-/// few tenths of a percent uses only a handful of them in a window). A
-/// thread that ends within the window takes its time with it; an idle
-/// gateway's threads live as long as it does. Where the kernel keeps no
-/// schedstat, the ticks.
+/// CPU time a process has used so far, all its threads together
+/// (`tandem::harness::proc::cpu_by_thread`: nanoseconds on a CPU).
 fn cpu_of(pid: u32) -> Duration {
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
-        .into_iter()
-        .flatten();
-    let per_thread: Vec<u64> = tasks
-        .flatten()
-        .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
-        .filter_map(|line| line.split_whitespace().next()?.parse::<u64>().ok())
-        .collect();
-    if per_thread.is_empty() {
-        return ticks_of(pid);
-    }
-    Duration::from_nanos(per_thread.iter().sum())
-}
-
-/// CPU time (user + system) a process has used so far, in clock ticks.
-fn ticks_of(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .unwrap_or_else(|e| panic!("cannot read the CPU time of process {pid}: {e}"));
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    // utime and stime are fields 14 and 15, i.e. 11 and 12 after the state.
-    let ticks: u64 = [11, 12]
-        .iter()
-        .map(|&i| {
-            fields
-                .get(i)
-                .and_then(|f| f.parse::<u64>().ok())
-                .expect("utime and stime")
-        })
-        .sum();
-    // SAFETY: sysconf only reads a configuration value.
-    let per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Duration::from_nanos(ticks * 1_000_000_000 / per_sec)
+    let threads = cpu_by_thread(pid);
+    assert!(
+        !threads.is_empty(),
+        "cannot read the CPU time of process {pid}"
+    );
+    threads.values().sum()
 }
 
 /// CPU of each `(name, pid)` over `window`, in % of one core.
