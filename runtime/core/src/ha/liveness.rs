@@ -306,9 +306,14 @@ mod tests {
         assert_eq!(l.poll_ping(ms(99)), None);
         assert_eq!(l.poll_ping(ms(100)), Some((Color::Green, 3)));
         // This one is not: lost a timeout after it went out.
-        assert_eq!(l.next_wakeup(), Some(ms(120)));
-        assert_eq!(l.poll_timeout(ms(119)), None);
-        assert_eq!(l.poll_timeout(ms(120)), Some(Color::Green));
+        lost_at(&mut l, Color::Green, 120);
+    }
+
+    /// Nothing is due before `t` ms, when `color` is lost.
+    fn lost_at(l: &mut Liveness, color: Color, t: i64) {
+        assert_eq!(l.next_wakeup(), Some(ms(t)));
+        assert_eq!(l.poll_timeout(ms(t - 1)), None);
+        assert_eq!(l.poll_timeout(ms(t)), Some(color));
     }
 
     #[test]
@@ -318,9 +323,7 @@ mod tests {
         // A frame that arrived at 49 ms is handled after the ping went
         // out: the ping is still unanswered, and its deadline stands.
         l.handle_heard(ms(49), Color::Green);
-        assert_eq!(l.next_wakeup(), Some(ms(70)));
-        assert_eq!(l.poll_timeout(ms(69)), None);
-        assert_eq!(l.poll_timeout(ms(70)), Some(Color::Green));
+        lost_at(&mut l, Color::Green, 70);
     }
 
     #[test]
